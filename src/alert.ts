@@ -1,0 +1,330 @@
+/**
+ * The one normalized, immutable Alert shared by every source, stage and sink.
+ *
+ * Normalisation happens once, at the edge (sources call {@link alertFromJson} or build an
+ * {@link AlertInit} and call {@link createAlert}); afterwards nothing mutates an Alert. Enrichers
+ * return a new Alert with more `companion.*` keys ({@link withEnrichment}).
+ */
+import { CompanionError } from './errors.js';
+import { LosslessNumber, deepFreeze, isJsonObject, stringify, type JsonObject, type JsonValue } from './json/lossless.js';
+
+/** Falco priorities, most severe first: the index is the proto enum number (0 EMERGENCY ... 7 DEBUG). */
+export const PRIORITIES = [
+  'Emergency',
+  'Alert',
+  'Critical',
+  'Error',
+  'Warning',
+  'Notice',
+  'Informational',
+  'Debug',
+] as const;
+export type Priority = (typeof PRIORITIES)[number];
+
+const PRIORITY_BY_LOWER = new Map<string, Priority>(PRIORITIES.map((p) => [p.toLowerCase(), p]));
+PRIORITY_BY_LOWER.set('info', 'Informational');
+
+/** Case-insensitive priority name (Falco JSON `Informational`, rules files `INFO`), or null. */
+export function parsePriority(name: string): Priority | null {
+  return PRIORITY_BY_LOWER.get(name.trim().toLowerCase()) ?? null;
+}
+
+/** Severity rank: 0 = Emergency (most severe) ... 7 = Debug. Compare by name, never sidekick numbers. */
+export function priorityRank(p: Priority): number {
+  return PRIORITIES.indexOf(p);
+}
+
+/** True when `p` is at least as severe as `min`. */
+export function atLeast(p: Priority, min: Priority): boolean {
+  return priorityRank(p) <= priorityRank(min);
+}
+
+/** A value in output_fields: typed as Falco's JSON gives it, big integers exact. */
+export type FieldValue = string | number | boolean | null | LosslessNumber;
+export type OutputFields = Readonly<Record<string, FieldValue>>;
+
+/** Values the companion adds (`companion.*` keys when serialised). Keep them compact (< 512 chars). */
+export type EnrichValue = string | number | boolean | null;
+
+export type OriginKind = 'http' | 'grpc' | 'file' | 'stdin' | 'replay' | 'test' | 'detector';
+
+export interface Origin {
+  readonly kind: OriginKind;
+  /** Component id that produced it, e.g. `source/http`. */
+  readonly component: string;
+}
+
+export interface Alert {
+  /** RFC 3339 UTC with exactly 9 fractional digits. */
+  readonly time: string;
+  /** Event time in nanoseconds since the epoch, exact. Detection windows run on this. */
+  readonly timeNs: bigint;
+  readonly rule: string;
+  readonly priority: Priority;
+  /** `syscall`, `k8s_audit`, `internal`, plugin names; null when the sender had none (Falco < 0.30). */
+  readonly source: string | null;
+  /** null when the sender had none (Falco < 0.32). */
+  readonly hostname: string | null;
+  readonly output: string;
+  /** null when the sender had none (internal messages, old Falco). */
+  readonly tags: readonly string[] | null;
+  /** null when the sender had none (Falco 0.41+ can switch them off). Key order kept. */
+  readonly outputFields: OutputFields | null;
+  /** Other top-level keys the sender included (`message`, `uuid`, ...), passed through untouched. */
+  readonly extra: JsonObject;
+  /** What the companion added, keys without the `companion.` prefix. */
+  readonly companion: Readonly<Record<string, EnrichValue>>;
+  readonly origin: Origin;
+  /** Wall-clock ms when the companion received it (for latency metrics only). */
+  readonly receivedAtMs: number;
+}
+
+export interface AlertInit {
+  time: string;
+  rule: string;
+  priority: Priority;
+  source?: string | null;
+  hostname?: string | null;
+  output?: string;
+  tags?: readonly string[] | null;
+  outputFields?: Record<string, FieldValue> | null;
+  extra?: Record<string, JsonValue>;
+  companion?: Record<string, EnrichValue>;
+  origin: Origin;
+  receivedAtMs?: number;
+}
+
+/** Why an input is not an alert. `reason` is precise and safe to return in a 400 body. */
+export class InvalidAlertError extends CompanionError {
+  readonly hint: string | null;
+  constructor(reason: string, hint: string | null = null) {
+    super('E_INVALID_ALERT', reason);
+    this.name = 'InvalidAlertError';
+    this.hint = hint;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Time
+
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9})\d*)?([Zz]|[+-]\d{2}:?\d{2})$/;
+
+export interface ParsedTime {
+  /** Canonical `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`. */
+  readonly text: string;
+  readonly ns: bigint;
+}
+
+/** Parse an RFC 3339 timestamp into exact ns and the canonical 9-digit UTC text; null if invalid. */
+export function parseTime(s: string): ParsedTime | null {
+  const m = RFC3339.exec(s);
+  if (!m) return null;
+  const [, y, mo, d, h, mi, se, frac = '', zone = 'Z'] = m;
+  const ms = Date.UTC(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(se));
+  if (!Number.isFinite(ms)) return null;
+  const check = new Date(ms);
+  if (check.getUTCDate() !== Number(d) || check.getUTCMonth() !== Number(mo) - 1 || Number(h) > 23 || Number(mi) > 59 || Number(se) > 60) {
+    return null;
+  }
+  let offsetMin = 0;
+  if (zone !== 'Z' && zone !== 'z') {
+    const sign = zone[0] === '-' ? -1 : 1;
+    const digits = zone.slice(1).replace(':', '');
+    offsetMin = sign * (Number(digits.slice(0, 2)) * 60 + Number(digits.slice(2, 4)));
+  }
+  const seconds = BigInt(ms / 1000 - offsetMin * 60);
+  const nanos = BigInt(frac.padEnd(9, '0'));
+  const ns = seconds * 1_000_000_000n + nanos;
+  return { ns, text: formatTimeNs(ns) };
+}
+
+/** Format ns since the epoch as RFC 3339 UTC with 9 fractional digits. */
+export function formatTimeNs(ns: bigint): string {
+  let sec = ns / 1_000_000_000n;
+  let frac = ns % 1_000_000_000n;
+  if (frac < 0n) {
+    frac += 1_000_000_000n;
+    sec -= 1n;
+  }
+  const iso = new Date(Number(sec) * 1000).toISOString(); // YYYY-MM-DDTHH:MM:SS.000Z
+  return `${iso.slice(0, 19)}.${frac.toString().padStart(9, '0')}Z`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Construction
+
+const EMPTY: Readonly<Record<string, never>> = Object.freeze({});
+
+/** Build a frozen Alert from already-validated parts. */
+export function createAlert(init: AlertInit): Alert {
+  const t = parseTime(init.time);
+  if (!t) throw new InvalidAlertError(`"time" is not an RFC 3339 timestamp: ${JSON.stringify(init.time).slice(0, 80)}`);
+  const fields = init.outputFields ?? null;
+  const alert: Alert = {
+    time: t.text,
+    timeNs: t.ns,
+    rule: init.rule,
+    priority: init.priority,
+    source: init.source ?? null,
+    hostname: init.hostname ?? null,
+    output: init.output ?? '',
+    tags: init.tags ? Object.freeze([...init.tags]) : null,
+    outputFields: fields ? Object.freeze({ ...fields }) : null,
+    extra: init.extra ? deepFreeze({ ...init.extra }) : EMPTY,
+    companion: init.companion ? Object.freeze({ ...init.companion }) : EMPTY,
+    origin: Object.freeze({ ...init.origin }),
+    receivedAtMs: init.receivedAtMs ?? Date.now(),
+  };
+  return Object.freeze(alert);
+}
+
+const KNOWN_KEYS = new Set(['time', 'rule', 'priority', 'source', 'hostname', 'output', 'tags', 'output_fields']);
+
+/**
+ * Normalise a parsed Falco JSON alert (http_output body, stdout/file line, the JSON inside gRPC
+ * `output`). Throws InvalidAlertError with a precise reason and, where the body shows a
+ * misconfigured Falco, a hint.
+ */
+export function alertFromJson(v: JsonValue, origin: Origin, receivedAtMs = Date.now()): Alert {
+  if (!isJsonObject(v)) {
+    throw new InvalidAlertError(
+      `body is a JSON ${Array.isArray(v) ? 'array' : v === null ? 'null' : typeof v === 'object' ? 'number' : typeof v}, not an object`,
+      Array.isArray(v) ? 'Falco sends one alert per request; batches are not part of its http_output' : null,
+    );
+  }
+  const o = v;
+  const rule = o['rule'];
+  const priority = o['priority'];
+  const time = o['time'];
+  const missing = (['rule', 'priority', 'time'] as const).filter((k) => o[k] === undefined || o[k] === null);
+  if (missing.length > 0) {
+    const hint =
+      o['output'] !== undefined
+        ? null
+        : 'this does not look like a Falco alert: set json_output: true in falco.yaml';
+    throw new InvalidAlertError(`missing required key${missing.length > 1 ? 's' : ''} ${missing.map((k) => `"${k}"`).join(', ')}`, hint);
+  }
+  if (typeof rule !== 'string' || rule.trim() === '') throw new InvalidAlertError('"rule" must be a non-empty string');
+  if (typeof priority !== 'string') throw new InvalidAlertError('"priority" must be a string');
+  const p = parsePriority(priority);
+  if (!p) {
+    throw new InvalidAlertError(
+      `"priority" ${JSON.stringify(priority).slice(0, 40)} is not a Falco priority (Emergency, Alert, Critical, Error, Warning, Notice, Informational, Debug)`,
+    );
+  }
+  if (typeof time !== 'string') throw new InvalidAlertError('"time" must be an RFC 3339 string');
+  if (!parseTime(time)) throw new InvalidAlertError(`"time" is not an RFC 3339 timestamp: ${JSON.stringify(time).slice(0, 60)}`);
+
+  const output = o['output'];
+  if (output !== undefined && output !== null && typeof output !== 'string') throw new InvalidAlertError('"output" must be a string');
+  const source = o['source'];
+  if (source !== undefined && source !== null && typeof source !== 'string') throw new InvalidAlertError('"source" must be a string');
+  const hostname = o['hostname'];
+  if (hostname !== undefined && hostname !== null && typeof hostname !== 'string') throw new InvalidAlertError('"hostname" must be a string');
+
+  let tags: string[] | null = null;
+  const rawTags = o['tags'];
+  if (rawTags !== undefined && rawTags !== null) {
+    if (!Array.isArray(rawTags) || rawTags.some((t) => typeof t !== 'string')) throw new InvalidAlertError('"tags" must be an array of strings');
+    tags = rawTags as string[];
+  }
+
+  let fields: Record<string, FieldValue> | null = null;
+  const rawFields = o['output_fields'];
+  if (rawFields !== undefined && rawFields !== null) {
+    if (!isJsonObject(rawFields)) throw new InvalidAlertError('"output_fields" must be an object');
+    fields = {};
+    for (const k in rawFields) {
+      const x = rawFields[k] as JsonValue;
+      if (x !== null && typeof x === 'object' && !(x instanceof LosslessNumber)) {
+        // Falco never nests values; keep the text so nothing is lost and downstream stays flat.
+        fields[k] = stringify(x);
+      } else {
+        fields[k] = x as FieldValue;
+      }
+    }
+  }
+
+  let extra: Record<string, JsonValue> | undefined;
+  for (const k in o) {
+    if (!KNOWN_KEYS.has(k)) (extra ??= {})[k] = o[k] as JsonValue;
+  }
+
+  return createAlert({
+    time,
+    rule,
+    priority: p,
+    source: (source as string | null | undefined) ?? null,
+    hostname: (hostname as string | null | undefined) ?? null,
+    output: (output as string | null | undefined) ?? '',
+    tags,
+    outputFields: fields,
+    extra: extra ?? {},
+    origin,
+    receivedAtMs,
+  });
+}
+
+/** Return a new Alert with more companion keys (later keys win). The input is untouched. */
+export function withEnrichment(a: Alert, add: Readonly<Record<string, EnrichValue>>): Alert {
+  const keys = Object.keys(add);
+  if (keys.length === 0) return a;
+  return Object.freeze({ ...a, companion: Object.freeze({ ...a.companion, ...add }) });
+}
+
+/** A field value as a string (null when absent, `<NA>` or null). */
+export function fieldString(a: Alert, key: string): string | null {
+  const v = a.outputFields?.[key];
+  if (v === undefined || v === null) return null;
+  if (typeof v === 'string') return v === '<NA>' ? null : v;
+  return String(v);
+}
+
+/** A field value as a finite number (null when absent or not numeric). */
+export function fieldNumber(a: Alert, key: string): number | null {
+  const v = a.outputFields?.[key];
+  if (v === undefined || v === null || typeof v === 'boolean') return null;
+  const n = typeof v === 'number' ? v : Number(typeof v === 'string' ? v : v.raw);
+  return Number.isFinite(n) && !(typeof v === 'string' && v.trim() === '') ? n : null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Serialisation (Falco's JSON shape; keys in current Falco's alphabetical order)
+
+export interface SerializeOptions {
+  /** Add `companion.*` keys into output_fields (default true). */
+  readonly includeCompanion?: boolean;
+}
+
+/** Falco-shaped JSON text of an alert, digits exact. Valid input for Falcosidekick and Talon. */
+export function serializeAlert(a: Alert, opts: SerializeOptions = {}): string {
+  const parts: string[] = [];
+  if (a.hostname !== null) parts.push(`"hostname":${JSON.stringify(a.hostname)}`);
+  parts.push(`"output":${JSON.stringify(a.output)}`);
+  const withCompanion = opts.includeCompanion !== false;
+  const companionKeys = withCompanion ? Object.keys(a.companion) : [];
+  if (a.outputFields !== null || companionKeys.length > 0) {
+    let s = '{';
+    let first = true;
+    if (a.outputFields) {
+      for (const k in a.outputFields) {
+        if (!first) s += ',';
+        first = false;
+        s += JSON.stringify(k) + ':' + stringify(a.outputFields[k] as FieldValue);
+      }
+    }
+    for (const k of companionKeys) {
+      if (!first) s += ',';
+      first = false;
+      s += JSON.stringify('companion.' + k) + ':' + stringify(a.companion[k] as EnrichValue);
+    }
+    parts.push(`"output_fields":${s}}`);
+  }
+  parts.push(`"priority":${JSON.stringify(a.priority)}`);
+  parts.push(`"rule":${JSON.stringify(a.rule)}`);
+  if (a.source !== null) parts.push(`"source":${JSON.stringify(a.source)}`);
+  if (a.tags !== null) parts.push(`"tags":${JSON.stringify(a.tags)}`);
+  parts.push(`"time":${JSON.stringify(a.time)}`);
+  for (const k in a.extra) parts.push(`${JSON.stringify(k)}:${stringify(a.extra[k] as JsonValue)}`);
+  return `{${parts.join(',')}}`;
+}

@@ -1,0 +1,26 @@
+/**
+ * The configuration schema: the single source of truth for types, defaults, env variables
+ * (FALCO_COMPANION_<SECTION>_<KEY>) and docs. Sections live in ./sections/.
+ */
+import { obj, str, type Infer } from './dsl.js';
+import { grpcSection, httpSection, inputSection, logSection, queueSection, routeSection, shutdownSection, sinksSection } from './sections/core.js';
+import { enrichSection } from './sections/enrich.js';
+import { detectSection } from './sections/detect.js';
+import { spoolSection } from './sections/spool.js';
+
+export const configSchema = obj('falco-companion configuration', {
+  state_dir: str('Directory for the state database (spool, baselines, image history).', '/var/lib/falco-companion'),
+  log: logSection,
+  http: httpSection,
+  grpc: grpcSection,
+  input: inputSection,
+  queue: queueSection,
+  enrich: enrichSection,
+  detect: detectSection,
+  route: routeSection,
+  sinks: sinksSection,
+  spool: spoolSection,
+  shutdown: shutdownSection,
+});
+
+export type Config = Infer<typeof configSchema>;

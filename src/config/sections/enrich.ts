@@ -1,0 +1,7 @@
+/** Enrichment settings (owned by the enrichment work: src/enrich/). */
+import { bool, duration, obj } from '../dsl.js';
+
+export const enrichSection = obj('Enrichment: container/image history and egress destinations.', {
+  enabled: bool('Run the enrichers.', true),
+  budget: duration('Per-alert enrichment budget; on overrun the alert goes on with companion.enrich_error.', 50, { min: 1, max: 10_000 }),
+});

@@ -1,0 +1,242 @@
+/**
+ * Validate a YAML document against a schema, reporting every problem at once as
+ * `file:line:col: message`. Also applies environment variables and flag overrides.
+ */
+import { readFileSync } from 'node:fs';
+import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node as YamlNode } from 'yaml';
+import { ConfigError } from '../errors.js';
+import { envName, leaves, parseDuration, parseSize, type ObjectSpec, type Spec } from './dsl.js';
+
+export interface Problem {
+  readonly where: string;
+  readonly message: string;
+}
+
+function fmt(p: Problem): string {
+  return `${p.where}: ${p.message}`;
+}
+
+interface Ctx {
+  readonly file: string;
+  readonly lc: LineCounter | null;
+  readonly problems: Problem[];
+}
+
+function whereOf(ctx: Ctx, node: YamlNode | null | undefined, path: readonly string[]): string {
+  if (ctx.lc && node?.range) {
+    const { line, col } = ctx.lc.linePos(node.range[0]);
+    return `${ctx.file}:${line}:${col}`;
+  }
+  return `${ctx.file}: ${path.join('.') || '(root)'}`;
+}
+
+/** Convert and check one value against a spec. `node` gives positions (null for env/flags). */
+function check(ctx: Ctx, spec: Spec, value: unknown, node: YamlNode | null | undefined, path: string[]): unknown {
+  const name = path.join('.');
+  const bad = (msg: string): undefined => {
+    ctx.problems.push({ where: whereOf(ctx, node, path), message: `${name}: ${msg}` });
+    return undefined;
+  };
+  switch (spec.kind) {
+    case 'string': {
+      if (value === null) return spec.default === null ? null : bad('must be a string, not null');
+      if (typeof value === 'number' || typeof value === 'boolean') value = String(value);
+      if (typeof value !== 'string') return bad('must be a string');
+      const err = spec.check?.(value);
+      return err ? bad(err) : value;
+    }
+    case 'int':
+    case 'number': {
+      const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+      if (typeof n !== 'number' || !Number.isFinite(n)) return bad(`must be a number, got ${JSON.stringify(value)}`);
+      if (spec.kind === 'int' && !Number.isInteger(n)) return bad('must be a whole number');
+      if (spec.min !== undefined && n < spec.min) return bad(`must be ≥ ${spec.min}`);
+      if (spec.max !== undefined && n > spec.max) return bad(`must be ≤ ${spec.max}`);
+      return n;
+    }
+    case 'bool': {
+      if (typeof value === 'boolean') return value;
+      if (typeof value === 'string' && /^(true|false|1|0|yes|no)$/i.test(value)) return /^(true|1|yes)$/i.test(value);
+      return bad('must be true or false');
+    }
+    case 'enum': {
+      const s = typeof value === 'string' ? value : String(value);
+      const hit = spec.values.find((v) => (spec.caseInsensitive ? v.toLowerCase() === s.toLowerCase() : v === s));
+      return hit ?? bad(`must be one of ${spec.values.join(', ')}; got ${JSON.stringify(value)}`);
+    }
+    case 'duration': {
+      const ms = parseDuration(value);
+      if (ms === null) return bad(`must be a duration such as 500ms, 10s, 5m, 1h (got ${JSON.stringify(value)})`);
+      if (spec.min !== undefined && ms < spec.min) return bad(`must be ≥ ${spec.min} ms`);
+      if (spec.max !== undefined && ms > spec.max) return bad(`must be ≤ ${spec.max} ms`);
+      return ms;
+    }
+    case 'size': {
+      const b = parseSize(value);
+      if (b === null) return bad(`must be a size such as 1048576, 512KiB, 1MiB (got ${JSON.stringify(value)})`);
+      if (spec.min !== undefined && b < spec.min) return bad(`must be ≥ ${spec.min} bytes`);
+      return b;
+    }
+    case 'map': {
+      if (value === null) return {};
+      if (typeof value !== 'object' || Array.isArray(value)) return bad('must be a mapping of strings');
+      const out: Record<string, string> = {};
+      for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+        if (v === null || typeof v === 'object') bad(`key ${JSON.stringify(k)} must map to a string`);
+        else out[k] = String(v);
+      }
+      return out;
+    }
+    case 'list': {
+      let arr: unknown[];
+      if (value === null) arr = [];
+      else if (Array.isArray(value)) arr = value;
+      else if (typeof value === 'string' && spec.items.kind !== 'object') arr = value.split(',').map((x) => x.trim()).filter((x) => x !== '');
+      else return bad('must be a list');
+      const seq = node && isSeq(node) ? node : null;
+      return arr.map((item, i) => check(ctx, spec.items, item, (seq?.items[i] as YamlNode | undefined) ?? node, [...path, String(i)]));
+    }
+    case 'object': {
+      if (value === null || value === undefined) value = {};
+      if (typeof value !== 'object' || Array.isArray(value)) return bad('must be a mapping');
+      const src = value as Record<string, unknown>;
+      const mapNode = node && isMap(node) ? node : null;
+      const keyNode = (k: string): YamlNode | null => {
+        const pair = mapNode?.items.find((p) => isScalar(p.key) && String(p.key.value) === k);
+        return (pair?.key as YamlNode | undefined) ?? null;
+      };
+      const valNode = (k: string): YamlNode | null => {
+        const pair = mapNode?.items.find((p) => isScalar(p.key) && String(p.key.value) === k);
+        return (pair?.value as YamlNode | undefined) ?? (pair?.key as YamlNode | undefined) ?? null;
+      };
+      const out: Record<string, unknown> = {};
+      for (const k of Object.keys(src)) {
+        if (!(k in spec.fields)) {
+          const known = Object.keys(spec.fields);
+          const close = known.find((x) => x.replace(/_/g, '') === k.replace(/[_-]/g, '').toLowerCase());
+          ctx.problems.push({
+            where: whereOf(ctx, keyNode(k) ?? node, [...path, k]),
+            message: `${[...path, k].join('.')}: unknown key${close ? ` (did you mean "${close}"?)` : ''}; known keys: ${known.join(', ')}`,
+          });
+        }
+      }
+      for (const [k, s] of Object.entries(spec.fields)) {
+        if (k in src && src[k] !== undefined) {
+          out[k] = check(ctx, s, src[k], valNode(k), [...path, k]);
+        } else {
+          out[k] = s.kind === 'object' ? check(ctx, s, {}, null, [...path, k]) : structuredClone(s.default);
+        }
+      }
+      return out;
+    }
+  }
+}
+
+export interface LoadOptions {
+  /** Path of the YAML file; null for defaults only. */
+  readonly file: string | null;
+  /** YAML text (instead of reading `file`). */
+  readonly text?: string;
+  /** Environment (defaults to process.env); keys FALCO_COMPANION_<PATH>. */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  /** Overrides by dotted path (from CLI flags), applied last. */
+  readonly overrides?: Readonly<Record<string, unknown>>;
+}
+
+/** Load, override and validate. Throws ConfigError listing every problem. */
+export function loadConfig<T>(schema: ObjectSpec, opts: LoadOptions): T {
+  const file = opts.file ?? '(defaults)';
+  const problems: Problem[] = [];
+  let raw: unknown = {};
+  let root: YamlNode | null = null;
+  const lc = new LineCounter();
+  if (opts.file !== null || opts.text !== undefined) {
+    let text: string;
+    try {
+      text = opts.text ?? readFileSync(opts.file as string, 'utf8');
+    } catch (err) {
+      throw new ConfigError([`${file}: cannot read: ${(err as Error).message}`]);
+    }
+    const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
+    for (const e of [...doc.errors, ...doc.warnings]) {
+      const pos = e.linePos?.[0];
+      problems.push({ where: pos ? `${file}:${pos.line}:${pos.col}` : file, message: e.message.split('\n')[0] ?? e.message });
+    }
+    if (doc.errors.length === 0) {
+      raw = doc.toJS({ maxAliasCount: 100 }) ?? {};
+      root = (doc.contents as YamlNode | null) ?? null;
+    }
+  }
+  const ctx: Ctx = { file, lc, problems };
+  const value = check(ctx, schema, raw, root, []) as Record<string, unknown> | undefined;
+
+  // Environment, then flags: validated against the leaf spec, reported by variable / flag name.
+  const env = opts.env ?? process.env;
+  for (const { path, spec } of leaves(schema)) {
+    if (spec.env === false) continue;
+    const name = envName(path);
+    const v = env[name];
+    if (v === undefined || value === undefined) continue;
+    const envCtx: Ctx = { file: `environment ${name}`, lc: null, problems };
+    const parsed = parseEnvValue(spec, v);
+    const res = check(envCtx, spec, parsed, null, path);
+    if (res !== undefined || spec.kind === 'string') setPath(value, path, res);
+  }
+  for (const [dotted, v] of Object.entries(opts.overrides ?? {})) {
+    if (v === undefined || value === undefined) continue;
+    const path = dotted.split('.');
+    const spec = specAt(schema, path);
+    if (!spec) {
+      problems.push({ where: 'command line', message: `${dotted}: no such setting` });
+      continue;
+    }
+    const res = check({ file: 'command line', lc: null, problems }, spec, v, null, path);
+    if (res !== undefined) setPath(value, path, res);
+  }
+  if (problems.length > 0 || value === undefined) throw new ConfigError(problems.map(fmt));
+  return deepFreezePlain(value) as T;
+}
+
+function parseEnvValue(spec: Spec, v: string): unknown {
+  if (spec.kind === 'list' && spec.items.kind === 'object') {
+    try {
+      return JSON.parse(v);
+    } catch {
+      return v;
+    }
+  }
+  if (spec.kind === 'map') {
+    try {
+      return JSON.parse(v);
+    } catch {
+      return Object.fromEntries(v.split(',').filter(Boolean).map((kv) => kv.split('=', 2) as [string, string]));
+    }
+  }
+  if (spec.kind === 'string' && v === '') return spec.default === null ? null : '';
+  return v;
+}
+
+function specAt(schema: ObjectSpec, path: readonly string[]): Spec | null {
+  let s: Spec = schema;
+  for (const p of path) {
+    if (s.kind !== 'object') return null;
+    const next: Spec | undefined = s.fields[p];
+    if (!next) return null;
+    s = next;
+  }
+  return s;
+}
+
+function setPath(o: Record<string, unknown>, path: readonly string[], v: unknown): void {
+  let cur = o;
+  for (const p of path.slice(0, -1)) cur = cur[p] as Record<string, unknown>;
+  cur[path[path.length - 1] as string] = v;
+}
+
+function deepFreezePlain(v: unknown): unknown {
+  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
+    Object.freeze(v);
+    for (const x of Object.values(v)) deepFreezePlain(x);
+  }
+  return v;
+}

@@ -1,0 +1,135 @@
+/**
+ * The processing loop: intake → enrich (parallel, budgeted, order kept) → detect → route → sinks.
+ */
+import { withEnrichment, type Alert, type EnrichValue } from '../alert.js';
+import type { Component, ComponentHealth } from '../component.js';
+import { errorCode, errorMessage } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics.js';
+import type { MemoryIntake } from './intake.js';
+import type { Router } from './router.js';
+import type { DetectStage, Enricher, Sink } from './types.js';
+
+export interface PipelineDeps {
+  readonly intake: MemoryIntake;
+  readonly enrichers: readonly Enricher[];
+  readonly enrichBudgetMs: number;
+  readonly detect: DetectStage | null;
+  readonly router: Router;
+  readonly sinks: readonly Sink[];
+  readonly concurrency: number;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  /** Called for every alert after it was handed to all sinks (tests, demo output, metrics). */
+  readonly onForwarded?: (a: Alert) => void;
+}
+
+export class Pipeline implements Component {
+  readonly id = 'pipeline';
+  private running: Promise<void> | null = null;
+  private readonly enrichLatency;
+  private processed = 0;
+
+  constructor(private readonly d: PipelineDeps) {
+    this.enrichLatency = d.metrics.histogram('enrich_duration_seconds', 'Time spent enriching one alert', [], [0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1]);
+  }
+
+  health(): ComponentHealth {
+    return { ready: true, detail: `${this.processed} processed` };
+  }
+
+  async start(): Promise<void> {
+    this.running ??= this.loop();
+  }
+
+  /** Drains the intake (already closed by the caller) within the deadline. */
+  async stop(deadlineMs: number): Promise<void> {
+    this.d.intake.close();
+    if (!this.running) return;
+    const left = Math.max(0, deadlineMs - Date.now());
+    let t: NodeJS.Timeout | undefined;
+    await Promise.race([this.running, new Promise<void>((r) => (t = setTimeout(r, left)))]);
+    clearTimeout(t);
+  }
+
+  private async loop(): Promise<void> {
+    const window: Promise<Alert>[] = [];
+    const { intake, concurrency } = this.d;
+    for (;;) {
+      // Fill the window without waiting when alerts are queued; wait only when it is empty.
+      while (window.length < concurrency && (window.length === 0 || intake.depth > 0)) {
+        const a = await intake.take();
+        if (a === null) break;
+        window.push(this.enrich(a));
+      }
+      const head = window.shift();
+      if (head === undefined) return; // closed and drained
+      const alert = await head;
+      await this.afterEnrich(alert);
+    }
+  }
+
+  private async enrich(a: Alert): Promise<Alert> {
+    const { enrichers, enrichBudgetMs } = this.d;
+    if (enrichers.length === 0) return a;
+    const start = performance.now();
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(), enrichBudgetMs);
+    const add: Record<string, EnrichValue> = {};
+    const failed: string[] = [];
+    await Promise.all(
+      enrichers.map(async (e) => {
+        try {
+          const res = await Promise.race([
+            e.enrich(a, ac.signal),
+            new Promise<never>((_, rej) => ac.signal.addEventListener('abort', () => rej(new Error('budget exceeded')), { once: true })),
+          ]);
+          Object.assign(add, res);
+        } catch (err) {
+          failed.push(`${e.id}: ${errorMessage(err)}`.slice(0, 120));
+          this.d.metrics.errors.inc({ component: e.id, code: ac.signal.aborted ? 'E_BUDGET' : errorCode(err) });
+        }
+      }),
+    );
+    clearTimeout(timer);
+    if (failed.length > 0) {
+      const prev = typeof add['enrich_error'] === 'string' ? [add['enrich_error']] : [];
+      add['enrich_error'] = [...prev, ...failed].join('; ').slice(0, 400);
+    }
+    this.enrichLatency.observe((performance.now() - start) / 1000);
+    return withEnrichment(a, add);
+  }
+
+  private async afterEnrich(alert: Alert): Promise<void> {
+    this.processed++;
+    let forward = true;
+    let detections: readonly Alert[] = [];
+    if (this.d.detect) {
+      try {
+        const r = this.d.detect.process(alert);
+        forward = r.forward;
+        detections = r.detections;
+      } catch (err) {
+        // A detector bug must never lose the alert: forward it and count the error.
+        this.d.metrics.errors.inc({ component: 'detect', code: errorCode(err) });
+        this.d.logger.error({ component: 'detect', rule: alert.rule, error: err }, 'detection stage failed; alert forwarded unchanged');
+      }
+    }
+    if (forward) await this.emit(alert);
+    else this.d.metrics.discarded.inc({ component: 'detect', reason: 'signal_only' });
+    for (const det of detections) await this.emit(det);
+  }
+
+  private async emit(a: Alert): Promise<void> {
+    if (!this.d.router.pass(a)) return;
+    for (const s of this.d.sinks) {
+      try {
+        await s.write(a);
+      } catch (err) {
+        this.d.metrics.errors.inc({ component: s.id, code: errorCode(err) });
+        this.d.logger.warn({ component: this.id, sink: s.id, rule: a.rule, error: err }, 'sink refused alert');
+      }
+    }
+    this.d.onForwarded?.(a);
+  }
+}

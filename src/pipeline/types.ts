@@ -1,0 +1,52 @@
+/**
+ * Contracts between stages. Sources → Intake → (enrich → detect → route) → Sinks.
+ */
+import type { Alert, EnrichValue } from '../alert.js';
+import type { Component } from '../component.js';
+
+/**
+ * Where sources hand alerts. `submit` resolves once the alert is *kept* (in memory, or on disk
+ * with the spool): only then may a source acknowledge it (HTTP 200) or advance (gRPC request,
+ * file offset). It rejects with QueueFullError (push back: HTTP 503 + Retry-After) or StoppedError.
+ */
+export interface Intake {
+  submit(alert: Alert): Promise<void>;
+  /** True while new alerts would be refused; polling sources pause while it is set. */
+  readonly full: boolean;
+  /** Resolves when `full` turns false (or at once if it is false). */
+  whenNotFull(): Promise<void>;
+}
+
+/**
+ * An enricher looks things up and returns keys to add (without the `companion.` prefix).
+ * It must honour `signal` (aborted when the per-alert budget runs out) and never throw for a
+ * failed lookup: return `{ enrich_error: '<what failed>' }`-style keys instead, or throw and the
+ * pipeline records `enrich_error` naming the enricher.
+ */
+export interface Enricher {
+  readonly id: string;
+  enrich(alert: Alert, signal: AbortSignal): Promise<Readonly<Record<string, EnrichValue>>>;
+}
+
+/** The detection stage: synchronous, pure apart from its own bounded state. */
+export interface DetectStage {
+  /**
+   * Returns the detections this alert completes (Falco-shaped alerts) and whether the alert
+   * itself is forwarded (signal-only alerts can be configured not to be).
+   */
+  process(alert: Alert): { readonly forward: boolean; readonly detections: readonly Alert[] };
+}
+
+/**
+ * A sink takes responsibility for an alert. `write` resolves when the sink has queued it (it
+ * may wait while the sink's own bounded queue is full: that is back-pressure) and rejects only
+ * when the sink is stopped.
+ */
+export interface Sink extends Component {
+  write(alert: Alert): Promise<void>;
+  /** Alerts queued and not yet delivered or given up. */
+  pending(): number;
+}
+
+/** A source is a component that submits to the intake. */
+export type Source = Component;

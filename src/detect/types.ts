@@ -1,0 +1,156 @@
+/**
+ * Detection contracts: signals (what the detectors consume), detectors (pure state machines)
+ * and the vocabulary shared by the shipped Falco rules (falco-rules/) and the default signal
+ * mapping (src/detect/defaults/). Change names here and in both places together.
+ */
+import type { Alert, FieldValue, Priority } from '../alert.js';
+
+export const SIGNAL_KINDS = [
+  'raw_socket', // AF_PACKET or AF_INET/AF_INET6 SOCK_RAW socket created
+  'filter_attach', // setsockopt SO_ATTACH_FILTER / SO_ATTACH_BPF
+  'bpf_load', // bpf(BPF_PROG_LOAD)
+  'firewall_exec', // iptables / ip6tables / nft / ufw / firewall-cmd run (args parsed)
+  'listen', // bind/listen (incl. wildcard addresses)
+  'accept', // inbound connection accepted
+  'connect', // outbound connect
+  'shell_socket', // shell whose stdio is a socket (or stdio redirected to a socket)
+  'proc_rename', // prctl(PR_SET_NAME)
+  'tmpfs_exec', // exec from /dev/shm, /run, /tmp-like tmpfs
+  'pidfile_create', // pid/lock file created under /var/run or /run
+  'escape', // one escape indicator; `subtype` names which (see ESCAPE_SUBTYPES)
+  'sa_token_read', // service-account token read
+  'k8s_api_contact', // connect to the Kubernetes API server
+  'kubelet_contact', // connect to a kubelet (10250)
+  'shell_spawn', // interactive or unexpected shell in a container
+  'network_tool', // nc, ncat, socat, curl, wget, nmap, ... launched in a container
+  'container_start', // a container started (image provenance checks)
+] as const;
+export type SignalKind = (typeof SIGNAL_KINDS)[number];
+
+export const ESCAPE_SUBTYPES = [
+  'namespace_change', // setns / unshare
+  'mount', // mount in a container
+  'release_agent', // cgroup release_agent write
+  'notify_on_release', // cgroup notify_on_release write
+  'core_pattern', // /proc/sys/kernel/core_pattern write
+  'sysrq', // /proc/sysrq-trigger write
+  'proc_sys_write', // other /proc/sys writes
+  'runtime_socket', // connect to docker.sock / containerd.sock / crio.sock
+  'kernel_module', // init_module / finit_module
+  'privileged', // privileged container started
+  'host_namespace', // container with host pid/network/ipc
+  'sensitive_mount', // container with sensitive host mounts
+] as const;
+export type EscapeSubtype = (typeof ESCAPE_SUBTYPES)[number];
+
+/** Process facts a signal carries (null when the alert had no such field). */
+export interface ProcFacts {
+  readonly pid: number | null;
+  readonly ppid: number | null;
+  readonly sid: number | null;
+  /** Ancestor pids (proc.apid[1..]) when present. */
+  readonly apids: readonly number[];
+  readonly name: string | null;
+  readonly exepath: string | null;
+  readonly cmdline: string | null;
+}
+
+/** Network facts; `remote` is the peer that is not this workload (server for connect, client for accept). */
+export interface NetFacts {
+  readonly l4proto: string | null;
+  readonly clientIp: string | null;
+  readonly clientPort: number | null;
+  readonly serverIp: string | null;
+  readonly serverPort: number | null;
+  readonly remoteIp: string | null;
+  readonly remotePort: number | null;
+  /** Domain when known (enrichment rDNS or fd.name), else null. */
+  readonly remoteDomain: string | null;
+}
+
+export interface Signal {
+  readonly kind: SignalKind;
+  /** For `escape`: an EscapeSubtype; otherwise optional detail (e.g. `af_packet`). */
+  readonly subtype: string | null;
+  /** Event time, ns since the epoch (from the alert): all windows run on this. */
+  readonly timeNs: bigint;
+  /** Falco rule that produced it (evidence). */
+  readonly rule: string;
+  /** container.id, null for the host (`host`, empty, missing). */
+  readonly containerId: string | null;
+  readonly imageRepository: string | null;
+  readonly imageTag: string | null;
+  readonly imageDigest: string | null;
+  readonly namespace: string | null;
+  readonly pod: string | null;
+  readonly proc: ProcFacts;
+  readonly net: NetFacts;
+  /** Extra keys the mapping extracted (e.g. firewall `src`, `target`, `dport`). */
+  readonly keys: Readonly<Record<string, FieldValue>>;
+  /** The alert it came from (enrichment included). */
+  readonly alert: Alert;
+}
+
+/** What a detector emits; the engine turns it into a Falco-shaped alert. */
+export interface Finding {
+  readonly detector: string;
+  /** Human rule name, e.g. "Traffic signaling: socket filter armed, then new listener". */
+  readonly rule: string;
+  readonly priority: Priority;
+  /** 0..1 confidence/score driving the priority. */
+  readonly score: number;
+  /** One line saying what happened. */
+  readonly message: string;
+  /** MITRE technique ids (T1205.002 ...) and tactic tags (mitre_defense_evasion ...). */
+  readonly mitre: readonly string[];
+  /** Dedup key: one detection per key per window. */
+  readonly key: string;
+  /** The signals that formed it, oldest first. */
+  readonly evidence: readonly Signal[];
+  /** Extra compact output fields (`companion.*` without the prefix). */
+  readonly fields: Readonly<Record<string, string | number | boolean | null>>;
+  readonly timeNs: bigint;
+}
+
+/**
+ * A pure state machine: `step(state, signal, nowNs)` returns the new state and findings. `nowNs`
+ * is event time (the signal's or the latest seen), never the wall clock. State is bounded; the
+ * detector counts what it evicts in `evictions`.
+ */
+export interface Detector<S> {
+  readonly id: string;
+  /** Signal kinds this detector wants (others are never passed). */
+  readonly consumes: readonly SignalKind[];
+  init(): S;
+  step(state: S, signal: Signal, nowNs: bigint): { readonly state: S; readonly findings: readonly Finding[] };
+  /** Entries dropped to respect the bound since init (for metrics). */
+  evictions(state: S): number;
+}
+
+/**
+ * Rule names of the shipped Falco rules (falco-rules/falco-companion_rules.yaml) and the signal
+ * each one maps to in the default mapping. One to one; tests hold both sides to this table.
+ */
+export const COMPANION_RULES: Readonly<Record<string, { kind: SignalKind; subtype?: EscapeSubtype | string }>> = {
+  'Companion signal: packet or raw socket created': { kind: 'raw_socket' },
+  'Companion signal: socket filter attached': { kind: 'filter_attach' },
+  'Companion signal: BPF program loaded in container': { kind: 'bpf_load' },
+  'Companion signal: firewall tool run': { kind: 'firewall_exec' },
+  'Companion signal: listening socket in container': { kind: 'listen' },
+  'Companion signal: inbound connection accepted in container': { kind: 'accept' },
+  'Companion signal: outbound connection from container': { kind: 'connect' },
+  'Companion signal: shell with socket stdio': { kind: 'shell_socket' },
+  'Companion signal: process renamed with prctl': { kind: 'proc_rename' },
+  'Companion signal: execution from tmpfs': { kind: 'tmpfs_exec' },
+  'Companion signal: pid or lock file under /var/run': { kind: 'pidfile_create' },
+  'Companion signal: namespace change in container': { kind: 'escape', subtype: 'namespace_change' },
+  'Companion signal: mount in container': { kind: 'escape', subtype: 'mount' },
+  'Companion signal: cgroup release_agent or notify_on_release write': { kind: 'escape', subtype: 'release_agent' },
+  'Companion signal: core_pattern write': { kind: 'escape', subtype: 'core_pattern' },
+  'Companion signal: sysrq-trigger write': { kind: 'escape', subtype: 'sysrq' },
+  'Companion signal: /proc/sys write from container': { kind: 'escape', subtype: 'proc_sys_write' },
+  'Companion signal: container runtime socket connect': { kind: 'escape', subtype: 'runtime_socket' },
+  'Companion signal: kernel module loaded': { kind: 'escape', subtype: 'kernel_module' },
+  'Companion signal: service account token read': { kind: 'sa_token_read' },
+  'Companion signal: privileged or host-namespace container started': { kind: 'container_start' },
+};

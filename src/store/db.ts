@@ -1,0 +1,60 @@
+/**
+ * The state database: one SQLite file (better-sqlite3, WAL) in the state directory. Each module
+ * owns its tables and registers versioned migrations under its own namespace.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { CompanionError } from '../errors.js';
+
+export type Db = Database.Database;
+
+export class StateDbError extends CompanionError {
+  readonly path: string;
+  constructor(path: string, cause: unknown) {
+    const msg = cause instanceof Error ? cause.message : String(cause);
+    super('E_STATE_DB', `state database ${path}: ${msg}`, { cause });
+    this.name = 'StateDbError';
+    this.path = path;
+  }
+}
+
+export const STATE_DB_FILE = 'falco-companion.db';
+
+/** Open (creating the directory and file) the state database with WAL and sane pragmas. */
+export function openStateDb(stateDir: string, opts: { readonly?: boolean; file?: string } = {}): Db {
+  const path = stateDir === ':memory:' ? ':memory:' : join(stateDir, opts.file ?? STATE_DB_FILE);
+  try {
+    if (stateDir !== ':memory:' && !opts.readonly) mkdirSync(stateDir, { recursive: true });
+    const db = new Database(path, { readonly: opts.readonly ?? false, timeout: 5000 });
+    if (!opts.readonly) {
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+    }
+    db.pragma('busy_timeout = 5000');
+    db.pragma('foreign_keys = ON');
+    db.exec('CREATE TABLE IF NOT EXISTS schema_versions (namespace TEXT PRIMARY KEY, version INTEGER NOT NULL)');
+    return db;
+  } catch (err) {
+    throw new StateDbError(path, err);
+  }
+}
+
+/**
+ * Apply the migrations of one namespace that have not run yet, each in a transaction.
+ * `steps[i]` takes the namespace from version i to i+1. Never edit a released step: append.
+ */
+export function migrate(db: Db, namespace: string, steps: readonly string[]): number {
+  const row = db.prepare('SELECT version FROM schema_versions WHERE namespace = ?').get(namespace) as { version: number } | undefined;
+  const current = row?.version ?? 0;
+  if (current > steps.length) {
+    throw new CompanionError('E_STATE_DB_VERSION', `state database namespace ${namespace} is at version ${current}, newer than this build knows (${steps.length}); upgrade falco-companion`);
+  }
+  for (let v = current; v < steps.length; v++) {
+    db.transaction(() => {
+      db.exec(steps[v] as string);
+      db.prepare('INSERT INTO schema_versions(namespace, version) VALUES (?, ?) ON CONFLICT(namespace) DO UPDATE SET version = excluded.version').run(namespace, v + 1);
+    })();
+  }
+  return steps.length;
+}

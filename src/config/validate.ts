@@ -240,3 +240,11 @@ function deepFreezePlain(v: unknown): unknown {
   }
   return v;
 }
+
+/**
+ * Check one parsed value against a spec, positions taken from its YAML node (for other YAML files
+ * that embed schema-defined sections, e.g. the companion rules file). Problems are appended.
+ */
+export function checkSpec(file: string, lc: LineCounter | null, problems: Problem[], spec: Spec, value: unknown, node: YamlNode | null | undefined, path: string[]): unknown {
+  return check({ file, lc, problems }, spec, value, node, path);
+}

@@ -1,0 +1,139 @@
+/**
+ * Falco `http_output` receiver logic: turn one request body into an Alert, or into a precise,
+ * coded rejection (HTTP 400 body `{ "error", "reason", "hint" }`) that tells the operator what is
+ * wrong with the sender, including the usual falco.yaml mistakes.
+ *
+ * The HTTP server itself (routing, limits, TLS, lifecycle: the `source/http` component) is
+ * `HttpServer` in src/server/http.ts, which uses this module.
+ */
+import { InvalidAlertError, PRIORITIES, alertFromJson, parsePriority, parseTime, type Alert, type Origin } from '../alert.js';
+import { JsonSyntaxError, isJsonObject, parse, type JsonValue } from '../json/lossless.js';
+
+/** Stable rejection codes (metric label `code`, response `error`). */
+export type RejectCode =
+  | 'empty_body'
+  | 'invalid_encoding'
+  | 'invalid_json'
+  | 'text_output'
+  | 'form_encoded'
+  | 'not_object'
+  | 'batch'
+  | 'missing_field'
+  | 'bad_priority'
+  | 'bad_time'
+  | 'wrong_type'
+  | 'invalid_alert'
+  | 'unsupported_encoding';
+
+export interface Rejection {
+  readonly error: RejectCode;
+  readonly reason: string;
+  readonly hint?: string;
+}
+
+export type DecodeResult =
+  | { readonly ok: true; readonly alert: Alert; readonly warning?: string }
+  | { readonly ok: false; readonly rejection: Rejection };
+
+/** Warning attached to an accepted alert that has no output_fields (Falco 0.41+ can switch them off). */
+export const NO_OUTPUT_FIELDS_HINT =
+  'alert has no output_fields: enrichment and detections need them; in falco.yaml do not disable output_fields ' +
+  '(keep json_include_output_fields / the default), and set json_include_output_property: true';
+
+const TEXT_LINE = new RegExp(
+  `^\\s*(?:\\d{2}:\\d{2}:\\d{2}\\.\\d+|\\d{4}-\\d{2}-\\d{2}T[0-9:.]+(?:Z|[+-]\\d{2}:?\\d{2})?):\\s+(?:${PRIORITIES.join('|')}|Info)\\b`,
+  'i',
+);
+const FORM_BODY = /^[A-Za-z0-9_.~%+-]+=[^&]*(?:&[A-Za-z0-9_.~%+-]+=[^&]*)*$/;
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function excerpt(s: string, n = 60): string {
+  const t = s.length > n ? s.slice(0, n) + '…' : s;
+  return JSON.stringify(t);
+}
+
+/**
+ * Decode one http_output body. Never throws: every problem is a {@link Rejection}.
+ * `contentType` is only used for hints: Falco always sends JSON, and curl users often forget the
+ * header, so every type is parsed as JSON.
+ */
+export function decodeFalcoBody(body: Buffer, contentType: string | undefined, origin: Origin, receivedAtMs = Date.now()): DecodeResult {
+  const ct = (contentType ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+  let text: string;
+  try {
+    text = utf8.decode(body);
+  } catch {
+    return reject('invalid_encoding', 'body is not valid UTF-8 text', 'Falco sends one JSON alert per request (Content-Type: application/json)');
+  }
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+  if (text.trim() === '') {
+    return reject('empty_body', 'request body is empty', 'POST one Falco JSON alert per request (json_output: true in falco.yaml)');
+  }
+
+  let value: JsonValue;
+  try {
+    value = parse(text);
+  } catch (err) {
+    const pos = err instanceof JsonSyntaxError ? err.position : 0;
+    if (TEXT_LINE.test(text)) {
+      return reject(
+        'text_output',
+        `body is a Falco text alert, not JSON: ${excerpt(text.trim())}`,
+        'Falco is writing text alerts: set json_output: true (and json_include_output_property: true) in falco.yaml',
+      );
+    }
+    if (ct === 'application/x-www-form-urlencoded' || ct === 'multipart/form-data' || FORM_BODY.test(text.trim())) {
+      return reject(
+        'form_encoded',
+        `body is form-encoded (${ct || 'key=value pairs'}), not a JSON alert`,
+        "send the alert as the raw JSON body with Content-Type: application/json (curl: -H 'Content-Type: application/json' --data-binary @alert.json)",
+      );
+    }
+    const msg = err instanceof Error ? err.message : String(err);
+    return reject(
+      'invalid_json',
+      `body is not valid JSON at position ${pos}: ${msg.replace(/ at position \d+$/, '')}`,
+      ct && ct !== 'application/json' && ct !== 'text/plain'
+        ? `Content-Type is ${ct}; Falco sends application/json`
+        : 'Falco sends one JSON alert per request with json_output: true',
+    );
+  }
+
+  try {
+    const alert = alertFromJson(value, origin, receivedAtMs);
+    if (alert.outputFields === null) return { ok: true, alert, warning: NO_OUTPUT_FIELDS_HINT };
+    return { ok: true, alert };
+  } catch (err) {
+    if (!(err instanceof InvalidAlertError)) {
+      return reject('invalid_alert', err instanceof Error ? err.message : String(err));
+    }
+    const code = classify(value);
+    let hint = err.hint ?? undefined;
+    if (hint === undefined && isJsonObject(value) && value['output_fields'] === undefined && code === 'missing_field') {
+      hint = NO_OUTPUT_FIELDS_HINT;
+    }
+    return reject(code, err.message, hint);
+  }
+}
+
+function reject(error: RejectCode, reason: string, hint?: string): DecodeResult {
+  return { ok: false, rejection: hint === undefined ? { error, reason } : { error, reason, hint } };
+}
+
+/** Which check alertFromJson failed, mirroring its order. */
+function classify(v: JsonValue): RejectCode {
+  if (Array.isArray(v)) return 'batch';
+  if (!isJsonObject(v)) return 'not_object';
+  for (const k of ['rule', 'priority', 'time']) {
+    if (v[k] === undefined || v[k] === null) return 'missing_field';
+  }
+  const p = v['priority'];
+  if (typeof v['rule'] !== 'string') return 'wrong_type';
+  if (typeof p !== 'string') return 'wrong_type';
+  if (typeof v['rule'] === 'string' && v['rule'].trim() === '') return 'missing_field';
+  if (!parsePriority(p)) return 'bad_priority';
+  const t = v['time'];
+  if (typeof t !== 'string') return 'wrong_type';
+  if (!parseTime(t)) return 'bad_time';
+  return 'wrong_type';
+}

@@ -58,6 +58,8 @@ function roundTrips(raw: string): boolean {
 }
 
 const MARK = '\u0000lossless\u0000';
+/** MARK as it must appear inside JSON text: raw control characters are invalid in JSON strings. */
+const MARK_JSON = '\\u0000lossless\\u0000';
 
 /**
  * Parse JSON text. Numbers that would lose digits become LosslessNumber.
@@ -98,7 +100,7 @@ export function parse(text: string): JsonValue {
         }
         if (!roundTrips(raw)) {
           out ??= [];
-          out.push(text.slice(last, start), '"', MARK, raw, '"');
+          out.push(text.slice(last, start), '"', MARK_JSON, raw, '"');
           last = i;
         }
       }
@@ -114,15 +116,15 @@ export function parse(text: string): JsonValue {
     // An input string could itself look like our mark once unescaped: take the slow, exact path.
     return new SlowParser(text).parseDocument();
   }
-  return revive(nativeParse(out.join('')));
+  return revive(nativeParse(out.join(''), text));
 }
 
-function nativeParse(text: string): JsonValue {
+function nativeParse(text: string, original: string = text): JsonValue {
   try {
     return JSON.parse(text) as JsonValue;
   } catch (err) {
-    // Re-parse slowly for a precise position and message.
-    new SlowParser(text).parseDocument();
+    // Re-parse the original text slowly for a precise position and message.
+    new SlowParser(original).parseDocument();
     throw new JsonSyntaxError((err as Error).message, 0);
   }
 }

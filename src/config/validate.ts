@@ -159,8 +159,8 @@ export function loadConfig<T>(schema: ObjectSpec, opts: LoadOptions): T {
     }
     const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
     for (const e of [...doc.errors, ...doc.warnings]) {
-      const pos = e.linePos?.[0];
-      problems.push({ where: pos ? `${file}:${pos.line}:${pos.col}` : file, message: e.message.split('\n')[0] ?? e.message });
+      const pos = lc.linePos(e.pos[0]);
+      problems.push({ where: `${file}:${pos.line}:${pos.col}`, message: e.message.split('\n')[0] ?? e.message });
     }
     if (doc.errors.length === 0) {
       raw = doc.toJS({ maxAliasCount: 100 }) ?? {};

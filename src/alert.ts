@@ -238,16 +238,16 @@ export function alertFromJson(v: JsonValue, origin: Origin, receivedAtMs = Date.
       const x = rawFields[k] as JsonValue;
       if (x !== null && typeof x === 'object' && !(x instanceof LosslessNumber)) {
         // Falco never nests values; keep the text so nothing is lost and downstream stays flat.
-        fields[k] = stringify(x);
+        setOwn(fields, k, stringify(x));
       } else {
-        fields[k] = x as FieldValue;
+        setOwn(fields, k, x as FieldValue);
       }
     }
   }
 
   let extra: Record<string, JsonValue> | undefined;
   for (const k in o) {
-    if (!KNOWN_KEYS.has(k)) (extra ??= {})[k] = o[k] as JsonValue;
+    if (!KNOWN_KEYS.has(k)) setOwn((extra ??= {}), k, o[k] as JsonValue);
   }
 
   return createAlert({
@@ -263,6 +263,12 @@ export function alertFromJson(v: JsonValue, origin: Origin, receivedAtMs = Date.
     origin,
     receivedAtMs,
   });
+}
+
+/** Assign as an own data property: a `__proto__` key from untrusted JSON must stay a key, not a prototype. */
+function setOwn<T>(o: Record<string, T>, k: string, v: T): void {
+  if (k === '__proto__') Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
+  else o[k] = v;
 }
 
 /** Return a new Alert with more companion keys (later keys win). The input is untouched. */

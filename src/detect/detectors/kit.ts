@@ -1,0 +1,143 @@
+/**
+ * Small helpers shared by the detector modules: enrichment readers that tolerate missing keys,
+ * a bounded insertion-ordered map with counted eviction, and compact finding fields.
+ */
+import { parseTime, type Priority } from '../../alert.js';
+import type { Signal } from '../types.js';
+
+/** A companion key as a non-empty string, else null. */
+export function cString(s: Signal, key: string): string | null {
+  const v = s.alert.companion[key];
+  if (v === undefined || v === null) return null;
+  const t = typeof v === 'string' ? v : String(v);
+  return t === '' ? null : t;
+}
+
+/** A companion key as a boolean (`true`/`"true"`), null when absent or not boolean-like. */
+export function cBool(s: Signal, key: string): boolean | null {
+  const v = s.alert.companion[key];
+  if (typeof v === 'boolean') return v;
+  if (v === 'true') return true;
+  if (v === 'false') return false;
+  return null;
+}
+
+/** A companion key as a finite number, else null. */
+export function cNumber(s: Signal, key: string): number | null {
+  const v = s.alert.companion[key];
+  const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : Number.NaN;
+  return Number.isFinite(n) ? n : null;
+}
+
+/** A companion RFC 3339 time as ns, else null. */
+export function cTimeNs(s: Signal, key: string): bigint | null {
+  const v = cString(s, key);
+  if (v === null) return null;
+  return parseTime(v)?.ns ?? null;
+}
+
+/** Destination (domain, else IP) and port of a connect-like signal, enrichment as fallback. */
+export function destOf(s: Signal): { host: string | null; ip: string | null; port: number | null } {
+  const ip = s.net.remoteIp ?? s.net.serverIp ?? cString(s, 'dest.ip');
+  const host = s.net.remoteDomain ?? cString(s, 'dest.rdns') ?? ip;
+  const port = s.net.remotePort ?? s.net.serverPort ?? cNumber(s, 'dest.port');
+  return { host, ip, port };
+}
+
+export function exeOf(s: Signal): string {
+  return s.proc.exepath ?? s.proc.name ?? '?';
+}
+
+/** Where a signal happened, for messages: namespace/pod, else container id, else `host`. */
+export function whereOf(s: Signal): string {
+  if (s.namespace && s.pod) return `${s.namespace}/${s.pod}`;
+  if (s.containerId) return `container ${s.containerId}`;
+  return 'host';
+}
+
+export function imageOf(s: Signal): string | null {
+  const repo = s.imageRepository ?? cString(s, 'image.repository');
+  if (!repo) return null;
+  const tag = s.imageTag ?? cString(s, 'image.tag');
+  return tag ? `${repo}:${tag}` : repo;
+}
+
+export const NS_PER_MS = 1_000_000n;
+export const msToNs = (ms: number): bigint => BigInt(Math.round(ms)) * NS_PER_MS;
+
+/** Truncate a string field so every finding field stays under 512 characters. */
+export function clip(s: string, max = 500): string {
+  return s.length <= max ? s : s.slice(0, max - 1) + '…';
+}
+
+/** Fields with strings clipped; null/undefined values dropped. */
+export function compact(fields: Record<string, string | number | boolean | null | undefined>): Record<string, string | number | boolean | null> {
+  const out: Record<string, string | number | boolean | null> = {};
+  for (const [k, v] of Object.entries(fields)) {
+    if (v === undefined || v === null) continue;
+    out[k] = typeof v === 'string' ? clip(v) : v;
+  }
+  return out;
+}
+
+/** Raise a priority by `steps` toward Emergency (Notice → Warning → Error → Critical), capped at Critical. */
+export function raise(p: Priority, steps: number): Priority {
+  const order: Priority[] = ['Debug', 'Informational', 'Notice', 'Warning', 'Error', 'Critical'];
+  const i = order.indexOf(p);
+  if (i < 0) return p; // Alert / Emergency stay
+  return order[Math.min(order.length - 1, i + steps)] as Priority;
+}
+
+/**
+ * A bounded map with LRU order (get with `touch` moves to the newest end). `set` beyond `max`
+ * evicts the least recently used entry and counts it in `evicted`.
+ */
+export class BoundedMap<K, V> {
+  private readonly m = new Map<K, V>();
+  evicted = 0;
+  constructor(readonly max: number) {}
+  get size(): number {
+    return this.m.size;
+  }
+  get(k: K): V | undefined {
+    return this.m.get(k);
+  }
+  touch(k: K): V | undefined {
+    const v = this.m.get(k);
+    if (v !== undefined) {
+      this.m.delete(k);
+      this.m.set(k, v);
+    }
+    return v;
+  }
+  set(k: K, v: V): void {
+    if (this.m.has(k)) this.m.delete(k);
+    this.m.set(k, v);
+    while (this.m.size > this.max) {
+      const oldest = this.m.keys().next();
+      if (oldest.done) break;
+      this.m.delete(oldest.value);
+      this.evicted++;
+    }
+  }
+  delete(k: K): boolean {
+    return this.m.delete(k);
+  }
+  entries(): IterableIterator<[K, V]> {
+    return this.m.entries();
+  }
+  values(): IterableIterator<V> {
+    return this.m.values();
+  }
+  /** Drop entries for which `expired` holds (not counted as evictions: they aged out). Stops at the first live entry when `ordered`. */
+  sweep(expired: (v: V) => boolean): number {
+    let n = 0;
+    for (const [k, v] of this.m) {
+      if (expired(v)) {
+        this.m.delete(k);
+        n++;
+      }
+    }
+    return n;
+  }
+}

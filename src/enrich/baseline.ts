@@ -1,0 +1,320 @@
+/**
+ * First-seen baseline of egress destinations per image: (image, destination IP or domain, port).
+ *
+ * - Event time (the alert's `timeNs`) decides everything; the wall clock is not used.
+ * - Learning period per image: from the first destination ever seen for that image, new
+ *   destinations are learnt and reported with `learning: true`.
+ * - Bounded per image, in total and in images; the least recently seen goes first (counted).
+ * - An in-memory index answers on the hot path; changes are written to the state database
+ *   (namespace `egress_baseline`) in one transaction per flush (timer and stop).
+ */
+import type { Logger } from 'pino';
+import type { Component, ComponentHealth } from '../component.js';
+import { errorCode, errorMessage } from '../errors.js';
+import type { Metrics } from '../metrics.js';
+import { migrate, type Db } from '../store/db.js';
+
+export const BASELINE_NAMESPACE = 'egress_baseline';
+
+const MIGRATIONS = [
+  `CREATE TABLE egress_baseline_images (
+     image TEXT PRIMARY KEY,
+     first_ns INTEGER NOT NULL,
+     last_ns INTEGER NOT NULL
+   );
+   CREATE TABLE egress_baseline (
+     image TEXT NOT NULL,
+     dest TEXT NOT NULL,
+     port INTEGER NOT NULL,
+     first_ns INTEGER NOT NULL,
+     last_ns INTEGER NOT NULL,
+     PRIMARY KEY (image, dest, port)
+   ) WITHOUT ROWID;
+   CREATE INDEX egress_baseline_last ON egress_baseline(last_ns);`,
+];
+
+/** last_ns is rewritten at most this often per entry (it only orders evictions). */
+const LAST_SEEN_GRANULARITY_NS = 60_000_000_000n;
+
+export interface BaselineOptions {
+  readonly db: Db;
+  readonly learningPeriodMs: number;
+  readonly maxPerImage: number;
+  readonly maxTotal: number;
+  readonly maxImages: number;
+  readonly flushIntervalMs: number;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+}
+
+export interface BaselineVerdict {
+  /** First time this (image, dest, port) is seen (or seen again after eviction). */
+  readonly newForImage: boolean;
+  /** The image is still inside its learning period at this event time. */
+  readonly learning: boolean;
+}
+
+interface Dest {
+  readonly key: string;
+  readonly image: string;
+  readonly dest: string;
+  readonly port: number;
+  firstNs: bigint;
+  lastNs: bigint;
+  savedLastNs: bigint | null;
+}
+
+interface Image {
+  readonly image: string;
+  firstNs: bigint;
+  lastNs: bigint;
+  savedLastNs: bigint | null;
+  readonly dests: Map<string, Dest>;
+}
+
+const fullKey = (image: string, dest: string, port: number): string => `${image}\u0000${dest}\u0000${port}`;
+
+export class EgressBaseline implements Component {
+  readonly id = 'enrich/egress-baseline';
+  private readonly o: BaselineOptions;
+  private readonly learningNs: bigint;
+  /** Images in least-recently-seen-first order. */
+  private readonly images = new Map<string, Image>();
+  /** All destinations in least-recently-seen-first order. */
+  private readonly all = new Map<string, Dest>();
+  private readonly dirtyDests = new Map<string, Dest | null>();
+  private readonly dirtyImages = new Map<string, Image | null>();
+  private timer: NodeJS.Timeout | null = null;
+  private loaded = false;
+  private lastFlushError: string | null = null;
+  private readonly evictions;
+  private readonly flushes;
+
+  constructor(o: BaselineOptions) {
+    this.o = o;
+    this.learningNs = BigInt(Math.round(o.learningPeriodMs)) * 1_000_000n;
+    this.evictions = o.metrics.counter<'reason'>('egress_baseline_evictions_total', 'Baseline entries evicted to stay within bounds (per_image, total: destinations; image: whole images)', ['reason']);
+    this.flushes = o.metrics.counter<'result'>('egress_baseline_flushes_total', 'Baseline writes to the state database by result', ['result']);
+    const all = this.all;
+    const images = this.images;
+    o.metrics.gauge('egress_baseline_entries', 'Destinations held in the egress baseline', [], function () {
+      this.set(all.size);
+    });
+    o.metrics.gauge('egress_baseline_images', 'Images held in the egress baseline', [], function () {
+      this.set(images.size);
+    });
+  }
+
+  /** Create tables and load the persisted baseline (applying the current bounds). */
+  load(): void {
+    if (this.loaded) return;
+    const { db } = this.o;
+    migrate(db, BASELINE_NAMESPACE, MIGRATIONS);
+    const imgs = db.prepare('SELECT image, first_ns, last_ns FROM egress_baseline_images ORDER BY last_ns ASC').safeIntegers(true).all() as { image: string; first_ns: bigint; last_ns: bigint }[];
+    for (const r of imgs) {
+      this.images.set(r.image, { image: r.image, firstNs: r.first_ns, lastNs: r.last_ns, savedLastNs: r.last_ns, dests: new Map() });
+    }
+    const rows = db.prepare('SELECT image, dest, port, first_ns, last_ns FROM egress_baseline ORDER BY last_ns ASC').safeIntegers(true).all() as {
+      image: string;
+      dest: string;
+      port: bigint;
+      first_ns: bigint;
+      last_ns: bigint;
+    }[];
+    for (const r of rows) {
+      let img = this.images.get(r.image);
+      if (!img) {
+        img = { image: r.image, firstNs: r.first_ns, lastNs: r.last_ns, savedLastNs: null, dests: new Map() };
+        this.images.set(r.image, img);
+        this.dirtyImages.set(r.image, img);
+      }
+      const port = Number(r.port);
+      const d: Dest = { key: fullKey(r.image, r.dest, port), image: r.image, dest: r.dest, port, firstNs: r.first_ns, lastNs: r.last_ns, savedLastNs: r.last_ns };
+      img.dests.set(`${r.dest}\u0000${port}`, d);
+      this.all.set(d.key, d);
+    }
+    // Bounds may have shrunk since the last run.
+    for (const img of [...this.images.values()]) this.trimImage(img);
+    this.trimTotal();
+    this.trimImages();
+    this.loaded = true;
+    this.o.logger.info({ images: this.images.size, destinations: this.all.size }, 'egress baseline loaded');
+  }
+
+  /** Look up and record a destination at event time `timeNs`. */
+  isNew(image: string, dest: string, port: number, timeNs: bigint): BaselineVerdict {
+    if (!this.loaded) this.load();
+    let img = this.images.get(image);
+    if (!img) {
+      img = { image, firstNs: timeNs, lastNs: timeNs, savedLastNs: null, dests: new Map() };
+      this.images.set(image, img);
+      this.dirtyImages.set(image, img);
+      this.trimImages();
+    } else {
+      this.images.delete(image);
+      this.images.set(image, img);
+      if (timeNs < img.firstNs) {
+        img.firstNs = timeNs; // an older event arrived late: the learning period starts earlier
+        this.dirtyImages.set(image, img);
+      }
+      if (timeNs > img.lastNs) {
+        img.lastNs = timeNs;
+        if (img.savedLastNs === null || img.lastNs - img.savedLastNs >= LAST_SEEN_GRANULARITY_NS) this.dirtyImages.set(image, img);
+      }
+    }
+    const learning = timeNs < img.firstNs + this.learningNs;
+    const dk = `${dest}\u0000${port}`;
+    const existing = img.dests.get(dk);
+    if (existing) {
+      img.dests.delete(dk);
+      img.dests.set(dk, existing);
+      this.all.delete(existing.key);
+      this.all.set(existing.key, existing);
+      if (timeNs < existing.firstNs) {
+        existing.firstNs = timeNs;
+        this.dirtyDests.set(existing.key, existing);
+      }
+      if (timeNs > existing.lastNs) {
+        existing.lastNs = timeNs;
+        if (existing.savedLastNs === null || existing.lastNs - existing.savedLastNs >= LAST_SEEN_GRANULARITY_NS) this.dirtyDests.set(existing.key, existing);
+      }
+      return { newForImage: false, learning };
+    }
+    const d: Dest = { key: fullKey(image, dest, port), image, dest, port, firstNs: timeNs, lastNs: timeNs, savedLastNs: null };
+    img.dests.set(dk, d);
+    this.all.set(d.key, d);
+    this.dirtyDests.set(d.key, d);
+    this.trimImage(img);
+    this.trimTotal();
+    return { newForImage: true, learning };
+  }
+
+  /** Destinations held (for tests and health). */
+  get size(): number {
+    return this.all.size;
+  }
+
+  get imageCount(): number {
+    return this.images.size;
+  }
+
+  /** Changes waiting for the next flush. */
+  get pendingWrites(): number {
+    return this.dirtyDests.size + this.dirtyImages.size;
+  }
+
+  /** Write pending changes in one transaction. Returns rows written; never throws. */
+  flush(): number {
+    if (this.dirtyDests.size === 0 && this.dirtyImages.size === 0) return 0;
+    const { db } = this.o;
+    let n = 0;
+    try {
+      const upImg = db.prepare(
+        'INSERT INTO egress_baseline_images(image, first_ns, last_ns) VALUES (?, ?, ?) ON CONFLICT(image) DO UPDATE SET first_ns = excluded.first_ns, last_ns = excluded.last_ns',
+      );
+      const delImg = db.prepare('DELETE FROM egress_baseline_images WHERE image = ?');
+      const delImgDests = db.prepare('DELETE FROM egress_baseline WHERE image = ?');
+      const upDest = db.prepare(
+        'INSERT INTO egress_baseline(image, dest, port, first_ns, last_ns) VALUES (?, ?, ?, ?, ?) ON CONFLICT(image, dest, port) DO UPDATE SET first_ns = excluded.first_ns, last_ns = excluded.last_ns',
+      );
+      const delDest = db.prepare('DELETE FROM egress_baseline WHERE image = ? AND dest = ? AND port = ?');
+      db.transaction(() => {
+        for (const [name, img] of this.dirtyImages) {
+          if (img) upImg.run(name, img.firstNs, img.lastNs);
+          else {
+            delImg.run(name);
+            delImgDests.run(name);
+          }
+          n++;
+        }
+        for (const [key, d] of this.dirtyDests) {
+          if (d) upDest.run(d.image, d.dest, d.port, d.firstNs, d.lastNs);
+          else {
+            const [image, dest, port] = key.split('\u0000') as [string, string, string];
+            delDest.run(image, dest, Number(port));
+          }
+          n++;
+        }
+      })();
+    } catch (err) {
+      this.flushes.inc({ result: 'error' });
+      this.o.metrics.errors.inc({ component: this.id, code: errorCode(err) });
+      const msg = errorMessage(err);
+      if (msg !== this.lastFlushError) this.o.logger.error({ error: msg }, 'egress baseline flush failed; will retry');
+      this.lastFlushError = msg;
+      this.capPending();
+      return 0;
+    }
+    for (const img of this.dirtyImages.values()) if (img) img.savedLastNs = img.lastNs;
+    for (const d of this.dirtyDests.values()) if (d) d.savedLastNs = d.lastNs;
+    this.dirtyImages.clear();
+    this.dirtyDests.clear();
+    this.lastFlushError = null;
+    this.flushes.inc({ result: 'ok' });
+    return n;
+  }
+
+  async start(): Promise<void> {
+    this.load();
+    if (this.timer) return;
+    this.timer = setInterval(() => this.flush(), this.o.flushIntervalMs);
+    this.timer.unref();
+  }
+
+  async stop(_deadlineMs: number): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    if (this.loaded) this.flush();
+  }
+
+  health(): ComponentHealth {
+    return this.lastFlushError ? { ready: true, detail: `flush failing: ${this.lastFlushError}` } : { ready: true, detail: `${this.all.size} destinations, ${this.images.size} images` };
+  }
+
+  private removeDest(d: Dest, reason: 'per_image' | 'total' | null): void {
+    this.all.delete(d.key);
+    this.images.get(d.image)?.dests.delete(`${d.dest}\u0000${d.port}`);
+    this.dirtyDests.set(d.key, null); // the row may exist from an earlier flush or the load
+    if (reason) this.evictions.inc({ reason });
+  }
+
+  private trimImage(img: Image): void {
+    while (img.dests.size > this.o.maxPerImage) {
+      const oldest = img.dests.values().next().value as Dest;
+      this.removeDest(oldest, 'per_image');
+    }
+  }
+
+  private trimTotal(): void {
+    while (this.all.size > this.o.maxTotal) {
+      const oldest = this.all.values().next().value as Dest;
+      this.removeDest(oldest, 'total');
+    }
+  }
+
+  private trimImages(): void {
+    while (this.images.size > this.o.maxImages) {
+      const oldest = this.images.values().next().value as Image;
+      // Per-row deletes too, so an image that comes back before the next flush starts empty.
+      for (const d of [...oldest.dests.values()]) this.removeDest(d, null);
+      this.images.delete(oldest.image);
+      this.dirtyImages.set(oldest.image, null); // deletes the image row and its destinations
+      this.evictions.inc({ reason: 'image' });
+    }
+  }
+
+  /** While the database refuses writes, keep pending changes bounded (deletes go first). */
+  private capPending(): void {
+    const limit = this.o.maxTotal + this.o.maxImages + 10_000;
+    if (this.pendingWrites <= limit) return;
+    let dropped = 0;
+    for (const [k, v] of this.dirtyDests) {
+      if (this.pendingWrites <= limit) break;
+      if (v === null) {
+        this.dirtyDests.delete(k);
+        dropped++;
+      }
+    }
+    if (dropped > 0) this.o.metrics.discarded.inc({ component: this.id, reason: 'pending_deletes' }, dropped);
+  }
+}

@@ -1,0 +1,302 @@
+/**
+ * Egress destination enricher (`enrich/egress`): where a network alert's remote side is.
+ *
+ * Remote side (mind the direction trap: fd.lport/fd.rport do not say which side is the server):
+ * - accept/accept4 (inbound): the client, `fd.cip`/`fd.cport`, else the client of the `fd.name` tuple;
+ * - everything else (connect, sendto, ...): the server, `fd.sip`/`fd.sport`, else the server of the
+ *   `fd.name` tuple `client_ip:port->server_ip:port`, else `fd.rip`/`fd.rport`.
+ * Adds `dest.ip`, `dest.port`, `dest.class`, `dest.rdns`, `dest.asn`, `dest.as_org`, `dest.intel`,
+ * `dest.new_for_image`, `dest.learning`. Synchronous parts (class, ASN, intel, baseline) are always
+ * answered; reverse DNS waits at most `rdns.wait`, then goes on in the background to warm the cache.
+ */
+import type { Logger } from 'pino';
+import { fieldNumber, fieldString, type Alert, type EnrichValue } from '../alert.js';
+import type { Clock } from '../clock.js';
+import type { Component, ComponentHealth } from '../component.js';
+import type { Config } from '../config/schema.js';
+import { CompanionError, errorMessage } from '../errors.js';
+import type { Metrics } from '../metrics.js';
+import type { Enricher } from '../pipeline/types.js';
+import type { Db } from '../store/db.js';
+import { AsnDb } from './asn.js';
+import { EgressBaseline } from './baseline.js';
+import { IntelLists } from './intel.js';
+import { formatIp, IpClassifier, parseIp, type Ip, type IpClass } from './ip-class.js';
+import { ReverseDns, type RdnsResult } from './rdns.js';
+
+export type EgressConfig = Config['enrich']['egress'];
+
+export interface EgressEnricherDeps {
+  readonly config: EgressConfig;
+  /** State database (baseline); null turns the baseline off. */
+  readonly db: Db | null;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly clock: Clock;
+  /** Override the reverse DNS resolver (tests). */
+  readonly resolver?: ReverseDns;
+}
+
+export interface Endpoint {
+  readonly ip: string;
+  readonly port: number | null;
+}
+
+export interface Destination {
+  readonly ip: Ip;
+  readonly port: number | null;
+  /** Falco's DNS-derived name of the remote side (`fd.sip.name` ...), when present. */
+  readonly domain: string | null;
+  readonly direction: 'outbound' | 'inbound';
+}
+
+const INBOUND_EVENTS = new Set(['accept', 'accept4']);
+const MAX_VALUE = 500;
+
+function parseEndpoint(s: string): Endpoint | null {
+  const t = s.trim();
+  let ip: string;
+  let port: string;
+  if (t.startsWith('[')) {
+    const close = t.indexOf(']');
+    if (close < 0 || t[close + 1] !== ':') return null;
+    ip = t.slice(1, close);
+    port = t.slice(close + 2);
+  } else {
+    const c = t.lastIndexOf(':');
+    if (c <= 0) return null;
+    ip = t.slice(0, c);
+    port = t.slice(c + 1);
+  }
+  if (!/^\d{1,5}$/.test(port) || Number(port) > 65535) return null;
+  if (!parseIp(ip)) return null;
+  return { ip, port: Number(port) };
+}
+
+/** Parse Falco's `fd.name` socket tuple `client_ip:port->server_ip:port` (IPv6 with or without brackets). */
+export function parseTuple(name: string | null): { client: Endpoint; server: Endpoint } | null {
+  if (!name) return null;
+  const arrow = name.indexOf('->');
+  if (arrow < 0 || name.indexOf('->', arrow + 2) >= 0) return null;
+  const client = parseEndpoint(name.slice(0, arrow));
+  const server = parseEndpoint(name.slice(arrow + 2));
+  return client && server ? { client, server } : null;
+}
+
+function portOf(a: Alert, key: string): number | null {
+  const n = fieldNumber(a, key);
+  return n !== null && Number.isInteger(n) && n >= 0 && n <= 65535 ? n : null;
+}
+
+/** The remote side of a network alert, or null when the alert is not about a network peer. */
+export function destinationOf(a: Alert): Destination | null {
+  const f = a.outputFields;
+  if (!f) return null;
+  if (!('fd.sip' in f || 'fd.rip' in f || 'fd.cip' in f || 'fd.name' in f)) return null;
+  const evt = fieldString(a, 'evt.type');
+  const inbound = evt !== null && INBOUND_EVENTS.has(evt);
+  const tuple = parseTuple(fieldString(a, 'fd.name'));
+  const candidates: [string | null, number | null, string | null][] = inbound
+    ? [
+        [fieldString(a, 'fd.cip'), portOf(a, 'fd.cport'), fieldString(a, 'fd.cip.name')],
+        [tuple?.client.ip ?? null, tuple?.client.port ?? null, fieldString(a, 'fd.cip.name')],
+        [fieldString(a, 'fd.rip'), portOf(a, 'fd.rport'), fieldString(a, 'fd.rip.name')],
+      ]
+    : [
+        [fieldString(a, 'fd.sip'), portOf(a, 'fd.sport'), fieldString(a, 'fd.sip.name')],
+        [tuple?.server.ip ?? null, tuple?.server.port ?? null, fieldString(a, 'fd.sip.name')],
+        [fieldString(a, 'fd.rip'), portOf(a, 'fd.rport'), fieldString(a, 'fd.rip.name')],
+      ];
+  for (const [ipText, port, domain] of candidates) {
+    if (!ipText) continue;
+    const ip = parseIp(ipText);
+    if (!ip) continue;
+    const d = domain && domain.trim() !== '' ? domain.trim().toLowerCase().replace(/\.$/, '').slice(0, 253) : null;
+    return { ip, port, domain: d, direction: inbound ? 'inbound' : 'outbound' };
+  }
+  return null;
+}
+
+/** The baseline's image key, or null for host processes and unknown images. */
+export function imageKeyOf(a: Alert, mode: EgressConfig['baseline']['image_key']): string | null {
+  const cid = fieldString(a, 'container.id');
+  if (cid === null || cid === '' || cid === 'host') return null;
+  const repo = fieldString(a, 'container.image.repository');
+  const tag = fieldString(a, 'container.image.tag');
+  const digest = fieldString(a, 'container.image.digest');
+  const image = fieldString(a, 'container.image');
+  const repoTag = repo ? (tag ? `${repo}:${tag}` : repo) : image;
+  if (mode === 'digest') return digest ?? repoTag;
+  if (mode === 'repository_tag') return repoTag;
+  return repo ?? (image ? image.replace(/@.*$/, '').replace(/:[^:/]*$/, '') : null);
+}
+
+export class EgressEnricher implements Enricher, Component {
+  readonly id = 'enrich/egress';
+  private readonly c: EgressConfig;
+  private readonly logger: Logger;
+  private readonly metrics: Metrics;
+  private readonly classifier: IpClassifier;
+  private readonly rdns: ReverseDns | null;
+  private readonly rdnsClasses: ReadonlySet<IpClass>;
+  private readonly asn: AsnDb | null;
+  private readonly intel: IntelLists | null;
+  readonly baseline: EgressBaseline | null;
+  private readonly classified;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(d: EgressEnricherDeps) {
+    this.c = d.config;
+    this.logger = d.logger.child({ component: this.id });
+    this.metrics = d.metrics;
+    this.classifier = new IpClassifier({ podCidrs: d.config.cluster_pod_cidrs, serviceCidrs: d.config.cluster_service_cidrs });
+    const r = d.config.rdns;
+    this.rdns = !r.enabled
+      ? null
+      : (d.resolver ??
+        new ReverseDns({
+          servers: r.servers,
+          timeoutMs: r.timeout,
+          cacheSize: r.cache_size,
+          positiveTtlMs: r.positive_ttl,
+          negativeTtlMs: r.negative_ttl,
+          errorTtlMs: r.error_ttl,
+          maxInflight: r.max_inflight,
+          clock: d.clock,
+          metrics: d.metrics,
+          logger: this.logger,
+        }));
+    this.rdnsClasses = new Set(r.classes.filter((x) => x !== 'loopback'));
+    this.asn = d.config.asn_mmdb ? new AsnDb({ path: d.config.asn_mmdb, logger: this.logger, metrics: d.metrics }) : null;
+    this.intel = d.config.intel.lists.length > 0 ? new IntelLists({ lists: d.config.intel.lists, maxEntries: d.config.intel.max_entries, logger: this.logger, metrics: d.metrics }) : null;
+    const b = d.config.baseline;
+    this.baseline =
+      b.enabled && d.db
+        ? new EgressBaseline({
+            db: d.db,
+            learningPeriodMs: b.learning_period,
+            maxPerImage: b.max_per_image,
+            maxTotal: b.max_total,
+            maxImages: b.max_images,
+            flushIntervalMs: b.flush_interval,
+            logger: this.logger,
+            metrics: d.metrics,
+          })
+        : null;
+    this.classified = d.metrics.counter<'class'>('egress_destinations_total', 'Network alerts classified by the egress enricher, by destination class', ['class']);
+  }
+
+  /** Load the MMDB, intel lists and baseline; fails when a configured file cannot be read. */
+  async start(): Promise<void> {
+    if (!this.c.enabled) return;
+    this.asn?.checkReload(true);
+    if (this.intel) {
+      this.intel.checkReload();
+      const empty = this.intel.missing();
+      if (empty.length > 0) throw new CompanionError('E_INTEL_LIST', `intel lists not readable: ${empty.join(', ')}`);
+    }
+    await this.baseline?.start();
+    if (!this.timer && (this.asn || this.intel)) {
+      this.timer = setInterval(() => this.reloadFiles(), this.c.reload_interval);
+      this.timer.unref();
+    }
+  }
+
+  async stop(deadlineMs: number): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await this.baseline?.stop(deadlineMs);
+    if (this.rdns) {
+      const left = Math.max(0, deadlineMs - Date.now());
+      let t: NodeJS.Timeout | undefined;
+      await Promise.race([this.rdns.close(), new Promise<void>((res) => (t = setTimeout(res, left)))]);
+      clearTimeout(t);
+    }
+  }
+
+  health(): ComponentHealth {
+    const parts: string[] = [];
+    if (this.asn) parts.push(`asn: ${this.asn.description}`);
+    if (this.intel) parts.push(`intel: ${Object.entries(this.intel.counts()).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+    if (this.baseline) parts.push(`baseline: ${this.baseline.health().detail ?? ''}`);
+    return { ready: true, detail: parts.join('; ') };
+  }
+
+  /** Check the MMDB and intel files for changes now (the timer does this every reload_interval). */
+  reloadFiles(): void {
+    try {
+      this.asn?.checkReload();
+      this.intel?.checkReload();
+    } catch (err) {
+      this.logger.error({ error: errorMessage(err) }, 'reload check failed');
+    }
+  }
+
+  async enrich(alert: Alert, signal: AbortSignal): Promise<Readonly<Record<string, EnrichValue>>> {
+    if (!this.c.enabled) return {};
+    const dest = destinationOf(alert);
+    if (!dest) return {};
+    const cls = this.classifier.classify(dest.ip) ?? 'reserved';
+    this.classified.inc({ class: cls });
+    const ipText = formatIp(dest.ip);
+    const out: Record<string, EnrichValue> = { 'dest.ip': ipText, 'dest.class': cls };
+    if (dest.port !== null) out['dest.port'] = dest.port;
+    const errors: string[] = [];
+
+    if (this.asn && cls !== 'loopback') {
+      const info = this.asn.lookup(ipText);
+      if (info?.asn != null) out['dest.asn'] = info.asn;
+      if (info?.org) out['dest.as_org'] = info.org.slice(0, MAX_VALUE);
+    }
+
+    const intelHits = new Set<string>();
+    if (this.intel) {
+      for (const n of this.intel.matchIp(dest.ip)) intelHits.add(n);
+      if (dest.domain) for (const n of this.intel.matchDomain(dest.domain)) intelHits.add(n);
+    }
+
+    if (this.baseline) {
+      const image = imageKeyOf(alert, this.c.baseline.image_key);
+      if (image !== null) {
+        try {
+          const v = this.baseline.isNew(image, dest.domain ?? ipText, dest.port ?? 0, alert.timeNs);
+          out['dest.new_for_image'] = v.newForImage;
+          out['dest.learning'] = v.learning;
+        } catch (err) {
+          errors.push(`baseline ${errorMessage(err)}`.slice(0, 100));
+          this.metrics.errors.inc({ component: this.id, code: 'E_BASELINE' });
+        }
+      }
+    }
+
+    if (this.rdns && this.rdnsClasses.has(cls)) {
+      const res = await this.reverse(ipText, signal);
+      if (res.kind === 'name') {
+        out['dest.rdns'] = res.name;
+        if (this.intel) for (const n of this.intel.matchDomain(res.name)) intelHits.add(n);
+      } else if (res.kind === 'error') errors.push(`rdns ${res.error}`);
+      else if (res.kind === 'pending') errors.push('rdns slow (pending)');
+    }
+
+    if (intelHits.size > 0) out['dest.intel'] = [...intelHits].join(',').slice(0, MAX_VALUE);
+    if (errors.length > 0) out['enrich_error'] = `egress: ${errors.join(', ')}`.slice(0, MAX_VALUE);
+    return out;
+  }
+
+  private async reverse(ip: string, signal: AbortSignal): Promise<RdnsResult> {
+    const rdns = this.rdns as ReverseDns;
+    const hit = rdns.cached(ip);
+    if (hit) return rdns.lookup(ip); // counts the hit
+    const wait = this.c.rdns.wait;
+    const ac = new AbortController();
+    const onAbort = (): void => ac.abort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    const t = setTimeout(onAbort, wait);
+    try {
+      return await rdns.lookup(ip, ac.signal);
+    } finally {
+      clearTimeout(t);
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+}

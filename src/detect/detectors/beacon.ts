@@ -15,7 +15,7 @@
  * No byte counts: TS 0.5, histogram 0.25, duration 0.25 (see rita.ts).
  */
 import { PRIORITIES, type Priority } from '../../alert.js';
-import { bool, defaults, duration, int, num, obj, oneOf, type Infer } from '../../config/dsl.js';
+import { bool, defaults, duration, int, list, num, obj, oneOf, str, type Infer } from '../../config/dsl.js';
 import type { Detector, Finding, Signal } from '../types.js';
 import { BoundedMap, cString, compact, destOf, exeOf, msToNs, raise, whereOf } from './kit.js';
 import { checkWeights, scoreSeries, type SeriesScore } from './rita.js';
@@ -28,13 +28,14 @@ export const beaconSettingsSpec = obj('C2 beaconing: RITA v5 beacon score per (w
   enabled: bool('Run this detector.', true),
   window: duration('Sliding window of connection times per series (RITA: 24 h).', 86_400_000, { min: 60_000 }),
   group_by: oneOf('Series workload key: `container` (container id) or `image` (image repository; replicas pooled).', ['container', 'image'], 'container'),
-  threshold: num('Beacon score (0..1) at or above which a finding is emitted.', 0.9, { min: 0, max: 1 }),
+  threshold: num('Beacon score (0..1) at or above which a finding is emitted (0.93: beacons with up to about ±30% jitter; see docs).', 0.93, { min: 0, max: 1 }),
   high_score: num('Score at or above which the priority is raised one step.', 0.97, { min: 0, max: 1 }),
   priority: oneOf('Priority of a finding at the threshold.', PRIORITIES, 'Warning', { caseInsensitive: true }),
   min_points: int('Unique connection seconds needed before scoring (RITA: 4).', 4, { min: 4 }),
   strobe: int('Connections in the window at or above which a series is a strobe and not scored (RITA: 86400).', 86_400, { min: 10 }),
   max_series: int('Series tracked at once (least recently used evicted, counted).', 10_000, { min: 1 }),
   max_points: int('Unique connection seconds kept per series (the most recent; older dropped, counted).', 1_440, { min: 16 }),
+  skip_dest_classes: list('Destination classes (enrichment `dest.class`) never scored; loopback addresses are always skipped.', str('Class name.', ''), ['loopback', 'link_local', 'multicast']),
   rescore_every: int('Rescore a series after this many new unique connection seconds.', 5, { min: 1 }),
   renotify: duration('At most one finding per series per this period.', 3_600_000, { min: 0 }),
   weights: obj('Score weights (must sum to 1). Falco connect alerts carry no bytes, so data size is not scored.', {
@@ -92,6 +93,10 @@ function insertSorted(s: Series, sec: number): boolean {
   return true;
 }
 
+function isLoopback(ip: string): boolean {
+  return ip.startsWith('127.') || ip === '::1' || ip.startsWith('::ffff:127.');
+}
+
 export function createBeaconDetector(overrides: Partial<BeaconSettings> = {}): Detector<BeaconState> {
   const cfg: BeaconSettings = { ...BEACON_DEFAULTS, ...overrides, weights: { ...BEACON_DEFAULTS.weights, ...(overrides.weights ?? {}) } };
   const weights = { ts: cfg.weights.ts, ds: 0, hist: cfg.weights.hist, dur: cfg.weights.dur };
@@ -119,6 +124,9 @@ export function createBeaconDetector(overrides: Partial<BeaconSettings> = {}): D
   function seriesKey(sig: Signal): string | null {
     const d = destOf(sig);
     if (!d.host || d.port === null) return null;
+    if (d.ip !== null && isLoopback(d.ip)) return null;
+    const cls = cString(sig, 'dest.class');
+    if (cls !== null && cfg.skip_dest_classes.includes(cls)) return null;
     const workload =
       cfg.group_by === 'image'
         ? (sig.imageRepository ?? cString(sig, 'image.repository') ?? sig.containerId ?? 'host')

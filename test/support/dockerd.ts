@@ -1,0 +1,238 @@
+/**
+ * Real Docker engine for tests (Debian docker.io): dockerd on a temp socket with no bridge and no
+ * iptables, images from `docker import` of a busybox-static rootfs, containers with
+ * `--network none`, and an optional Debian `docker-registry` on 127.0.0.1:<free port>.
+ * Everything lives in one temp dir and is stopped by PID.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync, copyFileSync, openSync, closeSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export const DOCKERD = '/usr/sbin/dockerd';
+export const BUSYBOX = '/usr/bin/busybox';
+export const REGISTRY = '/usr/bin/docker-registry';
+
+/** Why the real engine cannot be used here, or null when it can. */
+export function dockerSkipReason(): string | null {
+  if (process.platform !== 'linux') return 'dockerd tests need Linux';
+  if (process.getuid?.() !== 0) return 'dockerd tests need root';
+  for (const b of [DOCKERD, BUSYBOX]) if (!existsSync(b)) return `${b} not installed (Debian docker.io, busybox-static)`;
+  return null;
+}
+
+export interface Dockerd {
+  readonly dir: string;
+  readonly socket: string;
+  readonly pid: number;
+  /** Run the docker CLI against this engine. */
+  docker(...args: string[]): Promise<string>;
+  /** Import a busybox rootfs as `name`; `variant` changes the content (and so the digest). */
+  importImage(name: string, variant?: string): Promise<string>;
+  /** `docker run -d --network none IMAGE sleep 3600`; returns the 64-hex id. */
+  runContainer(image: string): Promise<string>;
+  /** Start the Debian registry on 127.0.0.1:<free port>; returns `127.0.0.1:<port>`. */
+  startRegistry(): Promise<string>;
+  /** SIGSTOP / SIGCONT the daemon (a hung runtime). */
+  pause(): void;
+  resume(): void;
+  /** Stop dockerd (SIGTERM, then SIGKILL) and wait for it to exit. */
+  stopDaemon(): Promise<void>;
+  /** Stop everything and remove the temp dir. */
+  close(): Promise<void>;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      const port = typeof a === 'object' && a ? a.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function ping(socketPath: string, path = '/_ping'): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = http.request({ socketPath, path, timeout: 1000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    req.on('error', () => resolve(false));
+    req.on('timeout', () => {
+      req.destroy();
+      resolve(false);
+    });
+    req.end();
+  });
+}
+
+function httpOk(port: number, path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = http.request({ host: '127.0.0.1', port, path, timeout: 1000 }, (res) => {
+      res.resume();
+      resolve((res.statusCode ?? 0) < 500);
+    });
+    req.on('error', () => resolve(false));
+    req.on('timeout', () => {
+      req.destroy();
+      resolve(false);
+    });
+    req.end();
+  });
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number, child?: ChildProcess): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (let i = 0; i < 1000 && Date.now() < until; i++) {
+    if (child && child.exitCode !== null) throw new Error(`${what} exited with ${child.exitCode}`);
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${what} not ready within ${timeoutMs} ms`);
+}
+
+function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve(false), ms);
+    child.once('exit', () => {
+      clearTimeout(t);
+      resolve(true);
+    });
+  });
+}
+
+async function stopChild(child: ChildProcess | null, ms = 8000): Promise<void> {
+  if (!child?.pid || child.exitCode !== null || child.signalCode !== null) return;
+  try {
+    process.kill(child.pid, 'SIGCONT');
+    process.kill(child.pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  if (!(await waitExit(child, ms))) {
+    try {
+      process.kill(child.pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+    await waitExit(child, 2000);
+  }
+}
+
+/** Start dockerd on a temp socket; throws with dockerd's log tail when it cannot start. */
+export async function startDockerd(): Promise<Dockerd> {
+  const dir = mkdtempSync(join(tmpdir(), 'fc-dockerd-'));
+  const socket = join(dir, 'docker.sock');
+  const logPath = join(dir, 'dockerd.log');
+  const logFd = openSync(logPath, 'a');
+  const child = spawn(
+    DOCKERD,
+    [
+      '--host', `unix://${socket}`,
+      '--data-root', join(dir, 'data'),
+      '--exec-root', join(dir, 'exec'),
+      '--pidfile', join(dir, 'dockerd.pid'),
+      '--bridge', 'none',
+      '--iptables=false',
+      '--ip6tables=false',
+      '--shutdown-timeout', '1',
+    ],
+    { stdio: ['ignore', logFd, logFd] },
+  );
+  closeSync(logFd);
+  let registry: ChildProcess | null = null;
+  const env = { ...process.env, DOCKER_HOST: `unix://${socket}` };
+  const docker = async (...args: string[]): Promise<string> => {
+    const { stdout } = await run('docker', args, { env, timeout: 60_000, maxBuffer: 16 * 1024 * 1024 });
+    return stdout.trim();
+  };
+  const stopDaemon = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) {
+      try {
+        process.kill(child.pid as number, 'SIGCONT');
+        const ids = (await docker('ps', '-aq')).split('\n').filter(Boolean);
+        if (ids.length > 0) await docker('rm', '-f', ...ids);
+      } catch {
+        // daemon already unhealthy: stopping it kills the containers
+      }
+    }
+    await stopChild(child);
+  };
+  const close = async (): Promise<void> => {
+    await stopDaemon();
+    await stopChild(registry);
+    try {
+      rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+    } catch {
+      // a leftover mount: leave the temp dir
+    }
+  };
+  try {
+    await waitFor('dockerd', () => ping(socket), 30_000, child);
+  } catch (err) {
+    let tail = '';
+    try {
+      tail = (await run('tail', ['-n', '20', logPath])).stdout;
+    } catch {
+      // no log
+    }
+    await close();
+    throw new Error(`${(err as Error).message}\n${tail}`);
+  }
+
+  let rootfs: string | null = null;
+  const makeRootfs = (): string => {
+    if (rootfs) return rootfs;
+    rootfs = join(dir, 'rootfs');
+    mkdirSync(join(rootfs, 'bin'), { recursive: true });
+    mkdirSync(join(rootfs, 'etc'), { recursive: true });
+    copyFileSync(BUSYBOX, join(rootfs, 'bin', 'busybox'));
+    for (const c of ['sh', 'sleep', 'cat', 'ls', 'echo']) symlinkSync('busybox', join(rootfs, 'bin', c));
+    return rootfs;
+  };
+
+  return {
+    dir,
+    socket,
+    pid: child.pid as number,
+    docker,
+    async importImage(name, variant = 'a') {
+      const root = makeRootfs();
+      writeFileSync(join(root, 'etc', 'variant'), `${variant}\n`);
+      const tar = join(dir, `rootfs-${variant}.tar`);
+      await run('tar', ['-C', root, '-cf', tar, '.']);
+      return docker('import', '-c', 'CMD ["/bin/sleep","3600"]', tar, name);
+    },
+    async runContainer(image) {
+      return docker('run', '-d', '--network', 'none', image, '/bin/sleep', '3600');
+    },
+    async startRegistry() {
+      if (!existsSync(REGISTRY)) throw new Error(`${REGISTRY} not installed (Debian docker-registry)`);
+      const port = await freePort();
+      const cfg = join(dir, 'registry.yml');
+      writeFileSync(cfg, `version: 0.1\nlog: {level: error}\nstorage: {filesystem: {rootdirectory: ${join(dir, 'registry')}}}\nhttp: {addr: 127.0.0.1:${port}}\n`);
+      const fd = openSync(join(dir, 'registry.log'), 'a');
+      registry = spawn(REGISTRY, ['serve', cfg], { stdio: ['ignore', fd, fd] });
+      closeSync(fd);
+      await waitFor('docker-registry', () => httpOk(port, '/v2/'), 15_000, registry);
+      return `127.0.0.1:${port}`;
+    },
+    pause() {
+      process.kill(child.pid as number, 'SIGSTOP');
+    },
+    resume() {
+      process.kill(child.pid as number, 'SIGCONT');
+    },
+    stopDaemon,
+    close,
+  };
+}

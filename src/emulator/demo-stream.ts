@@ -1,0 +1,23 @@
+/**
+ * The bundled demo alert stream: realistic Falco 0.42-format JSON alerts (one per line, keys
+ * alphabetical, 9-digit times within two minutes of 2026-03-02T10:00:00Z) that `falco-companion demo`
+ * replays through the built-in emulator. The file lives in `data/` next to this module; the build
+ * copies src/emulator/data to dist/src/emulator/data (scripts/copy-assets.mjs).
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export const DEMO_STREAM_FILE = 'demo-stream.jsonl';
+
+/** Absolute path of the bundled demo stream (resolved relative to this module). */
+export function demoStreamPath(): string {
+  return fileURLToPath(new URL(`./data/${DEMO_STREAM_FILE}`, import.meta.url));
+}
+
+/** The demo alerts as JSON text lines (no blank lines, no trailing newline), in time order. */
+export function loadDemoStream(path: string = demoStreamPath()): string[] {
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l))
+    .filter((l) => l.trim() !== '');
+}

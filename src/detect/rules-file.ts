@@ -72,6 +72,8 @@ export interface AllowEntry {
   readonly namespaces: readonly string[];
   readonly podLabels: Readonly<Record<string, string>>;
   readonly exes: readonly string[];
+  /** Globs on ancestor names / executables (proc.pname, proc.aname[n], proc.pexepath, proc.aexepath[n]). */
+  readonly ancestors: readonly string[];
   readonly destCidrs: readonly Cidr[];
   readonly destDomains: readonly string[];
 }
@@ -458,7 +460,7 @@ function parseSuppress(v: V, raw: unknown, detectorIds: readonly string[]): Supp
         const path = ['suppress', 'allow', i];
         const e = v.obj(item, path);
         if (!e) return;
-        v.keys(e, path, ['name', 'detectors', 'kinds', 'image', 'namespace', 'pod_labels', 'exe', 'dest_cidr', 'dest_domain']);
+        v.keys(e, path, ['name', 'detectors', 'kinds', 'image', 'namespace', 'pod_labels', 'exe', 'ancestor', 'dest_cidr', 'dest_domain']);
         const detectors = e['detectors'] === undefined ? null : (v.strs(e['detectors'], [...path, 'detectors']) ?? null);
         checkDetectors(detectors ?? undefined, [...path, 'detectors']);
         let kinds: SignalKind[] | null = null;
@@ -478,14 +480,15 @@ function parseSuppress(v: V, raw: unknown, detectorIds: readonly string[]): Supp
           namespaces: v.strs(e['namespace'], [...path, 'namespace']) ?? [],
           podLabels: v.labels(e['pod_labels'], [...path, 'pod_labels']) ?? {},
           exes: v.strs(e['exe'], [...path, 'exe']) ?? [],
+          ancestors: v.strs(e['ancestor'], [...path, 'ancestor']) ?? [],
           destCidrs: v.cidrs(e['dest_cidr'], [...path, 'dest_cidr']) ?? [],
           destDomains: v.strs(e['dest_domain'], [...path, 'dest_domain']) ?? [],
         };
         if (
-          entry.images.length + entry.namespaces.length + Object.keys(entry.podLabels).length + entry.exes.length + entry.destCidrs.length + entry.destDomains.length ===
+          entry.images.length + entry.namespaces.length + Object.keys(entry.podLabels).length + entry.exes.length + entry.ancestors.length + entry.destCidrs.length + entry.destDomains.length ===
           0
         ) {
-          v.bad(path, 'allows everything: give at least one of image, namespace, pod_labels, exe, dest_cidr, dest_domain');
+          v.bad(path, 'allows everything: give at least one of image, namespace, pod_labels, exe, ancestor, dest_cidr, dest_domain');
         }
         allow.push(entry);
       });

@@ -91,11 +91,11 @@ export function createKnockDetector(settings: Partial<KnockSettings> = {}): Dete
       key: `${KNOCK_DETECTOR_ID}|${o.key}`,
       evidence,
       fields: compact({
-        source_ip: o.src,
-        firewall: rules.join(' + '),
-        listen_port: accPort,
-        escalations: esc.join(',') || null,
-        rule_deleted: o.deleted !== null,
+        'knock.source_ip': o.src,
+        'knock.firewall': rules.join(' + '),
+        'knock.listen_port': accPort,
+        'knock.escalations': esc.join(',') || null,
+        'knock.rule_deleted': o.deleted !== null,
       }),
       timeNs: last.timeNs,
     };

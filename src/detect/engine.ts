@@ -1,0 +1,346 @@
+/**
+ * The detection stage: alert → signals (compiled mapping) → suppression (allowlists, CI windows and
+ * workloads, learning periods; every suppression counted) → detectors (pure state machines, one
+ * bounded state each) → dedup / aggregation (one detection per key per window, repeats reported as
+ * "repeated N times") → Falco-shaped detection alerts.
+ *
+ * All windows run on event time (alert.timeNs); the injected clock only stamps receive times.
+ */
+import { priorityRank, type Alert } from '../alert.js';
+import type { Clock } from '../clock.js';
+import { errorCode, errorMessage } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics.js';
+import type { DetectStage } from '../pipeline/types.js';
+import { findingToAlert } from './finding-to-alert.js';
+import { compileMapping, SIGNAL_RULE_PREFIX, type Mapping } from './mapping.js';
+import { cidrContains, compileGlob, domainMatches, parseIp } from './match.js';
+import { inCiWindow, type AllowEntry, type CiWorkload, type LoadedRules } from './rules-file.js';
+import type { Detector, Finding, Signal } from './types.js';
+
+export interface DetectionEngineOptions {
+  readonly rules: LoadedRules;
+  readonly detectors: readonly Detector<unknown>[];
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly clock: Clock;
+}
+
+interface Slot {
+  det: Detector<unknown>;
+  state: unknown;
+  evictionsSeen: number;
+  /** First event time this detector saw (learning periods). */
+  firstNs: bigint | null;
+}
+
+interface DedupEntry {
+  readonly key: string;
+  readonly detector: string;
+  readonly windowEndNs: bigint;
+  rank: number;
+  count: number;
+  last: Finding | null;
+}
+
+type Matcher = (s: string) => boolean;
+
+interface CompiledAllow {
+  readonly entry: AllowEntry;
+  readonly images: Matcher[];
+  readonly namespaces: Matcher[];
+  readonly labels: [string, Matcher][];
+  readonly exes: Matcher[];
+  readonly ancestors: Matcher[];
+}
+
+interface CompiledWorkload {
+  readonly namespaces: Matcher[];
+  readonly labels: [string, Matcher][];
+  readonly images: Matcher[];
+}
+
+export type SuppressReason = 'allowlist' | 'ci_window' | 'ci_workload' | 'learning';
+
+const ID = 'detect/engine';
+
+export class DetectionEngine implements DetectStage {
+  readonly id = ID;
+  private rules: LoadedRules;
+  private mapping: Mapping;
+  private allow: CompiledAllow[] = [];
+  private ciWorkloads: CompiledWorkload[] = [];
+  private readonly slots = new Map<string, Slot>();
+  private readonly dedup = new Map<string, DedupEntry>();
+  private maxNs = 0n;
+  private readonly log: Logger;
+  private readonly m;
+
+  constructor(private readonly opts: DetectionEngineOptions) {
+    this.log = opts.logger.child({ component: ID });
+    const mm = opts.metrics;
+    this.m = {
+      signals: mm.counter('signals_total', 'Signals the detection engine mapped from alerts, by kind', ['kind']),
+      suppressed: mm.counter('suppressed_total', 'Signals or findings suppressed, by detector and reason (allowlist, ci_window, ci_workload, learning)', ['detector', 'reason']),
+      evictions: mm.counter('detector_evictions_total', 'Detector state entries evicted to respect bounds', ['detector']),
+      detections: mm.counter('detections_total', 'Detections emitted, by detector and priority', ['detector', 'priority']),
+      deduplicated: mm.counter('detections_deduplicated_total', 'Detections folded into an earlier one of the same key within the dedup window', ['detector']),
+    };
+    this.rules = opts.rules;
+    this.mapping = compileMapping(opts.rules.signals);
+    this.compileSuppress();
+    for (const d of opts.detectors) this.slots.set(d.id, { det: d, state: d.init(), evictionsSeen: 0, firstNs: null });
+  }
+
+  /** Replace the rules (reload). Detectors given replace those of the same id, keeping their state. */
+  setRules(rules: LoadedRules, detectors?: readonly Detector<unknown>[]): void {
+    this.rules = rules;
+    this.mapping = compileMapping(rules.signals);
+    this.compileSuppress();
+    if (detectors) {
+      const ids = new Set(detectors.map((d) => d.id));
+      for (const id of [...this.slots.keys()]) if (!ids.has(id)) this.slots.delete(id);
+      for (const d of detectors) {
+        const slot = this.slots.get(d.id);
+        if (slot) slot.det = d;
+        else this.slots.set(d.id, { det: d, state: d.init(), evictionsSeen: 0, firstNs: null });
+      }
+    }
+    this.log.info({ signals: rules.signals.length, detectors: [...this.slots.keys()] }, 'detection rules in force');
+  }
+
+  get currentRules(): LoadedRules {
+    return this.rules;
+  }
+
+  /** Map, suppress, detect, dedup. Never throws for bad input. */
+  process(alert: Alert): { readonly forward: boolean; readonly detections: readonly Alert[] } {
+    const forward = this.rules.output.forwardSignalAlerts || !alert.rule.startsWith(SIGNAL_RULE_PREFIX);
+    if (alert.origin.kind === 'detector') return { forward: true, detections: [] };
+    if (alert.timeNs > this.maxNs) this.maxNs = alert.timeNs;
+    const out: Alert[] = this.sweep(this.maxNs);
+    let signals: Signal[];
+    try {
+      signals = this.mapping.mapAlert(alert);
+    } catch (err) {
+      this.opts.metrics.errors.inc({ component: ID, code: errorCode(err) });
+      this.log.warn({ rule: alert.rule, error: errorMessage(err) }, 'signal mapping failed');
+      return { forward, detections: out };
+    }
+    for (const sig of signals) {
+      this.m.signals.inc({ kind: sig.kind });
+      for (const slot of this.slots.values()) {
+        const id = slot.det.id;
+        if (!slot.det.consumes.includes(sig.kind)) continue;
+        if (this.rules.detectors[id]?.enabled === false) continue;
+        const reason = this.suppressedSignal(sig, id);
+        if (reason) {
+          this.m.suppressed.inc({ detector: id, reason });
+          continue;
+        }
+        if (slot.firstNs === null) slot.firstNs = sig.timeNs;
+        let findings: readonly Finding[];
+        try {
+          const r = slot.det.step(slot.state, sig, this.maxNs);
+          slot.state = r.state;
+          findings = r.findings;
+        } catch (err) {
+          this.opts.metrics.errors.inc({ component: `detect/${id}`, code: errorCode(err) });
+          this.log.error({ stage: id, rule: alert.rule, error: errorMessage(err) }, 'detector failed on a signal; signal skipped');
+          continue;
+        }
+        const ev = slot.det.evictions(slot.state);
+        if (ev > slot.evictionsSeen) {
+          this.m.evictions.inc({ detector: id }, ev - slot.evictionsSeen);
+          slot.evictionsSeen = ev;
+        }
+        for (const f of findings) {
+          const learn = this.rules.suppress.learning[id];
+          if (learn !== undefined && learn > 0 && slot.firstNs !== null && f.timeNs < slot.firstNs + BigInt(learn) * 1_000_000n) {
+            this.m.suppressed.inc({ detector: id, reason: 'learning' });
+            continue;
+          }
+          const a = this.dedupe(f);
+          if (a) out.push(a);
+        }
+      }
+    }
+    return { forward, detections: out };
+  }
+
+  /** Close every dedup window now (end of a replay, shutdown): summaries of pending repeats. */
+  flush(): Alert[] {
+    const out: Alert[] = [];
+    for (const e of this.dedup.values()) if (e.count > 0 && e.last) out.push(this.emit(e.last, e.count));
+    this.dedup.clear();
+    return out;
+  }
+
+  /** Close dedup windows that ended before event time `nowNs` (called on every alert). */
+  sweep(nowNs: bigint): Alert[] {
+    const out: Alert[] = [];
+    for (const [k, e] of this.dedup) {
+      if (e.windowEndNs > nowNs) break; // insertion order = window order (one window length)
+      this.dedup.delete(k);
+      if (e.count > 0 && e.last) out.push(this.emit(e.last, e.count));
+    }
+    return out;
+  }
+
+  private dedupe(f: Finding): Alert | null {
+    const windowNs = BigInt(this.rules.output.dedupWindowMs) * 1_000_000n;
+    const rank = priorityRank(f.priority);
+    const e = this.dedup.get(f.key);
+    if (!e || f.timeNs >= e.windowEndNs) {
+      let repeated = 0;
+      if (e) {
+        this.dedup.delete(f.key);
+        repeated = e.count;
+      }
+      if (this.dedup.size >= this.rules.output.maxDedupKeys) {
+        const oldest = this.dedup.keys().next();
+        if (!oldest.done) {
+          this.dedup.delete(oldest.value);
+          this.m.evictions.inc({ detector: 'engine/dedup' });
+        }
+      }
+      this.dedup.set(f.key, { key: f.key, detector: f.detector, windowEndNs: f.timeNs + windowNs, rank, count: 0, last: null });
+      return this.emit(f, repeated);
+    }
+    if (rank < e.rank) {
+      // More severe than what was sent: escalate now, folding the repeats so far.
+      e.rank = rank;
+      const repeated = e.count;
+      e.count = 0;
+      e.last = null;
+      return this.emit(f, repeated);
+    }
+    e.count++;
+    e.last = f;
+    this.m.deduplicated.inc({ detector: f.detector });
+    return null;
+  }
+
+  private emit(f: Finding, repeated: number): Alert {
+    this.m.detections.inc({ detector: f.detector, priority: f.priority });
+    const a = findingToAlert(f, { repeated, windowMs: this.rules.output.dedupWindowMs, receivedAtMs: this.opts.clock.now() });
+    this.log.info({ rule: a.rule, priority: a.priority, stage: f.detector, score: f.score, repeated }, 'detection');
+    return a;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Suppression
+
+  private compileSuppress(): void {
+    const globs = (xs: readonly string[]): Matcher[] => xs.map(compileGlob);
+    const labels = (o: Readonly<Record<string, string>>): [string, Matcher][] => Object.entries(o).map(([k, v]) => [k, compileGlob(v)]);
+    this.allow = this.rules.suppress.allow.map((entry) => ({
+      entry,
+      images: globs(entry.images),
+      namespaces: globs(entry.namespaces),
+      labels: labels(entry.podLabels),
+      exes: globs(entry.exes),
+      ancestors: globs(entry.ancestors),
+    }));
+    this.ciWorkloads = this.rules.suppress.ci.workloads.map((w: CiWorkload) => ({ namespaces: globs(w.namespaces), labels: labels(w.podLabels), images: globs(w.images) }));
+  }
+
+  /** Why a signal is suppressed for a detector, or null. */
+  suppressedSignal(sig: Signal, detector: string): SuppressReason | null {
+    for (const a of this.allow) {
+      const e = a.entry;
+      if (e.detectors && !e.detectors.includes(detector)) continue;
+      if (e.kinds && !e.kinds.includes(sig.kind)) continue;
+      if (allowMatches(a, sig)) {
+        this.log.debug({ stage: detector, rule: sig.rule, allow: e.name }, 'signal suppressed by allowlist');
+        return 'allowlist';
+      }
+    }
+    const ci = this.rules.suppress.ci;
+    if (ci.detectors.includes(detector)) {
+      if (ci.windows.some((w) => inCiWindow(w, sig.timeNs))) return 'ci_window';
+      if (this.ciWorkloads.some((w) => workloadMatches(w, sig))) return 'ci_workload';
+    }
+    return null;
+  }
+}
+
+function podLabel(sig: Signal, key: string): string | null {
+  const f = sig.alert.outputFields;
+  const direct = f?.[`k8s.pod.label[${key}]`] ?? f?.[`k8s.pod.label.${key}`];
+  if (typeof direct === 'string' && direct !== '<NA>') return direct;
+  const all = f?.['k8s.pod.labels'] ?? sig.alert.companion['k8s.pod.labels'];
+  if (typeof all === 'string') {
+    // `foo1:bar1,foo2:bar2` (Falco) or `[foo1:bar1, foo2:bar2]` / `k=v`
+    for (const part of all.replace(/^\[|\]$/g, '').split(',')) {
+      const m = /^\s*([^:=]+)[:=](.*)$/.exec(part);
+      if (m && (m[1] as string).trim() === key) return (m[2] as string).trim();
+    }
+  }
+  return null;
+}
+
+function ancestorsOf(sig: Signal): string[] {
+  const f = sig.alert.outputFields;
+  const out: string[] = [];
+  const add = (v: unknown): void => {
+    if (typeof v === 'string' && v !== '' && v !== '<NA>') out.push(v);
+  };
+  if (!f) return out;
+  add(f['proc.pname']);
+  add(f['proc.pexepath']);
+  add(f['proc.pexe']);
+  for (let i = 1; i <= 9; i++) {
+    add(f[`proc.aname[${i}]`]);
+    add(f[`proc.aexepath[${i}]`]);
+  }
+  return out;
+}
+
+function imageCandidates(sig: Signal): string[] {
+  const repo = sig.imageRepository;
+  if (!repo) return [];
+  return sig.imageTag ? [repo, `${repo}:${sig.imageTag}`] : [repo];
+}
+
+function allowMatches(a: CompiledAllow, sig: Signal): boolean {
+  if (a.images.length) {
+    const c = imageCandidates(sig);
+    if (!a.images.some((m) => c.some((x) => m(x)))) return false;
+  }
+  if (a.namespaces.length && !(sig.namespace !== null && a.namespaces.some((m) => m(sig.namespace as string)))) return false;
+  for (const [k, m] of a.labels) {
+    const v = podLabel(sig, k);
+    if (v === null || !m(v)) return false;
+  }
+  if (a.exes.length) {
+    const exe = sig.proc.exepath ?? sig.proc.name;
+    if (exe === null || !a.exes.some((m) => m(exe) || (sig.proc.name !== null && m(sig.proc.name)))) return false;
+  }
+  if (a.ancestors.length) {
+    const anc = ancestorsOf(sig);
+    if (!anc.some((x) => a.ancestors.some((m) => m(x)))) return false;
+  }
+  if (a.entry.destCidrs.length) {
+    const ip = sig.net.remoteIp ? parseIp(sig.net.remoteIp) : null;
+    if (!ip || !a.entry.destCidrs.some((c) => cidrContains(c, ip))) return false;
+  }
+  if (a.entry.destDomains.length) {
+    const d = sig.net.remoteDomain;
+    if (!d || !a.entry.destDomains.some((s) => domainMatches(s, d))) return false;
+  }
+  return true;
+}
+
+function workloadMatches(w: CompiledWorkload, sig: Signal): boolean {
+  if (w.namespaces.length && !(sig.namespace !== null && w.namespaces.some((m) => m(sig.namespace as string)))) return false;
+  for (const [k, m] of w.labels) {
+    const v = podLabel(sig, k);
+    if (v === null || !m(v)) return false;
+  }
+  if (w.images.length) {
+    const c = imageCandidates(sig);
+    if (!w.images.some((m) => c.some((x) => m(x)))) return false;
+  }
+  return true;
+}

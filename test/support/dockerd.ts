@@ -173,7 +173,13 @@ export async function startDockerd(): Promise<Dockerd> {
     try {
       rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
     } catch {
-      // a leftover mount: leave the temp dir
+      // dockerd bind-mounts its data root; a killed daemon leaves that mount behind.
+      try {
+        await run('umount', [join(dir, 'data')]);
+        rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+      } catch {
+        // leave the temp dir
+      }
     }
   };
   try {

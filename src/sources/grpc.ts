@@ -37,9 +37,14 @@ export interface GrpcSourceDeps {
   readonly random?: () => number;
 }
 
-type AnyStream = NodeJS.EventEmitter & { read(): unknown; readonly readableLength: number; cancel(): void };
+type AnyStream = NodeJS.EventEmitter & { pause(): unknown; resume(): unknown; cancel(): void };
 
 const VERSION_TIMEOUT_MS = 5000;
+/** Messages read ahead of the intake before the stream is paused (flow control), and resumed. */
+const BUFFER_HIGH = 4096;
+const BUFFER_LOW = 1024;
+/** After a stream error, how long to wait for the messages grpc-js already pushed. */
+const END_GRACE_MS = 2000;
 
 /** Stream errors by gRPC status name (bounded label set). */
 function grpcCode(err: unknown): string {
@@ -59,6 +64,8 @@ export class GrpcSource implements Component {
   private readonly metrics: Metrics;
   private readonly random: () => number;
   private readonly abort = new AbortController();
+  private readonly aborted: Promise<void>;
+  private stopDeadline = 0;
   private protos: FalcoProtos | null = null;
   private creds: grpc.ChannelCredentials | null = null;
   private channelOptions: grpc.ChannelOptions = {};
@@ -82,6 +89,7 @@ export class GrpcSource implements Component {
     this.log = deps.logger;
     this.metrics = deps.metrics;
     this.random = deps.random ?? Math.random;
+    this.aborted = new Promise((resolve) => this.abort.signal.addEventListener('abort', () => resolve(), { once: true }));
     this.reconnects = deps.metrics.counter('grpc_reconnects_total', 'Reconnects to Falco gRPC after a stream ended or failed');
     this.versionGauge = deps.metrics.gauge('falco_version', 'Falco version seen over gRPC as major*10000+minor*100+patch (0: unknown)');
     this.connectedGauge = deps.metrics.gauge('grpc_connected', '1 while the gRPC stream to Falco is up');
@@ -118,6 +126,7 @@ export class GrpcSource implements Component {
       return;
     }
     this.stopped = true;
+    this.stopDeadline = deadlineMs;
     this.abort.abort();
     this.stream?.cancel();
     if (this.loop) await this.waitLoop(deadlineMs);
@@ -296,18 +305,35 @@ export class GrpcSource implements Component {
   }
 
   /**
-   * Pull every message off the stream and submit it, in order, until the stream ends. Messages
-   * already received are submitted even when the stream failed afterwards. Resolves when the
-   * stream ended with OK; rejects with the stream error otherwise.
+   * Read every message off the stream and submit it, in order, until the stream ends.
+   *
+   * Messages are read eagerly into a local buffer: grpc-js discards messages it holds but the
+   * application has not read yet as soon as a non-OK status arrives, and those were already
+   * popped from Falco's queue. Only when the local buffer passes BUFFER_HIGH does the source
+   * pause the stream (HTTP/2 flow control then holds Falco back); in sub mode that cannot happen
+   * while the intake is full, because no request is sent. Messages received before a stream
+   * error are still submitted. Resolves when the stream ended with OK; rejects with the error.
    */
   private async drain(call: AnyStream): Promise<boolean> {
+    let buf: unknown[] = [];
+    let head = 0;
+    let paused = false;
     let ended = false;
     let failure: unknown = null;
     let wake: (() => void) | null = null;
+    let endTimer: NodeJS.Timeout | undefined;
     const poke = (): void => {
       const w = wake;
       wake = null;
       w?.();
+    };
+    const onData = (msg: unknown): void => {
+      buf.push(msg);
+      if (!paused && buf.length - head >= BUFFER_HIGH) {
+        paused = true;
+        call.pause();
+      }
+      poke();
     };
     const onEnd = (): void => {
       ended = true;
@@ -315,45 +341,65 @@ export class GrpcSource implements Component {
     };
     const onError = (err: unknown): void => {
       failure ??= err;
+      // grpc-js pushed everything it had before the error: let it flow out, then 'end' follows.
+      if (paused) {
+        paused = false;
+        call.resume();
+      }
+      endTimer ??= setTimeout(onEnd, END_GRACE_MS);
       poke();
     };
-    const onStatus = (): void => {
-      // grpc-js emits status after every message was pushed; 'end' follows once they are read.
-      poke();
-    };
-    call.on('readable', poke);
+    call.on('data', onData);
     call.on('end', onEnd);
     call.on('close', onEnd);
     call.on('error', onError);
-    call.on('status', onStatus);
     let received = false;
     try {
       for (;;) {
-        const msg = call.read();
-        if (msg !== null) {
+        if (head < buf.length) {
+          const msg = buf[head];
+          buf[head] = undefined;
+          head++;
+          if (head === buf.length) {
+            buf = [];
+            head = 0;
+          } else if (head > 1024 && head * 2 > buf.length) {
+            buf = buf.slice(head);
+            head = 0;
+          }
+          if (paused && buf.length - head <= BUFFER_LOW) {
+            paused = false;
+            call.resume();
+          }
           received = true;
           await this.handle(msg);
           continue;
         }
         if (ended) break;
-        if (failure !== null && call.readableLength === 0) break;
         await new Promise<void>((r) => {
           wake = r;
-          if (ended || this.stopped) poke();
         });
-        if (this.stopped && call.readableLength === 0) break;
       }
     } finally {
-      call.off('readable', poke);
+      clearTimeout(endTimer);
+      call.off('data', onData);
       call.off('end', onEnd);
       call.off('close', onEnd);
-      call.off('status', onStatus);
       // Keep an error listener: a late error must never become an uncaught exception.
       call.off('error', onError);
       call.on('error', () => undefined);
     }
     if (failure !== null && !this.stopped) throw new SessionError(failure, received);
     return received;
+  }
+
+  /** Wait until the intake has room; after stop() only until the stop deadline. False: give up. */
+  private async waitForRoom(): Promise<boolean> {
+    if (!this.stopped) await Promise.race([this.intake.whenNotFull(), this.aborted]);
+    if (!this.stopped) return true;
+    const left = this.stopDeadline - Date.now();
+    if (left > 0 && this.intake.full) await Promise.race([this.intake.whenNotFull(), sleep(left)]);
+    return !this.intake.full;
   }
 
   /** Convert and submit one message, waiting for room as long as it takes. Never throws. */
@@ -377,8 +423,10 @@ export class GrpcSource implements Component {
         return;
       } catch (err) {
         if (err instanceof QueueFullError) {
-          await this.intake.whenNotFull();
-          continue;
+          if (await this.waitForRoom()) continue;
+          this.metrics.discarded.inc({ component: this.id, reason: 'shutdown' });
+          this.log.error({ rule: alert.rule, priority: alert.priority }, 'intake still full at the shutdown deadline: alert from Falco gRPC dropped');
+          return;
         }
         const stoppedIntake = err instanceof StoppedError;
         this.metrics.errors.inc({ component: this.id, code: errorCode(err) });

@@ -290,6 +290,7 @@ export class EgressEnricher implements Enricher, Component {
     const wait = this.c.rdns.wait;
     const ac = new AbortController();
     const onAbort = (): void => ac.abort();
+    if (signal.aborted) ac.abort();
     signal.addEventListener('abort', onAbort, { once: true });
     const t = setTimeout(onAbort, wait);
     try {

@@ -134,6 +134,12 @@ export interface DetectorSettingsSpec {
   readonly settings: ObjectSpec;
 }
 
+/**
+ * Detector ids the project ships. The rules file may name them (settings, suppression) even when
+ * the running engine has not registered them (settings of unregistered ones are ignored).
+ */
+export const KNOWN_DETECTOR_IDS = ['socket-filter', 'knock', 'beacon', 'first-seen-egress', 'escape', 'unexpected-image', 'k8s-spread'] as const;
+
 export const outputSpec = obj('Output of the detection engine.', {
   forward_signal_alerts: bool('Forward alerts of the companion signal rules (rule names starting with "Companion signal:") to the sinks. Detections and all other alerts are always forwarded.', true),
   dedup_window: duration('One detection per key per window; repeats are counted and reported as "repeated N times".', 600_000, { min: 1000 }),
@@ -278,7 +284,7 @@ function parseRules(file: string, text: string, detectorSpecs: readonly Detector
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
   const parseProblems: string[] = [];
   for (const e of [...doc.errors, ...doc.warnings]) {
-    const pos = e.linePos?.[0];
+    const pos = e.linePos?.[0] ?? (e.pos?.[0] !== undefined ? lc.linePos(e.pos[0]) : undefined);
     parseProblems.push(`${pos ? `${file}:${pos.line}:${pos.col}` : file}: ${e.message.split('\n')[0] ?? e.message}`);
   }
   if (doc.errors.length > 0) throw new ConfigError(parseProblems);
@@ -430,7 +436,7 @@ function parseDetectors(v: V, raw: unknown, specs: readonly DetectorSettingsSpec
   const o = v.obj(raw, ['detectors']) ?? {};
   const known = specs.map((s) => s.id);
   for (const k of Object.keys(o)) {
-    if (!known.includes(k)) v.bad(['detectors', k], `unknown detector; known detectors: ${known.join(', ') || '(none registered)'}`, true);
+    if (!known.includes(k) && !(KNOWN_DETECTOR_IDS as readonly string[]).includes(k)) v.bad(['detectors', k], `unknown detector; known detectors: ${[...new Set([...known, ...KNOWN_DETECTOR_IDS])].join(', ')}`, true);
   }
   const out: Record<string, DetectorSettingsBase & Record<string, unknown>> = {};
   for (const s of specs) {
@@ -446,9 +452,9 @@ function parseSuppress(v: V, raw: unknown, detectorIds: readonly string[]): Supp
   const o = v.obj(raw, ['suppress']) ?? {};
   v.keys(o, ['suppress'], ['allow', 'ci', 'learning']);
   const checkDetectors = (list: string[] | undefined, path: (string | number)[]): void => {
-    if (!list || detectorIds.length === 0) return;
+    if (!list) return;
     list.forEach((d, i) => {
-      if (!detectorIds.includes(d)) v.bad([...path, i], `unknown detector ${JSON.stringify(d)}; known: ${detectorIds.join(', ')}`);
+      if (!detectorIds.includes(d) && !(KNOWN_DETECTOR_IDS as readonly string[]).includes(d)) v.bad([...path, i], `unknown detector ${JSON.stringify(d)}; known: ${[...new Set([...detectorIds, ...KNOWN_DETECTOR_IDS])].join(', ')}`);
     });
   };
 
@@ -540,7 +546,7 @@ function parseSuppress(v: V, raw: unknown, detectorIds: readonly string[]): Supp
   const lo = v.obj(o['learning'], ['suppress', 'learning']) ?? {};
   for (const [k, x] of Object.entries(lo)) {
     const path = ['suppress', 'learning', k];
-    if (detectorIds.length > 0 && !detectorIds.includes(k)) v.bad(path, `unknown detector; known: ${detectorIds.join(', ')}`, true);
+    if (!detectorIds.includes(k) && !(KNOWN_DETECTOR_IDS as readonly string[]).includes(k)) v.bad(path, `unknown detector; known: ${[...new Set([...detectorIds, ...KNOWN_DETECTOR_IDS])].join(', ')}`, true);
     const ms = checkSpec(v.file, v.lc, v.problems, duration('learning period', 0), x, v.node(path), path) as number | undefined;
     if (ms !== undefined) learning[k] = ms;
   }

@@ -1,0 +1,45 @@
+/** Alert builders for detection tests (Falco-shaped, as the shipped signal rules emit them). */
+import { createAlert, formatTimeNs, type Alert, type FieldValue } from '../../src/alert.js';
+import { silentLogger } from '../../src/logger.js';
+import { Metrics } from '../../src/metrics.js';
+import { ManualClock } from '../../src/clock.js';
+import { DetectionEngine } from '../../src/detect/engine.js';
+import { loadRulesFile, type DetectorSettingsSpec, type LoadedRules } from '../../src/detect/rules-file.js';
+import { createSocketFilterDetector, socketFilterSettingsSpec, SOCKET_FILTER_DETECTOR_ID, type SocketFilterSettings } from '../../src/detect/detectors/socket-filter.js';
+import { createKnockDetector, knockSettingsSpec, KNOCK_DETECTOR_ID, type KnockSettings } from '../../src/detect/detectors/knock.js';
+import type { Detector } from '../../src/detect/types.js';
+
+export const T0 = 1_704_067_200_000_000_000n;
+
+export function alertAt(sec: number, rule: string, fields: Record<string, FieldValue>, tags: string[] = []): Alert {
+  return createAlert({
+    time: formatTimeNs(T0 + BigInt(Math.round(sec * 1e9))),
+    rule,
+    priority: 'Notice',
+    source: 'syscall',
+    hostname: 'node-1',
+    output: `${rule}`,
+    tags,
+    outputFields: { 'container.id': 'abc123def456', 'container.image.repository': 'docker.io/library/nginx', 'container.image.tag': '1.25', 'k8s.ns.name': 'web', 'k8s.pod.name': 'nginx-1', ...fields },
+    origin: { kind: 'test', component: 'test' },
+    receivedAtMs: 0,
+  });
+}
+
+export const DETECTOR_SPECS: DetectorSettingsSpec[] = [
+  { id: SOCKET_FILTER_DETECTOR_ID, settings: socketFilterSettingsSpec },
+  { id: KNOCK_DETECTOR_ID, settings: knockSettingsSpec },
+];
+
+export function detectorsFrom(rules: LoadedRules): Detector<unknown>[] {
+  return [
+    createSocketFilterDetector(rules.detectors[SOCKET_FILTER_DETECTOR_ID] as unknown as SocketFilterSettings) as Detector<unknown>,
+    createKnockDetector(rules.detectors[KNOCK_DETECTOR_ID] as unknown as KnockSettings) as Detector<unknown>,
+  ];
+}
+
+export function engineWith(rules: LoadedRules = loadRulesFile(null, { detectors: DETECTOR_SPECS })): { engine: DetectionEngine; metrics: Metrics } {
+  const metrics = new Metrics({ collectDefault: false });
+  const engine = new DetectionEngine({ rules, detectors: detectorsFrom(rules), logger: silentLogger(), metrics, clock: new ManualClock(0) });
+  return { engine, metrics };
+}

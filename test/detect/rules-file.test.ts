@@ -1,0 +1,160 @@
+import { mkdtempSync, rmSync, writeFileSync, utimesSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ConfigError } from '../../src/errors.js';
+import { silentLogger } from '../../src/logger.js';
+import { Metrics } from '../../src/metrics.js';
+import { inCiWindow, loadRulesFile, RulesWatcher } from '../../src/detect/rules-file.js';
+import { DETECTOR_SPECS, T0 } from './helpers.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+function tmp(): string {
+  const d = mkdtempSync(join(tmpdir(), 'fc-rules-'));
+  dirs.push(d);
+  return d;
+}
+
+function problems(text: string): string[] {
+  try {
+    loadRulesFile('/x/rules.yaml', { text, detectors: DETECTOR_SPECS });
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return [...(err as ConfigError).problems];
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('rules file', () => {
+  it('loads the built-in defaults with every detector setting filled in', () => {
+    const r = loadRulesFile(null, { detectors: DETECTOR_SPECS });
+    expect(r.signals.length).toBeGreaterThan(30);
+    expect(r.detectors['socket-filter']?.enabled).toBe(true);
+    expect(r.detectors['socket-filter']?.['window']).toBe(3_600_000);
+    expect(r.detectors['knock']?.['delete_window']).toBe(900_000);
+    expect(r.output.dedupWindowMs).toBe(600_000);
+    expect(r.suppress.allow.some((a) => a.name === 'dhcp-clients')).toBe(true);
+    expect(Object.isFrozen(r.signals)).toBe(true);
+  });
+
+  it('reports every problem at once with file:line:col', () => {
+    const text = [
+      'signals:', // 1
+      '  - rule: "X"', // 2
+      '    emit: {kind: nonsense}', // 3
+      '  - rule_prefix: "Y"', // 4
+      '    where:', // 5
+      '      - field: fd.sip', // 6
+      '        cidr: [10.0.0.0/33]', // 7
+      '    emit: {kind: escape, subtype: teleport}', // 8
+      'detectors:', // 9
+      '  knock:', // 10
+      '    window: soon', // 11
+      '  socket-filtr: {}', // 12
+      'suppress:', // 13
+      '  ci:', // 14
+      '    windows:', // 15
+      '      - {days: mon-fri, from: "25:00", to: "03:30"}', // 16
+      'output:', // 17
+      '  forward_signal_alerts: maybe', // 18
+    ].join('\n');
+    const p = problems(text);
+    const has = (re: RegExp): void => {
+      expect(p.some((x) => re.test(x)), `${re} in\n${p.join('\n')}`).toBe(true);
+    };
+    has(/^\/x\/rules\.yaml:3:\d+: signals\[0\]\.emit\.kind: must be one of raw_socket/);
+    has(/^\/x\/rules\.yaml:7:\d+: .*"10\.0\.0\.0\/33" is not an IPv4\/IPv6 address or CIDR/);
+    has(/^\/x\/rules\.yaml:8:\d+: .*escape subtype must be one of/);
+    has(/^\/x\/rules\.yaml:11:\d+: detectors\.knock\.window: must be a duration/);
+    has(/^\/x\/rules\.yaml:12:3: detectors\.socket-filtr: unknown detector/);
+    has(/^\/x\/rules\.yaml:16:\d+: .*must be a UTC time "HH:MM"/);
+    has(/^\/x\/rules\.yaml:18:\d+: output\.forward_signal_alerts: must be true or false/);
+    expect(p.length).toBeGreaterThanOrEqual(7);
+  });
+
+  it('rejects entries that match everything or allow everything', () => {
+    const p = problems('signals:\n  - emit: {kind: listen}\nsuppress:\n  allow:\n    - name: all\n');
+    expect(p.some((x) => /rules\.yaml:2:5: .*matches every alert/.test(x))).toBe(true);
+    expect(p.some((x) => /rules\.yaml:5:7: .*allows everything/.test(x))).toBe(true);
+  });
+
+  it('reports YAML syntax errors with positions', () => {
+    const p = problems('signals:\n  - rule: "a\n    emit: [\n');
+    expect(p[0]).toMatch(/^\/x\/rules\.yaml:\d+:\d+: /);
+  });
+
+  it('parses predicates, subtype maps, extract and CI windows', () => {
+    const r = loadRulesFile('/x/r.yaml', {
+      detectors: DETECTOR_SPECS,
+      text: [
+        'signals:',
+        '  - rule: [A, B]',
+        '    where: [{field: fd.sport, gte: 1024}, {field: fd.sip, cidr: "fd00::/8"}]',
+        '    emit: {kind: escape, subtype_from: {field: evt.arg.x, map: {"1": mount}, default: sysrq}}',
+        '    extract: {dev: evt.arg.dev}',
+        'suppress:',
+        '  ci:',
+        '    windows: [{days: mon-fri, from: "22:00", to: "02:00"}]',
+        '  learning: {knock: 1h}',
+      ].join('\n'),
+    });
+    const s = r.signals[0];
+    expect(s?.rules).toEqual(['A', 'B']);
+    expect(s?.where.map((w) => w.op)).toEqual(['gte', 'cidr']);
+    expect(s?.subtypeFrom?.map).toEqual({ '1': 'mount' });
+    expect(r.suppress.learning['knock']).toBe(3_600_000);
+    const w = r.suppress.ci.windows[0];
+    if (!w) throw new Error('no window');
+    // 2024-01-01 is a Monday. 23:00 Monday: in. 01:00 Tuesday (Monday's window): in. 01:00 Monday (Sunday's window): out.
+    expect(inCiWindow(w, T0 + 23n * 3600n * 1_000_000_000n)).toBe(true);
+    expect(inCiWindow(w, T0 + 25n * 3600n * 1_000_000_000n)).toBe(true);
+    expect(inCiWindow(w, T0 + 1n * 3600n * 1_000_000_000n)).toBe(false);
+    expect(inCiWindow(w, T0 + 12n * 3600n * 1_000_000_000n)).toBe(false);
+  });
+});
+
+describe('RulesWatcher', () => {
+  it('reloads a good file, keeps the old rules on a bad one, and counts both', async () => {
+    const d = tmp();
+    const f = join(d, 'rules.yaml');
+    writeFileSync(f, 'signals:\n  - rule: A\n    emit: {kind: listen}\n');
+    const metrics = new Metrics({ collectDefault: false });
+    const seen: number[] = [];
+    const w = new RulesWatcher({ path: f, detectors: DETECTOR_SPECS, logger: silentLogger(), metrics, onReload: (r) => seen.push(r.signals.length), pollMs: 0 });
+    expect(w.rules.signals.length).toBe(1);
+
+    writeFileSync(f, 'signals:\n  - rule: A\n    emit: {kind: listen}\n  - rule: B\n    emit: {kind: accept}\n');
+    expect(w.reload()).toBe(true);
+    expect(w.rules.signals.length).toBe(2);
+
+    writeFileSync(f, 'signals:\n  - rule: A\n    emit: {kind: bogus}\n');
+    expect(w.reload()).toBe(false);
+    expect(w.rules.signals.length).toBe(2);
+    expect(w.error).toMatch(/rules\.yaml:3:\d+: .*must be one of/);
+    expect(seen).toEqual([2]);
+    const text = await metrics.text();
+    expect(text).toMatch(/falco_companion_rules_reloads_total\{result="ok"\} 1/);
+    expect(text).toMatch(/falco_companion_rules_reloads_total\{result="invalid"\} 1/);
+  });
+
+  it('picks up a file change by polling', async () => {
+    const d = tmp();
+    const f = join(d, 'rules.yaml');
+    writeFileSync(f, 'signals: []\n');
+    const seen: number[] = [];
+    const w = new RulesWatcher({ path: f, detectors: DETECTOR_SPECS, logger: silentLogger(), metrics: new Metrics({ collectDefault: false }), onReload: (r) => seen.push(r.signals.length), pollMs: 20 });
+    w.start();
+    try {
+      writeFileSync(f, 'signals:\n  - rule: A\n    emit: {kind: listen}\n');
+      const later = new Date(Date.now() + 5000);
+      utimesSync(f, later, later);
+      for (let i = 0; i < 100 && seen.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(seen).toEqual([1]);
+    } finally {
+      w.stop();
+    }
+  });
+});

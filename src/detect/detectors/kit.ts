@@ -129,7 +129,7 @@ export class BoundedMap<K, V> {
   values(): IterableIterator<V> {
     return this.m.values();
   }
-  /** Drop entries for which `expired` holds (not counted as evictions: they aged out). Stops at the first live entry when `ordered`. */
+  /** Drop entries for which `expired` holds (not counted as evictions: they aged out). O(size): call on a cadence. */
   sweep(expired: (v: V) => boolean): number {
     let n = 0;
     for (const [k, v] of this.m) {

@@ -307,12 +307,33 @@ export function buildSignal(alert: Alert, kind: SignalKind, subtype: string | nu
 
 export type FirewallFacts = Record<string, string | number | boolean>;
 
-/** Split a command line on whitespace, honouring simple single/double quotes. */
+/** Split a command line on whitespace like a shell: quotes (also mid-word) group, backslash escapes. */
 function tokenize(s: string): string[] {
   const out: string[] = [];
-  const re = /"([^"]*)"|'([^']*)'|(\S+)/g;
-  let m: RegExpExecArray | null;
-  while ((m = re.exec(s)) !== null) out.push(m[1] ?? m[2] ?? m[3] ?? '');
+  let cur = '';
+  let has = false;
+  let quote: '"' | "'" | null = null;
+  for (let i = 0; i < s.length; i++) {
+    const ch = s[i] as string;
+    if (quote) {
+      if (ch === quote) quote = null;
+      else cur += ch;
+    } else if (ch === '"' || ch === "'") {
+      quote = ch;
+      has = true;
+    } else if (ch === '\\' && i + 1 < s.length) {
+      cur += s[++i] as string;
+      has = true;
+    } else if (/\s/.test(ch)) {
+      if (has) out.push(cur);
+      cur = '';
+      has = false;
+    } else {
+      cur += ch;
+      has = true;
+    }
+  }
+  if (has) out.push(cur);
   return out;
 }
 

@@ -138,7 +138,7 @@ export interface DetectorSettingsSpec {
  * Detector ids the project ships. The rules file may name them (settings, suppression) even when
  * the running engine has not registered them (settings of unregistered ones are ignored).
  */
-export const KNOWN_DETECTOR_IDS = ['socket-filter', 'knock', 'beacon', 'first-seen-egress', 'escape', 'unexpected-image', 'k8s-spread'] as const;
+export const KNOWN_DETECTOR_IDS = ['socket_filter', 'knock', 'beacon', 'first_seen_egress', 'escape_chain', 'unexpected_image', 'k8s_spread'] as const;
 
 export const outputSpec = obj('Output of the detection engine.', {
   forward_signal_alerts: bool('Forward alerts of the companion signal rules (rule names starting with "Companion signal:") to the sinks. Detections and all other alerts are always forwarded.', true),
@@ -539,7 +539,7 @@ function parseSuppress(v: V, raw: unknown, detectorIds: readonly string[]): Supp
         else workloads.push(wl);
       });
   }
-  const ciDetectors = ci['detectors'] === undefined ? ['unexpected-image', 'first-seen-egress', 'beacon'] : (v.strs(ci['detectors'], [...ciPath, 'detectors']) ?? []);
+  const ciDetectors = ci['detectors'] === undefined ? ['unexpected_image', 'first_seen_egress', 'beacon'] : (v.strs(ci['detectors'], [...ciPath, 'detectors']) ?? []);
   if (ci['detectors'] !== undefined) checkDetectors(ciDetectors, [...ciPath, 'detectors']);
 
   const learning: Record<string, number> = {};

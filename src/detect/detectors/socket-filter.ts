@@ -17,7 +17,7 @@ import type { Detector, Finding, Signal, SignalKind } from '../types.js';
 import { isMasquerade, isTmpfsPath, keyString, priorityFromScore, procLabel, round3, sameLineage } from '../detector-kit.js';
 import { BoundedMap, compact, msToNs, whereOf } from './kit.js';
 
-export const SOCKET_FILTER_DETECTOR_ID = 'socket-filter';
+export const SOCKET_FILTER_DETECTOR_ID = 'socket_filter';
 export const SOCKET_FILTER_MITRE = ['T1205.002', 'T1205', 'mitre_defense_evasion', 'mitre_persistence', 'mitre_command_and_control'] as const;
 
 export const socketFilterSettingsSpec = obj('Traffic signaling (T1205.002): raw/packet socket or filter armed, then a listener, new peer, shell on a socket or firewall change from the same process lineage.', {

@@ -115,8 +115,13 @@ export class GrpcSource implements Component {
   async start(): Promise<void> {
     if (this.started || this.stopped) return;
     this.started = true;
-    this.protos = loadFalcoProtos();
-    this.setupTransport();
+    try {
+      this.protos = loadFalcoProtos();
+      this.setupTransport();
+    } catch (err) {
+      this.started = false;
+      throw err;
+    }
     this.loop = this.run();
   }
 
@@ -288,7 +293,7 @@ export class GrpcSource implements Component {
     const m = protos.get;
     let progressed = false;
     while (!this.stopped) {
-      if (this.intake.full) await this.intake.whenNotFull();
+      if (this.intake.full) await Promise.race([this.intake.whenNotFull(), this.aborted]);
       if (this.stopped) break;
       const call = client.makeServerStreamRequest(m.path, m.requestSerialize, (b: Buffer) => decodeSafe(m, b), {}, {}) as unknown as grpc.ClientReadableStream<unknown>;
       this.stream = call;

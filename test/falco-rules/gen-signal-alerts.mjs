@@ -446,7 +446,10 @@ const names = Object.keys(scenarios);
 for (const [i, rule] of rules.entries()) {
   const values = scenarios[rule.rule];
   if (!values) throw new Error(`no scenario for ${rule.rule}`);
-  const ns = BASE_NS + BigInt(i) * 1_000_000_000n + 123_456_789n + BigInt(i);
+  let ns = BASE_NS + BigInt(i) * 1_000_000_000n + 123_456_789n + BigInt(i);
+  // Like real ones, every timestamp must be unrepresentable as a double: a value such as
+  // ...123456800 prints back identically from a double yet is another integer (...768).
+  while (String(Number(ns)) === ns.toString()) ns += 1n;
   const date = new Date(Number(ns / 1_000_000n));
   const frac = (ns % 1_000_000_000n).toString().padStart(9, '0');
   const time = `${date.toISOString().slice(0, 19)}.${frac}Z`;

@@ -46,8 +46,9 @@ describe('signal alert fixture', () => {
       expect(alert.source).toBe('syscall');
       expect(alert.hostname).toBe('node-1');
       const evtTime = obj(a.output_fields)['evt.time'];
-      // A ns integer above 2^53 (kept exact by the lossless parser; a plain number when it happens to round-trip).
-      const ns = evtTime instanceof LosslessNumber ? evtTime.toBigInt() : typeof evtTime === 'number' ? BigInt(evtTime) : null;
+      // A ns integer above 2^53 that a double cannot hold: only the lossless parser keeps it exact.
+      expect(evtTime).toBeInstanceOf(LosslessNumber);
+      const ns = evtTime instanceof LosslessNumber ? evtTime.toBigInt() : null;
       expect(ns !== null && ns > 2n ** 53n).toBe(true);
       expect(alert.timeNs).toBe(ns);
     }

@@ -32,7 +32,7 @@ const GUARDED_FIELDS: Readonly<Record<string, { reason: string; onlyInMacros: re
     reason:
       'deprecated since Falco 0.42 (enter events dropped; absent from the 0.44 field list, still accepted with a ' +
       'LOAD_DEPRECATED_ITEM warning, always true for "<"). Needed on 0.40/0.41 so signals fire once. Confined to ' +
-      'companion_syscall_exit, which falco-companion_rules-falco-0.42.yaml replaces on 0.42+.',
+      'companion_syscall_exit, which falco-companion_rules_0.42-override.yaml replaces on 0.42+.',
     onlyInMacros: ['companion_syscall_exit'],
   },
 };
@@ -206,6 +206,11 @@ describe('falco-rules: conditions are well formed', () => {
     expect(m.override).toEqual({ condition: 'replace' });
     expect(collectRefs(parseCondition(String(m.condition))).fields.map((f) => f.name)).not.toContain('evt.dir');
     expect(items.some((i) => 'rule' in i || 'list' in i)).toBe(false);
+  });
+
+  it('the override sorts after the main file (Falco loads a rules.d directory in name order)', () => {
+    const names = [OVERRIDE_042, MAIN_RULES].map((p) => p.split('/').pop() as string).sort();
+    expect(names).toEqual(['falco-companion_rules.yaml', 'falco-companion_rules_0.42-override.yaml']);
   });
 });
 

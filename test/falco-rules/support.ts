@@ -7,7 +7,7 @@ import { parse as parseYaml } from 'yaml';
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const RULES_DIR = join(ROOT, 'falco-rules');
 export const MAIN_RULES = join(RULES_DIR, 'falco-companion_rules.yaml');
-export const OVERRIDE_042 = join(RULES_DIR, 'falco-companion_rules-falco-0.42.yaml');
+export const OVERRIDE_042 = join(RULES_DIR, 'falco-companion_rules_0.42-override.yaml');
 export const FIXTURE = join(ROOT, 'test', 'fixtures', 'signal-alerts.jsonl');
 export const REF_DIR = join(ROOT, '..', 'shared', 'falco-reference');
 export const HAVE_REF = existsSync(join(REF_DIR, 'falco-rules.schema.json'));

@@ -2,9 +2,11 @@
 import type { Alert } from '../alert.js';
 import { QueueFullError, StoppedError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
-import type { Intake } from './types.js';
+import { AlertIdGenerator } from '../store/alert-id.js';
+import type { Intake, PipelineIntake } from './types.js';
 
-export class MemoryIntake implements Intake {
+/** Every alert gets its `companion.alert_id` here (the spool does the same). */
+export class MemoryIntake implements Intake, PipelineIntake {
   readonly id = 'intake/memory';
   private readonly buf: (Alert | undefined)[];
   private head = 0;
@@ -12,6 +14,7 @@ export class MemoryIntake implements Intake {
   private closed = false;
   private readonly waiters: (() => void)[] = [];
   private readonly notFullWaiters: (() => void)[] = [];
+  private readonly ids = new AlertIdGenerator();
 
   constructor(
     private readonly capacity: number,
@@ -40,7 +43,7 @@ export class MemoryIntake implements Intake {
       this.metrics.discarded.inc({ component: this.id, reason: 'queue_full' });
       return Promise.reject(new QueueFullError('intake queue', this.retryAfterSeconds));
     }
-    this.buf[(this.head + this.size) % this.capacity] = alert;
+    this.buf[(this.head + this.size) % this.capacity] = this.ids.ensure(alert);
     this.size++;
     this.metrics.received.inc({ component: this.id });
     this.metrics.queueDepth.set({ component: this.id }, this.size);
@@ -64,6 +67,9 @@ export class MemoryIntake implements Intake {
       await new Promise<void>((r) => this.waiters.push(r));
     }
   }
+
+  /** Nothing to forget: memory is released when the alert is taken. */
+  done(_alert: Alert): void {}
 
   /** Stop accepting; `take` drains what is queued and then returns null. */
   close(): void {

@@ -6,12 +6,15 @@ import type { Component, ComponentHealth } from '../component.js';
 import { errorCode, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
-import type { MemoryIntake } from './intake.js';
+import { AlertIdGenerator } from '../store/alert-id.js';
 import type { Router } from './router.js';
-import type { DetectStage, Enricher, Sink } from './types.js';
+import type { DetectStage, Enricher, PipelineIntake, Sink } from './types.js';
+
+/** Time an enricher gets after the budget's abort to hand back partial results. */
+const GRACE_MS = 5;
 
 export interface PipelineDeps {
-  readonly intake: MemoryIntake;
+  readonly intake: PipelineIntake;
   readonly enrichers: readonly Enricher[];
   readonly enrichBudgetMs: number;
   readonly detect: DetectStage | null;
@@ -29,6 +32,8 @@ export class Pipeline implements Component {
   private running: Promise<void> | null = null;
   private readonly enrichLatency;
   private processed = 0;
+  /** Detections get their `companion.alert_id` when emitted. */
+  private readonly ids = new AlertIdGenerator();
 
   constructor(private readonly d: PipelineDeps) {
     this.enrichLatency = d.metrics.histogram('enrich_duration_seconds', 'Time spent enriching one alert', [], [0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1]);
@@ -73,17 +78,21 @@ export class Pipeline implements Component {
     const { enrichers, enrichBudgetMs } = this.d;
     if (enrichers.length === 0) return a;
     const start = performance.now();
+    // The signal aborts at the budget; enrichers then return what they know. One that does not
+    // answer within a short grace after that is cut off and named in enrich_error.
     const ac = new AbortController();
     const timer = setTimeout(() => ac.abort(), enrichBudgetMs);
+    let hardTimer: NodeJS.Timeout | undefined;
+    const hardDeadline = new Promise<never>((_, rej) => {
+      hardTimer = setTimeout(() => rej(new Error('budget exceeded')), enrichBudgetMs + GRACE_MS);
+    });
+    hardDeadline.catch(() => undefined);
     const add: Record<string, EnrichValue> = {};
     const failed: string[] = [];
     await Promise.all(
       enrichers.map(async (e) => {
         try {
-          const res = await Promise.race([
-            e.enrich(a, ac.signal),
-            new Promise<never>((_, rej) => ac.signal.addEventListener('abort', () => rej(new Error('budget exceeded')), { once: true })),
-          ]);
+          const res = await Promise.race([e.enrich(a, ac.signal), hardDeadline]);
           Object.assign(add, res);
         } catch (err) {
           failed.push(`${e.id}: ${errorMessage(err)}`.slice(0, 120));
@@ -92,6 +101,7 @@ export class Pipeline implements Component {
       }),
     );
     clearTimeout(timer);
+    clearTimeout(hardTimer);
     if (failed.length > 0) {
       const prev = typeof add['enrich_error'] === 'string' ? [add['enrich_error']] : [];
       add['enrich_error'] = [...prev, ...failed].join('; ').slice(0, 400);
@@ -117,7 +127,9 @@ export class Pipeline implements Component {
     }
     if (forward) await this.emit(alert);
     else this.d.metrics.discarded.inc({ component: 'detect', reason: 'signal_only' });
-    for (const det of detections) await this.emit(det);
+    for (const det of detections) await this.emit(this.ids.ensure(det));
+    // Emitted (or dropped): the intake may forget the alert (the spool deletes rows no sink kept).
+    this.d.intake.done(alert);
   }
 
   private async emit(a: Alert): Promise<void> {

@@ -18,6 +18,24 @@ export interface Intake {
 }
 
 /**
+ * The pipeline's side of the intake: what the processing loop takes alerts from. Implemented by
+ * MemoryIntake and by the durable spool (src/store/spool.ts).
+ */
+export interface PipelineIntake {
+  /** Next alert, or null once closed (and, for the memory intake, drained). */
+  take(): Promise<Alert | null>;
+  /** Alerts waiting to be taken (> 0 lets the pipeline fill its window without waiting). */
+  readonly depth: number;
+  /** Stop accepting; `take` returns null once nothing more will be handed out. */
+  close(): void;
+  /**
+   * The pipeline is finished with an alert it took: emitted to every sink, or dropped by
+   * routing / signal-only. The spool forgets rows no sink kept; the memory intake ignores it.
+   */
+  done(alert: Alert): void;
+}
+
+/**
  * An enricher looks things up and returns keys to add (without the `companion.` prefix).
  * It must honour `signal` (aborted when the per-alert budget runs out) and never throw for a
  * failed lookup: return `{ enrich_error: '<what failed>' }`-style keys instead, or throw and the

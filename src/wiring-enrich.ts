@@ -1,0 +1,34 @@
+/** Wires the enrichers from config (part of the one wiring function in wiring.ts). */
+import type { Clock } from './clock.js';
+import type { Component } from './component.js';
+import type { Config } from './config/schema.js';
+import { ContainerEnricher } from './enrich/container.js';
+import { EgressEnricher } from './enrich/egress.js';
+import type { Logger } from './logger.js';
+import type { Metrics } from './metrics.js';
+import type { Enricher } from './pipeline/types.js';
+import type { Db } from './store/db.js';
+
+export interface EnrichDeps {
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly clock: Clock;
+  readonly db: () => Db;
+}
+
+export function buildEnrichment(config: Config, deps: EnrichDeps): { enrichers: Enricher[]; components: Component[] } {
+  const enrichers: Enricher[] = [];
+  const components: Component[] = [];
+  const { logger, metrics, clock } = deps;
+  if (config.enrich.container.enabled && config.enrich.container.runtime !== 'none') {
+    const container = new ContainerEnricher({ config: config.enrich.container, db: deps.db(), logger: logger.child({ component: 'enrich/container' }), metrics, clock });
+    enrichers.push(container);
+    components.push(container);
+  }
+  if (config.enrich.egress.enabled) {
+    const egress = new EgressEnricher({ config: config.enrich.egress, db: config.enrich.egress.baseline.enabled ? deps.db() : null, logger, metrics, clock });
+    enrichers.push(egress);
+    components.push(egress);
+  }
+  return { enrichers, components };
+}

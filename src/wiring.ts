@@ -1,0 +1,244 @@
+/**
+ * The one place that wires the pipeline from a validated config. Nothing happens at import time;
+ * every dependency (logger, metrics, clock, streams) is passed in.
+ */
+import type { Writable } from 'node:stream';
+import type { Alert } from './alert.js';
+import { createAlert } from './alert.js';
+import type { Clock } from './clock.js';
+import type { Component, ComponentHealth } from './component.js';
+import type { Config } from './config/schema.js';
+import { errorMessage } from './errors.js';
+import type { Logger } from './logger.js';
+import type { Metrics } from './metrics.js';
+import { join } from 'node:path';
+import { MemoryIntake } from './pipeline/intake.js';
+import { Pipeline } from './pipeline/pipeline.js';
+import { Router } from './pipeline/router.js';
+import type { DetectStage, Enricher, Intake, PipelineIntake, Sink } from './pipeline/types.js';
+import { HttpServer } from './server/http.js';
+import { FalcosidekickSink } from './sinks/falcosidekick.js';
+import { SpoolSidekickSink } from './sinks/spool-sidekick.js';
+import { FileSink } from './sinks/file.js';
+import { StdoutSink } from './sinks/stdout.js';
+import { FileSource } from './sources/file.js';
+import { GrpcSource } from './sources/grpc.js';
+import { STATE_DB_FILE, openStateDb, type Db } from './store/db.js';
+import { Spool } from './store/spool.js';
+import { buildEnrichment } from './wiring-enrich.js';
+import { buildDetection } from './wiring-detect.js';
+
+export interface AppDeps {
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly clock: Clock;
+  /** Stream for the stdout sink (default process.stdout). */
+  readonly stdout?: Writable;
+  /** Stream for `--input -` (default process.stdin). */
+  readonly stdin?: NodeJS.ReadableStream;
+  /** Replay mode: the file source reads to EOF once, as fast as possible. */
+  readonly replay?: { readonly path: string; readonly onProgress?: (p: { lines: number; alerts: number; skipped: number }) => void };
+  /** Called with every alert handed to the sinks (demo output, tests). */
+  readonly onForwarded?: (a: Alert) => void;
+}
+
+export interface App {
+  start(): Promise<void>;
+  /** Graceful: stop intake, drain and flush within the deadline (absolute ms). Idempotent. */
+  stop(deadlineMs: number): Promise<void>;
+  /** Bound HTTP address once started (null when HTTP is off). */
+  httpAddress(): { host: string; port: number } | null;
+  /** Resolves when a finite input (replay, stdin) has been read completely. */
+  inputDone(): Promise<unknown> | null;
+  /** SIGHUP: reload rules, reopen files. */
+  reload(): void;
+  health(): { ready: boolean; components: Record<string, ComponentHealth> };
+  /** The memory intake, or the durable spool when spool.enabled (not in replay). */
+  readonly intake: Intake & PipelineIntake;
+  readonly spool: Spool | null;
+}
+
+/** A sample alert for POST /test, like Falcosidekick's test alert but a real Falco shape. */
+export function testAlert(clock: Clock, hostname: string): Alert {
+  const ns = BigInt(clock.now()) * 1_000_000n;
+  const time = new Date(clock.now()).toISOString().replace(/\.(\d{3})Z$/, '.$1000000Z');
+  return createAlert({
+    time,
+    rule: 'Test rule',
+    priority: 'Debug',
+    source: 'syscall',
+    hostname,
+    output: `${time.slice(11, 19)}.000000000: Debug This is a test from falco-companion`,
+    tags: ['falco_companion', 'test'],
+    outputFields: { 'evt.time': Number(ns) <= Number.MAX_SAFE_INTEGER ? Number(ns) : String(ns), 'proc.name': 'falco-companion', 'container.id': 'host' },
+    origin: { kind: 'test', component: 'source/http' },
+  });
+}
+
+export function buildApp(config: Config, deps: AppDeps): App {
+  const { logger, metrics, clock } = deps;
+  const log = (component: string): Logger => logger.child({ component });
+
+  // State database: opened lazily, only when something persists.
+  let db: Db | null = null;
+  const stateDb = (): Db => (db ??= openStateDb(config.state_dir));
+
+  // Intake: the durable spool (accepted = committed to disk), or the bounded memory queue.
+  const retryAfterSeconds = Math.ceil(config.http.retry_after / 1000);
+  const spool =
+    config.spool.enabled && !deps.replay
+      ? new Spool({ db: stateDb(), path: config.state_dir === ':memory:' ? ':memory:' : join(config.state_dir, STATE_DB_FILE), config: config.spool, logger, metrics, clock, retryAfterSeconds })
+      : null;
+  const intake: Intake & PipelineIntake = spool ?? new MemoryIntake(config.queue.max_alerts, metrics, retryAfterSeconds);
+
+  // Sinks
+  const sinks: Sink[] = [];
+  if (config.sinks.falcosidekick.url) {
+    sinks.push(
+      spool
+        ? new SpoolSidekickSink({ spool, config: config.sinks.falcosidekick, logger, metrics })
+        : new FalcosidekickSink({ config: config.sinks.falcosidekick, logger: log('sink/falcosidekick'), metrics }),
+    );
+  }
+  if (config.sinks.stdout.enabled) sinks.push(new StdoutSink({ logger: log('sink/stdout'), metrics, stream: deps.stdout ?? process.stdout }));
+  if (config.sinks.file.path) sinks.push(new FileSink({ config: config.sinks.file, logger: log('sink/file'), metrics }));
+
+  // Enrichment and detection
+  const enrichment = config.enrich.enabled ? buildEnrichment(config, { logger, metrics, clock, db: stateDb }) : { enrichers: [] as Enricher[], components: [] as Component[] };
+  const detection = config.detect.enabled ? buildDetection(config, { logger, metrics, clock }) : null;
+  const detect: DetectStage | null = detection?.stage ?? null;
+
+  const router = new Router(config.route, metrics);
+  const pipeline = new Pipeline({
+    intake,
+    enrichers: enrichment.enrichers,
+    enrichBudgetMs: config.enrich.budget,
+    detect,
+    router,
+    sinks,
+    concurrency: config.queue.concurrency,
+    logger: log('pipeline'),
+    metrics,
+    ...(deps.onForwarded ? { onForwarded: deps.onForwarded } : {}),
+  });
+
+  // Sources
+  const sources: Component[] = [];
+  let fileSource: FileSource | null = null;
+  const hostname = process.env['FALCO_HOSTNAME'] ?? process.env['HOSTNAME'] ?? 'falco-companion';
+  let http: HttpServer | null = null;
+  const all = (): Component[] => [...sources, pipeline, ...enrichment.components, ...(detection?.components ?? []), ...sinks, ...(spool ? [spool] : [])];
+  const health = (): { ready: boolean; components: Record<string, ComponentHealth> } => {
+    const components: Record<string, ComponentHealth> = {};
+    for (const c of all()) components[c.id] = c.health();
+    const sourcesReady = sources.every((s) => s.health().ready);
+    const sinkReady = sinks.length === 0 ? false : sinks.some((s) => s.health().ready);
+    const spoolReady = spool ? spool.health().ready : true;
+    return { ready: sourcesReady && sinkReady && spoolReady && !stopping, components };
+  };
+  if (config.http.enabled && !deps.replay) {
+    http = new HttpServer({ config: config.http, intake, logger: log('source/http'), metrics, readiness: health, testAlert: () => testAlert(clock, hostname) });
+    sources.push(http);
+  }
+  if (config.grpc.enabled && !deps.replay) {
+    sources.push(new GrpcSource({ config: config.grpc, intake, logger: log('source/grpc'), metrics }));
+  }
+  const inputPath = deps.replay?.path ?? config.input.path;
+  if (inputPath) {
+    const kind = deps.replay ? 'replay' : inputPath === '-' ? 'stdin' : 'file';
+    fileSource = new FileSource({
+      path: inputPath,
+      fromStart: deps.replay ? true : config.input.from_start,
+      follow: !deps.replay && inputPath !== '-',
+      pollIntervalMs: config.input.poll_interval,
+      maxLineBytes: config.input.max_line_bytes,
+      intake,
+      logger: log(kind === 'stdin' ? 'source/stdin' : 'source/file'),
+      metrics,
+      originKind: kind,
+      ...(deps.stdin ? { stdin: deps.stdin } : {}),
+      ...(deps.replay?.onProgress ? { onProgress: deps.replay.onProgress } : {}),
+    });
+    sources.push(fileSource);
+  }
+
+  let started = false;
+  let stopping = false;
+  let stopped: Promise<void> | null = null;
+
+  return {
+    intake,
+    spool,
+    async start() {
+      if (started) return;
+      started = true;
+      await spool?.start();
+      for (const s of sinks) await s.start();
+      for (const c of enrichment.components) await c.start();
+      for (const c of detection?.components ?? []) await c.start();
+      await pipeline.start();
+      for (const s of sources) await s.start();
+      logger.info(
+        {
+          component: 'app',
+          sources: sources.map((s) => s.id),
+          sinks: sinks.map((s) => s.id),
+          enrichers: enrichment.enrichers.map((e) => e.id),
+          detection: detect !== null,
+        },
+        'falco-companion started',
+      );
+    },
+    stop(deadlineMs: number) {
+      stopped ??= (async () => {
+        stopping = true;
+        // 1. stop intake at the edges
+        for (const s of [...sources].reverse()) {
+          try {
+            await s.stop(deadlineMs);
+          } catch (err) {
+            logger.warn({ component: s.id, error: errorMessage(err) }, 'stop failed');
+          }
+        }
+        // 2. drain the pipeline into the sinks, 3. flush the sinks, 4. stop enrichers/detectors
+        await pipeline.stop(deadlineMs);
+        for (const c of [...sinks, ...(detection?.components ?? []), ...enrichment.components]) {
+          try {
+            await c.stop(deadlineMs);
+          } catch (err) {
+            logger.warn({ component: c.id, error: errorMessage(err) }, 'stop failed');
+          }
+        }
+        // 5. commit what the spool still buffers (kept alerts are resumed at the next start)
+        const left = spool ? 0 : sinks.reduce((n, s) => n + s.pending(), 0) + intake.depth;
+        const kept = spool ? spool.size : 0;
+        if (spool) {
+          try {
+            await spool.stop(deadlineMs);
+          } catch (err) {
+            logger.warn({ component: spool.id, error: errorMessage(err) }, 'stop failed');
+          }
+        }
+        if (db) {
+          try {
+            db.close();
+          } catch (err) {
+            logger.warn({ component: 'store', error: errorMessage(err) }, 'closing the state database failed');
+          }
+        }
+        if (spool) logger.info({ component: 'app', kept_in_spool: kept }, kept === 0 ? 'stopped cleanly' : `stopped: ${kept} alert(s) kept in the spool for the next start`);
+        else logger.info({ component: 'app', undelivered: left }, left === 0 ? 'stopped cleanly' : 'stopped with undelivered alerts');
+      })();
+      return stopped;
+    },
+    httpAddress: () => http?.address() ?? null,
+    inputDone: () => fileSource?.done() ?? null,
+    reload() {
+      detection?.reload();
+      for (const s of sinks) {
+        if (s instanceof FileSink) s.reopen().catch((err: unknown) => logger.error({ component: s.id, error: errorMessage(err) }, 'reopening the output file failed'));
+      }
+    },
+    health,
+  };
+}

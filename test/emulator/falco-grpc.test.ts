@@ -184,8 +184,9 @@ describe('FalcoGrpcEmulator over a unix socket', () => {
 
   it('abortStreams ends open streams with the given status and keeps the queue', async () => {
     const s = sub(mk());
+    const before = emu.stats().requests;
     s.request();
-    await wait(50);
+    await until(() => emu.stats().requests > before); // the stream is open on the server
     emu.push(alert(1));
     expect(emu.abortStreams(grpc.status.UNAVAILABLE)).toBeGreaterThanOrEqual(1);
     expect((await s.status).code).toBe(grpc.status.UNAVAILABLE);

@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConditionSyntaxError, collectRefs, fieldBase, outputFields, parseCondition, type Node } from './falco-condition.js';
-import { HAVE_REF, NO_REF_MESSAGE, REF_DIR, loadFieldList, loadYamlItems, strings } from './support.js';
+import { HAVE_REF, NO_REF_MESSAGE, REF_DIR, loadFieldList, loadYamlItems } from './support.js';
 
 describe('Falco condition parser', () => {
   it('parses boolean structure with precedence not > and > or', () => {

@@ -73,7 +73,7 @@ export class ConditionSyntaxError extends Error {
   }
 }
 
-const IDENT = /[A-Za-z_][A-Za-z0-9_.\-]*/y;
+const IDENT = /[A-Za-z_][A-Za-z0-9_.-]*/y;
 const BARE_VALUE = /[^\s(),"']+/y;
 
 class Parser {

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+/* global URL, process */
 // Regenerates test/fixtures/signal-alerts.jsonl: one JSON alert per companion rule, shaped exactly
 // as Falco 0.40+ emits it with json_output (alphabetical keys, `output` = time + priority +
 // formatted message, typed output_fields, evt.time as a nanosecond integer, null for <NA>,

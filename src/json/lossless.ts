@@ -52,9 +52,12 @@ export class JsonSyntaxError extends Error {
 }
 
 /** True when a number literal's text survives Number() → String() unchanged. */
-function roundTrips(raw: string): boolean {
+export function roundTrips(raw: string): boolean {
   const n = Number(raw);
-  return Number.isFinite(n) && String(n) === raw;
+  if (!Number.isFinite(n) || String(n) !== raw) return false;
+  // An integer above 2^53 can print back as the same digits and still hold another value
+  // (1785316811123456800 is stored as ...768): keep those exact too.
+  return Number.isSafeInteger(n) || !/^-?\d+$/.test(raw);
 }
 
 const MARK = '\u0000lossless\u0000';

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { JsonSyntaxError, LosslessNumber, deepFreeze, isJsonObject, parse, stringify, type JsonValue } from '../../src/json/lossless.js';
+import { JsonSyntaxError, LosslessNumber, roundTrips, deepFreeze, isJsonObject, parse, stringify, type JsonValue } from '../../src/json/lossless.js';
 
 /** Structural equality that also checks key order and exact number text. */
 function same(a: JsonValue, b: JsonValue): boolean {
@@ -56,9 +56,9 @@ const jsonValue: fc.Arbitrary<JsonValue> = fc.letrec<{ v: JsonValue }>((tie) => 
     fc.constant(null),
     fc.boolean(),
     nastyString,
-    fc.double({ noNaN: true, noDefaultInfinity: true }).filter((n) => !Object.is(n, -0)),
+    fc.double({ noNaN: true, noDefaultInfinity: true }).filter((n) => !Object.is(n, -0)).map((n) => (roundTrips(String(n)) ? n : new LosslessNumber(String(n)))),
     fc.integer(),
-    numberLiteral.map((raw) => (String(Number(raw)) === raw ? Number(raw) : new LosslessNumber(raw))),
+    numberLiteral.map((raw) => (roundTrips(raw) ? Number(raw) : new LosslessNumber(raw))),
     fc.array(tie('v'), { maxLength: 5 }),
     fc.array(fc.tuple(keyArb, tie('v')), { maxLength: 6 }).map((entries) => {
       const o: Record<string, JsonValue> = {};
@@ -185,5 +185,13 @@ describe('lossless JSON', () => {
     expect(stringify([Infinity, NaN, undefined as unknown as JsonValue])).toBe('[null,null,null]');
     const v = deepFreeze(parse('{"a":[{"b":1}]}'));
     expect(Object.isFrozen(((v as Record<string, JsonValue[]>)['a'] as JsonValue[])[0])).toBe(true);
+  });
+});
+
+describe('integers a double prints back but does not hold', () => {
+  it('keeps 1785316811123456800 exact (a double holds ...768)', () => {
+    const v = parse('{"t":1785316811123456800}') as { t: unknown };
+    expect(v.t).toBeInstanceOf(LosslessNumber);
+    expect((v.t as LosslessNumber).toBigInt()).toBe(1785316811123456800n);
   });
 });

@@ -87,7 +87,8 @@ export function findingToAlert(f: Finding, opts: FindingAlertOptions = {}): Aler
   const image = pick((s) => s.imageRepository);
   const tag = pick((s) => s.imageTag);
   const containerName = pick((s) => fieldString(s.alert, 'container.name'));
-  const sip = pick((s) => s.net.serverIp ?? s.net.remoteIp);
+  const concrete = (ip: string | null): string | null => (ip && ip !== '0.0.0.0' && ip !== '::' ? ip : null);
+  const sip = pick((s) => concrete(s.net.serverIp) ?? concrete(s.net.remoteIp));
   const hostname = pick((s) => s.alert.hostname);
   const repeated = opts.repeated ?? 0;
 

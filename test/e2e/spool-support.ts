@@ -1,0 +1,69 @@
+/** Shared helpers for the spool end-to-end tests (built CLI, fake sidekick, marked alerts). */
+import { readFileSync } from 'node:fs';
+import { isJsonObject, parse, stringify, type JsonObject } from '../../src/json/lossless.js';
+import type { FakeSidekick } from '../support/sidekick.js';
+
+const FIXTURE = 'test/fixtures/alerts/falco-0.40.jsonl';
+
+/** A Falco alert (JSON text) carrying `test.seq: n` so deliveries can be counted exactly. */
+export function markedAlert(n: number, pad = 0): string {
+  const lines = readFileSync(FIXTURE, 'utf8').split('\n').filter((l) => l.trim().startsWith('{'));
+  const o = parse(lines[n % lines.length] as string) as Record<string, unknown>;
+  const f = isJsonObject(o['output_fields'] as never) ? (o['output_fields'] as Record<string, unknown>) : {};
+  o['output_fields'] = { ...f, 'test.seq': n, ...(pad > 0 ? { 'test.pad': 'x'.repeat(pad) } : {}) };
+  return stringify(o as JsonObject);
+}
+
+export interface Delivery {
+  readonly seq: number;
+  readonly alertId: string;
+}
+
+/** What the sidekick stand-in accepted, by `test.seq` and `companion.alert_id`. */
+export function deliveries(s: FakeSidekick): Delivery[] {
+  return s.accepted.map((a) => {
+    const f = a.parsed['output_fields'] as JsonObject;
+    return { seq: Number(stringify(f['test.seq'])), alertId: String(f['companion.alert_id']) };
+  });
+}
+
+/** Every seq in `acked` delivered; duplicates of one seq always share one alert id. Returns the duplicate count. */
+export function checkCovered(s: FakeSidekick, acked: Iterable<number>): { missing: number[]; duplicates: number; idConflicts: number[] } {
+  const byseq = new Map<number, Set<string>>();
+  let total = 0;
+  for (const d of deliveries(s)) {
+    total++;
+    let ids = byseq.get(d.seq);
+    if (!ids) byseq.set(d.seq, (ids = new Set()));
+    ids.add(d.alertId);
+  }
+  const missing = [...acked].filter((n) => !byseq.has(n));
+  const idConflicts = [...byseq.entries()].filter(([, ids]) => ids.size > 1).map(([n]) => n);
+  return { missing, duplicates: total - byseq.size, idConflicts };
+}
+
+export async function post(base: string, body: string): Promise<number> {
+  try {
+    const res = await fetch(base + '/', { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    await res.arrayBuffer();
+    return res.status;
+  } catch {
+    return 0; // connection failed (killed): not acked
+  }
+}
+
+export async function metric(base: string, re: RegExp): Promise<number> {
+  const text = await (await fetch(base + '/metrics')).text();
+  const m = re.exec(text);
+  return m ? Number(m[1]) : 0;
+}
+
+/** Poll `cond` every 50 ms until true or `timeoutMs` (then throw with `what`). */
+export async function until(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}

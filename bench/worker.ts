@@ -1,0 +1,466 @@
+/**
+ * One benchmark role per child process (`node dist/bench/worker.js`, forked by run.ts with IPC).
+ * The parent sends `{ task, ...options }`; the worker answers with messages and exits when told
+ * (servers) or when done (measurements). Every loop is bounded in count and time.
+ */
+import { createReadStream, readdirSync, readFileSync } from 'node:fs';
+import http from 'node:http';
+import { createInterface } from 'node:readline';
+import * as grpc from '@grpc/grpc-js';
+import autocannon from 'autocannon';
+import { alertFromJson, withEnrichment, type Alert } from '../src/alert.js';
+import { systemClock } from '../src/clock.js';
+import { configSchema, type Config } from '../src/config/schema.js';
+import { loadConfig } from '../src/config/validate.js';
+import { ContainerEnricher } from '../src/enrich/container.js';
+import { DockerClient, type DockerContainer, type DockerHistoryEntry, type DockerImage, type WatchEventsOptions } from '../src/enrich/docker-client.js';
+import { EgressEnricher } from '../src/enrich/egress.js';
+import { ReverseDns, type PtrResolver } from '../src/enrich/rdns.js';
+import { FalcoGrpcEmulator } from '../src/emulator/falco-grpc.js';
+import { parse } from '../src/json/lossless.js';
+import { createLogger, silentLogger, type Logger } from '../src/logger.js';
+import { Metrics } from '../src/metrics.js';
+import { MemoryIntake } from '../src/pipeline/intake.js';
+import { Pipeline } from '../src/pipeline/pipeline.js';
+import { Router } from '../src/pipeline/router.js';
+import type { Enricher } from '../src/pipeline/types.js';
+import { loadFalcoProtos } from '../src/proto-path.js';
+import { openStateDb } from '../src/store/db.js';
+import { buildApp, type App } from '../src/wiring.js';
+import { benchEngine } from './detectors.js';
+import { floodAlert, outboundAlert } from './inputs.js';
+
+type Msg = Record<string, unknown>;
+
+function send(m: Msg): void {
+  process.send?.(m);
+}
+
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+/** Peak RSS sampler (every 20 ms). */
+class RssPeak {
+  peak = process.memoryUsage().rss;
+  private readonly t = setInterval(() => this.sample(), 20);
+  constructor() {
+    this.t.unref();
+  }
+  sample(): number {
+    const r = process.memoryUsage().rss;
+    if (r > this.peak) this.peak = r;
+    return r;
+  }
+  reset(): void {
+    this.peak = process.memoryUsage().rss;
+  }
+  stop(): void {
+    clearInterval(this.t);
+  }
+}
+
+const str = (m: Msg, k: string): string => String(m[k]);
+const num = (m: Msg, k: string): number => Number(m[k]);
+const bool = (m: Msg, k: string): boolean => m[k] === true;
+
+function companionConfig(overrides: Record<string, unknown>): Config {
+  return loadConfig<Config>(configSchema, {
+    file: null,
+    env: {},
+    overrides: {
+      'http.enabled': false,
+      'enrich.enabled': false,
+      'detect.enabled': false,
+      'spool.enabled': false,
+      'log.level': 'info',
+      ...overrides,
+    },
+  });
+}
+
+/** The companion's logger as the daemon has it (pino JSON at info on stderr; the parent discards stderr). */
+function daemonLogger(): Logger {
+  return createLogger({ level: 'info' });
+}
+
+/** A server under load: answers `mark` (reset counters), `stats`, `stop`. */
+function serveControl(counted: () => number, onStop: () => Promise<void>): void {
+  const rss = new RssPeak();
+  let cpu0 = cpuMs();
+  let n0 = counted();
+  let t0 = performance.now();
+  process.on('message', (raw: unknown) => {
+    const m = raw as Msg;
+    if (m['cmd'] === 'mark') {
+      cpu0 = cpuMs();
+      n0 = counted();
+      t0 = performance.now();
+      rss.reset();
+      send({ cmd: 'marked' });
+    } else if (m['cmd'] === 'stats') {
+      rss.sample();
+      send({ cmd: 'stats', cpuMs: cpuMs() - cpu0, alerts: counted() - n0, wallMs: performance.now() - t0, peakRss: rss.peak });
+    } else if (m['cmd'] === 'stop') {
+      rss.stop();
+      void onStop().then(() => process.exit(0));
+    }
+  });
+}
+
+async function serverCompanion(m: Msg): Promise<void> {
+  let forwarded = 0;
+  const spool = bool(m, 'spool');
+  const config = companionConfig({ 'http.enabled': true, 'http.listen': '127.0.0.1:0', 'spool.enabled': spool, state_dir: str(m, 'stateDir') });
+  const metrics = new Metrics();
+  const app: App = buildApp(config, { logger: daemonLogger(), metrics, clock: systemClock, onForwarded: () => forwarded++ });
+  await app.start();
+  const addr = app.httpAddress();
+  serveControl(
+    () => forwarded,
+    async () => {
+      await app.stop(Date.now() + 5000);
+    },
+  );
+  let spoolFiles: string[] = [];
+  try {
+    spoolFiles = readdirSync(str(m, 'stateDir'));
+  } catch {
+    spoolFiles = [];
+  }
+  send({ cmd: 'ready', port: addr?.port ?? 0, stateFiles: spoolFiles });
+}
+
+async function serverBare(): Promise<void> {
+  let n = 0;
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      try {
+        JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        n++;
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      } catch {
+        res.writeHead(400).end();
+      }
+    });
+  });
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const a = server.address();
+  serveControl(
+    () => n,
+    async () => {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  );
+  send({ cmd: 'ready', port: typeof a === 'object' && a ? a.port : 0 });
+}
+
+async function loadgen(m: Msg): Promise<void> {
+  const bodies = readFileSync(str(m, 'bodies'), 'utf8').split('\n').filter((l) => l !== '');
+  const rate = num(m, 'rate');
+  const result = await autocannon({
+    url: `http://127.0.0.1:${num(m, 'port')}/`,
+    connections: num(m, 'connections'),
+    duration: num(m, 'seconds'),
+    pipelining: 1,
+    timeout: 10,
+    ...(rate > 0 ? { overallRate: rate } : {}),
+    requests: bodies.map((body) => ({ method: 'POST' as const, path: '/', headers: { 'content-type': 'application/json' }, body })),
+  });
+  send({
+    cmd: 'result',
+    ok: result['2xx'],
+    non2xx: result.non2xx,
+    errors: result.errors,
+    timeouts: result.timeouts,
+    seconds: result.duration,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    p999: result.latency.p99_9,
+    max: result.latency.max,
+  });
+}
+
+async function grpcEmulator(m: Msg): Promise<void> {
+  const emu = new FalcoGrpcEmulator({ address: `unix://${str(m, 'socket')}`, maxQueued: 2_000_000 });
+  const lines = readFileSync(str(m, 'input'), 'utf8').split('\n').filter((l) => l !== '');
+  for (const l of lines) emu.push(l);
+  await emu.start();
+  process.on('message', (raw: unknown) => {
+    if ((raw as Msg)['cmd'] === 'stop') void emu.stop().then(() => process.exit(0));
+  });
+  send({ cmd: 'ready', queued: emu.queued() });
+}
+
+/** Run until `n` alerts were counted or `limitMs` passed. */
+function until(n: () => boolean, limitMs: number): Promise<boolean> {
+  const end = Date.now() + limitMs;
+  return new Promise((resolve) => {
+    const tick = (): void => {
+      if (n()) resolve(true);
+      else if (Date.now() > end) resolve(false);
+      else setTimeout(tick, 2);
+    };
+    tick();
+  });
+}
+
+async function grpcConsumer(m: Msg): Promise<void> {
+  const n = num(m, 'n');
+  const limit = num(m, 'limitMs');
+  const rss = new RssPeak();
+  let count = 0;
+  const cpu0 = cpuMs();
+  const t0 = performance.now();
+  let stop: () => Promise<void>;
+  if (str(m, 'kind') === 'companion') {
+    const config = companionConfig({ 'grpc.enabled': true, 'grpc.address': `unix://${str(m, 'socket')}`, state_dir: str(m, 'stateDir') });
+    const app = buildApp(config, { logger: daemonLogger(), metrics: new Metrics(), clock: systemClock, onForwarded: () => count++ });
+    await app.start();
+    stop = () => app.stop(Date.now() + 2000);
+  } else {
+    const protos = loadFalcoProtos();
+    const client = new grpc.Client(`unix://${str(m, 'socket')}`, grpc.credentials.createInsecure());
+    const md = protos.sub;
+    const call = client.makeBidiStreamRequest(md.path, md.requestSerialize, (b: Buffer) => md.responseDeserialize(b), {}) as grpc.ClientDuplexStream<object, object>;
+    call.on('data', () => count++);
+    call.on('error', () => undefined);
+    call.write({});
+    const t = setInterval(() => call.write({}), 100);
+    stop = async () => {
+      clearInterval(t);
+      call.cancel();
+      client.close();
+    };
+  }
+  const done = await until(() => count >= n, limit);
+  const wallMs = performance.now() - t0;
+  const cpu = cpuMs() - cpu0;
+  rss.stop();
+  await stop();
+  send({ cmd: 'result', alerts: count, complete: done, wallMs, cpuMs: cpu, peakRss: rss.peak });
+  process.exit(0);
+}
+
+async function fileReplay(m: Msg): Promise<void> {
+  const n = num(m, 'n');
+  const path = str(m, 'input');
+  const rss = new RssPeak();
+  let count = 0;
+  const cpu0 = cpuMs();
+  const t0 = performance.now();
+  if (str(m, 'kind') === 'companion') {
+    const config = companionConfig({ state_dir: str(m, 'stateDir') });
+    const app = buildApp(config, { logger: daemonLogger(), metrics: new Metrics(), clock: systemClock, onForwarded: () => count++, replay: { path } });
+    await app.start();
+    await app.inputDone();
+    await until(() => count >= n, num(m, 'limitMs'));
+    await app.stop(Date.now() + 2000);
+  } else {
+    const rl = createInterface({ input: createReadStream(path), crlfDelay: Infinity });
+    for await (const line of rl) {
+      if (line === '') continue;
+      JSON.parse(line);
+      count++;
+    }
+  }
+  const wallMs = performance.now() - t0;
+  const cpu = cpuMs() - cpu0;
+  rss.stop();
+  send({ cmd: 'result', alerts: count, complete: count >= n, wallMs, cpuMs: cpu, peakRss: rss.peak });
+  process.exit(0);
+}
+
+function parseAlerts(lines: readonly string[]): Alert[] {
+  return lines.map((l) => alertFromJson(parse(l), { kind: 'replay', component: 'bench' }));
+}
+
+async function detect(m: Msg): Promise<void> {
+  const lines = readFileSync(str(m, 'input'), 'utf8').split('\n').filter((l) => l !== '');
+  const alerts = parseAlerts(lines);
+  const metrics = new Metrics({ collectDefault: false });
+  const engine = benchEngine({ logger: silentLogger(), metrics, clock: systemClock });
+  // Signals per alert, from a separate engine's mapping (not timed): what "iterating the same signals" walks.
+  const counter = metrics.registry.getSingleMetric('falco_companion_signals_total');
+  const rounds = num(m, 'rounds');
+  let detections = 0;
+  const t0 = performance.now();
+  const c0 = cpuMs();
+  for (let r = 0; r < rounds; r++) for (const a of alerts) detections += engine.process(a).detections.length;
+  const engineMs = performance.now() - t0;
+  const engineCpu = cpuMs() - c0;
+  const signals = counter ? ((await counter.get()).values.reduce((s, v) => s + v.value, 0)) : 0;
+  // Baseline: iterate the same alerts and touch what the mapping reads first (rule and one field).
+  let touched = 0;
+  const t1 = performance.now();
+  for (let r = 0; r < rounds; r++)
+    for (const a of alerts) {
+      if (a.rule.length > 0 && a.outputFields?.['evt.type'] !== undefined) touched++;
+    }
+  const baseMs = performance.now() - t1;
+  send({ cmd: 'result', alerts: alerts.length * rounds, signals, detections, engineMs, engineCpu, baseMs, touched });
+  process.exit(0);
+}
+
+/** A Docker client answering from memory (there is no dockerd socket on the bench machine). */
+class FakeDocker extends DockerClient {
+  constructor() {
+    super({ socketPath: '/nonexistent/docker.sock', timeoutMs: 1000, apiVersion: '1.41' });
+  }
+  override async containerInspect(id: string): Promise<DockerContainer> {
+    return { Id: id.padEnd(64, '0'), Image: `sha256:${'ab'.repeat(32)}`, Name: `/c-${id}`, Created: '2026-07-29T09:00:00Z', Config: { Image: 'registry.example.com/shop/web:1.4.2', Labels: {} } };
+  }
+  override async imageInspect(ref: string): Promise<DockerImage> {
+    return { Id: ref.startsWith('sha256:') ? ref : `sha256:${'ab'.repeat(32)}`, RepoTags: ['registry.example.com/shop/web:1.4.2'], RepoDigests: [`registry.example.com/shop/web@sha256:${'cd'.repeat(32)}`], Created: '2026-07-01T00:00:00Z', RootFS: { Layers: [`sha256:${'ef'.repeat(32)}`] } };
+  }
+  override async imageHistory(): Promise<DockerHistoryEntry[]> {
+    return [{ Id: `sha256:${'ab'.repeat(32)}`, Created: 1_782_864_000, CreatedBy: '/bin/sh -c #(nop) CMD ["nginx"]', Size: 0, Tags: ['registry.example.com/shop/web:1.4.2'] }];
+  }
+  override async watchEvents(o: WatchEventsOptions): Promise<void> {
+    o.onState?.(true, null);
+    await new Promise<void>((r) => o.signal.addEventListener('abort', () => r(), { once: true }));
+  }
+}
+
+/** A PTR resolver answering at once from memory. */
+function fakeResolver(): PtrResolver {
+  return { setServers: () => undefined, reverse: async (ip: string) => [`host-${ip.replaceAll('.', '-')}.example.net`], cancel: () => undefined };
+}
+
+async function enrich(m: Msg): Promise<void> {
+  const on = bool(m, 'on');
+  const n = num(m, 'n');
+  const stateDir = str(m, 'stateDir');
+  const metrics = new Metrics({ collectDefault: false });
+  const logger = silentLogger();
+  const config = companionConfig({ 'enrich.enabled': true, state_dir: stateDir, 'enrich.egress.cluster_pod_cidrs': ['10.42.0.0/16'] });
+  // A working set: 500 containers × 40 destinations (caches warm after the first pass).
+  const lines: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const c = i % 500;
+    const cid = (0x3f2a9c000000 + c).toString(16);
+    lines.push(outboundAlert(1_785_316_800_000_000_000n + BigInt(i) * 1_000_003n, cid, 'registry.example.com/shop/web', 'shop', `web-${c}`, `198.51.100.${1 + (i % 40)}`, 443, 30_000 + (i % 30_000)));
+  }
+  const alerts = parseAlerts(lines);
+  const enrichers: Enricher[] = [];
+  const components: { start(): Promise<void>; stop(d: number): Promise<void> }[] = [];
+  if (on) {
+    const db = openStateDb(stateDir);
+    const e = config.enrich.egress;
+    const resolver = new ReverseDns({ servers: [], timeoutMs: e.rdns.timeout, cacheSize: e.rdns.cache_size, positiveTtlMs: e.rdns.positive_ttl, negativeTtlMs: e.rdns.negative_ttl, errorTtlMs: e.rdns.error_ttl, maxInflight: e.rdns.max_inflight, clock: systemClock, metrics, logger, newResolver: fakeResolver });
+    const egress = new EgressEnricher({ config: e, db, logger, metrics, clock: systemClock, resolver });
+    const container = new ContainerEnricher({ config: { ...config.enrich.container, runtime: 'docker' }, db, logger, metrics, clock: systemClock, docker: new FakeDocker() });
+    enrichers.push(egress, container);
+    components.push(egress, container);
+  }
+  for (const c of components) await c.start();
+  const pass = async (): Promise<{ ms: number; cpu: number }> => {
+    const intake = new MemoryIntake(10_000, metrics);
+    let forwarded = 0;
+    const pipeline = new Pipeline({ intake, enrichers, enrichBudgetMs: config.enrich.budget, detect: null, router: new Router(config.route, metrics), sinks: [], concurrency: config.queue.concurrency, logger, metrics, onForwarded: () => forwarded++ });
+    await pipeline.start();
+    const t0 = performance.now();
+    const c0 = cpuMs();
+    for (const a of alerts) {
+      if (intake.full) await intake.whenNotFull();
+      await intake.submit(a);
+    }
+    await until(() => forwarded >= alerts.length, 120_000);
+    const r = { ms: performance.now() - t0, cpu: cpuMs() - c0 };
+    await pipeline.stop(Date.now() + 1000);
+    return r;
+  };
+  await pass(); // warm the caches (and the JIT) with the same alerts
+  await new Promise((r) => setTimeout(r, 100)); // background lookups settle
+  const timed = await pass();
+  for (const c of components) await c.stop(Date.now() + 2000);
+  send({ cmd: 'result', alerts: alerts.length, wallMs: timed.ms, cpuMs: timed.cpu });
+  process.exit(0);
+}
+
+async function sumMetrics(metrics: Metrics, match: RegExp): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const mm of await metrics.registry.getMetricsAsJSON()) {
+    if (!match.test(mm.name)) continue;
+    for (const v of mm.values) {
+      const label = Object.values(v.labels).join('/') || '-';
+      const key = `${mm.name.replace('falco_companion_', '')}{${label}}`;
+      out[key] = (out[key] ?? 0) + v.value;
+    }
+  }
+  return out;
+}
+
+async function flood(m: Msg): Promise<void> {
+  const n = num(m, 'n');
+  const stateDir = str(m, 'stateDir');
+  const metrics = new Metrics({ collectDefault: false });
+  const logger = silentLogger();
+  const config = companionConfig({ 'enrich.enabled': true, state_dir: stateDir, 'enrich.egress.cluster_pod_cidrs': ['10.42.0.0/16'] });
+  const db = openStateDb(stateDir);
+  const e = config.enrich.egress;
+  const resolver = new ReverseDns({ servers: [], timeoutMs: e.rdns.timeout, cacheSize: e.rdns.cache_size, positiveTtlMs: e.rdns.positive_ttl, negativeTtlMs: e.rdns.negative_ttl, errorTtlMs: e.rdns.error_ttl, maxInflight: e.rdns.max_inflight, clock: systemClock, metrics, logger, newResolver: fakeResolver });
+  const egress = new EgressEnricher({ config: e, db, logger, metrics, clock: systemClock, resolver });
+  await egress.start();
+  const engine = benchEngine({ logger, metrics, clock: systemClock });
+  const intake = new MemoryIntake(16, metrics); // the dedup of ids (companion.alert_id) as in the daemon
+  const gc = (globalThis as { gc?: () => void }).gc;
+  gc?.();
+  await new Promise((r) => setTimeout(r, 200));
+  const idleRss = process.memoryUsage().rss;
+  const rss = new RssPeak();
+  const t0 = performance.now();
+  const c0 = cpuMs();
+  const ac = new AbortController();
+  let detections = 0;
+  let i = 0;
+  const deadline = Date.now() + num(m, 'limitMs');
+  for (; i < n && Date.now() < deadline; i++) {
+    const a = alertFromJson(parse(floodAlert(i)), { kind: 'http', component: 'bench' });
+    await intake.submit(a);
+    const taken = (await intake.take()) as Alert;
+    const add = await egress.enrich(taken, ac.signal);
+    detections += engine.process(withEnrichment(taken, add)).detections.length;
+    if ((i & 1023) === 0) rss.sample();
+  }
+  const wallMs = performance.now() - t0;
+  const cpu = cpuMs() - c0;
+  rss.sample();
+  rss.stop();
+  const evictions = await sumMetrics(metrics, /evict/);
+  await egress.stop(Date.now() + 5000);
+  db.close();
+  send({ cmd: 'result', flows: i, complete: i >= n, idleRss, peakRss: rss.peak, endRss: process.memoryUsage().rss, evictions, detections, wallMs, cpuMs: cpu });
+  process.exit(0);
+}
+
+const TASKS: Record<string, (m: Msg) => Promise<void>> = {
+  'server-companion': serverCompanion,
+  'server-bare': serverBare,
+  loadgen,
+  'grpc-emulator': grpcEmulator,
+  'grpc-consumer': grpcConsumer,
+  file: fileReplay,
+  detect,
+  enrich,
+  flood,
+};
+
+process.once('message', (raw: unknown) => {
+  const m = raw as Msg;
+  const task = TASKS[str(m, 'task')];
+  if (!task) {
+    send({ cmd: 'error', error: `unknown task ${str(m, 'task')}` });
+    process.exit(2);
+  }
+  task(m).catch((err: unknown) => {
+    send({ cmd: 'error', error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+    process.exit(1);
+  });
+});
+

@@ -291,7 +291,12 @@ function parseRules(file: string, text: string, detectorSpecs: readonly Detector
   const v = new V(file, lc, doc);
   const raw = doc.toJS({ maxAliasCount: 100 }) as unknown;
   const root = v.obj(raw, []) ?? {};
-  v.keys(root, [], ['version', 'signals', 'detectors', 'suppress', 'output']);
+  v.keys(root, [], ['version', 'extends', 'signals', 'detectors', 'suppress', 'output']);
+  let base: LoadedRules | null = null;
+  if (root['extends'] !== undefined && root['extends'] !== null) {
+    if (root['extends'] !== 'builtin') v.bad(['extends'], 'only `extends: builtin` is supported (include the built-in signals and allowlists)');
+    else if (file !== defaultRulesPath()) base = loadRulesFile(null, { detectors: detectorSpecs });
+  }
   if (root['version'] !== undefined && root['version'] !== 1) v.bad(['version'], 'only version 1 is supported');
 
   const detectorIds = detectorSpecs.map((d) => d.id);
@@ -306,9 +311,11 @@ function parseRules(file: string, text: string, detectorSpecs: readonly Detector
   if (problems.length > 0 || !outRaw) throw new ConfigError(problems);
   return deepFreeze({
     file,
-    signals,
+    signals: base ? [...base.signals, ...signals] : signals,
     detectors,
-    suppress,
+    suppress: base
+      ? { ...suppress, allow: [...base.suppress.allow, ...suppress.allow], ci: { ...suppress.ci, workloads: [...base.suppress.ci.workloads, ...suppress.ci.workloads] } }
+      : suppress,
     output: { forwardSignalAlerts: outRaw.forward_signal_alerts, dedupWindowMs: outRaw.dedup_window, maxDedupKeys: outRaw.max_dedup_keys },
   });
 }

@@ -81,6 +81,15 @@ describe('rules file', () => {
     expect(p.some((x) => /rules\.yaml:5:7: .*allows everything/.test(x))).toBe(true);
   });
 
+  it('`extends: builtin` keeps the built-in signals and allowlists before the file\'s own', () => {
+    const builtin = loadRulesFile(null, { detectors: DETECTOR_SPECS });
+    const r = loadRulesFile('/x/r.yaml', { detectors: DETECTOR_SPECS, text: 'extends: builtin\nsignals:\n  - rule: Mine\n    emit: {kind: listen}\nsuppress:\n  allow: [{exe: /x}]\n' });
+    expect(r.signals.length).toBe(builtin.signals.length + 1);
+    expect(r.signals[r.signals.length - 1]?.rules).toEqual(['Mine']);
+    expect(r.suppress.allow.length).toBe(builtin.suppress.allow.length + 1);
+    expect(problems('extends: other\n')[0]).toMatch(/rules\.yaml:1:10: extends: only `extends: builtin`/);
+  });
+
   it('reports YAML syntax errors with positions', () => {
     const p = problems('signals:\n  - rule: "a\n    emit: [\n');
     expect(p[0]).toMatch(/^\/x\/rules\.yaml:\d+:\d+: /);

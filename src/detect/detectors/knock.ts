@@ -145,7 +145,7 @@ export function createKnockDetector(settings: Partial<KnockSettings> = {}): Dete
         const candidates = [st.open.get(`${scope}|${ip}`), scope !== 'host' && cfg.include_host ? st.open.get(`host|${ip}`) : undefined];
         const findings: Finding[] = [];
         for (const o of candidates) {
-          if (!o || o.accepted || sig.timeNs < o.addedNs || sig.timeNs - o.addedNs > windowNs) continue;
+          if (!o || o.accepted || o.deleted || sig.timeNs < o.addedNs || sig.timeNs - o.addedNs > windowNs) continue; // a deleted rule no longer lets anyone in
           o.accepted = sig;
           o.reported = true;
           findings.push(finding(o));

@@ -91,7 +91,7 @@ describe('knock detector (T1205.001)', () => {
       if (x.op === 'add') {
         if (!(o && !o.deleted && t - o.at <= windowS)) open.set(k, { at: t, accepted: false, deleted: false });
       } else if (x.op === 'acc') {
-        if (o && !o.accepted && t - o.at <= windowS) {
+        if (o && !o.accepted && !o.deleted && t - o.at <= windowS) {
           o.accepted = true;
           opens++;
         }

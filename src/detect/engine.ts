@@ -24,6 +24,8 @@ export interface DetectionEngineOptions {
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly clock: Clock;
+  /** Config `detect.forward_signal_alerts`: false forces signal-only alerts not to be forwarded. */
+  readonly forwardSignalAlerts?: boolean;
 }
 
 interface Slot {
@@ -115,7 +117,8 @@ export class DetectionEngine implements DetectStage {
 
   /** Map, suppress, detect, dedup. Never throws for bad input. */
   process(alert: Alert): { readonly forward: boolean; readonly detections: readonly Alert[] } {
-    const forward = this.rules.output.forwardSignalAlerts || !alert.rule.startsWith(SIGNAL_RULE_PREFIX);
+    const forwardSignals = this.rules.output.forwardSignalAlerts && this.opts.forwardSignalAlerts !== false;
+    const forward = forwardSignals || !alert.rule.startsWith(SIGNAL_RULE_PREFIX);
     if (alert.origin.kind === 'detector') return { forward: true, detections: [] };
     if (alert.timeNs > this.maxNs) this.maxNs = alert.timeNs;
     const out: Alert[] = this.sweep(this.maxNs);

@@ -1,7 +1,9 @@
-/** Detection settings (owned by the detection work: src/detect/). */
-import { bool, obj, str } from '../dsl.js';
+/** Detection settings (owned by the detection work: src/detect/). Detector tuning lives in the rules file. */
+import { bool, duration, obj, str } from '../dsl.js';
 
 export const detectSection = obj('Detection engine.', {
   enabled: bool('Run the detectors.', true),
-  rules_file: str('Companion rules file (signals, detector settings, suppression). Empty: the built-in defaults.', null),
+  rules_file: str('Companion rules file (signals, detector settings, suppression, output; see docs/rules-file.md). Empty: the built-in defaults.', null),
+  rules_poll_interval: duration('How often the rules file is checked for changes (mtime); it is also reloaded on SIGHUP. 0 disables polling.', 2000, { min: 0 }),
+  forward_signal_alerts: bool('Forward alerts of the companion signal rules ("Companion signal: ...") to the sinks. When false, only detections and other alerts are forwarded. Overrides output.forward_signal_alerts of the rules file when set to false.', true),
 });

@@ -6,6 +6,8 @@ import { ConfigError } from '../../src/errors.js';
 import { silentLogger } from '../../src/logger.js';
 import { Metrics } from '../../src/metrics.js';
 import { inCiWindow, loadRulesFile, RulesWatcher } from '../../src/detect/rules-file.js';
+import { readFileSync } from 'node:fs';
+import { DETECTOR_MODULES } from '../../src/detect/registry.js';
 import { DETECTOR_SPECS, T0 } from './helpers.js';
 
 const dirs: string[] = [];
@@ -122,6 +124,18 @@ describe('rules file', () => {
     expect(inCiWindow(w, T0 + 25n * 3600n * 1_000_000_000n)).toBe(true);
     expect(inCiWindow(w, T0 + 1n * 3600n * 1_000_000_000n)).toBe(false);
     expect(inCiWindow(w, T0 + 12n * 3600n * 1_000_000_000n)).toBe(false);
+  });
+});
+
+describe('docs/rules-file.md', () => {
+  it('its full example is a valid rules file', () => {
+    const md = readFileSync('docs/rules-file.md', 'utf8');
+    const m = /## A full example\n\n```yaml\n([\s\S]*?)```/.exec(md);
+    expect(m).not.toBeNull();
+    const r = loadRulesFile('docs/rules-file.md', { text: m?.[1] ?? '', detectors: DETECTOR_MODULES });
+    expect(r.output.forwardSignalAlerts).toBe(false);
+    expect(r.suppress.ci.windows).toHaveLength(2);
+    expect(r.detectors['beacon']?.['threshold']).toBe(0.92);
   });
 });
 

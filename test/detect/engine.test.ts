@@ -141,7 +141,7 @@ describe('DetectionEngine', () => {
     const enrichment = JSON.parse(readFileSync(`${folder}/enrichment.json`, 'utf8')) as Record<string, Record<string, EnrichValue>>;
     const replay = (withoutCi: boolean): Alert[] => {
       const text = readFileSync('src/detect/defaults/companion-rules.yaml', 'utf8');
-      const rules = loadRulesFile('/d.yaml', { detectors: DETECTOR_MODULES, text: withoutCi ? text.replace(/\n  ci:[\s\S]*?\n  learning:/, '\n  learning:') : text });
+      const rules = loadRulesFile('/d.yaml', { detectors: DETECTOR_MODULES, text: withoutCi ? text.replace(/\n {2}ci:[\s\S]*?\n {2}learning:/, '\n  learning:') : text });
       const engine = new DetectionEngine({ rules, detectors: buildDetectors(rules), logger: silentLogger(), metrics: new Metrics({ collectDefault: false }), clock: new ManualClock(0) });
       return lines.flatMap((l, i) => {
         let a = alertFromJson(parse(l), { kind: 'replay', component: 't' });

@@ -139,4 +139,31 @@ describe('e2e: durable spool over HTTP', () => {
     expect(deliveries(sk).map((d) => d.seq).sort()).toEqual([1, 2, 3, 4]);
     expect(spoolCmd(state, 'purge').status).toBe(2); // needs --yes
   });
+  it('when_full: block at spool.max_alerts: 503 + Retry-After while full, accepting again once delivered; every acked alert delivered', async () => {
+    const dir = tmp();
+    const sk = await sidekick();
+    const { base } = await run(join(dir, 'state'), sk, { FALCO_COMPANION_SPOOL_MAX_ALERTS: '50' });
+    await sk.down();
+    const acked: number[] = [];
+    let refused: Response | null = null;
+    for (let i = 0; i < 200 && !refused; i++) {
+      const res = await fetch(base + '/', { method: 'POST', headers: { 'content-type': 'application/json' }, body: markedAlert(i) });
+      if (res.status === 200) {
+        acked.push(i);
+        await res.arrayBuffer();
+      } else refused = res;
+    }
+    expect(acked).toHaveLength(50);
+    expect(refused?.status).toBe(503);
+    expect(refused?.headers.get('retry-after')).toMatch(/^\d+$/);
+    expect(((await refused?.json()) as { reason: string }).reason).toMatch(/spool \(alerts limit\)/);
+    const metrics = await (await fetch(base + '/metrics')).text();
+    expect(metrics).toMatch(/falco_companion_spool_refused_total\{limit="alerts"\} [1-9]/);
+    await sk.up();
+    await sk.waitForAccepted(50, 15_000);
+    await until(async () => (await post(base, markedAlert(1000))) === 200, 10_000, 'accepting again');
+    acked.push(1000);
+    await until(() => checkCovered(sk, acked).missing.length === 0, 10_000, 'all acked delivered');
+    expect(checkCovered(sk, acked).duplicates).toBe(0);
+  });
 });

@@ -116,13 +116,12 @@ export class SpoolSidekickSink implements Sink {
 
   private wait(ms: number): Promise<void> {
     return new Promise<void>((resolve) => {
-      const t = setTimeout(done, Math.max(0, ms));
-      const self = this;
-      function done(): void {
+      const done = (): void => {
         clearTimeout(t);
-        if (self.wakeUp === done) self.wakeUp = null;
+        if (this.wakeUp === done) this.wakeUp = null;
         resolve();
-      }
+      };
+      const t = setTimeout(done, Math.max(0, ms));
       this.wakeUp = done;
     });
   }

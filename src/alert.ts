@@ -135,7 +135,9 @@ export function parseTime(s: string): ParsedTime | null {
   const seconds = BigInt(ms / 1000 - offsetMin * 60);
   const nanos = BigInt(frac.padEnd(9, '0'));
   const ns = seconds * 1_000_000_000n + nanos;
-  return { ns, text: formatTimeNs(ns) };
+  // Already canonical (what Falco sends): the text is its own canonical form.
+  const canonical = zone === 'Z' && frac.length === 9 && se !== '60' && s.length === 30 && s[10] === 'T';
+  return { ns, text: canonical ? s : formatTimeNs(ns) };
 }
 
 /** Format ns since the epoch as RFC 3339 UTC with 9 fractional digits. */

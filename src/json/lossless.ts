@@ -77,14 +77,23 @@ export function parse(text: string): JsonValue {
   while (i < len) {
     const c = text.charCodeAt(i);
     if (c === 34 /* " */) {
-      i++;
-      while (i < len) {
-        const d = text.charCodeAt(i);
-        if (d === 92 /* \ */) i += 2;
-        else if (d === 34) break;
-        else i++;
+      // Skip the string with native indexOf (most of an alert is string text): the closing quote
+      // is the first one preceded by an even number of backslashes.
+      let j = i + 1;
+      for (;;) {
+        const q = text.indexOf('"', j);
+        if (q < 0) {
+          i = len;
+          break;
+        }
+        let b = q - 1;
+        while (text.charCodeAt(b) === 92 /* \ */) b--;
+        if ((q - 1 - b) % 2 === 0) {
+          i = q + 1;
+          break;
+        }
+        j = q + 1;
       }
-      i++;
       continue;
     }
     if (c === 45 /* - */ || (c >= 48 && c <= 57)) {

@@ -1,3 +1,4 @@
+/* global process, fetch, AbortSignal */
 // Container health check: GET /healthz (or the path given as the first argument, e.g. /readyz)
 // on the companion's own port; exit 0 on 200. Used by the image HEALTHCHECK and as an exec probe
 // when the companion listens on 127.0.0.1 only (the Kubernetes sidecar pattern).

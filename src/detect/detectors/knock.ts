@@ -45,6 +45,7 @@ interface Open {
 
 export interface KnockState {
   readonly open: BoundedMap<string, Open>;
+  lastSweepNs: bigint;
 }
 
 const OPEN_ACTIONS = new Set(['insert', 'append', 'replace']);
@@ -104,12 +105,15 @@ export function createKnockDetector(settings: Partial<KnockSettings> = {}): Dete
   return {
     id: KNOCK_DETECTOR_ID,
     consumes: ['firewall_exec', 'accept'],
-    init: () => ({ open: new BoundedMap<string, Open>(cfg.max_rules) }),
+    init: () => ({ open: new BoundedMap<string, Open>(cfg.max_rules), lastSweepNs: 0n }),
     evictions: (st) => st.open.evicted,
     step(st, sig, nowNs) {
       const none = { state: st, findings: [] as Finding[] };
       const now = nowNs > sig.timeNs ? nowNs : sig.timeNs;
-      st.open.sweep((o) => o.addedNs + keepNs < now);
+      if (now - st.lastSweepNs > keepNs / 64n) {
+        st.open.sweep((o) => o.addedNs + keepNs < now); // aged out (not evictions)
+        st.lastSweepNs = now;
+      }
       const scope = scopeOf(sig);
       if (scope === null) return none;
 

@@ -61,19 +61,23 @@ interface Ctx {
   context: Signal[];
   peers: Set<string>;
   ports: Set<number>;
+  /** Keys of this container's arms (index into `arms`; stale keys skipped). */
+  armKeys: string[];
   lastNs: bigint;
 }
 
 export interface SocketFilterState {
   readonly arms: BoundedMap<string, Arm>;
   readonly ctx: BoundedMap<string, Ctx>;
-  /** Peers/ports dropped by the per-container cap. */
+  /** Peers/ports (and arms beyond 32 per container) dropped by the per-container caps. */
   droppedPeers: number;
+  lastSweepNs: bigint;
 }
 
 const MAX_ARM_SIGNALS = 6;
 const MAX_TRIGGERS = 8;
 const MAX_CONTEXT = 16;
+const MAX_ARMS_PER_CONTAINER = 32;
 
 export function createSocketFilterDetector(settings: Partial<SocketFilterSettings> = {}): Detector<SocketFilterState> {
   const cfg = { ...SOCKET_FILTER_DEFAULTS, ...settings } as SocketFilterSettings;
@@ -85,7 +89,7 @@ export function createSocketFilterDetector(settings: Partial<SocketFilterSetting
   function ctxOf(st: SocketFilterState, c: string, now: bigint): Ctx {
     let x = st.ctx.touch(c);
     if (!x) {
-      x = { context: [], peers: new Set(), ports: new Set(), lastNs: now };
+      x = { context: [], peers: new Set(), ports: new Set(), armKeys: [], lastNs: now };
       st.ctx.set(c, x);
     }
     x.lastNs = now;
@@ -165,7 +169,7 @@ export function createSocketFilterDetector(settings: Partial<SocketFilterSetting
   return {
     id: SOCKET_FILTER_DETECTOR_ID,
     consumes: ['raw_socket', 'filter_attach', 'bpf_load', 'listen', 'accept', 'connect', 'shell_socket', 'firewall_exec', 'tmpfs_exec', 'proc_rename', 'pidfile_create'],
-    init: () => ({ arms: new BoundedMap<string, Arm>(cfg.max_arms), ctx: new BoundedMap<string, Ctx>(cfg.max_containers), droppedPeers: 0 }),
+    init: () => ({ arms: new BoundedMap<string, Arm>(cfg.max_arms), ctx: new BoundedMap<string, Ctx>(cfg.max_containers), droppedPeers: 0, lastSweepNs: 0n }),
     evictions: (st) => st.arms.evicted + st.ctx.evicted + st.droppedPeers,
     step(st, sig, nowNs) {
       const none = { state: st, findings: [] as Finding[] };
@@ -173,8 +177,11 @@ export function createSocketFilterDetector(settings: Partial<SocketFilterSetting
       if (c === null) return none;
       const now = nowNs > sig.timeNs ? nowNs : sig.timeNs;
       if (sig.timeNs + windowNs < now) return none; // too late to belong to any live window
-      // Age out arms whose window has closed (insertion order ≈ arm time).
-      st.arms.sweep((a) => a.startNs + windowNs < now);
+      // Age out arms whose window has closed (not evictions), at most 64 times per window.
+      if (now - st.lastSweepNs > windowNs / 64n) {
+        st.arms.sweep((a) => a.startNs + windowNs < now);
+        st.lastSweepNs = now;
+      }
       const ctx = ctxOf(st, c, now);
 
       if (CONTEXT_KINDS.has(sig.kind)) {
@@ -191,6 +198,12 @@ export function createSocketFilterDetector(settings: Partial<SocketFilterSetting
           arm.lastNs = sig.timeNs;
         } else {
           st.arms.set(key, { key, container: c, startNs: sig.timeNs, signals: [sig], triggers: [], lastNs: sig.timeNs });
+          ctx.armKeys = ctx.armKeys.filter((k) => k !== key && st.arms.get(k) !== undefined);
+          ctx.armKeys.push(key);
+          if (ctx.armKeys.length > MAX_ARMS_PER_CONTAINER) {
+            const old = ctx.armKeys.shift() as string;
+            if (st.arms.delete(old)) st.droppedPeers++;
+          }
         }
         return none;
       }
@@ -216,8 +229,9 @@ export function createSocketFilterDetector(settings: Partial<SocketFilterSetting
       if (!fresh) return none;
 
       const findings: Finding[] = [];
-      for (const arm of st.arms.values()) {
-        if (arm.container !== c || sig.timeNs < arm.startNs || sig.timeNs > arm.startNs + windowNs) continue;
+      for (const key of ctx.armKeys) {
+        const arm = st.arms.get(key);
+        if (!arm || arm.container !== c || sig.timeNs < arm.startNs || sig.timeNs > arm.startNs + windowNs) continue;
         const armer = arm.signals[0] as Signal;
         const related = armer.proc.pid === null || sig.proc.pid === null ? armer.proc.pid === null : sameLineage(armer.proc, sig.proc) || arm.signals.some((s) => sameLineage(s.proc, sig.proc));
         if (!related) continue;

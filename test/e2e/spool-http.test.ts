@@ -56,7 +56,9 @@ describe('e2e: durable spool over HTTP', () => {
     }
     expect(acked).toHaveLength(200);
     const ready = await fetch(base + '/readyz');
-    expect(ready.status).toBe(503); // sidekick failing: not ready, but nothing refused
+    expect(ready.status).toBe(200); // sidekick failing, but the spool keeps accepting: still ready
+    await until(async () => /delivery attempts failed/.test(await (await fetch(base + '/readyz')).text()), 10_000, 'readyz to report the failing sink');
+    expect((await fetch(base + '/readyz')).status).toBe(200);
     await sk.up();
     await sk.waitForAccepted(200, 20_000);
     await new Promise((r) => setTimeout(r, 300));

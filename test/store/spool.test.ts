@@ -3,7 +3,7 @@
  * reopen, limits (block / drop_oldest / drop_newest), the done() hook, a database that refuses
  * writes and recovers, and the operator functions behind `falco-companion spool`.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -248,5 +248,28 @@ describe('Spool', () => {
     expect(spoolStats(db)).toMatchObject({ ready: 2, deadLetters: 0 });
     expect(spoolPurge(db, { dead: false })).toBe(2);
     expect(spoolStats(db).ready).toBe(0);
+  });
+  it('a database locked by another process beyond busy_timeout: refused with SQLITE_BUSY, recovers when the lock is released', async () => {
+    const dir = tmp();
+    const { spool, db } = await open(dir);
+    db.pragma('busy_timeout = 50');
+    const other = openStateDb(dir);
+    dbs.push(other);
+    other.exec('BEGIN IMMEDIATE');
+    const err = await spool.submit(alert(1)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SpoolUnavailableError);
+    expect((err as SpoolUnavailableError).sqliteCode).toMatch(/^SQLITE_BUSY/);
+    expect((err as Error).message).toContain(dir);
+    expect(spool.health().ready).toBe(false);
+    other.exec('COMMIT');
+    await spool.whenNotFull();
+    await spool.submit(alert(2));
+    expect(spool.size).toBe(1);
+  });
+
+  it('a corrupt database file: opening fails with the path and the cause', () => {
+    const dir = tmp();
+    writeFileSync(join(dir, 'falco-companion.db'), Buffer.alloc(8192, 7));
+    expect(() => openStateDb(dir)).toThrow(new RegExp(`${join(dir, 'falco-companion.db').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}.*(not a database|malformed)`));
   });
 });

@@ -71,6 +71,8 @@ export class DetectionEngine implements DetectStage {
   private rules: LoadedRules;
   private mapping: Mapping;
   private allow: CompiledAllow[] = [];
+  /** Allow entries applicable to `${detector}|${kind}` (built lazily per rules load). */
+  private allowBy = new Map<string, CompiledAllow[]>();
   private ciWorkloads: CompiledWorkload[] = [];
   private readonly slots = new Map<string, Slot>();
   private readonly dedup = new Map<string, DedupEntry>();
@@ -245,15 +247,20 @@ export class DetectionEngine implements DetectStage {
       exes: globs(entry.exes),
       ancestors: globs(entry.ancestors),
     }));
+    this.allowBy = new Map();
     this.ciWorkloads = this.rules.suppress.ci.workloads.map((w: CiWorkload) => ({ namespaces: globs(w.namespaces), labels: labels(w.podLabels), images: globs(w.images) }));
   }
 
   /** Why a signal is suppressed for a detector, or null. */
   suppressedSignal(sig: Signal, detector: string): SuppressReason | null {
-    for (const a of this.allow) {
+    const k = `${detector}|${sig.kind}`;
+    let entries = this.allowBy.get(k);
+    if (!entries) {
+      entries = this.allow.filter((a) => (!a.entry.detectors || a.entry.detectors.includes(detector)) && (!a.entry.kinds || a.entry.kinds.includes(sig.kind)));
+      this.allowBy.set(k, entries);
+    }
+    for (const a of entries) {
       const e = a.entry;
-      if (e.detectors && !e.detectors.includes(detector)) continue;
-      if (e.kinds && !e.kinds.includes(sig.kind)) continue;
       if (allowMatches(a, sig)) {
         this.log.debug({ stage: detector, rule: sig.rule, allow: e.name }, 'signal suppressed by allowlist');
         return 'allowlist';
@@ -283,6 +290,7 @@ function podLabel(sig: Signal, key: string): string | null {
   return null;
 }
 
+const ANCESTOR_KEYS = ['proc.pname', 'proc.pexepath', 'proc.pexe', ...[1, 2, 3, 4, 5, 6, 7, 8, 9].flatMap((i) => [`proc.aname[${i}]`, `proc.aexepath[${i}]`])];
 function ancestorsOf(sig: Signal): string[] {
   const f = sig.alert.outputFields;
   const out: string[] = [];
@@ -290,13 +298,7 @@ function ancestorsOf(sig: Signal): string[] {
     if (typeof v === 'string' && v !== '' && v !== '<NA>') out.push(v);
   };
   if (!f) return out;
-  add(f['proc.pname']);
-  add(f['proc.pexepath']);
-  add(f['proc.pexe']);
-  for (let i = 1; i <= 9; i++) {
-    add(f[`proc.aname[${i}]`]);
-    add(f[`proc.aexepath[${i}]`]);
-  }
+  for (const k of ANCESTOR_KEYS) add(f[k]);
   return out;
 }
 

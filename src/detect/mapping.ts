@@ -187,11 +187,17 @@ export function normaliseContainerId(v: string | null | undefined): string | nul
   return s;
 }
 
+const APID_KEYS = [1, 2, 3, 4, 5, 6, 7, 8, 9].map((i) => `proc.apid[${i}]`);
+
 function procFacts(a: Alert): ProcFacts {
   const apids: number[] = [];
-  for (let i = 1; i <= 9; i++) {
-    const n = fieldNumber(a, `proc.apid[${i}]`);
-    if (n !== null) apids.push(n);
+  const f = a.outputFields;
+  if (f) {
+    for (const k of APID_KEYS) {
+      if (f[k] === undefined || f[k] === null) continue;
+      const n = fieldNumber(a, k);
+      if (n !== null) apids.push(n);
+    }
   }
   const exe = fieldString(a, 'proc.exepath') ?? (fieldString(a, 'proc.exe')?.startsWith('/') ? fieldString(a, 'proc.exe') : null);
   return {
@@ -215,7 +221,8 @@ function splitEndpoint(s: string): { ip: string; port: number | null } | null {
   const ip = t.slice(0, i);
   const port = t.slice(i + 1);
   if (!/^\d{1,5}$/.test(port)) return null;
-  return parseIp(ip) ? { ip, port: Number(port) } : null;
+  // Cheap shape check (full parsing is for CIDR matching only).
+  return /^(\d{1,3}\.){3}\d{1,3}$/.test(ip) || (ip.includes(':') && /^[0-9a-fA-F:.]+$/.test(ip)) ? { ip, port: Number(port) } : null;
 }
 
 /** Parse Falco's `fd.name` tuple `client:port->server:port` (null when it is not one). */

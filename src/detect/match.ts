@@ -84,6 +84,15 @@ export function cidrContains(c: Cidr, ip: { v6: boolean; value: bigint }): boole
 /** A glob where `*` matches any run of characters (slashes too) and `?` one character. */
 export function compileGlob(glob: string): (s: string) => boolean {
   if (!/[*?]/.test(glob)) return (s) => s === glob;
+  // Fast paths for the common shapes: `*suffix`, `prefix*`, `*infix*`.
+  if (!glob.includes('?')) {
+    const inner = glob.slice(1, -1);
+    if (glob.startsWith('*') && glob.endsWith('*') && glob.length >= 2 && !inner.includes('*')) return (s) => s.includes(inner);
+    const tail = glob.slice(1);
+    if (glob.startsWith('*') && !tail.includes('*')) return (s) => s.endsWith(tail);
+    const head = glob.slice(0, -1);
+    if (glob.endsWith('*') && !head.includes('*')) return (s) => s.startsWith(head);
+  }
   const re = new RegExp('^' + glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.') + '$');
   return (s) => re.test(s);
 }

@@ -46,3 +46,16 @@ describe('default mapping covers the shipped signal rules', () => {
     expect([...covered].sort()).toEqual(Object.keys(COMPANION_RULES).sort());
   });
 });
+
+const REF = '../shared/falco-reference';
+describe('default mapping names real official rules', () => {
+  it.skipIf(!existsSync(REF))('every non-companion rule name in the default mapping exists in the official rules files (skipped: ../shared/falco-reference absent)', () => {
+    const names = new Set<string>();
+    for (const f of ['falco_rules.yaml', 'falco-incubating_rules.yaml', 'falco-sandbox_rules.yaml', 'falco_rules-3.2.0.yaml']) {
+      for (const m of readFileSync(`${REF}/${f}`, 'utf8').matchAll(/^- rule: (.+)$/gm)) names.add((m[1] as string).trim().replace(/^"|"$/g, ''));
+    }
+    const ours = rules.signals.flatMap((s) => s.rules ?? []).filter((r) => !r.startsWith('Companion signal:'));
+    expect(ours.length).toBeGreaterThan(15);
+    expect(ours.filter((r) => !names.has(r))).toEqual([]);
+  });
+});

@@ -132,3 +132,14 @@ describe('firewall command lines', () => {
     );
   });
 });
+
+describe('globs', () => {
+  it('fast paths agree with the general matcher', async () => {
+    const { compileGlob } = await import('../../src/detect/match.js');
+    const cases: [string, string, boolean][] = [
+      ['*/dhclient', '/sbin/dhclient', true], ['*/dhclient', '/sbin/dhclient6', false], ['*kube-proxy*', 'registry.k8s.io/kube-proxy', true],
+      ['docker.io/*', 'docker.io/library/x', true], ['docker.io/*', 'quay.io/x', false], ['a*b*c', 'aXbYc', true], ['a?c', 'abc', true], ['exact', 'exact', true], ['*', '', true],
+    ];
+    for (const [g, s, want] of cases) expect(compileGlob(g)(s), `${g} ~ ${s}`).toBe(want);
+  });
+});

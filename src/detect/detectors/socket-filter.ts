@@ -127,7 +127,9 @@ export function createSocketFilterDetector(settings: Partial<SocketFilterSetting
     const extra = Math.max(0, trigKinds.size - 1);
     if (extra > 0) esc.push(`triggers_${trigKinds.size}`);
     const n = esc.length;
-    return { score: round3(Math.min(1, cfg.base_score + cfg.escalation_step * n)), escalations: esc };
+    const unlinked = all.some((x) => x.proc.pid === null);
+    if (unlinked) esc.push('container_only');
+    return { score: round3(Math.max(0, Math.min(1, cfg.base_score + cfg.escalation_step * (n - (unlinked ? 1 : 0))))), escalations: esc };
   }
 
   function finding(arm: Arm, ctx: Ctx, trigger: Signal): Finding {
@@ -233,7 +235,9 @@ export function createSocketFilterDetector(settings: Partial<SocketFilterSetting
         const arm = st.arms.get(key);
         if (!arm || arm.container !== c || sig.timeNs < arm.startNs || sig.timeNs > arm.startNs + windowNs) continue;
         const armer = arm.signals[0] as Signal;
-        const related = armer.proc.pid === null || sig.proc.pid === null ? armer.proc.pid === null : sameLineage(armer.proc, sig.proc) || arm.signals.some((s) => sameLineage(s.proc, sig.proc));
+        // Official rules print no proc.pid: without pids, the container is the only link (scored lower).
+        const noPid = armer.proc.pid === null || sig.proc.pid === null;
+        const related = noPid || sameLineage(armer.proc, sig.proc) || arm.signals.some((s) => sameLineage(s.proc, sig.proc));
         if (!related) continue;
         if (arm.triggers.length < MAX_TRIGGERS) arm.triggers.push(sig);
         arm.lastNs = sig.timeNs;

@@ -67,6 +67,18 @@ describe('socket-filter detector (T1205.002)', () => {
     expect(findings).toEqual([]);
   });
 
+  it('official rules without proc.pid still chain, by container only and scored lower', () => {
+    const det = createSocketFilterDetector();
+    const noPid = { pid: null as unknown as number };
+    const { findings } = runDetector(det, [
+      s('raw', 0, { ...door, ...noPid }),
+      s('shell', 5, { ...child(9, 'sh', '/bin/sh'), ...noPid }),
+    ]);
+    expect(findings).toHaveLength(1);
+    expect(String(findings[0]?.fields['socket_filter.escalations'])).toContain('container_only');
+    expect(findings[0]?.score).toBeLessThan(0.65 + 0.1 * 2);
+  });
+
   // --- model-based properties ---
 
   const kinds = ['raw', 'filter', 'bpf', 'fw', 'listen', 'accept', 'connect', 'shell', 'tmpfs', 'rename', 'pidfile'] as const;

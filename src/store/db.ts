@@ -2,8 +2,8 @@
  * The state database: one SQLite file (better-sqlite3, WAL) in the state directory. Each module
  * owns its tables and registers versioned migrations under its own namespace.
  */
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { accessSync, constants, existsSync, mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { CompanionError } from '../errors.js';
 
@@ -21,11 +21,28 @@ export class StateDbError extends CompanionError {
 
 export const STATE_DB_FILE = 'falco-companion.db';
 
+/** mkdir -p, with a clear cause when it fails (Node reports ENOENT for a read-only parent). */
+function makeDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    let parent = dir;
+    while (!existsSync(parent) && dirname(parent) !== parent) parent = dirname(parent);
+    try {
+      accessSync(parent, constants.W_OK);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code ?? 'EACCES';
+      throw new Error(`cannot create ${dir}: ${parent} is ${code === 'EROFS' ? 'on a read-only filesystem' : 'not writable'} (${code})`, { cause: err });
+    }
+    throw err;
+  }
+}
+
 /** Open (creating the directory and file) the state database with WAL and sane pragmas. */
 export function openStateDb(stateDir: string, opts: { readonly?: boolean; file?: string } = {}): Db {
   const path = stateDir === ':memory:' ? ':memory:' : join(stateDir, opts.file ?? STATE_DB_FILE);
   try {
-    if (stateDir !== ':memory:' && !opts.readonly) mkdirSync(stateDir, { recursive: true });
+    if (stateDir !== ':memory:' && !opts.readonly) makeDir(stateDir);
     const db = new Database(path, { readonly: opts.readonly ?? false, timeout: 5000 });
     if (!opts.readonly) {
       db.pragma('journal_mode = WAL');

@@ -106,4 +106,22 @@ describe.skipIf(skip !== null)('e2e: spool on a full disk (tmpfs)', () => {
     expect(c.idConflicts).toEqual([]);
     expect(c.missing).toEqual([]);
   });
+  it('a read-only state directory at start: exits non-zero with the path and the cause', async () => {
+    const ro = join(dir, 'ro');
+    mkdirSync(ro);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,ro', 'tmpfs', ro]);
+    try {
+      const cli2 = startCli(['run', '--http-listen', '127.0.0.1:0', '--sidekick-url', sk.url, '--state-dir', join(ro, 'state')], {
+        env: { FALCO_COMPANION_ENRICH_CONTAINER_ENABLED: 'false' },
+      });
+      const code = await Promise.race([cli2.exited, new Promise<string>((r) => setTimeout(() => r('still running'), 15_000))]);
+      if (code === 'still running') await cli2.stop('SIGKILL');
+      expect(code).toBe(1);
+      const text = cli2.logs.map((l) => String(l['raw'] ?? l['msg'] ?? '')).join('\n');
+      expect(text).toContain(join(ro, 'state'));
+      expect(text).toMatch(/read-only|EROFS/i);
+    } finally {
+      execFileSync('umount', ['-l', ro]);
+    }
+  });
 });

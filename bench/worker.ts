@@ -184,6 +184,65 @@ async function loadgen(m: Msg): Promise<void> {
     p999: result.latency.p99_9,
     max: result.latency.max,
   });
+  process.exit(0);
+}
+
+/**
+ * Fixed-rate load with microsecond latencies (autocannon reports whole milliseconds): keep-alive
+ * node:http agent with `connections` sockets; each request's latency runs from its scheduled
+ * send time to the end of the response, so queueing behind a slow answer counts.
+ */
+async function rategen(m: Msg): Promise<void> {
+  const bodies = readFileSync(str(m, 'bodies'), 'utf8').split('\n').filter((l) => l !== '').map((b) => Buffer.from(b));
+  const rate = num(m, 'rate');
+  const seconds = num(m, 'seconds');
+  const port = num(m, 'port');
+  const agent = new http.Agent({ keepAlive: true, maxSockets: num(m, 'connections') });
+  const total = Math.floor(rate * seconds);
+  const lat = new Float64Array(total);
+  let sent = 0;
+  let done = 0;
+  let ok = 0;
+  let errors = 0;
+  const t0 = performance.now();
+  const fire = (i: number, at: number): void => {
+    const body = bodies[i % bodies.length] as Buffer;
+    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/', agent, headers: { 'content-type': 'application/json', 'content-length': body.length } }, (res) => {
+      res.resume();
+      res.on('end', () => {
+        lat[i] = performance.now() - at;
+        if (res.statusCode === 200) ok++;
+        done++;
+      });
+    });
+    req.on('error', () => {
+      lat[i] = performance.now() - at;
+      errors++;
+      done++;
+    });
+    req.end(body);
+  };
+  await new Promise<void>((resolve) => {
+    const tick = (): void => {
+      const now = performance.now();
+      const due = Math.min(total, Math.floor(((now - t0) / 1000) * rate));
+      while (sent < due) {
+        // scheduled time of request `sent`
+        fire(sent, t0 + (sent / rate) * 1000);
+        sent++;
+      }
+      if (sent >= total) resolve();
+      else setTimeout(tick, 1);
+    };
+    tick();
+  });
+  await until(() => done >= total, 10_000);
+  const wall = (performance.now() - t0) / 1000;
+  agent.destroy();
+  const sorted = Array.from(lat.subarray(0, done)).sort((a, b) => a - b);
+  const pct = (p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+  send({ cmd: 'result', ok, non2xx: done - ok - errors, errors, timeouts: total - done, seconds: wall, p50: pct(50), p99: pct(99), p999: pct(99.9), max: sorted[sorted.length - 1] ?? 0 });
+  process.exit(0);
 }
 
 async function grpcEmulator(m: Msg): Promise<void> {
@@ -443,6 +502,7 @@ const TASKS: Record<string, (m: Msg) => Promise<void>> = {
   'server-companion': serverCompanion,
   'server-bare': serverBare,
   loadgen,
+  rategen,
   'grpc-emulator': grpcEmulator,
   'grpc-consumer': grpcConsumer,
   file: fileReplay,

@@ -300,11 +300,13 @@ export class Spool implements Intake, PipelineIntake, Component {
     this.recoverTimer = null;
     this.cancelFlush();
     if (!this.started) return;
-    while (this.ops.length > 0 && Date.now() < deadlineMs) {
-      const before = this.ops.length;
+    // Commits are quick: always commit what is buffered (even past the deadline, so acks and
+    // ready bodies are not lost to a slow drain); only a failing disk is retried until the deadline.
+    while (this.ops.length > 0) {
       this.flush();
-      if (this.unavailable && this.ops.length >= before) break;
-      if (this.unavailable) await new Promise((r) => setTimeout(r, Math.min(200, Math.max(0, deadlineMs - Date.now()))));
+      if (!this.unavailable) continue;
+      if (Date.now() >= deadlineMs) break;
+      await new Promise((r) => setTimeout(r, Math.min(200, Math.max(0, deadlineMs - Date.now()))));
     }
     // Whatever could not be committed: rows keep their previous state (received rows are resumed).
     const left = this.ops.splice(0);

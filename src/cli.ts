@@ -12,6 +12,9 @@ import { createLogger, type Logger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { buildApp, type App } from './wiring.js';
 import { runDemo } from './demo.js';
+import { DETECTOR_MODULES } from './detect/registry.js';
+import { loadRulesFile } from './detect/rules-file.js';
+import { spoolCommand } from './commands/spool.js';
 
 interface CommonFlags {
   config?: string;
@@ -137,12 +140,37 @@ export async function main(argv: string[]): Promise<void> {
     .command('run', 'Run the daemon', (y) => y.options(common), (a) => run(a as CommonFlags).catch(fail))
     .command(
       'validate',
-      'Validate a config file (exit 0 when valid; every problem as file:line:col)',
-      (y) => y.options({ config: { type: 'string', demandOption: true, describe: 'YAML config file' } }),
+      'Validate a config file and the companion rules file it names (exit 0 when valid; every problem as file:line:col)',
+      (y) =>
+        y
+          .options({
+            config: { type: 'string', describe: 'YAML config file (its detect.rules_file is validated too)' },
+            rules: { type: 'string', describe: 'A companion rules file to validate on its own' },
+          })
+          .check((a) => (a.config !== undefined || a.rules !== undefined ? true : 'give --config FILE and/or --rules FILE')),
       (a) => {
         try {
-          load(a as CommonFlags);
-          process.stdout.write(`${String(a.config)}: OK\n`);
+          const problems: string[] = [];
+          const rulesFiles: string[] = a.rules !== undefined ? [String(a.rules)] : [];
+          if (a.config !== undefined) {
+            try {
+              const config = load(a as CommonFlags);
+              if (config.detect.rules_file) rulesFiles.push(config.detect.rules_file);
+            } catch (err) {
+              if (!(err instanceof ConfigError)) throw err;
+              problems.push(...err.problems);
+            }
+          }
+          for (const f of rulesFiles) {
+            try {
+              loadRulesFile(f, { detectors: DETECTOR_MODULES });
+            } catch (err) {
+              if (!(err instanceof ConfigError)) throw err;
+              problems.push(...err.problems);
+            }
+          }
+          if (problems.length > 0) fail(new ConfigError(problems));
+          for (const f of [a.config, ...rulesFiles].filter((x) => x !== undefined)) process.stdout.write(`${String(f)}: OK\n`);
         } catch (err) {
           fail(err);
         }
@@ -164,6 +192,7 @@ export async function main(argv: string[]): Promise<void> {
           (err: unknown) => fail(err),
         ),
     )
+    .command(spoolCommand)
     .demandCommand(1, 'name a command: run, validate, replay or demo')
     .strict()
     .help()

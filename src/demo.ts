@@ -12,7 +12,7 @@ import { systemClock } from './clock.js';
 import { sleep } from './component.js';
 import { configSchema, type Config } from './config/schema.js';
 import { loadConfig } from './config/validate.js';
-import { loadDemoStream } from './emulator/demo-stream.js';
+import { loadDemoScenarios, loadDemoStream } from './emulator/demo-stream.js';
 import { FalcoGrpcEmulator } from './emulator/falco-grpc.js';
 import { postLikeFalco } from './emulator/http-poster.js';
 import { createLogger, type LogLevel } from './logger.js';
@@ -83,23 +83,40 @@ export async function runDemo(opts: { logLevel: string }): Promise<number> {
   if (!addr) throw new Error('demo: HTTP receiver did not start');
   const url = `http://127.0.0.1:${addr.port}/`;
 
-  const lines = loadDemoStream();
-  process.stdout.write(c.bold(`falco-companion demo: ${lines.length} Falco alerts, half over gRPC (${sock}), half over HTTP (${url})\n\n`));
+  const stream = loadDemoStream();
+  const scenarios = loadDemoScenarios();
+  const total = stream.length + scenarios.reduce((n, sc) => n + sc.alerts.length, 0);
+  process.stdout.write(c.bold(`falco-companion demo: ${total} Falco alerts over gRPC (${sock}) and HTTP (${url})\n\n`));
   let sentHttp = 0;
   let sentGrpc = 0;
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i] as string;
-    if (i % 2 === 0) {
+  const send = async (line: string, viaGrpc: boolean): Promise<void> => {
+    if (viaGrpc) {
       emulator.push(line);
       sentGrpc++;
     } else {
       await postLikeFalco(url, line, { keepAlive: true });
       sentHttp++;
     }
+  };
+  const waitForwarded = async (n: number, ms: number): Promise<void> => {
+    const deadline = Date.now() + ms;
+    while (forwarded < n && Date.now() < deadline) await sleep(20);
+  };
+  // 1. A plain stream of official-rule alerts, alternating between the two channels.
+  for (let i = 0; i < stream.length; i++) await send(stream[i] as string, i % 2 === 0);
+  await waitForwarded(stream.length, 20_000);
+  // 2. Attack chains (and a benign look-alike): each sequence in order over one channel, since the
+  //    detectors correlate in event-time order; the channels alternate between sequences.
+  let expected = stream.length;
+  for (const [i, sc] of scenarios.entries()) {
+    process.stdout.write(`\n${c.bold(`# ${sc.name}`)} ${c.dim(`(${sc.alerts.length} alerts: ${sc.description})`)}\n`);
+    for (const line of sc.alerts) await send(line, i % 2 === 0);
+    expected += sc.alerts.length;
+    await waitForwarded(expected, 20_000);
+    await sleep(300); // let the detections this sequence completed print under it
   }
-  const deadline = Date.now() + 20_000;
-  while (forwarded < lines.length && Date.now() < deadline) await sleep(50);
-  await sleep(200); // let detections completed by the last alerts print
+  const lines = { length: total };
+  await sleep(100);
   await app.stop(Date.now() + 5000);
   await emulator.stop();
   rmSync(dir, { recursive: true, force: true });
@@ -111,5 +128,6 @@ export async function runDemo(opts: { logLevel: string }): Promise<number> {
       .join(', ')}), ${detections} detections\n`,
   );
   if (!ok) process.stderr.write(`demo: only ${forwarded} of ${lines.length} alerts were forwarded\n`);
-  return ok ? 0 : 1;
+  if (detections === 0) process.stderr.write('demo: the attack chains produced no detection\n');
+  return ok && detections > 0 ? 0 : 1;
 }

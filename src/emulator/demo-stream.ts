@@ -21,3 +21,27 @@ export function loadDemoStream(path: string = demoStreamPath()): string[] {
     .map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l))
     .filter((l) => l.trim() !== '');
 }
+
+export const DEMO_ATTACKS_FILE = 'demo-attacks.jsonl';
+
+export interface DemoScenario {
+  readonly name: string;
+  readonly description: string;
+  /** Falco JSON alert lines, in event-time order. */
+  readonly alerts: readonly string[];
+}
+
+/**
+ * The attack chains the demo replays after the plain stream: blocks headed by
+ * `# scenario: <name>: <description>` lines (see scripts/gen-demo-attacks.mjs).
+ */
+export function loadDemoScenarios(path: string = fileURLToPath(new URL(`./data/${DEMO_ATTACKS_FILE}`, import.meta.url))): DemoScenario[] {
+  const out: { name: string; description: string; alerts: string[] }[] = [];
+  for (const raw of readFileSync(path, 'utf8').split('\n')) {
+    const line = raw.trimEnd();
+    const m = /^# scenario: ([^:]+): (.*)$/.exec(line);
+    if (m) out.push({ name: m[1] as string, description: m[2] as string, alerts: [] });
+    else if (line.startsWith('{')) out.at(-1)?.alerts.push(line);
+  }
+  return out;
+}

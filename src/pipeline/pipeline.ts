@@ -68,10 +68,25 @@ export class Pipeline implements Component {
         window.push(this.enrich(a));
       }
       const head = window.shift();
-      if (head === undefined) return; // closed and drained
+      if (head === undefined) {
+        // closed and drained: emit what the detectors still hold (dedup summaries)
+        await this.flushDetections();
+        return;
+      }
       const alert = await head;
       await this.afterEnrich(alert);
     }
+  }
+
+  private async flushDetections(): Promise<void> {
+    let pending: readonly Alert[] = [];
+    try {
+      pending = this.d.detect?.flush?.() ?? [];
+    } catch (err) {
+      this.d.metrics.errors.inc({ component: 'detect', code: errorCode(err) });
+      this.d.logger.error({ component: 'detect', error: err }, 'flushing detections failed');
+    }
+    for (const det of pending) await this.emit(this.ids.ensure(det));
   }
 
   private async enrich(a: Alert): Promise<Alert> {

@@ -53,6 +53,8 @@ export interface DetectStage {
    * itself is forwarded (signal-only alerts can be configured not to be).
    */
   process(alert: Alert): { readonly forward: boolean; readonly detections: readonly Alert[] };
+  /** Pending summaries (e.g. "repeated N times") to emit when the input ends or at shutdown. */
+  flush?(): readonly Alert[];
 }
 
 /**

@@ -16,6 +16,17 @@ describe('e2e: demo and replay', () => {
     expect(r.stdout).toMatch(/via grpc/);
     expect(r.stdout).toMatch(/via http/);
     expect(r.stdout).toMatch(/summary: (\d+) sent .* \1 forwarded/);
+    // the attack chains in the bundled stream come out as detections
+    for (const rule of [
+      'Traffic signaling: socket filter armed, then new listener',
+      'Port knocking: firewall opened for one source, then it connected',
+      'Container escape: multiple escape indicators in one container',
+      'Kubernetes spread: service-account token read, then API server contact',
+      'C2 beaconing: periodic outbound connections',
+    ]) {
+      expect(r.stdout).toContain(`DETECTION`);
+      expect(r.stdout).toContain(rule);
+    }
   });
 
   it('replay feeds a JSON-lines file through the pipeline, skipping non-JSON lines', () => {

@@ -132,7 +132,9 @@ export function buildApp(config: Config, deps: AppDeps): App {
     const components: Record<string, ComponentHealth> = {};
     for (const c of all()) components[c.id] = c.health();
     const sourcesReady = sources.every((s) => s.health().ready);
-    const sinkReady = sinks.length === 0 ? false : sinks.some((s) => s.health().ready);
+    // With the spool, a failing sink does not make us unready: alerts are kept until it is back
+    // (taking the receiver out of service would make Falco drop them instead).
+    const sinkReady = sinks.length === 0 ? false : spool !== null || sinks.some((s) => s.health().ready);
     const spoolReady = spool ? spool.health().ready : true;
     return { ready: sourcesReady && sinkReady && spoolReady && !stopping, components };
   };

@@ -62,6 +62,10 @@ export const SPOOL_MIGRATIONS: readonly string[] = [
      priority TEXT NOT NULL
    );
    CREATE TABLE spool_probe (x BLOB);`,
+  // Delivery and backlog reads walk rows of one state in id order: (state, id) serves both
+  // without a sort (the (state, next_attempt_at) index made SQLite sort the whole backlog).
+  `DROP INDEX spool_alerts_due;
+   CREATE INDEX spool_alerts_state_id ON spool_alerts(state, id);`,
 ];
 
 export const RECEIVED = 0;
@@ -501,8 +505,8 @@ export class Spool implements Intake, PipelineIntake, Component {
       ),
       evictOldest: db.prepare(`DELETE FROM ${T} WHERE id = (SELECT id FROM ${T} ORDER BY id LIMIT 1) RETURNING bytes, state`),
       expire: db.prepare(`DELETE FROM ${T} WHERE id < ? RETURNING bytes, state`),
-      receivedAfter: db.prepare(`SELECT id, payload FROM ${T} WHERE state = 0 AND id > ? ORDER BY id LIMIT ?`),
-      due: db.prepare(`SELECT id, payload, attempts, received_at, rule FROM ${T} WHERE state = 1 AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?`),
+      receivedAfter: db.prepare(`SELECT id, payload FROM ${T} WHERE state = 0 AND id > ? ORDER BY state, id LIMIT ?`),
+      due: db.prepare(`SELECT id, payload, attempts, received_at, rule FROM ${T} WHERE state = 1 AND next_attempt_at <= ? ORDER BY state, id LIMIT ?`),
       minId: db.prepare(`SELECT min(id) AS id FROM ${T}`),
       probe: db.prepare(`INSERT INTO spool_probe(x) VALUES (zeroblob(16384))`),
       unprobe: db.prepare(`DELETE FROM spool_probe`),

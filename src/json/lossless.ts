@@ -242,6 +242,7 @@ class SlowParser {
     }
     this.i = start - 1;
     // Escaped strings: hand the literal to the native parser, which knows every escape.
+    // eslint-disable-next-line no-control-regex -- JSON forbids raw control characters in strings
     const lit = /"(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/y;
     lit.lastIndex = this.i;
     const r = lit.exec(s);

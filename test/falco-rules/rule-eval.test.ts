@@ -87,12 +87,12 @@ function evaluate(n: Node, f: Facts): boolean {
         case 'endswith':
           return s.endsWith(text);
         case 'in': {
-          const vals = listValues(n.operands as { kind: string; text?: string }[]);
+          const vals = listValues(n.operands as unknown as { kind: string; text?: string }[]);
           if (n.field.name === 'fd.snet') return vals.some((c) => ipv4InCidr(s, c));
           return vals.includes(s);
         }
         case 'pmatch':
-          return listValues(n.operands as { kind: string; text?: string }[]).some((p) => s === p || s.startsWith(`${p}/`));
+          return listValues(n.operands as unknown as { kind: string; text?: string }[]).some((p) => s === p || s.startsWith(`${p}/`));
         default:
           throw new Error(`operator ${n.op} not modelled`);
       }
@@ -154,7 +154,7 @@ describe('companion rules evaluated against their fixture alerts', () => {
 
   it('no rule matches the enter event (evt.dir ">") of a syscall', () => {
     for (const [rule, cond] of rules) {
-      const f = { ...(facts.get(rule) as Facts), 'evt.dir': '>' };
+      const f: Facts = { ...(facts.get(rule) as Facts), 'evt.dir': '>' };
       const isLifecycle = f['evt.type'] === 'container';
       if (!isLifecycle) expect(evaluate(cond, f), rule).toBe(false);
     }

@@ -40,7 +40,7 @@ const GUARDED_FIELDS: Readonly<Record<string, { reason: string; onlyInMacros: re
 /** Event types that are not syscalls (no enter/exit pair). */
 const NON_SYSCALL_EVENTS = new Set(['container']);
 
-const Ajv = (AjvModule as unknown as { default?: typeof AjvModule }).default ?? AjvModule;
+const Ajv = ((AjvModule as unknown as { default?: unknown }).default ?? AjvModule) as unknown as typeof AjvModule.default;
 
 interface Parsed {
   readonly macros: Map<string, Node>;

@@ -27,7 +27,7 @@ describe('spool back-pressure on the file source', () => {
     const input = join(dir, 'alerts.jsonl');
     writeFileSync(input, Array.from({ length: 60 }, (_, i) => markedAlert(i)).join('\n') + '\n');
     const db: Db = openStateDb(join(dir, 'state'));
-    cleanup.push(() => db.close());
+    cleanup.push(() => void db.close());
     const metrics = new Metrics({ collectDefault: false });
     const spool = new Spool({
       db,

@@ -49,7 +49,7 @@ function tmp(): string {
 async function open(dir: string, over: Partial<SpoolConfig> = {}, metrics = new Metrics({ collectDefault: false })): Promise<{ spool: Spool; db: Db; metrics: Metrics }> {
   const db = openStateDb(dir);
   dbs.push(db);
-  const spool = new Spool({ db, path: join(dir, 'falco-companion.db'), config: { ...base, ...over }, logger: silentLogger(), metrics, recoverIntervalMs: 100 });
+  const spool = new Spool({ db, path: join(dir, 'falco-companion.db'), config: { ...base, ...over } as SpoolConfig, logger: silentLogger(), metrics, recoverIntervalMs: 100 });
   spools.push(spool);
   await spool.start();
   return { spool, db, metrics };

@@ -63,7 +63,7 @@ describe('knock detector (T1205.001)', () => {
     src: fc.integer({ min: 1, max: 4 }),
     container: fc.constantFrom('c1', 'c2'),
   });
-  type Step = fc.Infer<typeof stepArb>;
+  type Step = typeof stepArb extends fc.Arbitrary<infer T> ? T : never;
   const windowS = 600;
   const deleteS = 900;
   const toSignals = (steps: Step[]): Signal[] => {

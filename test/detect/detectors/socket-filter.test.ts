@@ -91,7 +91,7 @@ describe('socket-filter detector (T1205.002)', () => {
     peer: fc.integer({ min: 1, max: 5 }),
     port: fc.integer({ min: 42380, max: 42400 }),
   });
-  const toSignals = (steps: fc.Infer<typeof stepArb>[]): Signal[] => {
+  const toSignals = (steps: (typeof stepArb extends fc.Arbitrary<infer T> ? T : never)[]): Signal[] => {
     let t = 0;
     return steps.map((x) => {
       t += x.gap;

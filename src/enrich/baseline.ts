@@ -6,7 +6,10 @@
  *   destinations are learnt and reported with `learning: true`.
  * - Bounded per image, in total and in images; the least recently seen goes first (counted).
  * - An in-memory index answers on the hot path; changes are written to the state database
- *   (namespace `egress_baseline`) in one transaction per flush (timer and stop).
+ *   (namespace `egress_baseline`) in one transaction per flush (timer, stop, and as soon as
+ *   `maxPending` changes wait, so a flood between two timer ticks cannot grow the pending set).
+ * - Memory: about 300 bytes per destination (one compact record, one per-image key, one set slot;
+ *   the image name is shared), measured with bench/flood; see docs/operations.md (sizing).
  */
 import type { Logger } from 'pino';
 import type { Component, ComponentHealth } from '../component.js';
@@ -43,6 +46,8 @@ export interface BaselineOptions {
   readonly maxTotal: number;
   readonly maxImages: number;
   readonly flushIntervalMs: number;
+  /** Flush at once when this many changes wait (default 10 000); bounds memory between timer ticks. */
+  readonly maxPending?: number;
   readonly logger: Logger;
   readonly metrics: Metrics;
 }
@@ -54,9 +59,9 @@ export interface BaselineVerdict {
   readonly learning: boolean;
 }
 
+/** One destination; compact on purpose (no own key string: the image record is shared). */
 interface Dest {
-  readonly key: string;
-  readonly image: string;
+  readonly img: Image;
   readonly dest: string;
   readonly port: number;
   firstNs: bigint;
@@ -72,8 +77,6 @@ interface Image {
   readonly dests: Map<string, Dest>;
 }
 
-const fullKey = (image: string, dest: string, port: number): string => `${image}\u0000${dest}\u0000${port}`;
-
 export class EgressBaseline implements Component {
   readonly id = 'enrich/egress-baseline';
   private readonly o: BaselineOptions;
@@ -81,8 +84,10 @@ export class EgressBaseline implements Component {
   /** Images in least-recently-seen-first order. */
   private readonly images = new Map<string, Image>();
   /** All destinations in least-recently-seen-first order. */
-  private readonly all = new Map<string, Dest>();
-  private readonly dirtyDests = new Map<string, Dest | null>();
+  private readonly all = new Set<Dest>();
+  /** Destinations to write: true = upsert, false = delete the row. */
+  private readonly dirtyDests = new Map<Dest, boolean>();
+  private readonly maxPending: number;
   private readonly dirtyImages = new Map<string, Image | null>();
   private timer: NodeJS.Timeout | null = null;
   private loaded = false;
@@ -93,6 +98,7 @@ export class EgressBaseline implements Component {
   constructor(o: BaselineOptions) {
     this.o = o;
     this.learningNs = BigInt(Math.round(o.learningPeriodMs)) * 1_000_000n;
+    this.maxPending = Math.max(1, o.maxPending ?? 10_000);
     this.evictions = o.metrics.counter<'reason'>('egress_baseline_evictions_total', 'Baseline entries evicted to stay within bounds (per_image, total: destinations; image: whole images)', ['reason']);
     this.flushes = o.metrics.counter<'result'>('egress_baseline_flushes_total', 'Baseline writes to the state database by result', ['result']);
     const all = this.all;
@@ -129,9 +135,9 @@ export class EgressBaseline implements Component {
         this.dirtyImages.set(r.image, img);
       }
       const port = Number(r.port);
-      const d: Dest = { key: fullKey(r.image, r.dest, port), image: r.image, dest: r.dest, port, firstNs: r.first_ns, lastNs: r.last_ns, savedLastNs: r.last_ns };
+      const d: Dest = { img, dest: r.dest, port, firstNs: r.first_ns, lastNs: r.last_ns, savedLastNs: r.last_ns };
       img.dests.set(`${r.dest}\u0000${port}`, d);
-      this.all.set(d.key, d);
+      this.all.add(d);
     }
     // Bounds may have shrunk since the last run.
     for (const img of [...this.images.values()]) this.trimImage(img);
@@ -168,24 +174,26 @@ export class EgressBaseline implements Component {
     if (existing) {
       img.dests.delete(dk);
       img.dests.set(dk, existing);
-      this.all.delete(existing.key);
-      this.all.set(existing.key, existing);
+      this.all.delete(existing);
+      this.all.add(existing);
       if (timeNs < existing.firstNs) {
         existing.firstNs = timeNs;
-        this.dirtyDests.set(existing.key, existing);
+        this.dirtyDests.set(existing, true);
       }
       if (timeNs > existing.lastNs) {
         existing.lastNs = timeNs;
-        if (existing.savedLastNs === null || existing.lastNs - existing.savedLastNs >= LAST_SEEN_GRANULARITY_NS) this.dirtyDests.set(existing.key, existing);
+        if (existing.savedLastNs === null || existing.lastNs - existing.savedLastNs >= LAST_SEEN_GRANULARITY_NS) this.dirtyDests.set(existing, true);
       }
+      this.flushIfFull();
       return { newForImage: false, learning };
     }
-    const d: Dest = { key: fullKey(image, dest, port), image, dest, port, firstNs: timeNs, lastNs: timeNs, savedLastNs: null };
+    const d: Dest = { img, dest, port, firstNs: timeNs, lastNs: timeNs, savedLastNs: null };
     img.dests.set(dk, d);
-    this.all.set(d.key, d);
-    this.dirtyDests.set(d.key, d);
+    this.all.add(d);
+    this.dirtyDests.set(d, true);
     this.trimImage(img);
     this.trimTotal();
+    this.flushIfFull();
     return { newForImage: true, learning };
   }
 
@@ -227,12 +235,9 @@ export class EgressBaseline implements Component {
           }
           n++;
         }
-        for (const [key, d] of this.dirtyDests) {
-          if (d) upDest.run(d.image, d.dest, d.port, d.firstNs, d.lastNs);
-          else {
-            const [image, dest, port] = key.split('\u0000') as [string, string, string];
-            delDest.run(image, dest, Number(port));
-          }
+        for (const [d, live] of this.dirtyDests) {
+          if (live) upDest.run(d.img.image, d.dest, d.port, d.firstNs, d.lastNs);
+          else delDest.run(d.img.image, d.dest, d.port);
           n++;
         }
       })();
@@ -246,7 +251,7 @@ export class EgressBaseline implements Component {
       return 0;
     }
     for (const img of this.dirtyImages.values()) if (img) img.savedLastNs = img.lastNs;
-    for (const d of this.dirtyDests.values()) if (d) d.savedLastNs = d.lastNs;
+    for (const [d, live] of this.dirtyDests) if (live) d.savedLastNs = d.lastNs;
     this.dirtyImages.clear();
     this.dirtyDests.clear();
     this.lastFlushError = null;
@@ -271,10 +276,19 @@ export class EgressBaseline implements Component {
     return this.lastFlushError ? { ready: true, detail: `flush failing: ${this.lastFlushError}` } : { ready: true, detail: `${this.all.size} destinations, ${this.images.size} images` };
   }
 
+  /** Flush now when too many changes wait (not while the database is failing: the timer retries). */
+  private flushIfFull(): void {
+    if (this.pendingWrites < this.maxPending) return;
+    if (this.lastFlushError === null) this.flush();
+    else this.capPending();
+  }
+
   private removeDest(d: Dest, reason: 'per_image' | 'total' | null): void {
-    this.all.delete(d.key);
-    this.images.get(d.image)?.dests.delete(`${d.dest}\u0000${d.port}`);
-    this.dirtyDests.set(d.key, null); // the row may exist from an earlier flush or the load
+    this.all.delete(d);
+    d.img.dests.delete(`${d.dest}\u0000${d.port}`);
+    // The row may exist from an earlier flush or the load; a never-written entry needs no delete.
+    if (d.savedLastNs === null && this.dirtyDests.get(d) === true) this.dirtyDests.delete(d);
+    else this.dirtyDests.set(d, false);
     if (reason) this.evictions.inc({ reason });
   }
 
@@ -308,9 +322,9 @@ export class EgressBaseline implements Component {
     const limit = this.o.maxTotal + this.o.maxImages + 10_000;
     if (this.pendingWrites <= limit) return;
     let dropped = 0;
-    for (const [k, v] of this.dirtyDests) {
+    for (const [k, live] of this.dirtyDests) {
       if (this.pendingWrites <= limit) break;
-      if (v === null) {
+      if (!live) {
         this.dirtyDests.delete(k);
         dropped++;
       }

@@ -124,4 +124,16 @@ describe('EgressBaseline', () => {
     expect(b.flush()).toBe(2);
     expect(await m.text()).toMatch(/falco_companion_egress_baseline_flushes_total\{result="error"\} 1/);
   });
+  it('a flood between two timer ticks keeps the pending set bounded (flushes at maxPending) and writes no deletes for rows never written', async () => {
+    const { b, db, m } = make({ maxPerImage: 50, maxTotal: 200, maxPending: 100 });
+    for (let i = 0; i < 5000; i++) {
+      b.isNew(`img-${i % 7}`, `203.0.${(i >> 8) & 255}.${i & 255}`, 1024 + i, T0 + BigInt(i) * S);
+      expect(b.pendingWrites).toBeLessThan(100);
+    }
+    expect(b.size).toBeLessThanOrEqual(200);
+    b.flush();
+    // The table holds exactly what memory holds: evicted rows were deleted, never-written ones skipped.
+    expect((db.prepare('SELECT COUNT(*) AS n FROM egress_baseline').get() as { n: number }).n).toBe(b.size);
+    expect((await evictions(m, 'per_image')) + (await evictions(m, 'total'))).toBe(5000 - b.size);
+  });
 });

@@ -8,7 +8,7 @@ import http from 'node:http';
 import { createInterface } from 'node:readline';
 import * as grpc from '@grpc/grpc-js';
 import autocannon from 'autocannon';
-import { alertFromJson, withEnrichment, type Alert } from '../src/alert.js';
+import { alertFromJson, formatTimeNs, withEnrichment, type Alert } from '../src/alert.js';
 import { systemClock } from '../src/clock.js';
 import { configSchema, type Config } from '../src/config/schema.js';
 import { loadConfig } from '../src/config/validate.js';
@@ -339,30 +339,56 @@ function parseAlerts(lines: readonly string[]): Alert[] {
   return lines.map((l) => alertFromJson(parse(l), { kind: 'replay', component: 'bench' }));
 }
 
+/**
+ * The detection stage alone, in steady state: one untimed warm-up pass (JIT, detector state),
+ * then `rounds` timed passes. Every pass is the same alerts shifted forward in event time (shallow
+ * copies built before timing), so windows, dedup and learning see time move on as in the daemon
+ * instead of jumping back to the start. "signals" is what the engine mapped during the timed
+ * passes (its `signals_total` counter); the baseline iterates the same alerts of the same passes.
+ */
 async function detect(m: Msg): Promise<void> {
   const lines = readFileSync(str(m, 'input'), 'utf8').split('\n').filter((l) => l !== '');
   const alerts = parseAlerts(lines);
   const metrics = new Metrics({ collectDefault: false });
   const engine = benchEngine({ logger: silentLogger(), metrics, clock: systemClock });
-  // Signals per alert, from a separate engine's mapping (not timed): what "iterating the same signals" walks.
   const counter = metrics.registry.getSingleMetric('falco_companion_signals_total');
+  const countSignals = async (): Promise<number> => (counter ? (await counter.get()).values.reduce((s, v) => s + v.value, 0) : 0);
   const rounds = num(m, 'rounds');
+  const first = alerts[0]?.timeNs ?? 0n;
+  const last = alerts[alerts.length - 1]?.timeNs ?? 0n;
+  const span = last - first + 1_000_000_000n;
+  const shifted = (r: number): Alert[] =>
+    r === 0
+      ? alerts
+      : alerts.map((a) => {
+          const ns = a.timeNs + BigInt(r) * span;
+          return Object.freeze({ ...a, time: formatTimeNs(ns), timeNs: ns });
+        });
+  for (const a of alerts) engine.process(a); // warm-up pass (untimed)
+  const passes: Alert[][] = [];
+  for (let r = 1; r <= rounds; r++) passes.push(shifted(r));
+  const signals0 = await countSignals();
   let detections = 0;
+  let bestPassMs = Infinity;
   const t0 = performance.now();
   const c0 = cpuMs();
-  for (let r = 0; r < rounds; r++) for (const a of alerts) detections += engine.process(a).detections.length;
+  for (const pass of passes) {
+    const p0 = performance.now();
+    for (const a of pass) detections += engine.process(a).detections.length;
+    bestPassMs = Math.min(bestPassMs, performance.now() - p0);
+  }
   const engineMs = performance.now() - t0;
   const engineCpu = cpuMs() - c0;
-  const signals = counter ? ((await counter.get()).values.reduce((s, v) => s + v.value, 0)) : 0;
-  // Baseline: iterate the same alerts and touch what the mapping reads first (rule and one field).
+  const signals = (await countSignals()) - signals0;
+  // Baseline: iterate the same alerts of the same passes and touch what the mapping reads first (rule and one field).
   let touched = 0;
   const t1 = performance.now();
-  for (let r = 0; r < rounds; r++)
-    for (const a of alerts) {
+  for (const pass of passes)
+    for (const a of pass) {
       if (a.rule.length > 0 && a.outputFields?.['evt.type'] !== undefined) touched++;
     }
   const baseMs = performance.now() - t1;
-  send({ cmd: 'result', alerts: alerts.length * rounds, signals, detections, engineMs, engineCpu, baseMs, touched });
+  send({ cmd: 'result', alerts: alerts.length * rounds, signals, detections, engineMs, engineCpu, bestPassMs, baseMs, touched });
   process.exit(0);
 }
 

@@ -17,7 +17,7 @@
 import { PRIORITIES, type Priority } from '../../alert.js';
 import { bool, defaults, duration, int, list, num, obj, oneOf, str, type Infer } from '../../config/dsl.js';
 import type { Detector, Finding, Signal } from '../types.js';
-import { BoundedMap, cString, compact, destOf, exeOf, msToNs, raise, whereOf } from './kit.js';
+import { BoundedMap, cString, compact, destOf, exeOf, msToNs, raise, retain, whereOf } from './kit.js';
 import { checkWeights, scoreSeries, type SeriesScore } from './rita.js';
 
 export const BEACON_DETECTOR_ID = 'beacon';
@@ -204,8 +204,9 @@ export function createBeaconDetector(overrides: Partial<BeaconSettings> = {}): D
       const b = Math.floor(sec / bucketSec);
       s.buckets.set(b, (s.buckets.get(b) ?? 0) + 1);
       if (sig.timeNs > s.lastNs) s.lastNs = sig.timeNs;
-      if (!s.first) s.first = sig;
-      s.recent.push(sig);
+      const kept = retain(sig); // evidence only: no full alert per kept signal
+      if (!s.first) s.first = kept;
+      s.recent.push(kept);
       if (s.recent.length > RECENT) s.recent.shift();
       if (s.secs.length > cfg.max_points) {
         const drop = s.secs.length - cfg.max_points;

@@ -2,7 +2,7 @@
  * Small helpers shared by the detector modules: enrichment readers that tolerate missing keys,
  * a bounded insertion-ordered map with counted eviction, and compact finding fields.
  */
-import { parseTime, type Priority } from '../../alert.js';
+import { parseTime, type Alert, type Priority } from '../../alert.js';
 import type { Signal } from '../types.js';
 
 /** A companion key as a non-empty string, else null. */
@@ -60,6 +60,21 @@ export function imageOf(s: Signal): string | null {
   if (!repo) return null;
   const tag = s.imageTag ?? cString(s, 'image.tag');
   return tag ? `${repo}:${tag}` : repo;
+}
+
+const NO_EXTRA = Object.freeze({}) as Alert['extra'];
+
+/**
+ * The signal as detector state should keep it (evidence held in an LRU entry): the same facts,
+ * with its alert cut down to what evidence and findings read later (hostname, `container.name`,
+ * the enrichment record, which is shared). A full alert (output text, every output field, tags)
+ * costs about 3 KB; kept signals went from that to a few hundred bytes each.
+ */
+export function retain(s: Signal): Signal {
+  const a = s.alert;
+  const name = a.outputFields?.['container.name'];
+  const slim: Alert = Object.freeze({ ...a, output: '', tags: null, extra: NO_EXTRA, outputFields: name === undefined ? null : Object.freeze({ 'container.name': name }) });
+  return { ...s, alert: slim };
 }
 
 export const NS_PER_MS = 1_000_000n;

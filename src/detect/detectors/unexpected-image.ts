@@ -11,7 +11,7 @@
 import { PRIORITIES, type Priority } from '../../alert.js';
 import { bool, defaults, duration, int, list, obj, oneOf, str, type Infer } from '../../config/dsl.js';
 import type { Detector, Finding, Signal } from '../types.js';
-import { BoundedMap, cBool, cString, cTimeNs, compact, exeOf, imageOf, msToNs, whereOf } from './kit.js';
+import { BoundedMap, cBool, cString, cTimeNs, compact, exeOf, imageOf, msToNs, retain, whereOf } from './kit.js';
 
 export const UNEXPECTED_IMAGE_DETECTOR_ID = 'unexpected_image';
 export const UNEXPECTED_IMAGE_RULES = {
@@ -119,8 +119,9 @@ export function createUnexpectedImageDetector(overrides: Partial<UnexpectedImage
       const findings: Finding[] = [];
       if (sig.containerId === null) return { state: st, findings };
       let box = st.containers.touch(sig.containerId);
-      if (!box || (sig.kind === 'container_start' && sig.timeNs < box.startNs)) {
-        box = { startNs: sig.timeNs, start: sig, freshReported: false };
+      const created = !box || (sig.kind === 'container_start' && sig.timeNs < box.startNs);
+      if (!box || created) {
+        box = { startNs: sig.timeNs, start: retain(sig), freshReported: false };
         st.containers.set(sig.containerId, box);
       }
       const image = imageOf(sig) ?? sig.containerId;
@@ -150,7 +151,7 @@ export function createUnexpectedImageDetector(overrides: Partial<UnexpectedImage
           const what = sig.kind === 'connect' ? `new egress to ${sig.net.remoteDomain ?? sig.net.remoteIp ?? cString(sig, 'dest.ip') ?? '?'}:${sig.net.remotePort ?? cString(sig, 'dest.port') ?? '?'}` : `${sig.kind.replace('_', ' ')} ${exeOf(sig)}`;
           const priority: Priority = sig.kind === 'shell_socket' || cString(sig, 'dest.intel') ? 'Critical' : cfg.fresh_priority;
           const age = box.startNs - ref.ns > 0n ? box.startNs - ref.ns : 0n;
-          const evidence = box.start === sig ? [sig] : [box.start, sig];
+          const evidence = created ? [sig] : [box.start, sig];
           findings.push(
             mk(
               UNEXPECTED_IMAGE_RULES.fresh,

@@ -36,6 +36,8 @@ interface Slot {
   firstNs: bigint | null;
 }
 
+type Inc = { inc(value?: number): void };
+
 interface DedupEntry {
   readonly key: string;
   readonly detector: string;
@@ -71,12 +73,23 @@ export class DetectionEngine implements DetectStage {
   private rules: LoadedRules;
   private mapping: Mapping;
   private allow: CompiledAllow[] = [];
-  /** Allow entries applicable to `${detector}|${kind}` (built lazily per rules load). */
-  private allowBy = new Map<string, CompiledAllow[]>();
+  /** Allow entries applicable to a detector and a signal kind (built lazily per rules load). */
+  private allowBy = new Map<string, Map<string, CompiledAllow[]>>();
+  private ciDetectors = new Set<string>();
   private ciWorkloads: CompiledWorkload[] = [];
   private readonly slots = new Map<string, Slot>();
+  /** Enabled slots consuming each signal kind, in slot order (rebuilt with the rules or detectors). */
+  private byKind = new Map<string, Slot[]>();
   private readonly dedup = new Map<string, DedupEntry>();
+  /** Window end of the first dedup entry (where `sweep` would stop at once); null when empty. */
+  private sweepAtNs: bigint | null = null;
+  private dedupWindowNs = 0n;
   private maxNs = 0n;
+  /** Per-signal facts the suppression matchers derive (image candidates, ancestors, pod labels), for the signal in hand. */
+  private memo: SigMemo = new SigMemo(null);
+  /** prom-client children per label value (the label objects built once, not per call). */
+  private readonly signalsBy = new Map<string, Inc>();
+  private readonly suppressedBy = new Map<string, Inc>();
   private readonly log: Logger;
   private readonly m;
 
@@ -94,6 +107,34 @@ export class DetectionEngine implements DetectStage {
     this.mapping = compileMapping(opts.rules.signals);
     this.compileSuppress();
     for (const d of opts.detectors) this.slots.set(d.id, { det: d, state: d.init(), evictionsSeen: 0, firstNs: null });
+    this.route();
+  }
+
+  /** Which enabled slots consume which kind; the dedup window in ns. */
+  private route(): void {
+    this.byKind = new Map();
+    for (const slot of this.slots.values()) {
+      if (this.rules.detectors[slot.det.id]?.enabled === false) continue;
+      for (const k of new Set(slot.det.consumes)) {
+        let arr = this.byKind.get(k);
+        if (!arr) this.byKind.set(k, (arr = []));
+        arr.push(slot);
+      }
+    }
+    this.dedupWindowNs = BigInt(this.rules.output.dedupWindowMs) * 1_000_000n;
+  }
+
+  private signalCounter(kind: string): Inc {
+    let c = this.signalsBy.get(kind);
+    if (!c) this.signalsBy.set(kind, (c = this.m.signals.labels({ kind })));
+    return c;
+  }
+
+  private suppressedCounter(detector: string, reason: SuppressReason): Inc {
+    const k = `${detector}|${reason}`;
+    let c = this.suppressedBy.get(k);
+    if (!c) this.suppressedBy.set(k, (c = this.m.suppressed.labels({ detector, reason })));
+    return c;
   }
 
   /** Replace the rules (reload). Detectors given replace those of the same id, keeping their state. */
@@ -110,6 +151,7 @@ export class DetectionEngine implements DetectStage {
         else this.slots.set(d.id, { det: d, state: d.init(), evictionsSeen: 0, firstNs: null });
       }
     }
+    this.route();
     this.log.info({ signals: rules.signals.length, detectors: [...this.slots.keys()] }, 'detection rules in force');
   }
 
@@ -123,7 +165,7 @@ export class DetectionEngine implements DetectStage {
     const forward = forwardSignals || !alert.rule.startsWith(SIGNAL_RULE_PREFIX);
     if (alert.origin.kind === 'detector') return { forward: true, detections: [] };
     if (alert.timeNs > this.maxNs) this.maxNs = alert.timeNs;
-    const out: Alert[] = this.sweep(this.maxNs);
+    const out: Alert[] = this.sweepAtNs !== null && this.maxNs >= this.sweepAtNs ? this.sweep(this.maxNs) : [];
     let signals: Signal[];
     try {
       signals = this.mapping.mapAlert(alert);
@@ -133,14 +175,14 @@ export class DetectionEngine implements DetectStage {
       return { forward, detections: out };
     }
     for (const sig of signals) {
-      this.m.signals.inc({ kind: sig.kind });
-      for (const slot of this.slots.values()) {
+      this.signalCounter(sig.kind).inc();
+      const slots = this.byKind.get(sig.kind);
+      if (!slots) continue;
+      for (const slot of slots) {
         const id = slot.det.id;
-        if (!slot.det.consumes.includes(sig.kind)) continue;
-        if (this.rules.detectors[id]?.enabled === false) continue;
         const reason = this.suppressedSignal(sig, id);
         if (reason) {
-          this.m.suppressed.inc({ detector: id, reason });
+          this.suppressedCounter(id, reason).inc();
           continue;
         }
         if (slot.firstNs === null) slot.firstNs = sig.timeNs;
@@ -159,10 +201,11 @@ export class DetectionEngine implements DetectStage {
           this.m.evictions.inc({ detector: id }, ev - slot.evictionsSeen);
           slot.evictionsSeen = ev;
         }
+        if (findings.length === 0) continue;
         for (const f of findings) {
           const learn = this.rules.suppress.learning[id];
           if (learn !== undefined && learn > 0 && slot.firstNs !== null && f.timeNs < slot.firstNs + BigInt(learn) * 1_000_000n) {
-            this.m.suppressed.inc({ detector: id, reason: 'learning' });
+            this.suppressedCounter(id, 'learning').inc();
             continue;
           }
           const a = this.dedupe(f);
@@ -178,6 +221,7 @@ export class DetectionEngine implements DetectStage {
     const out: Alert[] = [];
     for (const e of this.dedup.values()) if (e.count > 0 && e.last) out.push(this.emit(e.last, e.count));
     this.dedup.clear();
+    this.sweepAtNs = null;
     return out;
   }
 
@@ -189,11 +233,18 @@ export class DetectionEngine implements DetectStage {
       this.dedup.delete(k);
       if (e.count > 0 && e.last) out.push(this.emit(e.last, e.count));
     }
+    this.sweepAtNs = this.headEndNs();
     return out;
   }
 
+  /** Window end of the first (oldest-inserted) dedup entry: the loop above stops there, so no sweep is due before it. */
+  private headEndNs(): bigint | null {
+    const first = this.dedup.values().next();
+    return first.done ? null : first.value.windowEndNs;
+  }
+
   private dedupe(f: Finding): Alert | null {
-    const windowNs = BigInt(this.rules.output.dedupWindowMs) * 1_000_000n;
+    const windowNs = this.dedupWindowNs;
     const rank = priorityRank(f.priority);
     const e = this.dedup.get(f.key);
     if (!e || f.timeNs >= e.windowEndNs) {
@@ -209,7 +260,9 @@ export class DetectionEngine implements DetectStage {
           this.m.evictions.inc({ detector: 'engine/dedup' });
         }
       }
-      this.dedup.set(f.key, { key: f.key, detector: f.detector, windowEndNs: f.timeNs + windowNs, rank, count: 0, last: null });
+      const windowEndNs = f.timeNs + windowNs;
+      this.dedup.set(f.key, { key: f.key, detector: f.detector, windowEndNs, rank, count: 0, last: null });
+      this.sweepAtNs = this.headEndNs();
       return this.emit(f, repeated);
     }
     if (rank < e.rank) {
@@ -248,31 +301,50 @@ export class DetectionEngine implements DetectStage {
       ancestors: globs(entry.ancestors),
     }));
     this.allowBy = new Map();
+    this.ciDetectors = new Set(this.rules.suppress.ci.detectors);
     this.ciWorkloads = this.rules.suppress.ci.workloads.map((w: CiWorkload) => ({ namespaces: globs(w.namespaces), labels: labels(w.podLabels), images: globs(w.images) }));
   }
 
   /** Why a signal is suppressed for a detector, or null. */
   suppressedSignal(sig: Signal, detector: string): SuppressReason | null {
-    const k = `${detector}|${sig.kind}`;
-    let entries = this.allowBy.get(k);
+    let byKind = this.allowBy.get(detector);
+    if (!byKind) this.allowBy.set(detector, (byKind = new Map()));
+    let entries = byKind.get(sig.kind);
     if (!entries) {
       entries = this.allow.filter((a) => (!a.entry.detectors || a.entry.detectors.includes(detector)) && (!a.entry.kinds || a.entry.kinds.includes(sig.kind)));
-      this.allowBy.set(k, entries);
+      byKind.set(sig.kind, entries);
     }
+    const ci = this.ciDetectors.has(detector);
+    if (entries.length === 0 && !ci) return null;
+    const memo = this.memo.sig === sig ? this.memo : (this.memo = new SigMemo(sig));
     for (const a of entries) {
       const e = a.entry;
-      if (allowMatches(a, sig)) {
+      if (allowMatches(a, sig, memo)) {
         this.log.debug({ stage: detector, rule: sig.rule, allow: e.name }, 'signal suppressed by allowlist');
         return 'allowlist';
       }
     }
-    const ci = this.rules.suppress.ci;
-    if (ci.detectors.includes(detector)) {
-      if (ci.windows.some((w) => inCiWindow(w, sig.timeNs))) return 'ci_window';
-      if (this.ciWorkloads.some((w) => workloadMatches(w, sig))) return 'ci_workload';
+    if (ci) {
+      if (this.rules.suppress.ci.windows.some((w) => inCiWindow(w, sig.timeNs))) return 'ci_window';
+      if (this.ciWorkloads.some((w) => workloadMatches(w, sig, memo))) return 'ci_workload';
     }
     return null;
   }
+}
+
+/** What the matchers derive from one signal, computed at most once per signal. */
+class SigMemo {
+  images: string[] | undefined;
+  ancestors: string[] | undefined;
+  labels: Map<string, string | null> | undefined;
+  constructor(readonly sig: Signal | null) {}
+}
+
+function memoLabel(memo: SigMemo, sig: Signal, key: string): string | null {
+  const m = (memo.labels ??= new Map());
+  let v = m.get(key);
+  if (v === undefined) m.set(key, (v = podLabel(sig, key)));
+  return v;
 }
 
 function podLabel(sig: Signal, key: string): string | null {
@@ -308,22 +380,31 @@ function imageCandidates(sig: Signal): string[] {
   return sig.imageTag ? [repo, `${repo}:${sig.imageTag}`] : [repo];
 }
 
-function allowMatches(a: CompiledAllow, sig: Signal): boolean {
+function allowMatches(a: CompiledAllow, sig: Signal, memo: SigMemo): boolean {
   if (a.images.length) {
-    const c = imageCandidates(sig);
+    const c = (memo.images ??= imageCandidates(sig));
     if (!a.images.some((m) => c.some((x) => m(x)))) return false;
   }
   if (a.namespaces.length && !(sig.namespace !== null && a.namespaces.some((m) => m(sig.namespace as string)))) return false;
   for (const [k, m] of a.labels) {
-    const v = podLabel(sig, k);
+    const v = memoLabel(memo, sig, k);
     if (v === null || !m(v)) return false;
   }
   if (a.exes.length) {
     const exe = sig.proc.exepath ?? sig.proc.name;
-    if (exe === null || !a.exes.some((m) => m(exe) || (sig.proc.name !== null && m(sig.proc.name)))) return false;
+    if (exe === null) return false;
+    const name = sig.proc.name;
+    let hit = false;
+    for (const m of a.exes) {
+      if (m(exe) || (name !== null && m(name))) {
+        hit = true;
+        break;
+      }
+    }
+    if (!hit) return false;
   }
   if (a.ancestors.length) {
-    const anc = ancestorsOf(sig);
+    const anc = (memo.ancestors ??= ancestorsOf(sig));
     if (!anc.some((x) => a.ancestors.some((m) => m(x)))) return false;
   }
   if (a.entry.destCidrs.length) {
@@ -337,14 +418,14 @@ function allowMatches(a: CompiledAllow, sig: Signal): boolean {
   return true;
 }
 
-function workloadMatches(w: CompiledWorkload, sig: Signal): boolean {
+function workloadMatches(w: CompiledWorkload, sig: Signal, memo: SigMemo): boolean {
   if (w.namespaces.length && !(sig.namespace !== null && w.namespaces.some((m) => m(sig.namespace as string)))) return false;
   for (const [k, m] of w.labels) {
-    const v = podLabel(sig, k);
+    const v = memoLabel(memo, sig, k);
     if (v === null || !m(v)) return false;
   }
   if (w.images.length) {
-    const c = imageCandidates(sig);
+    const c = (memo.images ??= imageCandidates(sig));
     if (!w.images.some((m) => c.some((x) => m(x)))) return false;
   }
   return true;

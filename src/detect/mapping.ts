@@ -18,6 +18,8 @@ interface Compiled {
   readonly index: number;
   readonly rule: SignalRule;
   readonly test: Test;
+  /** `extract` as entries, built once. */
+  readonly extract: readonly (readonly [string, string])[];
 }
 
 export interface Mapping {
@@ -27,32 +29,38 @@ export interface Mapping {
 
 /** Compile the `signals:` entries of a rules file. */
 export function compileMapping(rules: readonly SignalRule[]): Mapping {
-  const byName = new Map<string, Compiled[]>();
+  const named = new Map<string, Compiled[]>();
   const generic: Compiled[] = [];
   rules.forEach((rule, index) => {
-    const c: Compiled = { index, rule, test: compileTest(rule) };
+    const c: Compiled = { index, rule, test: compileTest(rule), extract: Object.entries(rule.extract) };
     if (rule.rules) {
       for (const n of rule.rules) {
-        let arr = byName.get(n);
-        if (!arr) byName.set(n, (arr = []));
+        let arr = named.get(n);
+        if (!arr) named.set(n, (arr = []));
         arr.push(c);
       }
     } else generic.push(c);
   });
+  // Candidates per rule name, merged with the generic entries in rules-file order once, not per alert.
+  const byName = new Map<string, readonly Compiled[]>();
+  for (const [n, arr] of named) byName.set(n, generic.length ? [...arr, ...generic].sort((a, b) => a.index - b.index) : arr);
   return {
     mapAlert(alert: Alert): Signal[] {
-      const named = byName.get(alert.rule);
-      const candidates = named ? (generic.length ? [...named, ...generic].sort((a, b) => a.index - b.index) : named) : generic;
-      if (candidates.length === 0) return [];
+      const candidates = byName.get(alert.rule) ?? generic;
       const out: Signal[] = [];
-      const seen = new Set<string>();
+      if (candidates.length === 0) return out;
+      let proc: ProcFacts | null = null;
       for (const c of candidates) {
         if (!c.test(alert)) continue;
         const subtype = subtypeOf(c.rule, alert);
-        const id = `${c.rule.kind}/${subtype ?? ''}`;
-        if (seen.has(id)) continue;
-        seen.add(id);
-        out.push(buildSignal(alert, c.rule.kind, subtype, c.rule.extract));
+        const kind = c.rule.kind;
+        // One signal per (kind, subtype); a null subtype and '' count as the same.
+        const sub = subtype ?? '';
+        let dup = false;
+        for (const o of out) if (o.kind === kind && (o.subtype ?? '') === sub) dup = true;
+        if (dup) continue;
+        proc ??= Object.freeze(procFacts(alert)); // the same process facts for every signal of the alert
+        out.push(makeSignal(alert, kind, subtype, c.extract, proc));
       }
       return out;
     },
@@ -281,12 +289,15 @@ function companionString(a: Alert, key: string): string | null {
 }
 
 export function buildSignal(alert: Alert, kind: SignalKind, subtype: string | null, extract: Readonly<Record<string, string>>): Signal {
+  return makeSignal(alert, kind, subtype, Object.entries(extract), Object.freeze(procFacts(alert)));
+}
+
+function makeSignal(alert: Alert, kind: SignalKind, subtype: string | null, extract: readonly (readonly [string, string])[], proc: ProcFacts): Signal {
   const keys: Record<string, FieldValue> = {};
-  for (const [k, field] of Object.entries(extract)) {
+  for (const [k, field] of extract) {
     const v = getField(alert, field);
     if (v !== undefined && v !== null && v !== '<NA>') keys[k] = v;
   }
-  const proc = procFacts(alert);
   if (kind === 'firewall_exec') {
     const fw = parseFirewallCmdline(proc.cmdline ?? fieldString(alert, 'proc.cmdline'));
     if (fw) Object.assign(keys, fw);
@@ -302,7 +313,7 @@ export function buildSignal(alert: Alert, kind: SignalKind, subtype: string | nu
     imageDigest: fieldString(alert, 'container.image.digest') ?? companionString(alert, 'image.digest'),
     namespace: fieldString(alert, 'k8s.ns.name'),
     pod: fieldString(alert, 'k8s.pod.name'),
-    proc: Object.freeze(proc),
+    proc,
     net: Object.freeze(netFacts(alert, kind)),
     keys: Object.freeze(keys),
     alert,

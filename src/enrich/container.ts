@@ -50,7 +50,13 @@ type Lookup =
 interface CacheEntry {
   readonly value: Lookup;
   readonly expiresMs: number;
+  /** The keys last built from `value` and the image store at `keysVersion` (reused on hits). */
+  keys: Readonly<Record<string, EnrichValue>> | null;
+  keysVersion: number;
 }
+
+const NO_KEYS = { res: Object.freeze({}) as Readonly<Record<string, EnrichValue>> } as const;
+const CONTAINER_ID = /^[0-9a-f]{12,64}$/;
 
 const MAX_VALUE = 256;
 const MAX_INFLIGHT = 256;
@@ -66,6 +72,8 @@ export class ContainerEnricher implements Enricher, Component {
   private readonly log: Logger;
   private readonly clock: Clock;
   private readonly cache = new Map<string, CacheEntry>();
+  /** Bumped on every image store change: cached keys built before are rebuilt. */
+  private storeVersion = 1;
   private readonly inflight = new Map<string, Promise<Lookup>>();
   private runtime: RuntimeKind | 'none' | null = null;
   private runtimeCheckedMs = 0;
@@ -148,30 +156,19 @@ export class ContainerEnricher implements Enricher, Component {
   // -------------------------------------------------------------------------------------------
   // Enricher
 
-  async enrich(alert: Alert, signal: AbortSignal): Promise<Readonly<Record<string, EnrichValue>>> {
-    if (!this.cfg.enabled) return {};
-    const raw = fieldString(alert, 'container.id');
-    if (raw === null) return {};
-    const cid = raw.trim().toLowerCase();
-    if (cid === '' || cid === 'host') return {};
-    if (!/^[0-9a-f]{12,64}$/.test(cid)) {
-      this.m.lookups.inc({ result: 'invalid' });
-      return { enrich_error: 'container: container.id is not a container id' };
-    }
-    const id = cid.slice(0, 12);
-    const rt = this.resolveRuntime();
-    if (rt === 'none') return {};
+  /**
+   * The answer without waiting (cache hit, host, invalid id, runtime down: the pipeline's fast
+   * path, no timer); undefined when a runtime lookup is needed (nothing counted then).
+   */
+  enrichSync(alert: Alert): Readonly<Record<string, EnrichValue>> | undefined {
+    const q = this.quick(alert);
+    return 'res' in q ? q.res : undefined;
+  }
 
-    const cached = this.cacheGet(id);
-    if (cached) {
-      this.m.lookups.inc({ result: 'hit' });
-      return this.keysFor(cached);
-    }
-    const now = this.clock.now();
-    if (now < this.downUntilMs) {
-      this.m.lookups.inc({ result: 'runtime_down' });
-      return { 'container.runtime': rt, enrich_error: `container: ${this.downReason}`.slice(0, MAX_VALUE) };
-    }
+  async enrich(alert: Alert, signal: AbortSignal): Promise<Readonly<Record<string, EnrichValue>>> {
+    const q = this.quick(alert);
+    if ('res' in q) return q.res;
+    const { id, rt } = q;
     const p = this.lookup(id, rt);
     if (p === null) {
       this.m.lookups.inc({ result: 'overloaded' });
@@ -183,6 +180,39 @@ export class ContainerEnricher implements Enricher, Component {
       return { 'container.runtime': rt, enrich_error: `container: ${rt} lookup slower than the enrichment budget` };
     }
     return this.keysFor(r);
+  }
+
+  /** Everything answered without a runtime request, or the container to look up. */
+  private quick(alert: Alert): { readonly res: Readonly<Record<string, EnrichValue>> } | { readonly id: string; readonly rt: Exclude<RuntimeKind, 'none'> } {
+    if (!this.cfg.enabled) return NO_KEYS;
+    const raw = fieldString(alert, 'container.id');
+    if (raw === null) return NO_KEYS;
+    const cid = raw.trim().toLowerCase();
+    if (cid === '' || cid === 'host') return NO_KEYS;
+    if (!CONTAINER_ID.test(cid)) {
+      this.m.lookups.inc({ result: 'invalid' });
+      return { res: { enrich_error: 'container: container.id is not a container id' } };
+    }
+    const id = cid.slice(0, 12);
+    const rt = this.resolveRuntime();
+    if (rt === 'none') return NO_KEYS;
+
+    const cached = this.cacheGet(id);
+    if (cached) {
+      this.m.lookups.inc({ result: 'hit' });
+      // Keys are rebuilt only when the image store changed since (no SQLite read per hit).
+      if (cached.keys === null || cached.keysVersion !== this.storeVersion) {
+        cached.keys = Object.freeze(this.keysFor(cached.value));
+        cached.keysVersion = this.storeVersion;
+      }
+      return { res: cached.keys };
+    }
+    const now = this.clock.now();
+    if (now < this.downUntilMs) {
+      this.m.lookups.inc({ result: 'runtime_down' });
+      return { res: { 'container.runtime': rt, enrich_error: `container: ${this.downReason}`.slice(0, MAX_VALUE) } };
+    }
+    return { id, rt };
   }
 
   /** Start (or join) the lookup of one container; null when too many are in flight. */
@@ -244,6 +274,7 @@ export class ContainerEnricher implements Enricher, Component {
     const [img, hist] = await Promise.all([docker.imageInspect(c.Image, signal), docker.imageHistory(c.Image, signal)]);
     const facts = dockerFacts(img, hist, ref);
     this.store.observe(facts, { tagCurrent: tagPointsHere(ref, img.RepoTags ?? []) });
+    this.storeVersion++;
     return { kind: 'found', runtime: 'docker', imageId: img.Id, ref: facts.ref };
   }
 
@@ -265,6 +296,7 @@ export class ContainerEnricher implements Enricher, Component {
     const ref = (isImageId(name) ? null : parseImageRef(name)) ?? firstRef(st.image.repo_tags);
     const facts = criFacts(st, ref);
     this.store.observe(facts, { tagCurrent: tagPointsHere(ref, st.image.repo_tags) });
+    this.storeVersion++;
     return { kind: 'found', runtime: 'cri', imageId: facts.imageId, ref };
   }
 
@@ -329,6 +361,7 @@ export class ContainerEnricher implements Enricher, Component {
       const hist = await docker.imageHistory(img.Id, signal);
       const facts = dockerFacts(img, hist, ref);
       const rec = this.store.observe(facts, { pulledAtMs: action === 'pull' ? atMs : null, tagCurrent: ref !== null });
+      this.storeVersion++;
       this.log.debug({ status: action, image: img.Id.slice(0, 19), tag_mutated: rec.tagMutated }, 'image event recorded');
     }
     // untag/delete/push: nothing to record; history outlives the local image.
@@ -361,7 +394,7 @@ export class ContainerEnricher implements Enricher, Component {
     return this.cri;
   }
 
-  private cacheGet(id: string): Lookup | null {
+  private cacheGet(id: string): CacheEntry | null {
     const e = this.cache.get(id);
     if (!e) return null;
     if (e.expiresMs <= this.clock.now()) {
@@ -371,12 +404,12 @@ export class ContainerEnricher implements Enricher, Component {
     // LRU: move to the end.
     this.cache.delete(id);
     this.cache.set(id, e);
-    return e.value;
+    return e;
   }
 
   private cachePut(id: string, value: Lookup, expiresMs: number): void {
     this.cache.delete(id);
-    this.cache.set(id, { value, expiresMs });
+    this.cache.set(id, { value, expiresMs, keys: null, keysVersion: 0 });
     while (this.cache.size > this.cfg.cache_size) {
       const oldest = this.cache.keys().next();
       if (oldest.done) break;

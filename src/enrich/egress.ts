@@ -51,6 +51,14 @@ export interface Destination {
 }
 
 const INBOUND_EVENTS = new Set(['accept', 'accept4']);
+const NOTHING: Readonly<Record<string, EnrichValue>> = Object.freeze({});
+
+/** What the synchronous part of one enrichment found, before reverse DNS. */
+interface EgressPart {
+  readonly out: Record<string, EnrichValue>;
+  readonly errors: string[];
+  readonly intelHits: Set<string> | null;
+}
 const MAX_VALUE = 500;
 
 function parseEndpoint(s: string): Endpoint | null {
@@ -232,13 +240,39 @@ export class EgressEnricher implements Enricher, Component {
     }
   }
 
-  async enrich(alert: Alert, signal: AbortSignal): Promise<Readonly<Record<string, EnrichValue>>> {
-    if (!this.c.enabled) return {};
+  /**
+   * The whole answer without waiting, when reverse DNS is not needed or cached (the pipeline's
+   * fast path: no timer, no AbortController); undefined, with no side effect, when it must wait.
+   */
+  enrichSync(alert: Alert): Readonly<Record<string, EnrichValue>> | undefined {
+    if (!this.c.enabled) return NOTHING;
     const dest = destinationOf(alert);
-    if (!dest) return {};
+    if (!dest) return NOTHING;
     const cls = this.classifier.classify(dest.ip) ?? 'reserved';
-    this.classified.inc({ class: cls });
     const ipText = formatIp(dest.ip);
+    let res: RdnsResult | null = null;
+    if (this.rdns && this.rdnsClasses.has(cls)) {
+      const hit = this.rdns.hit(ipText);
+      if (!hit) return undefined;
+      res = hit;
+    }
+    return this.finish(this.head(alert, dest, cls, ipText), res);
+  }
+
+  async enrich(alert: Alert, signal: AbortSignal): Promise<Readonly<Record<string, EnrichValue>>> {
+    const quick = this.enrichSync(alert);
+    if (quick !== undefined) return quick;
+    // Reverse DNS must wait: everything else first (the baseline sees alerts in arrival order).
+    const dest = destinationOf(alert) as Destination;
+    const cls = this.classifier.classify(dest.ip) ?? 'reserved';
+    const ipText = formatIp(dest.ip);
+    const part = this.head(alert, dest, cls, ipText);
+    return this.finish(part, await this.reverse(ipText, signal));
+  }
+
+  /** Class, ASN, intel and baseline: synchronous, always answered. */
+  private head(alert: Alert, dest: Destination, cls: IpClass, ipText: string): EgressPart {
+    this.classified.inc({ class: cls });
     const out: Record<string, EnrichValue> = { 'dest.ip': ipText, 'dest.class': cls };
     if (dest.port !== null) out['dest.port'] = dest.port;
     const errors: string[] = [];
@@ -249,8 +283,9 @@ export class EgressEnricher implements Enricher, Component {
       if (info?.org) out['dest.as_org'] = info.org.slice(0, MAX_VALUE);
     }
 
-    const intelHits = new Set<string>();
+    let intelHits: Set<string> | null = null;
     if (this.intel) {
+      intelHits = new Set<string>();
       for (const n of this.intel.matchIp(dest.ip)) intelHits.add(n);
       if (dest.domain) for (const n of this.intel.matchDomain(dest.domain)) intelHits.add(n);
     }
@@ -268,17 +303,20 @@ export class EgressEnricher implements Enricher, Component {
         }
       }
     }
+    return { out, errors, intelHits };
+  }
 
-    if (this.rdns && this.rdnsClasses.has(cls)) {
-      const res = await this.reverse(ipText, signal);
+  /** Reverse DNS answer (null: not looked up), intel on the name, errors. */
+  private finish(p: EgressPart, res: RdnsResult | null): Record<string, EnrichValue> {
+    const { out, errors, intelHits } = p;
+    if (res !== null) {
       if (res.kind === 'name') {
         out['dest.rdns'] = res.name;
-        if (this.intel) for (const n of this.intel.matchDomain(res.name)) intelHits.add(n);
+        if (this.intel && intelHits) for (const n of this.intel.matchDomain(res.name)) intelHits.add(n);
       } else if (res.kind === 'error') errors.push(`rdns ${res.error}`);
       else if (res.kind === 'pending') errors.push('rdns slow (pending)');
     }
-
-    if (intelHits.size > 0) out['dest.intel'] = [...intelHits].join(',').slice(0, MAX_VALUE);
+    if (intelHits && intelHits.size > 0) out['dest.intel'] = [...intelHits].join(',').slice(0, MAX_VALUE);
     if (errors.length > 0) out['enrich_error'] = `egress: ${errors.join(', ')}`.slice(0, MAX_VALUE);
     return out;
   }

@@ -87,6 +87,13 @@ export class ReverseDns {
     return e.answer;
   }
 
+  /** The cached answer counted as a hit (the synchronous fast path), or undefined (nothing counted). */
+  hit(ip: string): RdnsAnswer | undefined {
+    const a = this.cached(ip);
+    if (a) this.lookups.inc({ result: 'hit' });
+    return a;
+  }
+
   get size(): number {
     return this.cache.size;
   }

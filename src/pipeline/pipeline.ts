@@ -93,6 +93,33 @@ export class Pipeline implements Component {
     const { enrichers, enrichBudgetMs } = this.d;
     if (enrichers.length === 0) return a;
     const start = performance.now();
+    const add: Record<string, EnrichValue> = {};
+    const failed: string[] = [];
+    // Fast path: enrichers that answer from cache, without a timer or an AbortController.
+    let slow: Enricher[] | null = null;
+    for (const e of enrichers) {
+      let res: Readonly<Record<string, EnrichValue>> | undefined;
+      try {
+        res = e.enrichSync?.(a);
+      } catch (err) {
+        failed.push(`${e.id}: ${errorMessage(err)}`.slice(0, 120));
+        this.d.metrics.errors.inc({ component: e.id, code: errorCode(err) });
+        continue;
+      }
+      if (res === undefined) (slow ??= []).push(e);
+      else Object.assign(add, res);
+    }
+    if (slow !== null) await this.enrichSlow(a, slow, enrichBudgetMs, add, failed);
+    if (failed.length > 0) {
+      const prev = typeof add['enrich_error'] === 'string' ? [add['enrich_error']] : [];
+      add['enrich_error'] = [...prev, ...failed].join('; ').slice(0, 400);
+    }
+    this.enrichLatency.observe((performance.now() - start) / 1000);
+    return withEnrichment(a, add);
+  }
+
+  /** The budgeted path for enrichers that must wait (lookups): results go into `add`. */
+  private async enrichSlow(a: Alert, enrichers: readonly Enricher[], enrichBudgetMs: number, add: Record<string, EnrichValue>, failed: string[]): Promise<void> {
     // The signal aborts at the budget; enrichers then return what they know. One that does not
     // answer within a short grace after that is cut off and named in enrich_error.
     const ac = new AbortController();
@@ -102,8 +129,6 @@ export class Pipeline implements Component {
       hardTimer = setTimeout(() => rej(new Error('budget exceeded')), enrichBudgetMs + GRACE_MS);
     });
     hardDeadline.catch(() => undefined);
-    const add: Record<string, EnrichValue> = {};
-    const failed: string[] = [];
     await Promise.all(
       enrichers.map(async (e) => {
         try {
@@ -117,12 +142,6 @@ export class Pipeline implements Component {
     );
     clearTimeout(timer);
     clearTimeout(hardTimer);
-    if (failed.length > 0) {
-      const prev = typeof add['enrich_error'] === 'string' ? [add['enrich_error']] : [];
-      add['enrich_error'] = [...prev, ...failed].join('; ').slice(0, 400);
-    }
-    this.enrichLatency.observe((performance.now() - start) / 1000);
-    return withEnrichment(a, add);
   }
 
   private async afterEnrich(alert: Alert): Promise<void> {

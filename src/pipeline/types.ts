@@ -44,6 +44,13 @@ export interface PipelineIntake {
 export interface Enricher {
   readonly id: string;
   enrich(alert: Alert, signal: AbortSignal): Promise<Readonly<Record<string, EnrichValue>>>;
+  /**
+   * Optional fast path: the full answer when it needs no waiting (cache hit, nothing to look
+   * up), else undefined, in which case `enrich` is called. It must have no side effect when it
+   * returns undefined (the same alert then goes through `enrich`). When every enricher answers
+   * here, the pipeline starts no budget timer for the alert.
+   */
+  enrichSync?(alert: Alert): Readonly<Record<string, EnrichValue>> | undefined;
 }
 
 /** The detection stage: synchronous, pure apart from its own bounded state. */

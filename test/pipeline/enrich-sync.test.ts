@@ -1,0 +1,74 @@
+import { describe, expect, it } from 'vitest';
+import { createAlert, type Alert } from '../../src/alert.js';
+import { silentLogger } from '../../src/logger.js';
+import { Metrics } from '../../src/metrics.js';
+import { MemoryIntake } from '../../src/pipeline/intake.js';
+import { Pipeline } from '../../src/pipeline/pipeline.js';
+import { Router } from '../../src/pipeline/router.js';
+import type { Enricher, Sink } from '../../src/pipeline/types.js';
+
+function alert(i: number): Alert {
+  return createAlert({ time: `2026-01-01T00:00:${String(i % 60).padStart(2, '0')}.000000001Z`, rule: `rule ${i}`, priority: 'Warning', source: 'syscall', outputFields: { n: i }, origin: { kind: 'test', component: 'test' } });
+}
+
+async function run(alerts: Alert[], enrichers: Enricher[], budget = 50): Promise<{ got: Alert[]; metrics: Metrics }> {
+  const metrics = new Metrics({ collectDefault: false });
+  const intake = new MemoryIntake(1000, metrics);
+  const got: Alert[] = [];
+  const sink: Sink = { id: 'sink/mem', start: async () => undefined, stop: async () => undefined, health: () => ({ ready: true }), pending: () => 0, write: async (a) => void got.push(a) };
+  const route = { min_priority: 'Debug', include_rules: [], exclude_rules: [], include_tags: [], exclude_tags: [], forward_internal: true } as const;
+  const p = new Pipeline({ intake, enrichers, enrichBudgetMs: budget, detect: null, router: new Router(route, metrics), sinks: [sink], concurrency: 8, logger: silentLogger(), metrics });
+  await p.start();
+  for (const a of alerts) await intake.submit(a);
+  await p.stop(Date.now() + 5000);
+  return { got, metrics };
+}
+
+describe('pipeline enrichSync fast path', () => {
+  it('uses the synchronous answer when there is one, and the budgeted path (same alert, once) when not', async () => {
+    const calls = { sync: 0, async: 0 };
+    const cached: Enricher = {
+      id: 'enrich/cached',
+      enrichSync: (a) => {
+        calls.sync++;
+        const n = a.outputFields?.['n'] as number;
+        return n % 2 === 0 ? { even: true, n } : undefined;
+      },
+      enrich: async (a) => {
+        calls.async++;
+        await new Promise((r) => setTimeout(r, 1));
+        return { even: false, n: a.outputFields?.['n'] as number };
+      },
+    };
+    const plain: Enricher = { id: 'enrich/plain', enrich: async () => ({ plain: 1 }) };
+    const alerts = Array.from({ length: 20 }, (_, i) => alert(i));
+    const { got } = await run(alerts, [cached, plain]);
+    expect(got.map((a) => a.outputFields?.['n'])).toEqual(alerts.map((_, i) => i)); // order kept
+    expect(got.map((a) => a.companion['even'])).toEqual(alerts.map((_, i) => i % 2 === 0));
+    expect(got.every((a, i) => a.companion['n'] === i && a.companion['plain'] === 1)).toBe(true);
+    expect(calls).toEqual({ sync: 20, async: 10 });
+  });
+
+  it('a throwing enrichSync is recorded in enrich_error and counted; the alert goes on', async () => {
+    const bad: Enricher = {
+      id: 'enrich/bad',
+      enrichSync: () => {
+        throw new Error('boom');
+      },
+      enrich: async () => ({ never: true }),
+    };
+    const { got, metrics } = await run([alert(1)], [bad]);
+    expect(got).toHaveLength(1);
+    expect(got[0]?.companion['enrich_error']).toMatch(/enrich\/bad: boom/);
+    expect(got[0]?.companion['never']).toBeUndefined();
+    expect(await metrics.text()).toMatch(/falco_companion_errors_total\{component="enrich\/bad"[^}]*\} 1/);
+  });
+
+  it('an enricher that must wait still gets the budget (aborted, named in enrich_error)', async () => {
+    const slow: Enricher = { id: 'enrich/slow', enrichSync: () => undefined, enrich: () => new Promise(() => undefined) };
+    const t0 = Date.now();
+    const { got } = await run([alert(1)], [slow], 20);
+    expect(got[0]?.companion['enrich_error']).toMatch(/enrich\/slow: budget exceeded/);
+    expect(Date.now() - t0).toBeLessThan(4000);
+  });
+});

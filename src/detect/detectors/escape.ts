@@ -49,6 +49,12 @@ function truthy(v: FieldValue | undefined): boolean {
 
 /** The escape indicators a signal carries. */
 export function indicatorsOf(s: Signal): EscapeSubtype[] {
+  // Common case: one escape signal, one indicator (no set needed).
+  if (s.kind !== 'container_start') {
+    if (!s.subtype) return [];
+    if (s.subtype === 'notify_on_release') return ['release_agent'];
+    return SUBTYPES.has(s.subtype) ? [s.subtype as EscapeSubtype] : [];
+  }
   const out = new Set<EscapeSubtype>();
   if (s.subtype && SUBTYPES.has(s.subtype)) out.add(s.subtype as EscapeSubtype);
   if (s.kind === 'container_start') {

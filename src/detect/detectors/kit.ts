@@ -109,6 +109,9 @@ export function raise(p: Priority, steps: number): Priority {
  */
 export class BoundedMap<K, V> {
   private readonly m = new Map<K, V>();
+  /** The most recently set or touched key (already at the newest end: touching it again moves nothing). */
+  private newest: K | undefined = undefined;
+  private hasNewest = false;
   evicted = 0;
   constructor(readonly max: number) {}
   get size(): number {
@@ -119,15 +122,19 @@ export class BoundedMap<K, V> {
   }
   touch(k: K): V | undefined {
     const v = this.m.get(k);
-    if (v !== undefined) {
+    if (v !== undefined && !(this.hasNewest && this.newest === k)) {
       this.m.delete(k);
       this.m.set(k, v);
+      this.newest = k;
+      this.hasNewest = true;
     }
     return v;
   }
   set(k: K, v: V): void {
     if (this.m.has(k)) this.m.delete(k);
     this.m.set(k, v);
+    this.newest = k;
+    this.hasNewest = true;
     while (this.m.size > this.max) {
       const oldest = this.m.keys().next();
       if (oldest.done) break;
@@ -136,7 +143,12 @@ export class BoundedMap<K, V> {
     }
   }
   delete(k: K): boolean {
+    if (this.hasNewest && this.newest === k) this.forgetNewest();
     return this.m.delete(k);
+  }
+  private forgetNewest(): void {
+    this.newest = undefined;
+    this.hasNewest = false;
   }
   entries(): IterableIterator<[K, V]> {
     return this.m.entries();
@@ -149,6 +161,7 @@ export class BoundedMap<K, V> {
     let n = 0;
     for (const [k, v] of this.m) {
       if (expired(v)) {
+        if (this.hasNewest && this.newest === k) this.forgetNewest();
         this.m.delete(k);
         n++;
       }

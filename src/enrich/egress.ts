@@ -103,26 +103,26 @@ export function destinationOf(a: Alert): Destination | null {
   if (!('fd.sip' in f || 'fd.rip' in f || 'fd.cip' in f || 'fd.name' in f)) return null;
   const evt = fieldString(a, 'evt.type');
   const inbound = evt !== null && INBOUND_EVENTS.has(evt);
+  const direction = inbound ? 'inbound' : 'outbound';
+  // Candidates in order, each looked at only when the previous one gave no address (the
+  // fd.name tuple is parsed only when the first candidate is missing or not an IP).
+  const side = inbound ? 'fd.cip' : 'fd.sip';
+  const first = pick(fieldString(a, side), inbound ? portOf(a, 'fd.cport') : portOf(a, 'fd.sport'), a, `${side}.name`, direction);
+  if (first) return first;
   const tuple = parseTuple(fieldString(a, 'fd.name'));
-  const candidates: [string | null, number | null, string | null][] = inbound
-    ? [
-        [fieldString(a, 'fd.cip'), portOf(a, 'fd.cport'), fieldString(a, 'fd.cip.name')],
-        [tuple?.client.ip ?? null, tuple?.client.port ?? null, fieldString(a, 'fd.cip.name')],
-        [fieldString(a, 'fd.rip'), portOf(a, 'fd.rport'), fieldString(a, 'fd.rip.name')],
-      ]
-    : [
-        [fieldString(a, 'fd.sip'), portOf(a, 'fd.sport'), fieldString(a, 'fd.sip.name')],
-        [tuple?.server.ip ?? null, tuple?.server.port ?? null, fieldString(a, 'fd.sip.name')],
-        [fieldString(a, 'fd.rip'), portOf(a, 'fd.rport'), fieldString(a, 'fd.rip.name')],
-      ];
-  for (const [ipText, port, domain] of candidates) {
-    if (!ipText) continue;
-    const ip = parseIp(ipText);
-    if (!ip) continue;
-    const d = domain && domain.trim() !== '' ? domain.trim().toLowerCase().replace(/\.$/, '').slice(0, 253) : null;
-    return { ip, port, domain: d, direction: inbound ? 'inbound' : 'outbound' };
-  }
-  return null;
+  const end = tuple ? (inbound ? tuple.client : tuple.server) : null;
+  const second = end ? pick(end.ip, end.port, a, `${side}.name`, direction) : null;
+  if (second) return second;
+  return pick(fieldString(a, 'fd.rip'), portOf(a, 'fd.rport'), a, 'fd.rip.name', direction);
+}
+
+function pick(ipText: string | null, port: number | null, a: Alert, domainKey: string, direction: Destination['direction']): Destination | null {
+  if (!ipText) return null;
+  const ip = parseIp(ipText);
+  if (!ip) return null;
+  const domain = fieldString(a, domainKey);
+  const d = domain && domain.trim() !== '' ? domain.trim().toLowerCase().replace(/\.$/, '').slice(0, 253) : null;
+  return { ip, port, domain: d, direction };
 }
 
 /** The baseline's image key, or null for host processes and unknown images. */
@@ -130,13 +130,13 @@ export function imageKeyOf(a: Alert, mode: EgressConfig['baseline']['image_key']
   const cid = fieldString(a, 'container.id');
   if (cid === null || cid === '' || cid === 'host') return null;
   const repo = fieldString(a, 'container.image.repository');
-  const tag = fieldString(a, 'container.image.tag');
-  const digest = fieldString(a, 'container.image.digest');
+  if (mode === 'repository' && repo !== null) return repo; // the default: nothing else to read
   const image = fieldString(a, 'container.image');
+  if (mode === 'repository') return image ? image.replace(/@.*$/, '').replace(/:[^:/]*$/, '') : null;
+  const tag = fieldString(a, 'container.image.tag');
   const repoTag = repo ? (tag ? `${repo}:${tag}` : repo) : image;
-  if (mode === 'digest') return digest ?? repoTag;
-  if (mode === 'repository_tag') return repoTag;
-  return repo ?? (image ? image.replace(/@.*$/, '').replace(/:[^:/]*$/, '') : null);
+  if (mode === 'digest') return fieldString(a, 'container.image.digest') ?? repoTag;
+  return repoTag;
 }
 
 export class EgressEnricher implements Enricher, Component {

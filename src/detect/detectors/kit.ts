@@ -103,69 +103,103 @@ export function raise(p: Priority, steps: number): Priority {
   return order[Math.min(order.length - 1, i + steps)] as Priority;
 }
 
+interface LruNode<K, V> {
+  readonly k: K;
+  v: V;
+  prev: LruNode<K, V> | null;
+  next: LruNode<K, V> | null;
+}
+
 /**
  * A bounded map with LRU order (get with `touch` moves to the newest end). `set` beyond `max`
- * evicts the least recently used entry and counts it in `evicted`.
+ * evicts the least recently used entry and counts it in `evicted`. The order is a doubly linked
+ * list beside the Map, so a touch relinks two nodes instead of deleting and re-inserting a Map key.
  */
 export class BoundedMap<K, V> {
-  private readonly m = new Map<K, V>();
-  /** The most recently set or touched key (already at the newest end: touching it again moves nothing). */
-  private newest: K | undefined = undefined;
-  private hasNewest = false;
+  private readonly m = new Map<K, LruNode<K, V>>();
+  /** Least recently used (evicted first). */
+  private head: LruNode<K, V> | null = null;
+  /** Most recently used. */
+  private tail: LruNode<K, V> | null = null;
   evicted = 0;
   constructor(readonly max: number) {}
   get size(): number {
     return this.m.size;
   }
   get(k: K): V | undefined {
-    return this.m.get(k);
+    return this.m.get(k)?.v;
   }
   touch(k: K): V | undefined {
-    const v = this.m.get(k);
-    if (v !== undefined && !(this.hasNewest && this.newest === k)) {
-      this.m.delete(k);
-      this.m.set(k, v);
-      this.newest = k;
-      this.hasNewest = true;
+    const n = this.m.get(k);
+    if (n === undefined) return undefined;
+    if (n !== this.tail) {
+      this.unlink(n);
+      this.append(n);
     }
-    return v;
+    return n.v;
   }
   set(k: K, v: V): void {
-    if (this.m.has(k)) this.m.delete(k);
-    this.m.set(k, v);
-    this.newest = k;
-    this.hasNewest = true;
+    const n = this.m.get(k);
+    if (n !== undefined) {
+      n.v = v;
+      if (n !== this.tail) {
+        this.unlink(n);
+        this.append(n);
+      }
+    } else {
+      const x: LruNode<K, V> = { k, v, prev: null, next: null };
+      this.m.set(k, x);
+      this.append(x);
+    }
     while (this.m.size > this.max) {
-      const oldest = this.m.keys().next();
-      if (oldest.done) break;
-      this.m.delete(oldest.value);
+      const oldest = this.head;
+      if (oldest === null) break;
+      this.remove(oldest);
       this.evicted++;
     }
   }
   delete(k: K): boolean {
-    if (this.hasNewest && this.newest === k) this.forgetNewest();
-    return this.m.delete(k);
+    const n = this.m.get(k);
+    if (n === undefined) return false;
+    this.remove(n);
+    return true;
   }
-  private forgetNewest(): void {
-    this.newest = undefined;
-    this.hasNewest = false;
+  *entries(): IterableIterator<[K, V]> {
+    for (let n = this.head; n !== null; n = n.next) yield [n.k, n.v];
   }
-  entries(): IterableIterator<[K, V]> {
-    return this.m.entries();
-  }
-  values(): IterableIterator<V> {
-    return this.m.values();
+  *values(): IterableIterator<V> {
+    for (let n = this.head; n !== null; n = n.next) yield n.v;
   }
   /** Drop entries for which `expired` holds (not counted as evictions: they aged out). O(size): call on a cadence. */
   sweep(expired: (v: V) => boolean): number {
-    let n = 0;
-    for (const [k, v] of this.m) {
-      if (expired(v)) {
-        if (this.hasNewest && this.newest === k) this.forgetNewest();
-        this.m.delete(k);
-        n++;
+    let c = 0;
+    for (let n = this.head; n !== null; ) {
+      const next = n.next;
+      if (expired(n.v)) {
+        this.remove(n);
+        c++;
       }
+      n = next;
     }
-    return n;
+    return c;
+  }
+  private remove(n: LruNode<K, V>): void {
+    this.m.delete(n.k);
+    this.unlink(n);
+  }
+  private unlink(n: LruNode<K, V>): void {
+    if (n.prev) n.prev.next = n.next;
+    else this.head = n.next;
+    if (n.next) n.next.prev = n.prev;
+    else this.tail = n.prev;
+    n.prev = null;
+    n.next = null;
+  }
+  private append(n: LruNode<K, V>): void {
+    n.prev = this.tail;
+    n.next = null;
+    if (this.tail) this.tail.next = n;
+    else this.head = n;
+    this.tail = n;
   }
 }

@@ -93,8 +93,6 @@ async function run(f: CommonFlags): Promise<void> {
   });
   handleSignals(app, logger, config.shutdown.deadline, (code) => process.exit(code));
   await app.start();
-  const addr = app.httpAddress();
-  if (addr) logger.info({ component: 'source/http', address: `${addr.host}:${addr.port}` }, 'listening');
   const done = app.inputDone();
   if (done && config.input.path === '-') {
     // stdin ended: drain and exit like a filter.

@@ -24,12 +24,11 @@ export interface Detection {
 
 /** Loads the rules file (throws ConfigError with file:line:col problems) and builds the engine. */
 export function buildDetection(config: Config, deps: DetectDeps): Detection {
-  const logger = deps.logger.child({ component: 'detect' });
   let engine: DetectionEngine | null = null;
   const watcher = new RulesWatcher({
     path: config.detect.rules_file,
     detectors: DETECTOR_MODULES,
-    logger,
+    logger: deps.logger.child({ component: 'detect/rules' }),
     metrics: deps.metrics,
     pollMs: config.detect.rules_poll_interval,
     onReload: (r) => engine?.setRules(r, buildDetectors(r)),
@@ -37,7 +36,7 @@ export function buildDetection(config: Config, deps: DetectDeps): Detection {
   engine = new DetectionEngine({
     rules: watcher.rules,
     detectors: buildDetectors(watcher.rules),
-    logger,
+    logger: deps.logger,
     metrics: deps.metrics,
     clock: deps.clock,
     forwardSignalAlerts: config.detect.forward_signal_alerts,

@@ -21,7 +21,7 @@ export function buildEnrichment(config: Config, deps: EnrichDeps): { enrichers: 
   const components: Component[] = [];
   const { logger, metrics, clock } = deps;
   if (config.enrich.container.enabled && config.enrich.container.runtime !== 'none') {
-    const container = new ContainerEnricher({ config: config.enrich.container, db: deps.db(), logger: logger.child({ component: 'enrich/container' }), metrics, clock });
+    const container = new ContainerEnricher({ config: config.enrich.container, db: deps.db(), logger, metrics, clock });
     enrichers.push(container);
     components.push(container);
   }

@@ -77,6 +77,7 @@ export function testAlert(clock: Clock, hostname: string): Alert {
 
 export function buildApp(config: Config, deps: AppDeps): App {
   const { logger, metrics, clock } = deps;
+  // Components make their own child logger ({ component: id }); GrpcSource is handed one.
   const log = (component: string): Logger => logger.child({ component });
 
   // State database: opened lazily, only when something persists.
@@ -97,11 +98,11 @@ export function buildApp(config: Config, deps: AppDeps): App {
     sinks.push(
       spool
         ? new SpoolSidekickSink({ spool, config: config.sinks.falcosidekick, logger, metrics })
-        : new FalcosidekickSink({ config: config.sinks.falcosidekick, logger: log('sink/falcosidekick'), metrics }),
+        : new FalcosidekickSink({ config: config.sinks.falcosidekick, logger, metrics }),
     );
   }
-  if (config.sinks.stdout.enabled) sinks.push(new StdoutSink({ logger: log('sink/stdout'), metrics, stream: deps.stdout ?? process.stdout }));
-  if (config.sinks.file.path) sinks.push(new FileSink({ config: config.sinks.file, logger: log('sink/file'), metrics }));
+  if (config.sinks.stdout.enabled) sinks.push(new StdoutSink({ logger, metrics, stream: deps.stdout ?? process.stdout }));
+  if (config.sinks.file.path) sinks.push(new FileSink({ config: config.sinks.file, logger, metrics }));
 
   // Enrichment and detection
   const enrichment = config.enrich.enabled ? buildEnrichment(config, { logger, metrics, clock, db: stateDb }) : { enrichers: [] as Enricher[], components: [] as Component[] };
@@ -117,7 +118,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
     router,
     sinks,
     concurrency: config.queue.concurrency,
-    logger: log('pipeline'),
+    logger,
     metrics,
     ...(deps.onForwarded ? { onForwarded: deps.onForwarded } : {}),
   });
@@ -139,7 +140,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
     return { ready: sourcesReady && sinkReady && spoolReady && !stopping, components };
   };
   if (config.http.enabled && !deps.replay) {
-    http = new HttpServer({ config: config.http, intake, logger: log('source/http'), metrics, readiness: health, testAlert: () => testAlert(clock, hostname) });
+    http = new HttpServer({ config: config.http, intake, logger, metrics, readiness: health, testAlert: () => testAlert(clock, hostname) });
     sources.push(http);
   }
   if (config.grpc.enabled && !deps.replay) {
@@ -155,7 +156,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
       pollIntervalMs: config.input.poll_interval,
       maxLineBytes: config.input.max_line_bytes,
       intake,
-      logger: log(kind === 'stdin' ? 'source/stdin' : 'source/file'),
+      logger,
       metrics,
       originKind: kind,
       ...(deps.stdin ? { stdin: deps.stdin } : {}),

@@ -84,8 +84,8 @@ export function startCli(args: string[], opts: { env?: Record<string, string>; s
     exited,
     waitForLog,
     async httpAddress() {
-      const l = await waitForLog((x) => x['msg'] === 'listening' && typeof x['address'] === 'string');
-      return String(l['address']);
+      const l = await waitForLog((x) => x['msg'] === 'listening' && x['component'] === 'source/http' && typeof x['port'] === 'number');
+      return `${String(l['host'])}:${String(l['port'])}`;
     },
     async stop(signal = 'SIGTERM', timeoutMs = 15_000) {
       if (child.exitCode !== null) return child.exitCode;

@@ -14,7 +14,7 @@ import type { Metrics } from '../metrics.js';
 import type { DetectStage } from '../pipeline/types.js';
 import { findingToAlert } from './finding-to-alert.js';
 import { compileMapping, SIGNAL_RULE_PREFIX, type Mapping } from './mapping.js';
-import { cidrContains, compileGlob, domainMatches, parseIp } from './match.js';
+import { cidrContains, compileGlob, compileGlobs, domainMatches, parseIp } from './match.js';
 import { inCiWindow, type AllowEntry, type CiWorkload, type LoadedRules } from './rules-file.js';
 import type { Detector, Finding, Signal } from './types.js';
 
@@ -49,19 +49,21 @@ interface DedupEntry {
 
 type Matcher = (s: string) => boolean;
 
+/** Glob lists compiled to one matcher each (null: the list is empty, no condition). */
 interface CompiledAllow {
+  readonly index: number;
   readonly entry: AllowEntry;
-  readonly images: Matcher[];
-  readonly namespaces: Matcher[];
+  readonly images: Matcher | null;
+  readonly namespaces: Matcher | null;
   readonly labels: [string, Matcher][];
-  readonly exes: Matcher[];
-  readonly ancestors: Matcher[];
+  readonly exes: Matcher | null;
+  readonly ancestors: Matcher | null;
 }
 
 interface CompiledWorkload {
-  readonly namespaces: Matcher[];
+  readonly namespaces: Matcher | null;
   readonly labels: [string, Matcher][];
-  readonly images: Matcher[];
+  readonly images: Matcher | null;
 }
 
 export type SuppressReason = 'allowlist' | 'ci_window' | 'ci_workload' | 'learning';
@@ -290,9 +292,10 @@ export class DetectionEngine implements DetectStage {
   // Suppression
 
   private compileSuppress(): void {
-    const globs = (xs: readonly string[]): Matcher[] => xs.map(compileGlob);
+    const globs = (xs: readonly string[]): Matcher | null => (xs.length ? compileGlobs(xs) : null);
     const labels = (o: Readonly<Record<string, string>>): [string, Matcher][] => Object.entries(o).map(([k, v]) => [k, compileGlob(v)]);
-    this.allow = this.rules.suppress.allow.map((entry) => ({
+    this.allow = this.rules.suppress.allow.map((entry, index) => ({
+      index,
       entry,
       images: globs(entry.images),
       namespaces: globs(entry.namespaces),
@@ -319,14 +322,18 @@ export class DetectionEngine implements DetectStage {
     const memo = this.memo.sig === sig ? this.memo : (this.memo = new SigMemo(sig));
     for (const a of entries) {
       const e = a.entry;
-      if (allowMatches(a, sig, memo)) {
+      // Entries shared by several detectors are matched once per signal.
+      let hit = memo.allow[a.index];
+      if (hit === undefined) memo.allow[a.index] = hit = allowMatches(a, sig, memo);
+      if (hit) {
         this.log.debug({ stage: detector, rule: sig.rule, allow: e.name }, 'signal suppressed by allowlist');
         return 'allowlist';
       }
     }
     if (ci) {
       if (this.rules.suppress.ci.windows.some((w) => inCiWindow(w, sig.timeNs))) return 'ci_window';
-      if (this.ciWorkloads.some((w) => workloadMatches(w, sig, memo))) return 'ci_workload';
+      memo.ciWorkload ??= this.ciWorkloads.some((w) => workloadMatches(w, sig, memo));
+      if (memo.ciWorkload) return 'ci_workload';
     }
     return null;
   }
@@ -337,6 +344,8 @@ class SigMemo {
   images: string[] | undefined;
   ancestors: string[] | undefined;
   labels: Map<string, string | null> | undefined;
+  ciWorkload: boolean | undefined;
+  readonly allow: (boolean | undefined)[] = [];
   constructor(readonly sig: Signal | null) {}
 }
 
@@ -381,31 +390,22 @@ function imageCandidates(sig: Signal): string[] {
 }
 
 function allowMatches(a: CompiledAllow, sig: Signal, memo: SigMemo): boolean {
-  if (a.images.length) {
-    const c = (memo.images ??= imageCandidates(sig));
-    if (!a.images.some((m) => c.some((x) => m(x)))) return false;
+  if (a.images) {
+    const m = a.images;
+    if (!(memo.images ??= imageCandidates(sig)).some((x) => m(x))) return false;
   }
-  if (a.namespaces.length && !(sig.namespace !== null && a.namespaces.some((m) => m(sig.namespace as string)))) return false;
+  if (a.namespaces && !(sig.namespace !== null && a.namespaces(sig.namespace))) return false;
   for (const [k, m] of a.labels) {
     const v = memoLabel(memo, sig, k);
     if (v === null || !m(v)) return false;
   }
-  if (a.exes.length) {
+  if (a.exes) {
     const exe = sig.proc.exepath ?? sig.proc.name;
-    if (exe === null) return false;
-    const name = sig.proc.name;
-    let hit = false;
-    for (const m of a.exes) {
-      if (m(exe) || (name !== null && m(name))) {
-        hit = true;
-        break;
-      }
-    }
-    if (!hit) return false;
+    if (exe === null || !(a.exes(exe) || (sig.proc.name !== null && a.exes(sig.proc.name)))) return false;
   }
-  if (a.ancestors.length) {
-    const anc = (memo.ancestors ??= ancestorsOf(sig));
-    if (!anc.some((x) => a.ancestors.some((m) => m(x)))) return false;
+  if (a.ancestors) {
+    const m = a.ancestors;
+    if (!(memo.ancestors ??= ancestorsOf(sig)).some((x) => m(x))) return false;
   }
   if (a.entry.destCidrs.length) {
     const ip = sig.net.remoteIp ? parseIp(sig.net.remoteIp) : null;
@@ -419,14 +419,14 @@ function allowMatches(a: CompiledAllow, sig: Signal, memo: SigMemo): boolean {
 }
 
 function workloadMatches(w: CompiledWorkload, sig: Signal, memo: SigMemo): boolean {
-  if (w.namespaces.length && !(sig.namespace !== null && w.namespaces.some((m) => m(sig.namespace as string)))) return false;
+  if (w.namespaces && !(sig.namespace !== null && w.namespaces(sig.namespace))) return false;
   for (const [k, m] of w.labels) {
     const v = memoLabel(memo, sig, k);
     if (v === null || !m(v)) return false;
   }
-  if (w.images.length) {
-    const c = (memo.images ??= imageCandidates(sig));
-    if (!w.images.some((m) => c.some((x) => m(x)))) return false;
+  if (w.images) {
+    const m = w.images;
+    if (!(memo.images ??= imageCandidates(sig)).some((x) => m(x))) return false;
   }
   return true;
 }

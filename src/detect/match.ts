@@ -104,3 +104,31 @@ export function domainMatches(suffix: string, domain: string): boolean {
   if (s.startsWith('.')) return d.endsWith(s);
   return d === s || d.endsWith('.' + s);
 }
+
+const RE_SPECIAL = /[.+^${}()|[\]\\*?]/g;
+
+/** The regular-expression source that matches exactly what `compileGlob(glob)` matches. */
+function globSource(glob: string): string {
+  const lit = (s: string): string => s.replace(RE_SPECIAL, '\\$&');
+  if (!/[*?]/.test(glob)) return `^${lit(glob)}$`;
+  if (!glob.includes('?')) {
+    const inner = glob.slice(1, -1);
+    if (glob.startsWith('*') && glob.endsWith('*') && glob.length >= 2 && !inner.includes('*')) return lit(inner);
+    const tail = glob.slice(1);
+    if (glob.startsWith('*') && !tail.includes('*')) return `${lit(tail)}$`;
+    const head = glob.slice(0, -1);
+    if (glob.endsWith('*') && !head.includes('*')) return `^${lit(head)}`;
+  }
+  return '^' + glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.') + '$';
+}
+
+/**
+ * One matcher for a list of globs: true when any glob matches (`compileGlob` semantics), as a
+ * single regular expression built once, so a list costs one scan instead of one call per glob.
+ */
+export function compileGlobs(globs: readonly string[]): (s: string) => boolean {
+  if (globs.length === 0) return () => false;
+  if (globs.length === 1) return compileGlob(globs[0] as string);
+  const re = new RegExp(globs.map((g) => `(?:${globSource(g)})`).join('|'));
+  return (s) => re.test(s);
+}

@@ -3,7 +3,7 @@
  * compiled once per rules load; rule names are looked up in a Map. Normalises process, network,
  * container and k8s facts so detectors never read raw output_fields.
  */
-import { fieldNumber, fieldString, type Alert, type FieldValue } from '../alert.js';
+import { fieldNumber, fieldString, type Alert, type FieldValue, type OutputFields } from '../alert.js';
 import { LosslessNumber } from '../json/lossless.js';
 import { cidrContains, parseIp } from './match.js';
 import type { Predicate, SignalRule } from './rules-file.js';
@@ -197,25 +197,42 @@ export function normaliseContainerId(v: string | null | undefined): string | nul
 
 const APID_KEYS = [1, 2, 3, 4, 5, 6, 7, 8, 9].map((i) => `proc.apid[${i}]`);
 
+/** `fieldString` of a value already looked up (one property read per field, not several). */
+function str(v: FieldValue | undefined): string | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v === 'string') return v === '<NA>' ? null : v;
+  return String(v);
+}
+
+/** `fieldNumber` of a value already looked up. */
+function num(v: FieldValue | undefined): number | null {
+  if (v === undefined || v === null || typeof v === 'boolean') return null;
+  const n = typeof v === 'number' ? v : Number(typeof v === 'string' ? v : v.raw);
+  return Number.isFinite(n) && !(typeof v === 'string' && v.trim() === '') ? n : null;
+}
+
+const NO_FIELDS: OutputFields = Object.freeze({});
+
 function procFacts(a: Alert): ProcFacts {
+  const f = a.outputFields ?? NO_FIELDS;
   const apids: number[] = [];
-  const f = a.outputFields;
-  if (f) {
-    for (const k of APID_KEYS) {
-      if (f[k] === undefined || f[k] === null) continue;
-      const n = fieldNumber(a, k);
-      if (n !== null) apids.push(n);
-    }
+  for (const k of APID_KEYS) {
+    const n = num(f[k]);
+    if (n !== null) apids.push(n);
   }
-  const exe = fieldString(a, 'proc.exepath') ?? (fieldString(a, 'proc.exe')?.startsWith('/') ? fieldString(a, 'proc.exe') : null);
+  let exe = str(f['proc.exepath']);
+  if (exe === null) {
+    const alt = str(f['proc.exe']);
+    exe = alt?.startsWith('/') ? alt : null;
+  }
   return {
-    pid: fieldNumber(a, 'proc.pid') ?? fieldNumber(a, 'proc.vpid'),
-    ppid: fieldNumber(a, 'proc.ppid') ?? fieldNumber(a, 'proc.apid[1]'),
-    sid: fieldNumber(a, 'proc.sid'),
+    pid: num(f['proc.pid']) ?? num(f['proc.vpid']),
+    ppid: num(f['proc.ppid']) ?? num(f['proc.apid[1]']),
+    sid: num(f['proc.sid']),
     apids,
-    name: fieldString(a, 'proc.name'),
+    name: str(f['proc.name']),
     exepath: exe,
-    cmdline: fieldString(a, 'proc.cmdline'),
+    cmdline: str(f['proc.cmdline']),
   };
 }
 
@@ -302,17 +319,18 @@ function makeSignal(alert: Alert, kind: SignalKind, subtype: string | null, extr
     const fw = parseFirewallCmdline(proc.cmdline ?? fieldString(alert, 'proc.cmdline'));
     if (fw) Object.assign(keys, fw);
   }
+  const f = alert.outputFields ?? NO_FIELDS;
   return Object.freeze({
     kind,
     subtype,
     timeNs: alert.timeNs,
     rule: alert.rule,
-    containerId: normaliseContainerId(fieldString(alert, 'container.id')),
-    imageRepository: fieldString(alert, 'container.image.repository') ?? companionString(alert, 'image.repository'),
-    imageTag: fieldString(alert, 'container.image.tag') ?? companionString(alert, 'image.tag'),
-    imageDigest: fieldString(alert, 'container.image.digest') ?? companionString(alert, 'image.digest'),
-    namespace: fieldString(alert, 'k8s.ns.name'),
-    pod: fieldString(alert, 'k8s.pod.name'),
+    containerId: normaliseContainerId(str(f['container.id'])),
+    imageRepository: str(f['container.image.repository']) ?? companionString(alert, 'image.repository'),
+    imageTag: str(f['container.image.tag']) ?? companionString(alert, 'image.tag'),
+    imageDigest: str(f['container.image.digest']) ?? companionString(alert, 'image.digest'),
+    namespace: str(f['k8s.ns.name']),
+    pod: str(f['k8s.pod.name']),
     proc,
     net: Object.freeze(netFacts(alert, kind)),
     keys: Object.freeze(keys),

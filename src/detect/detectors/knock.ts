@@ -52,7 +52,10 @@ const OPEN_ACTIONS = new Set(['insert', 'append', 'replace']);
 const OPEN_TARGETS = new Set(['ACCEPT', 'REDIRECT', 'DNAT', 'RETURN']);
 
 /** Canonical text of a single host source (`1.2.3.4/32` → `1.2.3.4`). */
+const DOTTED_QUAD = /^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$/;
 function canonicalSrc(src: string): string {
+  // A bare dotted quad is its own canonical text whether or not it parses (no suffix, nothing to lower-case).
+  if (DOTTED_QUAD.test(src)) return src;
   const c = parseCidr(src);
   return c ? src.replace(/\/(32|128)$/, '').toLowerCase() : src.toLowerCase();
 }

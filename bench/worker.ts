@@ -511,16 +511,23 @@ async function flood(m: Msg): Promise<void> {
     const taken = (await intake.take()) as Alert;
     const add = await egress.enrich(taken, ac.signal);
     detections += engine.process(withEnrichment(taken, add)).detections.length;
-    if ((i & 1023) === 0) rss.sample();
+    if ((i & 1023) === 0) {
+      rss.sample();
+      await new Promise((r) => setImmediate(r)); // timers run as in the daemon (baseline flush, sweeps)
+    }
   }
   const wallMs = performance.now() - t0;
   const cpu = cpuMs() - c0;
   rss.sample();
   rss.stop();
   const evictions = await sumMetrics(metrics, /evict/);
+  // Live heap at the end (after a full GC): the bounded state plus everything else.
+  gc?.();
+  gc?.();
+  const liveHeap = process.memoryUsage().heapUsed;
   await egress.stop(Date.now() + 5000);
   db.close();
-  send({ cmd: 'result', flows: i, complete: i >= n, idleRss, peakRss: rss.peak, endRss: process.memoryUsage().rss, evictions, detections, wallMs, cpuMs: cpu });
+  send({ cmd: 'result', flows: i, complete: i >= n, idleRss, peakRss: rss.peak, endRss: process.memoryUsage().rss, evictions, detections, wallMs, cpuMs: cpu, liveHeap });
   process.exit(0);
 }
 

@@ -83,6 +83,9 @@ export class EgressBaseline implements Component {
   private readonly learningNs: bigint;
   /** Images in least-recently-seen-first order. */
   private readonly images = new Map<string, Image>();
+  /** The most recently seen image and destination: already last in their maps (no reorder). */
+  private lastImage: Image | null = null;
+  private lastDest: Dest | null = null;
   /** All destinations in least-recently-seen-first order. */
   private readonly all = new Set<Dest>();
   /** Destinations to write: true = upsert, false = delete the row. */
@@ -157,8 +160,10 @@ export class EgressBaseline implements Component {
       this.dirtyImages.set(image, img);
       this.trimImages();
     } else {
-      this.images.delete(image);
-      this.images.set(image, img);
+      if (img !== this.lastImage) {
+        this.images.delete(image);
+        this.images.set(image, img);
+      }
       if (timeNs < img.firstNs) {
         img.firstNs = timeNs; // an older event arrived late: the learning period starts earlier
         this.dirtyImages.set(image, img);
@@ -171,11 +176,15 @@ export class EgressBaseline implements Component {
     const learning = timeNs < img.firstNs + this.learningNs;
     const dk = `${dest}\u0000${port}`;
     const existing = img.dests.get(dk);
+    this.lastImage = img;
     if (existing) {
-      img.dests.delete(dk);
-      img.dests.set(dk, existing);
-      this.all.delete(existing);
-      this.all.add(existing);
+      if (existing !== this.lastDest) {
+        img.dests.delete(dk);
+        img.dests.set(dk, existing);
+        this.all.delete(existing);
+        this.all.add(existing);
+        this.lastDest = existing;
+      }
       if (timeNs < existing.firstNs) {
         existing.firstNs = timeNs;
         this.dirtyDests.set(existing, true);
@@ -190,6 +199,7 @@ export class EgressBaseline implements Component {
     const d: Dest = { img, dest, port, firstNs: timeNs, lastNs: timeNs, savedLastNs: null };
     img.dests.set(dk, d);
     this.all.add(d);
+    this.lastDest = d;
     this.dirtyDests.set(d, true);
     this.trimImage(img);
     this.trimTotal();
@@ -284,6 +294,7 @@ export class EgressBaseline implements Component {
   }
 
   private removeDest(d: Dest, reason: 'per_image' | 'total' | null): void {
+    if (d === this.lastDest) this.lastDest = null;
     this.all.delete(d);
     d.img.dests.delete(`${d.dest}\u0000${d.port}`);
     // The row may exist from an earlier flush or the load; a never-written entry needs no delete.
@@ -312,6 +323,7 @@ export class EgressBaseline implements Component {
       // Per-row deletes too, so an image that comes back before the next flush starts empty.
       for (const d of [...oldest.dests.values()]) this.removeDest(d, null);
       this.images.delete(oldest.image);
+      if (oldest === this.lastImage) this.lastImage = null;
       this.dirtyImages.set(oldest.image, null); // deletes the image row and its destinations
       this.evictions.inc({ reason: 'image' });
     }

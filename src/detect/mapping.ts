@@ -262,12 +262,13 @@ export function parseTuple(name: string | null): { clientIp: string; clientPort:
 }
 
 function netFacts(a: Alert, kind: SignalKind): NetFacts {
-  const tuple = parseTuple(fieldString(a, 'fd.name'));
+  const f = a.outputFields ?? NO_FIELDS;
+  const tuple = parseTuple(str(f['fd.name']));
   // Explicit client/server fields win; the tuple fills the gaps. fd.lport/fd.rport are not trusted for direction.
-  const clientIp = fieldString(a, 'fd.cip') ?? tuple?.clientIp ?? null;
-  const serverIp = fieldString(a, 'fd.sip') ?? tuple?.serverIp ?? (kind === 'listen' ? fieldString(a, 'fd.lip') : null);
-  const clientPort = fieldNumber(a, 'fd.cport') ?? tuple?.clientPort ?? null;
-  const serverPort = fieldNumber(a, 'fd.sport') ?? tuple?.serverPort ?? (kind === 'listen' ? fieldNumber(a, 'fd.lport') : null);
+  const clientIp = str(f['fd.cip']) ?? tuple?.clientIp ?? null;
+  const serverIp = str(f['fd.sip']) ?? tuple?.serverIp ?? (kind === 'listen' ? str(f['fd.lip']) : null);
+  const clientPort = num(f['fd.cport']) ?? tuple?.clientPort ?? null;
+  const serverPort = num(f['fd.sport']) ?? tuple?.serverPort ?? (kind === 'listen' ? num(f['fd.lport']) : null);
   let remoteIp: string | null;
   let remotePort: number | null;
   if (kind === 'accept') {
@@ -280,16 +281,16 @@ function netFacts(a: Alert, kind: SignalKind): NetFacts {
     remoteIp = serverIp;
     remotePort = serverPort;
   } else {
-    remoteIp = fieldString(a, 'fd.rip') ?? serverIp;
-    remotePort = fieldNumber(a, 'fd.rport') ?? serverPort;
+    remoteIp = str(f['fd.rip']) ?? serverIp;
+    remotePort = num(f['fd.rport']) ?? serverPort;
   }
   const rdns = a.companion['dest.rdns'];
   const domain =
     (typeof rdns === 'string' && rdns !== '' ? rdns : null) ??
-    (kind === 'accept' ? fieldString(a, 'fd.cip.name') : fieldString(a, 'fd.sip.name')) ??
+    (kind === 'accept' ? str(f['fd.cip.name']) : str(f['fd.sip.name'])) ??
     null;
   return {
-    l4proto: fieldString(a, 'fd.l4proto'),
+    l4proto: str(f['fd.l4proto']),
     clientIp,
     clientPort,
     serverIp,

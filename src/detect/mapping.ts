@@ -3,7 +3,7 @@
  * compiled once per rules load; rule names are looked up in a Map. Normalises process, network,
  * container and k8s facts so detectors never read raw output_fields.
  */
-import { fieldNumber, fieldString, type Alert, type FieldValue, type OutputFields } from '../alert.js';
+import { fieldString, type Alert, type FieldValue, type OutputFields } from '../alert.js';
 import { LosslessNumber } from '../json/lossless.js';
 import { cidrContains, parseIp } from './match.js';
 import type { Predicate, SignalRule } from './rules-file.js';

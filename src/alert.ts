@@ -161,6 +161,14 @@ const EMPTY: Readonly<Record<string, never>> = Object.freeze({});
 export function createAlert(init: AlertInit): Alert {
   const t = parseTime(init.time);
   if (!t) throw new InvalidAlertError(`"time" is not an RFC 3339 timestamp: ${JSON.stringify(init.time).slice(0, 80)}`);
+  return buildAlert(init, t, false);
+}
+
+/**
+ * Freeze an alert. `owned`: the caller hands over fresh objects nobody else holds (the JSON
+ * parser's output: output_fields and extra are built per alert), so they are frozen in place instead of copied.
+ */
+function buildAlert(init: AlertInit, t: ParsedTime, owned: boolean): Alert {
   const fields = init.outputFields ?? null;
   const alert: Alert = {
     time: t.text,
@@ -171,8 +179,8 @@ export function createAlert(init: AlertInit): Alert {
     hostname: init.hostname ?? null,
     output: init.output ?? '',
     tags: init.tags ? Object.freeze([...init.tags]) : null,
-    outputFields: fields ? Object.freeze({ ...fields }) : null,
-    extra: init.extra ? deepFreeze({ ...init.extra }) : EMPTY,
+    outputFields: fields ? Object.freeze(owned ? fields : { ...fields }) : null,
+    extra: init.extra ? deepFreeze(owned ? init.extra : { ...init.extra }) : EMPTY,
     companion: init.companion ? Object.freeze({ ...init.companion }) : EMPTY,
     origin: Object.freeze({ ...init.origin }),
     receivedAtMs: init.receivedAtMs ?? Date.now(),
@@ -215,7 +223,8 @@ export function alertFromJson(v: JsonValue, origin: Origin, receivedAtMs = Date.
     );
   }
   if (typeof time !== 'string') throw new InvalidAlertError('"time" must be an RFC 3339 string');
-  if (!parseTime(time)) throw new InvalidAlertError(`"time" is not an RFC 3339 timestamp: ${JSON.stringify(time).slice(0, 60)}`);
+  const parsedTime = parseTime(time);
+  if (!parsedTime) throw new InvalidAlertError(`"time" is not an RFC 3339 timestamp: ${JSON.stringify(time).slice(0, 60)}`);
 
   const output = o['output'];
   if (output !== undefined && output !== null && typeof output !== 'string') throw new InvalidAlertError('"output" must be a string');
@@ -252,7 +261,8 @@ export function alertFromJson(v: JsonValue, origin: Origin, receivedAtMs = Date.
     if (!KNOWN_KEYS.has(k)) setOwn((extra ??= {}), k, o[k] as JsonValue);
   }
 
-  return createAlert({
+  // Everything below was built from the parse for this alert alone: freeze it in place.
+  return buildAlert({
     time,
     rule,
     priority: p,
@@ -264,7 +274,7 @@ export function alertFromJson(v: JsonValue, origin: Origin, receivedAtMs = Date.
     extra: extra ?? {},
     origin,
     receivedAtMs,
-  });
+  }, parsedTime, true);
 }
 
 /** Assign as an own data property: a `__proto__` key from untrusted JSON must stay a key, not a prototype. */

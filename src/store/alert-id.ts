@@ -10,7 +10,6 @@ import type { Alert } from '../alert.js';
 import { withEnrichment } from '../alert.js';
 
 const B32 = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
-const MAX_RANDOM = (1n << 80n) - 1n;
 
 export const ALERT_ID_KEY = 'alert_id';
 
@@ -24,15 +23,6 @@ function encodeTime(ms: number): string {
   return s;
 }
 
-function encodeRandom(r: bigint): string {
-  let s = '';
-  let v = r;
-  for (let i = 0; i < 16; i++) {
-    s = B32.charAt(Number(v & 31n)) + s;
-    v >>= 5n;
-  }
-  return s;
-}
 
 /** The smallest id with this timestamp: `id < alertIdFloor(t)` means "made before t". */
 export function alertIdFloor(ms: number): string {
@@ -47,9 +37,25 @@ export function alertIdTimeMs(id: string): number | null {
   return t;
 }
 
+const LO_SPAN = 2 ** 40;
+
+/** 8 Crockford base32 characters of a 40-bit number. */
+function encode40(v: number): string {
+  let s = '';
+  for (let i = 0; i < 8; i++) {
+    s = B32.charAt(v % 32) + s;
+    v = Math.floor(v / 32);
+  }
+  return s;
+}
+
 export class AlertIdGenerator {
   private lastMs = -1;
-  private rand = 0n;
+  /** The 80-bit random part as two 40-bit halves (plain numbers: no BigInt per id). */
+  private hi = 0;
+  private lo = 0;
+  private pool = Buffer.alloc(0);
+  private poolAt = 0;
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -58,15 +64,18 @@ export class AlertIdGenerator {
     if (ms <= this.lastMs) {
       // Same (or an earlier: clock stepped back) millisecond: keep the order by incrementing.
       ms = this.lastMs;
-      if (this.rand >= MAX_RANDOM) {
-        ms = this.lastMs + 1;
-        this.rand = this.draw();
-      } else this.rand++;
+      if (++this.lo === LO_SPAN) {
+        this.lo = 0;
+        if (++this.hi === LO_SPAN) {
+          ms = this.lastMs + 1;
+          this.draw();
+        }
+      }
     } else {
-      this.rand = this.draw();
+      this.draw();
     }
     this.lastMs = ms;
-    return encodeTime(ms) + encodeRandom(this.rand);
+    return encodeTime(ms) + encode40(this.hi) + encode40(this.lo);
   }
 
   /** The alert's id, or a new one (the alert is returned with `companion.alert_id` set). */
@@ -76,12 +85,18 @@ export class AlertIdGenerator {
     return withEnrichment(a, { [ALERT_ID_KEY]: this.next() });
   }
 
-  private draw(): bigint {
-    // 79 random bits: leaves room to increment within the millisecond without overflowing.
-    const b = randomBytes(10);
-    let v = 0n;
-    for (const x of b) v = (v << 8n) | BigInt(x);
-    return v >> 1n;
+  private draw(): void {
+    // 79 random bits (the top bit stays 0): room to increment within the millisecond.
+    // Random bytes come from a pool refilled 64 draws at a time.
+    if (this.poolAt + 10 > this.pool.length) {
+      this.pool = randomBytes(640);
+      this.poolAt = 0;
+    }
+    const b = this.pool;
+    const i = this.poolAt;
+    this.poolAt += 10;
+    this.hi = ((b[i] as number) & 0x7f) * 2 ** 32 + b.readUInt32BE(i + 1);
+    this.lo = (b[i + 5] as number) * 2 ** 32 + b.readUInt32BE(i + 6);
   }
 }
 

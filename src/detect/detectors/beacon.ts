@@ -8,7 +8,8 @@
  *   (histogram: 24 bins over that span; duration: coverage of it).
  * - Timestamps are whole seconds (as RITA); each second is stored once with a count. A series keeps
  *   at most `max_points` seconds, the most recent (older ones dropped and counted); the connection
- *   count for the strobe test is kept exactly in 24 per-window buckets.
+ *   count for the strobe test is kept exactly in 24 per-window buckets. All series together keep at
+ *   most `max_total_points` seconds: beyond that the least recently used series are evicted (counted).
  * - Scoring runs when the series has ≥ `min_points` unique seconds, is not a strobe, and
  *   `rescore_every` new seconds arrived since the last score: never on every connect.
  * - One finding per series per `renotify` period when score ≥ `threshold`.
@@ -17,7 +18,7 @@
 import { PRIORITIES, type Priority } from '../../alert.js';
 import { bool, defaults, duration, int, list, num, obj, oneOf, str, type Infer } from '../../config/dsl.js';
 import type { Detector, Finding, Signal } from '../types.js';
-import { BoundedMap, cString, compact, destOf, exeOf, msToNs, raise, retain, whereOf } from './kit.js';
+import { BoundedMap, byTime, cString, compact, destOf, exeOf, laterNs, msToNs, raise, retain, whereOf } from './kit.js';
 import { checkWeights, scoreSeries, type SeriesScore } from './rita.js';
 
 export const BEACON_DETECTOR_ID = 'beacon';
@@ -35,6 +36,7 @@ export const beaconSettingsSpec = obj('C2 beaconing: RITA v5 beacon score per (w
   strobe: int('Connections in the window at or above which a series is a strobe and not scored (RITA: 86400).', 86_400, { min: 10 }),
   max_series: int('Series tracked at once (least recently used evicted, counted).', 10_000, { min: 1 }),
   max_points: int('Unique connection seconds kept per series (the most recent; older dropped, counted).', 1_440, { min: 16 }),
+  max_total_points: int('Unique connection seconds kept across all series (≈ 16 B each); beyond it the least recently used series are evicted, counted.', 1_000_000, { min: 16 }),
   skip_dest_classes: list('Destination classes (enrichment `dest.class`) never scored; loopback addresses are always skipped.', str('Class name.', ''), ['loopback', 'link_local', 'multicast']),
   rescore_every: int('Rescore a series after this many new unique connection seconds.', 5, { min: 1 }),
   renotify: duration('At most one finding per series per this period.', 3_600_000, { min: 0 }),
@@ -66,8 +68,10 @@ interface Series {
 
 export interface BeaconState {
   readonly series: BoundedMap<string, Series>;
-  /** Connection seconds dropped by the per-series cap. */
+  /** Connection seconds dropped by the per-series cap (and by the total when one series holds it all). */
   droppedPoints: number;
+  /** Unique connection seconds held by all series (bounded by `max_total_points`). */
+  points: number;
   lastSweepNs: bigint;
   /** Times a series was scored (for tests and metrics). */
   scored: number;
@@ -121,6 +125,19 @@ export function createBeaconDetector(overrides: Partial<BeaconSettings> = {}): D
     s.recent = s.recent.filter((x) => x.timeNs >= cutoffNs);
   }
 
+  /** Evict least recently used series until the total fits; `cur` (just touched, newest) is trimmed only when alone. */
+  function fitTotal(st: BeaconState, cur: Series): void {
+    while (st.points > cfg.max_total_points && st.series.size > 1 && st.series.oldest() !== cur) st.series.evictOldest();
+    const over = st.points - cfg.max_total_points;
+    if (over > 0 && cur.secs.length > 0) {
+      const drop = Math.min(over, cur.secs.length);
+      cur.secs.splice(0, drop);
+      cur.cnts.splice(0, drop);
+      st.points -= drop;
+      st.droppedPoints += drop;
+    }
+  }
+
   function seriesKey(sig: Signal): string | null {
     const d = destOf(sig);
     if (!d.host || d.port === null) return null;
@@ -142,7 +159,7 @@ export function createBeaconDetector(overrides: Partial<BeaconSettings> = {}): D
     if (intel) priority = 'Critical';
     const total = s.cnts.reduce((a, b) => a + b, 0);
     const interval = r.ts.median;
-    const evidence = [...(s.first && !s.recent.includes(s.first) ? [s.first] : []), ...s.recent].sort((a, b) => (a.timeNs < b.timeNs ? -1 : a.timeNs > b.timeNs ? 1 : 0));
+    const evidence = [...(s.first && !s.recent.includes(s.first) ? [s.first] : []), ...s.recent].sort(byTime);
     const msg =
       `${exeOf(sig)} in ${whereOf(sig)} connects to ${d.host}:${d.port} every ~${Math.round(interval)}s ` +
       `(jitter ${Math.round(r.ts.mad)}s MAD, ${total} connections, beacon score ${r.score})` +
@@ -179,12 +196,22 @@ export function createBeaconDetector(overrides: Partial<BeaconSettings> = {}): D
   return {
     id: BEACON_DETECTOR_ID,
     consumes: ['connect'],
-    init: () => ({ series: new BoundedMap<string, Series>(cfg.max_series), droppedPoints: 0, lastSweepNs: 0n, scored: 0 }),
+    init: () => {
+      const st: BeaconState = {
+        // A series leaving the map (LRU, sweep, budget) gives its points back to the total.
+        series: new BoundedMap<string, Series>(cfg.max_series, (s) => (st.points -= s.secs.length)),
+        droppedPoints: 0,
+        points: 0,
+        lastSweepNs: 0n,
+        scored: 0,
+      };
+      return st;
+    },
     evictions: (st) => st.series.evicted + st.droppedPoints,
     step(st, sig, nowNs) {
       const none = { state: st, findings: [] as Finding[] };
       if (sig.kind !== 'connect') return none;
-      const now = nowNs > sig.timeNs ? nowNs : sig.timeNs;
+      const now = laterNs(nowNs, sig.timeNs);
       // periodic sweep of idle series (aged out, not counted as evictions)
       if (now - st.lastSweepNs > windowNs / 24n) {
         st.series.sweep((s) => s.lastNs < now - windowNs);
@@ -198,6 +225,7 @@ export function createBeaconDetector(overrides: Partial<BeaconSettings> = {}): D
         s = { key, secs: [], cnts: [], buckets: new Map(), newSince: 0, scoredOnce: false, lastFindingNs: null, first: null, recent: [], lastNs: sig.timeNs };
         st.series.set(key, s);
       }
+      const held = s.secs.length;
       prune(s, now);
       const sec = Number(sig.timeNs / 1_000_000_000n);
       if (insertSorted(s, sec)) s.newSince++;
@@ -214,6 +242,8 @@ export function createBeaconDetector(overrides: Partial<BeaconSettings> = {}): D
         s.cnts.splice(0, drop);
         st.droppedPoints += drop;
       }
+      st.points += s.secs.length - held;
+      if (st.points > cfg.max_total_points) fitTotal(st, s);
       if (s.secs.length < cfg.min_points) return none;
       if (s.scoredOnce && s.newSince < cfg.rescore_every) return none;
       let inWindow = 0;

@@ -10,7 +10,7 @@ import type { FieldValue } from '../../alert.js';
 import { PRIORITIES } from '../../alert.js';
 import { bool, defaults, duration, int, obj, oneOf, type Infer } from '../../config/dsl.js';
 import { ESCAPE_SUBTYPES, type Detector, type EscapeSubtype, type Finding, type Signal } from '../types.js';
-import { BoundedMap, compact, msToNs, whereOf, imageOf } from './kit.js';
+import { BoundedMap, byTime, compact, imageOf, laterNs, msToNs, retain, whereOf } from './kit.js';
 
 export const ESCAPE_DETECTOR_ID = 'escape_chain';
 export const ESCAPE_RULE = 'Container escape: multiple escape indicators in one container';
@@ -81,7 +81,7 @@ export function createEscapeDetector(overrides: Partial<EscapeSettings> = {}): D
       if (sig.containerId === null) return none;
       const inds = indicatorsOf(sig);
       if (inds.length === 0) return none;
-      const now = nowNs > sig.timeNs ? nowNs : sig.timeNs;
+      const now = laterNs(nowNs, sig.timeNs);
       if (sig.timeNs < now - windowNs) return none;
       let box = st.boxes.touch(sig.containerId);
       if (!box) {
@@ -89,9 +89,10 @@ export function createEscapeDetector(overrides: Partial<EscapeSettings> = {}): D
         st.boxes.set(sig.containerId, box);
       }
       for (const [k, v] of box.ind) if (v.timeNs < sig.timeNs - windowNs || v.timeNs > sig.timeNs + windowNs) box.ind.delete(k);
+      let kept: Signal | null = null; // evidence only: one slim copy shared by its indicators
       for (const i of inds) {
         const prev = box.ind.get(i);
-        if (!prev || prev.timeNs <= sig.timeNs) box.ind.set(i, sig);
+        if (!prev || prev.timeNs <= sig.timeNs) box.ind.set(i, (kept ??= retain(sig)));
       }
       if (sig.timeNs > box.lastNs) box.lastNs = sig.timeNs;
       const n = box.ind.size;
@@ -100,7 +101,7 @@ export function createEscapeDetector(overrides: Partial<EscapeSettings> = {}): D
       if (!fresh) return none;
       box.lastFindingNs = sig.timeNs;
       box.reportedCount = n;
-      const evidence = [...new Set(box.ind.values())].sort((a, b) => (a.timeNs < b.timeNs ? -1 : a.timeNs > b.timeNs ? 1 : 0));
+      const evidence = [...new Set(box.ind.values())].sort(byTime);
       const names = [...box.ind.keys()].sort();
       const priority = n > cfg.min_indicators ? cfg.priority_high : cfg.priority;
       return {

@@ -7,7 +7,7 @@
 import { PRIORITIES, type Priority } from '../../alert.js';
 import { bool, defaults, duration, int, list, obj, oneOf, str, type Infer } from '../../config/dsl.js';
 import type { Detector, Finding, Signal } from '../types.js';
-import { BoundedMap, compact, destOf, exeOf, msToNs, raise, whereOf } from './kit.js';
+import { BoundedMap, compact, destOf, exeOf, msToNs, onceIn, raise, retain, whereOf } from './kit.js';
 
 export const K8S_SPREAD_DETECTOR_ID = 'k8s_spread';
 export const K8S_SPREAD_RULES = {
@@ -43,12 +43,8 @@ export function createK8sSpreadDetector(overrides: Partial<K8sSpreadSettings> = 
   const kubeletPorts = new Set(cfg.kubelet_ports);
   const readers = new Set(cfg.suspicious_readers);
 
-  function once(st: K8sSpreadState, key: string, t: bigint): boolean {
-    const last = st.reported.touch(key);
-    if (last !== undefined && t - last < msToNs(cfg.renotify)) return false;
-    st.reported.set(key, t);
-    return true;
-  }
+  const renotifyNs = msToNs(cfg.renotify);
+  const once = (st: K8sSpreadState, key: string, t: bigint): boolean => onceIn(st.reported, key, t, renotifyNs);
 
   return {
     id: K8S_SPREAD_DETECTOR_ID,
@@ -60,7 +56,7 @@ export function createK8sSpreadDetector(overrides: Partial<K8sSpreadSettings> = 
       const cid = sig.containerId;
       if (cid === null) return none;
       if (sig.kind === 'sa_token_read') {
-        st.tokens.set(cid, sig);
+        st.tokens.set(cid, retain(sig)); // evidence only: no full alert per kept token read
         return none;
       }
       const d = destOf(sig);

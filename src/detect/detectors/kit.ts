@@ -1,9 +1,105 @@
 /**
- * Small helpers shared by the detector modules: enrichment readers that tolerate missing keys,
- * a bounded insertion-ordered map with counted eviction, and compact finding fields.
+ * The one helper module of the detectors: enrichment and signal-key readers that tolerate missing
+ * keys, process lineage / tmpfs / masquerade checks for the chain detectors, score → priority,
+ * rounding, evidence ordering, the slim evidence copy (`retain`), renotify gates, and a bounded
+ * LRU map with counted eviction. No wall clock anywhere.
  */
 import { parseTime, type Alert, type Priority } from '../../alert.js';
-import type { Signal } from '../types.js';
+import type { ProcFacts, Signal } from '../types.js';
+
+export interface PriorityThresholds {
+  readonly critical: number;
+  readonly error: number;
+  readonly warning: number;
+}
+
+export const DEFAULT_THRESHOLDS: PriorityThresholds = { critical: 0.85, error: 0.7, warning: 0.5 };
+
+export function priorityFromScore(score: number, t: PriorityThresholds = DEFAULT_THRESHOLDS): Priority {
+  if (score >= t.critical) return 'Critical';
+  if (score >= t.error) return 'Error';
+  if (score >= t.warning) return 'Warning';
+  return 'Notice';
+}
+
+/** Go's math.Round(x*1000)/1000: round half away from zero to 3 decimals (RITA's rounding; scores use it too). */
+export function round3(x: number): number {
+  if (!Number.isFinite(x)) return x;
+  const r = Math.round(Math.abs(x) * 1000) / 1000;
+  return x < 0 ? -r : r;
+}
+
+/** Oldest first, for `Array.prototype.sort` of evidence. */
+export function byTime(a: { readonly timeNs: bigint }, b: { readonly timeNs: bigint }): number {
+  return a.timeNs < b.timeNs ? -1 : a.timeNs > b.timeNs ? 1 : 0;
+}
+
+/** The later of two event times (a detector's `now`: never behind the signal). */
+export function laterNs(a: bigint, b: bigint): bigint {
+  return a > b ? a : b;
+}
+
+/** `p` within [min, max] (suspicious listener ranges). */
+export function inPortRange(p: number | null, min: number, max: number): boolean {
+  return p !== null && p >= min && p <= max;
+}
+
+/**
+ * True when `t` is the process `p`, its child or descendant (p ∈ t's ancestors), or a member of
+ * the session `p` leads. A bare shared session is not enough: every process of a container
+ * shares its init's session unless one calls setsid.
+ */
+export function sameLineage(p: ProcFacts, t: ProcFacts): boolean {
+  if (p.pid === null || t.pid === null) return false;
+  if (t.pid === p.pid || t.ppid === p.pid || t.apids.includes(p.pid)) return true;
+  if (t.sid !== null && t.sid === p.pid) return true;
+  // The armer may itself be a child of the triggering process' session leader that setsid'd.
+  if (p.sid !== null && p.sid === p.pid && t.sid === p.sid) return true;
+  return false;
+}
+
+const TMPFS_PREFIXES = ['/dev/shm/', '/run/shm/', '/run/user/', '/tmp/', '/var/tmp/', '/run/', '/var/run/', 'memfd:'];
+
+export function isTmpfsPath(p: string | null): boolean {
+  return p !== null && TMPFS_PREFIXES.some((x) => p.startsWith(x));
+}
+
+export function basename(p: string): string {
+  const i = p.lastIndexOf('/');
+  return (i >= 0 ? p.slice(i + 1) : p).replace(/ \(deleted\)$/, '');
+}
+
+/** proc.name that is not the basename of the executable (Falco truncates names to 15 chars). */
+export function isMasquerade(p: ProcFacts): boolean {
+  if (!p.name || !p.exepath || p.exepath.startsWith('memfd:')) return false;
+  const base = basename(p.exepath);
+  if (base === p.name || base.startsWith(p.name) || p.name.startsWith(base)) return false;
+  // Interpreters run scripts under their own name; busybox applets run under the applet name.
+  if (/^(busybox|python[\d.]*|perl|ruby|node|bash|sh|dash)$/.test(base)) return false;
+  return true;
+}
+
+/** Compact description of a process for evidence strings. */
+export function procLabel(s: Signal): string {
+  const p = s.proc;
+  const name = p.name ?? (p.exepath ? basename(p.exepath) : '?');
+  return `${name}[${p.pid ?? '?'}]`;
+}
+
+/** A mapping key (`Signal.keys`) as a string, else null. */
+export function keyString(s: Signal, key: string): string | null {
+  const v = s.keys[key];
+  if (v === undefined || v === null) return null;
+  return typeof v === 'object' ? v.raw : String(v);
+}
+
+/** A mapping key (`Signal.keys`) as a finite number, else null. */
+export function keyNumber(s: Signal, key: string): number | null {
+  const v = s.keys[key];
+  if (v === undefined || v === null || typeof v === 'boolean') return null;
+  const n = typeof v === 'number' ? v : Number(typeof v === 'string' ? v : v.raw);
+  return Number.isFinite(n) ? n : null;
+}
 
 /** A companion key as a non-empty string, else null. */
 export function cString(s: Signal, key: string): string | null {
@@ -103,6 +199,17 @@ export function raise(p: Priority, steps: number): Priority {
   return order[Math.min(order.length - 1, i + steps)] as Priority;
 }
 
+/**
+ * Renotify gate: true (and `key` stamped with `t`) when `key` was never reported or its last report
+ * is at least `periodNs` before `t`.
+ */
+export function onceIn(reported: BoundedMap<string, bigint>, key: string, t: bigint, periodNs: bigint): boolean {
+  const last = reported.touch(key);
+  if (last !== undefined && t - last < periodNs) return false;
+  reported.set(key, t);
+  return true;
+}
+
 interface LruNode<K, V> {
   readonly k: K;
   v: V;
@@ -114,6 +221,8 @@ interface LruNode<K, V> {
  * A bounded map with LRU order (get with `touch` moves to the newest end). `set` beyond `max`
  * evicts the least recently used entry and counts it in `evicted`. The order is a doubly linked
  * list beside the Map, so a touch relinks two nodes instead of deleting and re-inserting a Map key.
+ * `onDrop` (optional) sees every value that leaves the map (eviction, sweep, delete), so an owner
+ * can keep a total over the entries (a global budget across nested structures).
  */
 export class BoundedMap<K, V> {
   private readonly m = new Map<K, LruNode<K, V>>();
@@ -122,7 +231,10 @@ export class BoundedMap<K, V> {
   /** Most recently used. */
   private tail: LruNode<K, V> | null = null;
   evicted = 0;
-  constructor(readonly max: number) {}
+  constructor(
+    readonly max: number,
+    private readonly onDrop?: (v: V) => void,
+  ) {}
   get size(): number {
     return this.m.size;
   }
@@ -151,12 +263,19 @@ export class BoundedMap<K, V> {
       this.m.set(k, x);
       this.append(x);
     }
-    while (this.m.size > this.max) {
-      const oldest = this.head;
-      if (oldest === null) break;
-      this.remove(oldest);
-      this.evicted++;
-    }
+    while (this.m.size > this.max) if (!this.evictOldest()) break;
+  }
+  /** The least recently used value (next to be evicted), without touching it. */
+  oldest(): V | undefined {
+    return this.head?.v;
+  }
+  /** Evict the least recently used entry, counted in `evicted`; false when empty. */
+  evictOldest(): boolean {
+    const oldest = this.head;
+    if (oldest === null) return false;
+    this.remove(oldest);
+    this.evicted++;
+    return true;
   }
   delete(k: K): boolean {
     const n = this.m.get(k);
@@ -186,6 +305,7 @@ export class BoundedMap<K, V> {
   private remove(n: LruNode<K, V>): void {
     this.m.delete(n.k);
     this.unlink(n);
+    this.onDrop?.(n.v);
   }
   private unlink(n: LruNode<K, V>): void {
     if (n.prev) n.prev.next = n.next;

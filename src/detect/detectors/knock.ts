@@ -9,9 +9,8 @@
  */
 import { bool, defaults, duration, int, num, obj, type Infer } from '../../config/dsl.js';
 import type { Detector, Finding, Signal } from '../types.js';
-import { keyNumber, keyString, priorityFromScore, procLabel, round3 } from '../detector-kit.js';
 import { parseCidr } from '../match.js';
-import { BoundedMap, compact, msToNs, whereOf } from './kit.js';
+import { BoundedMap, byTime, compact, inPortRange, keyNumber, keyString, laterNs, msToNs, priorityFromScore, procLabel, retain, round3, whereOf } from './kit.js';
 
 export const KNOCK_DETECTOR_ID = 'knock';
 export const KNOCK_MITRE = ['T1205.001', 'T1205', 'mitre_defense_evasion', 'mitre_persistence', 'mitre_command_and_control'] as const;
@@ -67,7 +66,7 @@ export function createKnockDetector(settings: Partial<KnockSettings> = {}): Dete
   const keepNs = windowNs > deleteNs ? windowNs : deleteNs;
   const thresholds = { critical: cfg.critical_score, error: cfg.error_score, warning: 0.5 };
   const scopeOf = (s: Signal): string | null => s.containerId ?? (cfg.include_host ? 'host' : null);
-  const inRange = (p: number | null): boolean => p !== null && p >= cfg.bind_shell_port_min && p <= cfg.bind_shell_port_max;
+  const inRange = (p: number | null): boolean => inPortRange(p, cfg.bind_shell_port_min, cfg.bind_shell_port_max);
 
   function finding(o: Open): Finding {
     const add = o.added[0] as Signal;
@@ -81,7 +80,7 @@ export function createKnockDetector(settings: Partial<KnockSettings> = {}): Dete
     if (o.added.some((a) => keyString(a, 'fw.target') === 'REDIRECT' || keyString(a, 'fw.target') === 'DNAT')) esc.push('redirect');
     const sc = round3(Math.min(1, cfg.base_score + cfg.escalation_step * esc.length));
     const rules = o.added.map((a) => `${keyString(a, 'fw.table') ?? 'filter'}/${keyString(a, 'fw.chain') ?? '?'} -> ${keyString(a, 'fw.target') ?? '?'}${keyString(a, 'fw.to_ports') ? ` :${keyString(a, 'fw.to_ports')}` : ''}`);
-    const evidence = [...o.added, acc, ...(o.deleted ? [o.deleted] : [])].sort((a, b) => (a.timeNs < b.timeNs ? -1 : a.timeNs > b.timeNs ? 1 : 0));
+    const evidence = [...o.added, acc, ...(o.deleted ? [o.deleted] : [])].sort(byTime);
     const last = evidence[evidence.length - 1] as Signal;
     return {
       detector: KNOCK_DETECTOR_ID,
@@ -112,7 +111,7 @@ export function createKnockDetector(settings: Partial<KnockSettings> = {}): Dete
     evictions: (st) => st.open.evicted,
     step(st, sig, nowNs) {
       const none = { state: st, findings: [] as Finding[] };
-      const now = nowNs > sig.timeNs ? nowNs : sig.timeNs;
+      const now = laterNs(nowNs, sig.timeNs);
       if (now - st.lastSweepNs > keepNs / 64n) {
         st.open.sweep((o) => o.addedNs + keepNs < now); // aged out (not evictions)
         st.lastSweepNs = now;
@@ -130,16 +129,16 @@ export function createKnockDetector(settings: Partial<KnockSettings> = {}): Dete
         if (OPEN_ACTIONS.has(action) && OPEN_TARGETS.has(target)) {
           const o = st.open.get(key);
           if (o && !o.deleted && sig.timeNs - o.addedNs <= windowNs) {
-            if (o.added.length < 4) o.added.push(sig);
+            if (o.added.length < 4) o.added.push(retain(sig));
           } else {
-            st.open.set(key, { key, scope, src: ip, added: [sig], addedNs: sig.timeNs, accepted: null, deleted: null, reported: false });
+            st.open.set(key, { key, scope, src: ip, added: [retain(sig)], addedNs: sig.timeNs, accepted: null, deleted: null, reported: false });
           }
           return none;
         }
         if (action === 'delete') {
           const o = st.open.get(key);
           if (!o || o.deleted || sig.timeNs - o.addedNs > deleteNs || sig.timeNs < o.addedNs) return none;
-          o.deleted = sig;
+          o.deleted = retain(sig);
           if (o.accepted) return { state: st, findings: [finding(o)] };
         }
         return none;
@@ -153,7 +152,7 @@ export function createKnockDetector(settings: Partial<KnockSettings> = {}): Dete
         const findings: Finding[] = [];
         for (const o of candidates) {
           if (!o || o.accepted || o.deleted || sig.timeNs < o.addedNs || sig.timeNs - o.addedNs > windowNs) continue; // a deleted rule no longer lets anyone in
-          o.accepted = sig;
+          o.accepted = retain(sig);
           o.reported = true;
           findings.push(finding(o));
         }

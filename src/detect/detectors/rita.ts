@@ -19,12 +19,10 @@
  * beacon from a jittery poller.
  */
 
-/** Go's math.Round(x*1000)/1000: round half away from zero to 3 decimals. */
-export function round3(x: number): number {
-  if (!Number.isFinite(x)) return x;
-  const r = Math.round(Math.abs(x) * 1000) / 1000;
-  return x < 0 ? -r : r;
-}
+import { round3 } from './kit.js';
+
+/** Go's math.Round(x*1000)/1000 (one implementation, in kit.ts; re-exported for RITA's tests). */
+export { round3 };
 
 /** Go's math.Ceil(x*1000)/1000. */
 function ceil3(x: number): number {

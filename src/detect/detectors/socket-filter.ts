@@ -10,12 +10,13 @@
  *
  * State (mutated in place and returned; deterministic in (state, signal, now), no wall clock):
  * arms per (container, pid), lineage context signals per container, peers and ports seen per
- * container — all bounded, evictions counted.
+ * container — all bounded, evictions counted; peers and ports of all containers together stay under
+ * `max_total_peers` (the least recently active containers forget theirs first). Kept signals are
+ * slim copies (`retain`): evidence only.
  */
 import { bool, defaults, duration, int, num, obj, type Infer } from '../../config/dsl.js';
 import type { Detector, Finding, Signal, SignalKind } from '../types.js';
-import { isMasquerade, isTmpfsPath, keyString, priorityFromScore, procLabel, round3, sameLineage } from '../detector-kit.js';
-import { BoundedMap, compact, msToNs, whereOf } from './kit.js';
+import { BoundedMap, byTime, compact, inPortRange, isMasquerade, isTmpfsPath, keyString, laterNs, msToNs, priorityFromScore, procLabel, retain, round3, sameLineage, whereOf } from './kit.js';
 
 export const SOCKET_FILTER_DETECTOR_ID = 'socket_filter';
 export const SOCKET_FILTER_MITRE = ['T1205.002', 'T1205', 'mitre_defense_evasion', 'mitre_persistence', 'mitre_command_and_control'] as const;
@@ -33,6 +34,7 @@ export const socketFilterSettingsSpec = obj('Traffic signaling (T1205.002): raw/
   max_arms: int('Armed processes tracked (oldest evicted, counted).', 5000, { min: 1 }),
   max_containers: int('Containers whose context (peers, ports, lineage signals) is tracked.', 5000, { min: 1 }),
   max_peers: int('Peers and ports remembered per container.', 512, { min: 1 }),
+  max_total_peers: int('Peers and ports remembered across all containers (≈ 60 B each); beyond it the least recently active containers forget theirs (counted).', 100_000, { min: 1 }),
 });
 export type SocketFilterSettings = Infer<typeof socketFilterSettingsSpec>;
 export const SOCKET_FILTER_DEFAULTS = defaults(socketFilterSettingsSpec) as unknown as SocketFilterSettings;
@@ -69,8 +71,10 @@ interface Ctx {
 export interface SocketFilterState {
   readonly arms: BoundedMap<string, Arm>;
   readonly ctx: BoundedMap<string, Ctx>;
-  /** Peers/ports (and arms beyond 32 per container) dropped by the per-container caps. */
+  /** Peers/ports (and arms beyond 32 per container) dropped by the per-container caps and the total. */
   droppedPeers: number;
+  /** Peers and ports remembered by all containers (bounded by `max_total_peers`). */
+  peers: number;
   lastSweepNs: bigint;
 }
 
@@ -96,7 +100,8 @@ export function createSocketFilterDetector(settings: Partial<SocketFilterSetting
     return x;
   }
 
-  function remember(st: SocketFilterState, set: Set<string> | Set<number>, v: string | number): void {
+  function remember(st: SocketFilterState, ctx: Ctx, set: Set<string> | Set<number>, v: string | number): void {
+    const before = set.size;
     if (set.size >= cfg.max_peers) {
       const first = set.values().next();
       if (!first.done) {
@@ -105,11 +110,30 @@ export function createSocketFilterDetector(settings: Partial<SocketFilterSetting
       }
     }
     (set as Set<string | number>).add(v);
+    st.peers += set.size - before;
+    if (st.peers > cfg.max_total_peers) fitTotal(st, ctx);
   }
 
-  function inRange(p: number | null): boolean {
-    return p !== null && p >= cfg.bind_shell_port_min && p <= cfg.bind_shell_port_max;
+  /**
+   * Over the total: the least recently active containers (not `cur`) forget their peers and ports,
+   * down to 7/8 of the total so the walk past already-emptied containers is paid once per
+   * eighth of the budget, not per signal.
+   */
+  function fitTotal(st: SocketFilterState, cur: Ctx): void {
+    const target = cfg.max_total_peers - Math.floor(cfg.max_total_peers / 8);
+    for (const x of st.ctx.values()) {
+      if (st.peers <= target) break;
+      if (x === cur) continue;
+      const n = x.peers.size + x.ports.size;
+      if (n === 0) continue;
+      x.peers.clear();
+      x.ports.clear();
+      st.peers -= n;
+      st.droppedPeers += n;
+    }
   }
+
+  const inRange = (p: number | null): boolean => inPortRange(p, cfg.bind_shell_port_min, cfg.bind_shell_port_max);
 
   function score(arm: Arm, ctx: Ctx): { score: number; escalations: string[] } {
     const esc: string[] = [];
@@ -140,7 +164,7 @@ export function createSocketFilterDetector(settings: Partial<SocketFilterSetting
     const peer = trigger.net.remoteIp ? `${trigger.net.remoteIp}${trigger.net.remotePort !== null ? `:${trigger.net.remotePort}` : ''}` : null;
     const listenPort = trigger.kind === 'listen' || trigger.kind === 'accept' ? trigger.net.serverPort : null;
     const related = ctx.context.filter((c) => sameLineage(armer.proc, c.proc) || sameLineage(c.proc, armer.proc));
-    const evidence = [...related, ...arm.signals, ...arm.triggers].sort((a, b) => (a.timeNs < b.timeNs ? -1 : a.timeNs > b.timeNs ? 1 : 0));
+    const evidence = [...related, ...arm.signals, ...arm.triggers].sort(byTime);
     const fw = trigger.kind === 'firewall_exec' ? `${keyString(trigger, 'fw.action') ?? ''} ${keyString(trigger, 'fw.table') ?? ''}/${keyString(trigger, 'fw.chain') ?? ''} ${keyString(trigger, 'fw.src') ?? '*'} -> ${keyString(trigger, 'fw.target') ?? '?'}` : null;
     return {
       detector: SOCKET_FILTER_DETECTOR_ID,
@@ -171,13 +195,23 @@ export function createSocketFilterDetector(settings: Partial<SocketFilterSetting
   return {
     id: SOCKET_FILTER_DETECTOR_ID,
     consumes: ['raw_socket', 'filter_attach', 'bpf_load', 'listen', 'accept', 'connect', 'shell_socket', 'firewall_exec', 'tmpfs_exec', 'proc_rename', 'pidfile_create'],
-    init: () => ({ arms: new BoundedMap<string, Arm>(cfg.max_arms), ctx: new BoundedMap<string, Ctx>(cfg.max_containers), droppedPeers: 0, lastSweepNs: 0n }),
+    init: () => {
+      const st: SocketFilterState = {
+        arms: new BoundedMap<string, Arm>(cfg.max_arms),
+        // A container context leaving the map gives its peers and ports back to the total.
+        ctx: new BoundedMap<string, Ctx>(cfg.max_containers, (x) => (st.peers -= x.peers.size + x.ports.size)),
+        droppedPeers: 0,
+        peers: 0,
+        lastSweepNs: 0n,
+      };
+      return st;
+    },
     evictions: (st) => st.arms.evicted + st.ctx.evicted + st.droppedPeers,
     step(st, sig, nowNs) {
       const none = { state: st, findings: [] as Finding[] };
       const c = containerOf(sig);
       if (c === null) return none;
-      const now = nowNs > sig.timeNs ? nowNs : sig.timeNs;
+      const now = laterNs(nowNs, sig.timeNs);
       if (sig.timeNs + windowNs < now) return none; // too late to belong to any live window
       // Age out arms whose window has closed (not evictions), at most 64 times per window.
       if (now - st.lastSweepNs > windowNs / 64n) {
@@ -187,7 +221,7 @@ export function createSocketFilterDetector(settings: Partial<SocketFilterSetting
       const ctx = ctxOf(st, c, now);
 
       if (CONTEXT_KINDS.has(sig.kind)) {
-        ctx.context.push(sig);
+        ctx.context.push(retain(sig)); // evidence only: slim copies
         while (ctx.context.length > MAX_CONTEXT || (ctx.context[0] && (ctx.context[0] as Signal).timeNs + windowNs < now)) ctx.context.shift();
         return none;
       }
@@ -196,10 +230,10 @@ export function createSocketFilterDetector(settings: Partial<SocketFilterSetting
         const key = `${c}|${sig.proc.pid ?? 'nopid'}`;
         const arm = st.arms.get(key);
         if (arm) {
-          if (arm.signals.length < MAX_ARM_SIGNALS && !arm.signals.some((s) => s.kind === sig.kind && s.subtype === sig.subtype)) arm.signals.push(sig);
+          if (arm.signals.length < MAX_ARM_SIGNALS && !arm.signals.some((s) => s.kind === sig.kind && s.subtype === sig.subtype)) arm.signals.push(retain(sig));
           arm.lastNs = sig.timeNs;
         } else {
-          st.arms.set(key, { key, container: c, startNs: sig.timeNs, signals: [sig], triggers: [], lastNs: sig.timeNs });
+          st.arms.set(key, { key, container: c, startNs: sig.timeNs, signals: [retain(sig)], triggers: [], lastNs: sig.timeNs });
           ctx.armKeys = ctx.armKeys.filter((k) => k !== key && st.arms.get(k) !== undefined);
           ctx.armKeys.push(key);
           if (ctx.armKeys.length > MAX_ARMS_PER_CONTAINER) {
@@ -218,12 +252,12 @@ export function createSocketFilterDetector(settings: Partial<SocketFilterSetting
         else {
           const newForImage = sig.alert.companion['dest.new_for_image'];
           fresh = !ctx.peers.has(peer) && newForImage !== false;
-          remember(st, ctx.peers, peer);
+          remember(st, ctx, ctx.peers, peer);
         }
       } else if (sig.kind === 'listen') {
         const port = sig.net.serverPort;
         fresh = port === null || !ctx.ports.has(port);
-        if (port !== null) remember(st, ctx.ports, port);
+        if (port !== null) remember(st, ctx, ctx.ports, port);
       } else if (sig.kind === 'firewall_exec') {
         const action = keyString(sig, 'fw.action');
         fresh = action !== 'list' && action !== 'check';
@@ -231,6 +265,7 @@ export function createSocketFilterDetector(settings: Partial<SocketFilterSetting
       if (!fresh) return none;
 
       const findings: Finding[] = [];
+      let kept: Signal | null = null; // one slim copy shared by every arm it completes
       for (const key of ctx.armKeys) {
         const arm = st.arms.get(key);
         if (!arm || arm.container !== c || sig.timeNs < arm.startNs || sig.timeNs > arm.startNs + windowNs) continue;
@@ -239,7 +274,7 @@ export function createSocketFilterDetector(settings: Partial<SocketFilterSetting
         const noPid = armer.proc.pid === null || sig.proc.pid === null;
         const related = noPid || sameLineage(armer.proc, sig.proc) || arm.signals.some((s) => sameLineage(s.proc, sig.proc));
         if (!related) continue;
-        if (arm.triggers.length < MAX_TRIGGERS) arm.triggers.push(sig);
+        if (arm.triggers.length < MAX_TRIGGERS) arm.triggers.push((kept ??= retain(sig)));
         arm.lastNs = sig.timeNs;
         findings.push(finding(arm, ctx, sig));
       }

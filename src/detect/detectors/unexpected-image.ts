@@ -11,7 +11,7 @@
 import { PRIORITIES, type Priority } from '../../alert.js';
 import { bool, defaults, duration, int, list, obj, oneOf, str, type Infer } from '../../config/dsl.js';
 import type { Detector, Finding, Signal } from '../types.js';
-import { BoundedMap, cBool, cString, cTimeNs, compact, exeOf, imageOf, msToNs, retain, whereOf } from './kit.js';
+import { BoundedMap, cBool, cString, cTimeNs, compact, exeOf, imageOf, msToNs, onceIn, retain, whereOf } from './kit.js';
 
 export const UNEXPECTED_IMAGE_DETECTOR_ID = 'unexpected_image';
 export const UNEXPECTED_IMAGE_RULES = {
@@ -81,12 +81,8 @@ export function createUnexpectedImageDetector(overrides: Partial<UnexpectedImage
   const freshNs = msToNs(cfg.fresh_age);
   const skewNs = 60_000_000_000n; // tolerate a minute of clock skew between registry/runtime and Falco
 
-  function once(st: UnexpectedImageState, key: string, t: bigint): boolean {
-    const last = st.reported.touch(key);
-    if (last !== undefined && t - last < msToNs(cfg.renotify)) return false;
-    st.reported.set(key, t);
-    return true;
-  }
+  const renotifyNs = msToNs(cfg.renotify);
+  const once = (st: UnexpectedImageState, key: string, t: bigint): boolean => onceIn(st.reported, key, t, renotifyNs);
 
   function mk(rule: string, priority: Priority, score: number, message: string, key: string, evidence: Signal[], sig: Signal, extra: Record<string, string | number | boolean | null>): Finding {
     return {

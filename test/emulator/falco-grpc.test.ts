@@ -6,25 +6,14 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FalcoGrpcEmulator, timeOfDay } from '../../src/emulator/falco-grpc.js';
 import { loadFalcoProtos } from '../../src/proto-path.js';
 import { makeTestCerts, type TestCerts } from '../support/certs.js';
+import { shellAlertJson } from '../support/falco-alerts.js';
+import { until, wait } from '../support/wait.js';
 
 const protos = loadFalcoProtos();
 type Resp = Record<string, unknown> & { output_fields: Record<string, string> };
 
-const alert = (id: number, extra = ''): string =>
-  `{"hostname":"node-a","output":"13:44:05.478445995: Critical shell ${id}","output_fields":{"container.id":"host","evt.time":1685022245478445995,"k8s.ns.name":null,"proc.pid":${1000 + id},"test.id":"${id}"${extra}},"priority":"Critical","rule":"Terminal shell in container","source":"syscall","tags":["shell"],"time":"2023-05-25T13:44:05.478445995Z"}`;
+const alert = shellAlertJson;
 
-function until(cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  return new Promise((resolve, reject) => {
-    const tick = (): void => {
-      if (cond()) return resolve();
-      if (Date.now() > end) return reject(new Error('condition not met in time'));
-      setTimeout(tick, 10);
-    };
-    tick();
-  });
-}
-const wait = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function client(address: string, creds = grpc.credentials.createInsecure(), opts: grpc.ChannelOptions = {}): grpc.Client {
   return new grpc.Client(address, creds, opts);

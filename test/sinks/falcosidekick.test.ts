@@ -8,6 +8,7 @@ import { silentLogger } from '../../src/logger.js';
 import { Metrics } from '../../src/metrics.js';
 import { FalcosidekickSink, classifyStatus, parseRetryAfter, sendToSidekick, sidekickBody } from '../../src/sinks/falcosidekick.js';
 import { FakeSidekick, sidekickRejects } from '../support/sidekick.js';
+import { until } from '../support/wait.js';
 
 type SidekickConfig = Config['sinks']['falcosidekick'];
 
@@ -59,14 +60,6 @@ async function setup(over: Partial<SidekickConfig> = {}) {
 async function value(m: Metrics, name: string, labels: Record<string, string> = {}): Promise<number> {
   const metric = await m.registry.getSingleMetric(name)?.get();
   return (metric?.values ?? []).filter((x) => Object.entries(labels).every(([k, v]) => x.labels[k] === v)).reduce((s, x) => s + x.value, 0);
-}
-
-async function until(cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 describe('classification helpers', () => {

@@ -13,9 +13,10 @@ import { Metrics } from '../../src/metrics.js';
 import { MemoryIntake } from '../../src/pipeline/intake.js';
 import { GrpcSource } from '../../src/sources/grpc.js';
 import { makeTestCerts, type TestCerts } from '../support/certs.js';
+import { shellAlertJson } from '../support/falco-alerts.js';
+import { until as untilTrue, wait } from '../support/wait.js';
 
-const alert = (id: number): string =>
-  `{"hostname":"node-a","output":"13:44:05.478445995: Critical shell ${id}","output_fields":{"container.id":"host","evt.time":1685022245478445995,"k8s.ns.name":null,"proc.pid":${1000 + id},"test.id":"${id}"},"priority":"Critical","rule":"Terminal shell in container","source":"syscall","tags":["shell"],"time":"2023-05-25T13:44:05.478445995Z"}`;
+const alert = (id: number): string => shellAlertJson(id);
 
 function cfg(over: Partial<Config['grpc']>): Config['grpc'] {
   return {
@@ -30,18 +31,7 @@ function cfg(over: Partial<Config['grpc']>): Config['grpc'] {
   };
 }
 
-function until(cond: () => boolean, ms = 8000): Promise<void> {
-  const end = Date.now() + ms;
-  return new Promise((resolve, reject) => {
-    const tick = (): void => {
-      if (cond()) return resolve();
-      if (Date.now() > end) return reject(new Error('condition not met in time'));
-      setTimeout(tick, 10);
-    };
-    tick();
-  });
-}
-const wait = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const until = (cond: () => boolean, ms = 8000): Promise<void> => untilTrue(cond, ms);
 
 async function metric(metrics: Metrics, name: string, labels: Record<string, string> = {}): Promise<number> {
   const m = metrics.registry.getSingleMetric(`falco_companion_${name}`);

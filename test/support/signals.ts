@@ -141,14 +141,5 @@ export function runDetector<S>(
   return { state: st, findings };
 }
 
-/** Deterministic PRNG (mulberry32) for jitter in tests. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG (mulberry32) for jitter in tests: the benchmark inputs' generator, same sequence for a seed. */
+export { rng } from '../../bench/inputs.js';

@@ -122,3 +122,37 @@ describe('beacon detector', () => {
     expect(() => createBeaconDetector({ weights: { ts: 0.5, hist: 0.5, dur: 0.5 } })).toThrow(/sum to 1/);
   });
 });
+
+describe('beacon detector: total points budget', () => {
+  const held = (st: ReturnType<ReturnType<typeof createBeaconDetector>['init']>): number => {
+    let n = 0;
+    for (const s of st.series.values()) n += s.secs.length;
+    return n;
+  };
+
+  it('evicts the least recently used series when all series together exceed max_total_points (counted)', () => {
+    const det = createBeaconDetector({ max_total_points: 100, max_points: 60 });
+    const sigs = ['c1', 'c2', 'c3'].flatMap((c, i) => series({ n: 40, base: 7, jitter: 0, container: c, start: i * 1000 }));
+    const { state } = runDetector(det, sigs);
+    expect(state.points).toBe(held(state));
+    expect(state.points).toBeLessThanOrEqual(100);
+    expect([...state.series.values()].map((s) => s.key.split('|')[0])).toEqual(['c2', 'c3']);
+    expect(state.series.evicted).toBe(1);
+    expect(det.evictions(state)).toBe(1);
+  });
+
+  it('trims a lone series that holds the whole budget, and keeps the total exact across window sweeps', () => {
+    const det = createBeaconDetector({ max_total_points: 20, max_points: 60 });
+    const { state } = runDetector(det, series({ n: 30, base: 5, jitter: 0 }));
+    expect(state.points).toBe(20);
+    expect(held(state)).toBe(20);
+    expect(state.droppedPoints).toBe(10);
+
+    const small = createBeaconDetector({ window: 60_000, max_total_points: 50, max_points: 16 });
+    const mixed = Array.from({ length: 8 }, (_, i) => series({ n: 12, base: 9, jitter: 1, seed: i + 1, container: `c${i % 3}`, dest: `203.0.113.${i}`, start: i * 50 })).flat();
+    mixed.sort((x, y) => (x.timeNs < y.timeNs ? -1 : 1));
+    const r = runDetector(small, mixed);
+    expect(r.state.points).toBe(held(r.state));
+    expect(r.state.points).toBeLessThanOrEqual(50);
+  });
+});

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createSocketFilterDetector } from '../../../src/detect/detectors/socket-filter.js';
 import type { Finding, Signal } from '../../../src/detect/types.js';
-import { runDetector } from '../../support/signals.js';
+import { runDetector, sig } from '../../support/signals.js';
 import { s, tuple, type P } from './chain-helpers.js';
 
 afterEach(() => {
@@ -163,5 +163,22 @@ describe('socket-filter detector (T1205.002)', () => {
       }),
       { numRuns: 60 },
     );
+  });
+});
+
+describe('socket-filter detector: total peers budget', () => {
+  it('keeps peers and ports of all containers under max_total_peers; the least recently active forget first (counted)', () => {
+    const det = createSocketFilterDetector({ max_total_peers: 100, max_peers: 50 });
+    const sigs: Signal[] = [];
+    for (let c = 0; c < 5; c++) for (let i = 0; i < 40; i++) sigs.push(sig({ kind: 'connect', t: c * 100 + i, container: `c${c}`, dest: `198.51.100.${i + 1}`, port: 443 }));
+    const { state } = runDetector(det, sigs);
+    let held = 0;
+    for (const x of state.ctx.values()) held += x.peers.size + x.ports.size;
+    expect(state.peers).toBe(held);
+    expect(state.peers).toBeLessThanOrEqual(100);
+    expect(state.ctx.get('c4')?.peers.size).toBe(40); // the active container keeps its own
+    expect(state.ctx.get('c0')?.peers.size).toBe(0);
+    expect(det.evictions(state)).toBe(state.droppedPeers);
+    expect(state.droppedPeers).toBe(5 * 40 - held);
   });
 });

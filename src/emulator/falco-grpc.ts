@@ -321,48 +321,63 @@ export class FalcoGrpcEmulator {
     return true;
   }
 
-  private onSub(call: grpc.ServerDuplexStream<Req, QueueItem>): void {
-    this.counters.streams++;
-    this.calls.add(call);
-    let pending = 0;
-    let busy = false;
+  /** Track an open call until it is cancelled, fails or closes; `end()` finishes it with OK once. */
+  private track(call: ActiveCall & NodeJS.EventEmitter & { end(): void }): { closed(): boolean; close(): void; end(): void } {
     let closed = false;
     const close = (): void => {
       closed = true;
       this.calls.delete(call);
     };
+    this.calls.add(call);
     call.on('cancelled', close);
     call.on('error', close);
     call.on('close', close);
-    call.on('end', () => {
-      // The client half-closed: Falco finishes the call with OK.
-      if (!closed) {
-        close();
-        call.end();
-      }
-    });
+    return {
+      closed: () => closed,
+      close,
+      end: () => {
+        if (!closed) {
+          close();
+          call.end();
+        }
+      },
+    };
+  }
+
+  /** Write queued alerts to `call` until the queue is empty or the call closed (honours back-pressure). */
+  private async writeQueued(call: NodeJS.EventEmitter & { write(item: QueueItem): boolean }, closed: () => boolean): Promise<void> {
+    for (;;) {
+      if (closed()) return;
+      const item = this.pop();
+      if (item === undefined) return;
+      this.counters.written++;
+      if (!call.write(item)) await this.waitDrain(call);
+    }
+  }
+
+  private onSub(call: grpc.ServerDuplexStream<Req, QueueItem>): void {
+    this.counters.streams++;
+    const t = this.track(call);
+    let pending = 0;
+    let busy = false;
+    // The client half-closed: Falco finishes the call with OK.
+    call.on('end', t.end);
     const pump = async (): Promise<void> => {
       if (busy) return;
       busy = true;
       try {
-        while (pending > 0 && !closed) {
+        while (pending > 0 && !t.closed()) {
           pending--;
-          for (;;) {
-            if (closed) break;
-            const item = this.pop();
-            if (item === undefined) break;
-            this.counters.written++;
-            if (!call.write(item)) await this.waitDrain(call);
-          }
+          await this.writeQueued(call, t.closed);
         }
       } finally {
         busy = false;
       }
     };
     call.on('data', (req: Req) => {
-      if (closed) return;
+      if (t.closed()) return;
       if (!this.checkRequest(req, call, 'sub')) {
-        closed = true;
+        t.close();
         return;
       }
       this.counters.requests++;
@@ -374,27 +389,10 @@ export class FalcoGrpcEmulator {
   private onGet(call: grpc.ServerWritableStream<Req, QueueItem>): void {
     this.counters.streams++;
     if (!this.checkRequest(call.request, call, 'get')) return;
-    this.calls.add(call);
-    let closed = false;
-    const close = (): void => {
-      closed = true;
-      this.calls.delete(call);
-    };
-    call.on('cancelled', close);
-    call.on('error', close);
-    call.on('close', close);
+    const t = this.track(call);
     void (async () => {
-      for (;;) {
-        if (closed) return;
-        const item = this.pop();
-        if (item === undefined) break;
-        this.counters.written++;
-        if (!call.write(item)) await this.waitDrain(call);
-      }
-      if (!closed) {
-        close();
-        call.end();
-      }
+      await this.writeQueued(call, t.closed);
+      t.end();
     })();
   }
 

@@ -22,6 +22,16 @@ export function priorityFromScore(score: number, t: PriorityThresholds = DEFAULT
   return 'Notice';
 }
 
+/** Thresholds of a chain detector's `critical_score` / `error_score` settings (Warning from 0.5). */
+export function chainThresholds(cfg: { readonly critical_score: number; readonly error_score: number }): PriorityThresholds {
+  return { critical: cfg.critical_score, error: cfg.error_score, warning: DEFAULT_THRESHOLDS.warning };
+}
+
+/** The container a chain detector tracks a signal under: its id, `host` when host processes are watched, else null. */
+export function scopeOf(s: Signal, includeHost: boolean): string | null {
+  return s.containerId ?? (includeHost ? 'host' : null);
+}
+
 /** Go's math.Round(x*1000)/1000: round half away from zero to 3 decimals (RITA's rounding; scores use it too). */
 export function round3(x: number): number {
   if (!Number.isFinite(x)) return x;

@@ -10,7 +10,7 @@
 import { bool, defaults, duration, int, num, obj, type Infer } from '../../config/dsl.js';
 import type { Detector, Finding, Signal } from '../types.js';
 import { parseCidr } from '../match.js';
-import { BoundedMap, byTime, compact, inPortRange, keyNumber, keyString, laterNs, msToNs, priorityFromScore, procLabel, retain, round3, whereOf } from './kit.js';
+import { BoundedMap, byTime, chainThresholds, compact, inPortRange, keyNumber, keyString, laterNs, msToNs, priorityFromScore, procLabel, retain, round3, scopeOf, whereOf } from './kit.js';
 
 export const KNOCK_DETECTOR_ID = 'knock';
 export const KNOCK_MITRE = ['T1205.001', 'T1205', 'mitre_defense_evasion', 'mitre_persistence', 'mitre_command_and_control'] as const;
@@ -64,8 +64,7 @@ export function createKnockDetector(settings: Partial<KnockSettings> = {}): Dete
   const windowNs = msToNs(cfg.window);
   const deleteNs = msToNs(cfg.delete_window);
   const keepNs = windowNs > deleteNs ? windowNs : deleteNs;
-  const thresholds = { critical: cfg.critical_score, error: cfg.error_score, warning: 0.5 };
-  const scopeOf = (s: Signal): string | null => s.containerId ?? (cfg.include_host ? 'host' : null);
+  const thresholds = chainThresholds(cfg);
   const inRange = (p: number | null): boolean => inPortRange(p, cfg.bind_shell_port_min, cfg.bind_shell_port_max);
 
   function finding(o: Open): Finding {
@@ -116,7 +115,7 @@ export function createKnockDetector(settings: Partial<KnockSettings> = {}): Dete
         st.open.sweep((o) => o.addedNs + keepNs < now); // aged out (not evictions)
         st.lastSweepNs = now;
       }
-      const scope = scopeOf(sig);
+      const scope = scopeOf(sig, cfg.include_host);
       if (scope === null) return none;
 
       if (sig.kind === 'firewall_exec') {

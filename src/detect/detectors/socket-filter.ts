@@ -16,7 +16,7 @@
  */
 import { bool, defaults, duration, int, num, obj, type Infer } from '../../config/dsl.js';
 import type { Detector, Finding, Signal, SignalKind } from '../types.js';
-import { BoundedMap, byTime, compact, inPortRange, isMasquerade, isTmpfsPath, keyString, laterNs, msToNs, priorityFromScore, procLabel, retain, round3, sameLineage, whereOf } from './kit.js';
+import { BoundedMap, byTime, chainThresholds, compact, inPortRange, isMasquerade, isTmpfsPath, keyString, laterNs, msToNs, priorityFromScore, procLabel, retain, round3, sameLineage, scopeOf, whereOf } from './kit.js';
 
 export const SOCKET_FILTER_DETECTOR_ID = 'socket_filter';
 export const SOCKET_FILTER_MITRE = ['T1205.002', 'T1205', 'mitre_defense_evasion', 'mitre_persistence', 'mitre_command_and_control'] as const;
@@ -86,9 +86,9 @@ const MAX_ARMS_PER_CONTAINER = 32;
 export function createSocketFilterDetector(settings: Partial<SocketFilterSettings> = {}): Detector<SocketFilterState> {
   const cfg = { ...SOCKET_FILTER_DEFAULTS, ...settings } as SocketFilterSettings;
   const windowNs = msToNs(cfg.window);
-  const thresholds = { critical: cfg.critical_score, error: cfg.error_score, warning: 0.5 };
+  const thresholds = chainThresholds(cfg);
 
-  const containerOf = (s: Signal): string | null => s.containerId ?? (cfg.include_host ? 'host' : null);
+  const containerOf = (s: Signal): string | null => scopeOf(s, cfg.include_host);
 
   function ctxOf(st: SocketFilterState, c: string, now: bigint): Ctx {
     let x = st.ctx.touch(c);

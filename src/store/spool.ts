@@ -610,6 +610,15 @@ export class Spool implements Intake, PipelineIntake, Component {
       r.deleted = true;
       return true;
     };
+    /** Delete a row in any live state (ack, dead letter) and uncount it. */
+    const deleteAny = (id: string): void => {
+      const row = st.deleteAny.get(id) as { bytes: number; state: number } | undefined;
+      if (!row) return;
+      if (row.state === RECEIVED) r.dReceived--;
+      else r.dReady--;
+      r.dBytes -= row.bytes;
+      r.deleted = true;
+    };
     for (const op of ops) {
       switch (op.k) {
         case 'insert': {
@@ -657,29 +666,16 @@ export class Spool implements Intake, PipelineIntake, Component {
           }
           break;
         }
-        case 'ack': {
-          const row = st.deleteAny.get(op.id) as { bytes: number; state: number } | undefined;
-          if (row) {
-            if (row.state === RECEIVED) r.dReceived--;
-            else r.dReady--;
-            r.dBytes -= row.bytes;
-            r.deleted = true;
-          }
+        case 'ack':
+          deleteAny(op.id);
           break;
-        }
         case 'retry':
           st.retry.run(op.nextAt, op.error, op.id);
           break;
         case 'dead': {
           const moved = st.toDead.run(op.status, op.error, op.at, op.id);
           if (moved.changes > 0) r.dDead++;
-          const row = st.deleteAny.get(op.id) as { bytes: number; state: number } | undefined;
-          if (row) {
-            if (row.state === RECEIVED) r.dReceived--;
-            else r.dReady--;
-            r.dBytes -= row.bytes;
-            r.deleted = true;
-          }
+          deleteAny(op.id);
           break;
         }
         case 'expire': {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LosslessNumber, isJsonObject, parse, stringify, type JsonObject } from '../../src/json/lossless.js';
 import { FakeSidekick } from '../support/sidekick.js';
-import { startCli, type RunningCli } from '../support/cli.js';
+import { startHttpCli, type RunningCli } from '../support/cli.js';
 
 const SHARED = '../shared/falco-reference/falco-alerts.jsonl';
 
@@ -31,9 +31,7 @@ describe('e2e: falco-companion run --http-listen', () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'fc-e2e-http-'));
     sidekick = await new FakeSidekick().start();
-    cli = startCli(['run', '--http-listen', '127.0.0.1:0', '--sidekick-url', sidekick.url, '--state-dir', join(dir, 'state')], {
-      env: { FALCO_COMPANION_ENRICH_CONTAINER_ENABLED: 'false' },
-    });
+    cli = startHttpCli(sidekick.url, join(dir, 'state'));
     base = `http://${await cli.httpAddress()}`;
   });
 

@@ -9,7 +9,7 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCli, type RunningCli } from '../support/cli.js';
+import { startHttpCli, type RunningCli } from '../support/cli.js';
 import { FakeSidekick } from '../support/sidekick.js';
 import { checkCovered, markedAlert, post, until } from './spool-support.js';
 
@@ -37,9 +37,7 @@ describe.skipIf(skip !== null)('e2e: spool on a full disk (tmpfs)', () => {
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', mnt]);
     mounted = true;
     sk = await new FakeSidekick().start();
-    cli = startCli(['run', '--http-listen', '127.0.0.1:0', '--sidekick-url', sk.url, '--state-dir', join(mnt, 'state')], {
-      env: { FALCO_COMPANION_ENRICH_CONTAINER_ENABLED: 'false' },
-    });
+    cli = startHttpCli(sk.url, join(mnt, 'state'));
     base = `http://${await cli.httpAddress()}`;
   });
 
@@ -111,9 +109,7 @@ describe.skipIf(skip !== null)('e2e: spool on a full disk (tmpfs)', () => {
     mkdirSync(ro);
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,ro', 'tmpfs', ro]);
     try {
-      const cli2 = startCli(['run', '--http-listen', '127.0.0.1:0', '--sidekick-url', sk.url, '--state-dir', join(ro, 'state')], {
-        env: { FALCO_COMPANION_ENRICH_CONTAINER_ENABLED: 'false' },
-      });
+      const cli2 = startHttpCli(sk.url, join(ro, 'state'));
       const code = await Promise.race([cli2.exited, new Promise<string>((r) => setTimeout(() => r('still running'), 15_000))]);
       if (code === 'still running') await cli2.stop('SIGKILL');
       expect(code).toBe(1);

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CLI, startCli, type RunningCli } from '../support/cli.js';
+import { CLI, startHttpCli, type RunningCli } from '../support/cli.js';
 import { FakeSidekick } from '../support/sidekick.js';
 import { checkCovered, deliveries, markedAlert, post, until } from './spool-support.js';
 
@@ -32,7 +32,7 @@ async function sidekick(): Promise<FakeSidekick> {
 }
 
 async function run(stateDir: string, sk: FakeSidekick, env: Record<string, string> = {}): Promise<{ cli: RunningCli; base: string }> {
-  const cli = startCli(['run', '--http-listen', '127.0.0.1:0', '--sidekick-url', sk.url, '--state-dir', stateDir], { env: { ...ENV, ...env } });
+  const cli = startHttpCli(sk.url, stateDir, { ...ENV, ...env });
   cleanup.push(async () => void (await cli.stop('SIGKILL')));
   return { cli, base: `http://${await cli.httpAddress()}` };
 }

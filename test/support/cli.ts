@@ -97,3 +97,13 @@ export function startCli(args: string[], opts: { env?: Record<string, string>; s
     },
   };
 }
+
+/**
+ * `run` with the HTTP receiver on 127.0.0.1:0 forwarding to `sidekickUrl`, state in `stateDir`,
+ * container enrichment off (the test host has no runtime); `env` adds or overrides variables.
+ */
+export function startHttpCli(sidekickUrl: string, stateDir: string, env: Record<string, string> = {}): RunningCli {
+  return startCli(['run', '--http-listen', '127.0.0.1:0', '--sidekick-url', sidekickUrl, '--state-dir', stateDir], {
+    env: { FALCO_COMPANION_ENRICH_CONTAINER_ENABLED: 'false', ...env },
+  });
+}

@@ -8,13 +8,13 @@
  */
 import { execFile } from 'node:child_process';
 import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dockerSkipReason, startDockerd, type Dockerd } from '../support/dockerd.js';
+import { freeTcpPort } from '../support/net.js';
 
 const run = promisify(execFile);
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -34,18 +34,6 @@ function skipReason(): string | null {
 
 const reason = skipReason();
 if (reason) process.stderr.write(`test/deploy/image.test.ts skipped: ${reason}\n`);
-
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = net.createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      s.close(() => res(port));
-    });
-  });
-}
 
 async function until<T>(what: string, timeoutMs: number, f: () => Promise<T | null>): Promise<T> {
   const end = Date.now() + timeoutMs;
@@ -138,7 +126,7 @@ describe.skipIf(reason !== null)('docker/Dockerfile on a real dockerd', () => {
         throw new Error(`docker build failed:\n${(e.stdout ?? '').slice(-4000)}\n${(e.stderr ?? '').slice(-4000)}`);
       }
     });
-    port = await freePort();
+    port = await freeTcpPort();
     await docker([
       'run', '-d', '--name', CONTAINER,
       '--network', 'host', '--read-only', '--tmpfs', '/tmp',

@@ -7,10 +7,10 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync, copyFileSync, openSync, closeSync } from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { freeTcpPort } from './net.js';
 
 const run = promisify(execFile);
 
@@ -45,18 +45,6 @@ export interface Dockerd {
   stopDaemon(): Promise<void>;
   /** Stop everything and remove the temp dir. */
   close(): Promise<void>;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 function ping(socketPath: string, path = '/_ping'): Promise<boolean> {
@@ -223,7 +211,7 @@ export async function startDockerd(): Promise<Dockerd> {
     },
     async startRegistry() {
       if (!existsSync(REGISTRY)) throw new Error(`${REGISTRY} not installed (Debian docker-registry)`);
-      const port = await freePort();
+      const port = await freeTcpPort();
       const cfg = join(dir, 'registry.yml');
       writeFileSync(cfg, `version: 0.1\nlog: {level: error}\nstorage: {filesystem: {rootdirectory: ${join(dir, 'registry')}}}\nhttp: {addr: 127.0.0.1:${port}}\n`);
       const fd = openSync(join(dir, 'registry.log'), 'a');

@@ -35,7 +35,13 @@ export class Pipeline implements Component {
   /** Detections get their `companion.alert_id` when emitted. */
   private readonly ids = new AlertIdGenerator();
 
+  private readonly receivedCount;
+  private readonly sentCount;
+
   constructor(private readonly d: PipelineDeps) {
+    // Label children bound once: these run for every alert.
+    this.receivedCount = d.metrics.received.labels({ component: 'pipeline' });
+    this.sentCount = d.metrics.sent.labels({ component: 'pipeline' });
     this.enrichLatency = d.metrics.histogram('enrich_duration_seconds', 'Time spent enriching one alert', [], [0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1]);
   }
 
@@ -146,6 +152,7 @@ export class Pipeline implements Component {
 
   private async afterEnrich(alert: Alert): Promise<void> {
     this.processed++;
+    this.receivedCount.inc();
     let forward = true;
     let detections: readonly Alert[] = [];
     if (this.d.detect) {
@@ -168,6 +175,7 @@ export class Pipeline implements Component {
 
   private async emit(a: Alert): Promise<void> {
     if (!this.d.router.pass(a)) return;
+    this.sentCount.inc();
     for (const s of this.d.sinks) {
       try {
         await s.write(a);

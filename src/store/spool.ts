@@ -367,7 +367,6 @@ export class Spool implements Intake, PipelineIntake, Component {
     const id = alertIdOf(a) as string;
     const payload = encodeAlert(a);
     const bytes = Buffer.byteLength(payload);
-    this.d.metrics.received.inc({ component: this.id });
     return new Promise<void>((resolve, reject) => {
       this.ops.push({ k: 'insert', id, payload, bytes, at: a.receivedAtMs, rule: a.rule, priority: a.priority, alert: a, resolve, reject });
       this.pendingInserts++;
@@ -716,6 +715,8 @@ export class Spool implements Intake, PipelineIntake, Component {
         this.pendingBytes -= op.bytes;
       }
     }
+    // Accepted means committed: only now do the alerts count as received.
+    if (r.inserted.length > 0) this.d.metrics.received.inc({ component: this.id }, r.inserted.length);
     // Hand the committed alerts to the pipeline (in memory, or read back later from disk).
     this.untaken += r.inserted.length;
     for (const a of r.inserted) {

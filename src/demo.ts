@@ -55,6 +55,8 @@ export async function runDemo(opts: { logLevel: string }): Promise<number> {
       'grpc.address': sock,
       'grpc.request_interval': 50,
       'enrich.container.enabled': false,
+      // The demo is self-contained: no lookups through the machine's DNS resolver.
+      'enrich.egress.rdns.enabled': false,
     },
   });
   const logger = createLogger({ level: config.log.level as LogLevel });

@@ -285,9 +285,39 @@ function setOwn<T>(o: Record<string, T>, k: string, v: T): void {
 
 /** Return a new Alert with more companion keys (later keys win). The input is untouched. */
 export function withEnrichment(a: Alert, add: Readonly<Record<string, EnrichValue>>): Alert {
-  const keys = Object.keys(add);
-  if (keys.length === 0) return a;
-  return Object.freeze({ ...a, companion: Object.freeze({ ...a.companion, ...add }) });
+  if (isEmptyRecord(add)) return a;
+  // A frozen plain record added to an alert without companion keys is shared, not copied.
+  if (a.companion === EMPTY && Object.isFrozen(add) && Object.getPrototypeOf(add) === Object.prototype) return withCompanionRecord(a, add);
+  return withCompanionRecord(a, { ...a.companion, ...add });
+}
+
+/**
+ * The alert with `companion` as its whole companion record, built in one step. `companion` must
+ * be fresh (or frozen) and already hold `a.companion`'s keys first; it is frozen in place, not copied.
+ */
+export function withCompanionRecord(a: Alert, companion: Readonly<Record<string, EnrichValue>>): Alert {
+  // Same key order as buildAlert: every Alert shares one hidden class.
+  return Object.freeze({
+    time: a.time,
+    timeNs: a.timeNs,
+    rule: a.rule,
+    priority: a.priority,
+    source: a.source,
+    hostname: a.hostname,
+    output: a.output,
+    tags: a.tags,
+    outputFields: a.outputFields,
+    extra: a.extra,
+    companion: Object.freeze(companion),
+    origin: a.origin,
+    receivedAtMs: a.receivedAtMs,
+  });
+}
+
+/** True when `o` has no enumerable keys (no key array allocated). */
+export function isEmptyRecord(o: object): boolean {
+  for (const _k in o) return false;
+  return true;
 }
 
 /** A field value as a string (null when absent, `<NA>` or null). */

@@ -51,7 +51,7 @@ interface CacheEntry {
   readonly value: Lookup;
   readonly expiresMs: number;
   /** The keys last built from `value` and the image store at `keysVersion` (reused on hits). */
-  keys: Readonly<Record<string, EnrichValue>> | null;
+  keys: { readonly res: Readonly<Record<string, EnrichValue>> } | null;
   keysVersion: number;
 }
 
@@ -96,8 +96,11 @@ export class ContainerEnricher implements Enricher, Component {
     this.cri = d.cri ?? null;
     this.store = new ImageStore({ db: d.db, maxImages: d.config.max_images, maxTags: d.config.max_tags, metrics: d.metrics, clock: d.clock });
     const mx = d.metrics;
+    const lookups = mx.counter('enrich_container_lookups_total', 'Container lookups by result', ['result']);
     this.m = {
-      lookups: mx.counter('enrich_container_lookups_total', 'Container lookups by result', ['result']),
+      lookups,
+      /** Bound once: counted for every alert of a known container. */
+      hits: lookups.labels({ result: 'hit' }),
       cacheEvictions: mx.counter('enrich_container_cache_evictions_total', 'Container cache entries evicted because the cache was full'),
       events: mx.counter('enrich_container_runtime_events_total', 'Runtime events handled, by type and action', ['type', 'action']),
       eventsDropped: mx.counter('enrich_container_runtime_events_dropped_total', 'Runtime events dropped because the event queue was full'),
@@ -199,13 +202,14 @@ export class ContainerEnricher implements Enricher, Component {
 
     const cached = this.cacheGet(id);
     if (cached) {
-      this.m.lookups.inc({ result: 'hit' });
-      // Keys are rebuilt only when the image store changed since (no SQLite read per hit).
+      this.m.hits.inc();
+      // Keys are rebuilt only when the image store changed since (no SQLite read per hit); the
+      // frozen record and its wrapper are reused as they are.
       if (cached.keys === null || cached.keysVersion !== this.storeVersion) {
-        cached.keys = Object.freeze(this.keysFor(cached.value));
+        cached.keys = { res: Object.freeze(this.keysFor(cached.value)) };
         cached.keysVersion = this.storeVersion;
       }
-      return { res: cached.keys };
+      return cached.keys;
     }
     const now = this.clock.now();
     if (now < this.downUntilMs) {

@@ -51,6 +51,16 @@ export interface Destination {
 }
 
 const INBOUND_EVENTS = new Set(['accept', 'accept4']);
+/** Parsed addresses the enricher keeps (keyed by the field's text): a working set, FIFO eviction. */
+const IP_CACHE_SIZE = 4096;
+
+/** One cached address: parsed, canonical text, class and the class's bound counter. */
+interface IpInfo {
+  readonly ip: Ip;
+  readonly text: string;
+  readonly cls: IpClass;
+  readonly counted: { inc(): void };
+}
 const NOTHING: Readonly<Record<string, EnrichValue>> = Object.freeze({});
 
 /** What the synchronous part of one enrichment found, before reverse DNS. */
@@ -96,33 +106,55 @@ function portOf(a: Alert, key: string): number | null {
   return n !== null && Number.isInteger(n) && n >= 0 && n <= 65535 ? n : null;
 }
 
-/** The remote side of a network alert, or null when the alert is not about a network peer. */
-export function destinationOf(a: Alert): Destination | null {
+/**
+ * The remote side of a network alert, or null when the alert is not about a network peer.
+ * `parse` turns an address text into an Ip (the enricher passes its cached parser).
+ */
+export function destinationOf(a: Alert, parse: (text: string) => Ip | null = parseIp): Destination | null {
   const f = a.outputFields;
   if (!f) return null;
-  if (!('fd.sip' in f || 'fd.rip' in f || 'fd.cip' in f || 'fd.name' in f)) return null;
+  const sip = f['fd.sip'];
+  if (sip === undefined && !('fd.rip' in f || 'fd.cip' in f || 'fd.name' in f)) return null;
   const evt = fieldString(a, 'evt.type');
   const inbound = evt !== null && INBOUND_EVENTS.has(evt);
   const direction = inbound ? 'inbound' : 'outbound';
   // Candidates in order, each looked at only when the previous one gave no address (the
   // fd.name tuple is parsed only when the first candidate is missing or not an IP).
-  const side = inbound ? 'fd.cip' : 'fd.sip';
-  const first = pick(fieldString(a, side), inbound ? portOf(a, 'fd.cport') : portOf(a, 'fd.sport'), a, `${side}.name`, direction);
+  const nameKey = inbound ? 'fd.cip.name' : 'fd.sip.name';
+  const firstText = inbound ? fieldString(a, 'fd.cip') : typeof sip === 'string' ? (sip === '<NA>' ? null : sip) : fieldString(a, 'fd.sip');
+  const first = firstText ? pick(parse(firstText), inbound ? portOf(a, 'fd.cport') : portOf(a, 'fd.sport'), a, nameKey, direction) : null;
   if (first) return first;
   const tuple = parseTuple(fieldString(a, 'fd.name'));
   const end = tuple ? (inbound ? tuple.client : tuple.server) : null;
-  const second = end ? pick(end.ip, end.port, a, `${side}.name`, direction) : null;
+  const second = end ? pick(parse(end.ip), end.port, a, nameKey, direction) : null;
   if (second) return second;
-  return pick(fieldString(a, 'fd.rip'), portOf(a, 'fd.rport'), a, 'fd.rip.name', direction);
+  const rip = fieldString(a, 'fd.rip');
+  return rip ? pick(parse(rip), portOf(a, 'fd.rport'), a, 'fd.rip.name', direction) : null;
 }
 
-function pick(ipText: string | null, port: number | null, a: Alert, domainKey: string, direction: Destination['direction']): Destination | null {
-  if (!ipText) return null;
-  const ip = parseIp(ipText);
+function pick(ip: Ip | null, port: number | null, a: Alert, domainKey: string, direction: Destination['direction']): Destination | null {
   if (!ip) return null;
   const domain = fieldString(a, domainKey);
-  const d = domain && domain.trim() !== '' ? domain.trim().toLowerCase().replace(/\.$/, '').slice(0, 253) : null;
-  return { ip, port, domain: d, direction };
+  return { ip, port, domain: domain ? normDomain(domain) : null, direction };
+}
+
+/** Lower case, no surrounding blanks or trailing dot, at most 253 characters; null when blank. */
+function normDomain(domain: string): string | null {
+  // Already normal (the usual case): no scan result to build.
+  const n = domain.length;
+  if (n > 0 && n <= 253 && domain.charCodeAt(n - 1) !== 46 /* . */) {
+    let plain = true;
+    for (let i = 0; i < n; i++) {
+      const c = domain.charCodeAt(i);
+      if (c <= 32 || (c >= 65 && c <= 90) || c >= 127) {
+        plain = false;
+        break;
+      }
+    }
+    if (plain) return domain;
+  }
+  const t = domain.trim();
+  return t !== '' ? t.toLowerCase().replace(/\.$/, '').slice(0, 253) : null;
 }
 
 /** The baseline's image key, or null for host processes and unknown images. */
@@ -151,6 +183,16 @@ export class EgressEnricher implements Enricher, Component {
   private readonly intel: IntelLists | null;
   readonly baseline: EgressBaseline | null;
   private readonly classified;
+  private readonly ipCacheEvictions;
+  /** Address text → parsed address, canonical text and class (bounded, counted FIFO eviction). */
+  private readonly ipCache = new Map<string, IpInfo>();
+  /** The entry the cached parser returned last (destinationOf asks it for the chosen address last). */
+  private lastInfo: IpInfo | null = null;
+  private readonly parseCached = (text: string): Ip | null => {
+    const info = this.ipInfo(text);
+    this.lastInfo = info;
+    return info ? info.ip : null;
+  };
   private timer: NodeJS.Timeout | null = null;
 
   constructor(d: EgressEnricherDeps) {
@@ -192,6 +234,36 @@ export class EgressEnricher implements Enricher, Component {
           })
         : null;
     this.classified = d.metrics.counter<'class'>('egress_destinations_total', 'Network alerts classified by the egress enricher, by destination class', ['class']);
+    this.ipCacheEvictions = d.metrics.counter('egress_ip_cache_evictions_total', 'Parsed addresses dropped from the egress enricher\'s bounded address cache');
+  }
+
+  /** Parsed, canonical and classified address for a field's text (cached); null when not an address. */
+  private ipInfo(text: string): IpInfo | null {
+    const hit = this.ipCache.get(text);
+    if (hit !== undefined) return hit;
+    const ip = parseIp(text);
+    if (!ip) return null; // not cached: a non-address costs a parse each time, never a slot
+    const cls = this.classifier.classify(ip) ?? 'reserved';
+    const info: IpInfo = { ip, text: formatIp(ip), cls, counted: this.classified.labels({ class: cls }) };
+    if (this.ipCache.size >= IP_CACHE_SIZE) {
+      const oldest = this.ipCache.keys().next();
+      if (!oldest.done) {
+        this.ipCache.delete(oldest.value);
+        this.ipCacheEvictions.inc();
+      }
+    }
+    this.ipCache.set(text, info);
+    return info;
+  }
+
+  /** The destination of an alert with its address's cached text and class. */
+  private locate(alert: Alert): { readonly dest: Destination; readonly info: IpInfo } | null {
+    this.lastInfo = null;
+    const dest = destinationOf(alert, this.parseCached);
+    if (!dest) return null;
+    const last = this.lastInfo as IpInfo | null;
+    const info = last !== null && last.ip === dest.ip ? last : (this.ipInfo(formatIp(dest.ip)) as IpInfo);
+    return { dest, info };
   }
 
   /** Load the MMDB, intel lists and baseline; fails when a configured file cannot be read. */
@@ -246,33 +318,31 @@ export class EgressEnricher implements Enricher, Component {
    */
   enrichSync(alert: Alert): Readonly<Record<string, EnrichValue>> | undefined {
     if (!this.c.enabled) return NOTHING;
-    const dest = destinationOf(alert);
-    if (!dest) return NOTHING;
-    const cls = this.classifier.classify(dest.ip) ?? 'reserved';
-    const ipText = formatIp(dest.ip);
+    const found = this.locate(alert);
+    if (!found) return NOTHING;
+    const { dest, info } = found;
     let res: RdnsResult | null = null;
-    if (this.rdns && this.rdnsClasses.has(cls)) {
-      const hit = this.rdns.hit(ipText);
+    if (this.rdns && this.rdnsClasses.has(info.cls)) {
+      const hit = this.rdns.hit(info.text);
       if (!hit) return undefined;
       res = hit;
     }
-    return this.finish(this.head(alert, dest, cls, ipText), res);
+    return this.finish(this.head(alert, dest, info), res);
   }
 
   async enrich(alert: Alert, signal: AbortSignal): Promise<Readonly<Record<string, EnrichValue>>> {
     const quick = this.enrichSync(alert);
     if (quick !== undefined) return quick;
     // Reverse DNS must wait: everything else first (the baseline sees alerts in arrival order).
-    const dest = destinationOf(alert) as Destination;
-    const cls = this.classifier.classify(dest.ip) ?? 'reserved';
-    const ipText = formatIp(dest.ip);
-    const part = this.head(alert, dest, cls, ipText);
-    return this.finish(part, await this.reverse(ipText, signal));
+    const { dest, info } = this.locate(alert) as { dest: Destination; info: IpInfo };
+    const part = this.head(alert, dest, info);
+    return this.finish(part, await this.reverse(info.text, signal));
   }
 
   /** Class, ASN, intel and baseline: synchronous, always answered. */
-  private head(alert: Alert, dest: Destination, cls: IpClass, ipText: string): EgressPart {
-    this.classified.inc({ class: cls });
+  private head(alert: Alert, dest: Destination, info: IpInfo): EgressPart {
+    const { cls, text: ipText } = info;
+    info.counted.inc();
     const out: Record<string, EnrichValue> = { 'dest.ip': ipText, 'dest.class': cls };
     if (dest.port !== null) out['dest.port'] = dest.port;
     const errors: string[] = [];

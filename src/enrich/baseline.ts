@@ -59,6 +59,12 @@ export interface BaselineVerdict {
   readonly learning: boolean;
 }
 
+/** The four verdicts, shared (nothing allocated per alert). */
+const NEW: BaselineVerdict = Object.freeze({ newForImage: true, learning: false });
+const NEW_LEARNING: BaselineVerdict = Object.freeze({ newForImage: true, learning: true });
+const KNOWN: BaselineVerdict = Object.freeze({ newForImage: false, learning: false });
+const KNOWN_LEARNING: BaselineVerdict = Object.freeze({ newForImage: false, learning: true });
+
 /** One destination; compact on purpose (no own key string: the image record is shared). */
 interface Dest {
   readonly img: Image;
@@ -86,6 +92,9 @@ export class EgressBaseline implements Component {
   /** The most recently seen image and destination: already last in their maps (no reorder). */
   private lastImage: Image | null = null;
   private lastDest: Dest | null = null;
+  private learnImg: Image | null = null;
+  private learnFirstNs = 0n;
+  private learnEndNs = 0n;
   /** All destinations in least-recently-seen-first order. */
   private readonly all = new Set<Dest>();
   /** Destinations to write: true = upsert, false = delete the row. */
@@ -173,7 +182,7 @@ export class EgressBaseline implements Component {
         if (img.savedLastNs === null || img.lastNs - img.savedLastNs >= LAST_SEEN_GRANULARITY_NS) this.dirtyImages.set(image, img);
       }
     }
-    const learning = timeNs < img.firstNs + this.learningNs;
+    const learning = timeNs < this.learningEnd(img);
     const dk = `${dest}\u0000${port}`;
     const existing = img.dests.get(dk);
     this.lastImage = img;
@@ -194,7 +203,7 @@ export class EgressBaseline implements Component {
         if (existing.savedLastNs === null || existing.lastNs - existing.savedLastNs >= LAST_SEEN_GRANULARITY_NS) this.dirtyDests.set(existing, true);
       }
       this.flushIfFull();
-      return { newForImage: false, learning };
+      return learning ? KNOWN_LEARNING : KNOWN;
     }
     const d: Dest = { img, dest, port, firstNs: timeNs, lastNs: timeNs, savedLastNs: null };
     img.dests.set(dk, d);
@@ -204,7 +213,17 @@ export class EgressBaseline implements Component {
     this.trimImage(img);
     this.trimTotal();
     this.flushIfFull();
-    return { newForImage: true, learning };
+    return learning ? NEW_LEARNING : NEW;
+  }
+
+  /** End of an image's learning period (memoised for the last image: no BigInt sum per alert). */
+  private learningEnd(img: Image): bigint {
+    if (img !== this.learnImg || img.firstNs !== this.learnFirstNs) {
+      this.learnImg = img;
+      this.learnFirstNs = img.firstNs;
+      this.learnEndNs = img.firstNs + this.learningNs;
+    }
+    return this.learnEndNs;
   }
 
   /** Destinations held (for tests and health). */

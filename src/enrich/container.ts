@@ -58,6 +58,16 @@ interface CacheEntry {
 const NO_KEYS = { res: Object.freeze({}) as Readonly<Record<string, EnrichValue>> } as const;
 const CONTAINER_ID = /^[0-9a-f]{12,64}$/;
 
+/** True for exactly 12 lower-case hex digits (what CONTAINER_ID accepts and the cache keys on). */
+function isShortId(s: string): boolean {
+  if (s.length !== 12) return false;
+  for (let i = 0; i < 12; i++) {
+    const c = s.charCodeAt(i);
+    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false;
+  }
+  return true;
+}
+
 const MAX_VALUE = 256;
 const MAX_INFLIGHT = 256;
 const MAX_EVENT_QUEUE = 1000;
@@ -190,13 +200,17 @@ export class ContainerEnricher implements Enricher, Component {
     if (!this.cfg.enabled) return NO_KEYS;
     const raw = fieldString(alert, 'container.id');
     if (raw === null) return NO_KEYS;
-    const cid = raw.trim().toLowerCase();
-    if (cid === '' || cid === 'host') return NO_KEYS;
-    if (!CONTAINER_ID.test(cid)) {
-      this.m.lookups.inc({ result: 'invalid' });
-      return { res: { enrich_error: 'container: container.id is not a container id' } };
+    let id: string;
+    if (isShortId(raw)) id = raw; // Falco's usual form: nothing to trim, lower or cut
+    else {
+      const cid = raw.trim().toLowerCase();
+      if (cid === '' || cid === 'host') return NO_KEYS;
+      if (!CONTAINER_ID.test(cid)) {
+        this.m.lookups.inc({ result: 'invalid' });
+        return { res: { enrich_error: 'container: container.id is not a container id' } };
+      }
+      id = cid.slice(0, 12);
     }
-    const id = cid.slice(0, 12);
     const rt = this.resolveRuntime();
     if (rt === 'none') return NO_KEYS;
 

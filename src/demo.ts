@@ -35,6 +35,8 @@ function describe(a: Alert): string {
   const dest = a.companion['dest.ip'];
   if (typeof dest === 'string') bits.push(`dest=${dest}${a.companion['dest.class'] ? `(${String(a.companion['dest.class'])})` : ''}`);
   if (a.companion['score'] !== undefined) bits.push(`score=${String(a.companion['score'])}`);
+  // A dedup summary: the window of an earlier detection closed (event time moved on).
+  if (a.companion['repeated'] !== undefined) bits.push(`summary: repeated ${String(a.companion['repeated'])}× in the dedup window`);
   return bits.join(' ');
 }
 
@@ -100,6 +102,15 @@ export async function runDemo(opts: { logLevel: string }): Promise<number> {
       sentHttp++;
     }
   };
+  /** Wait until nothing new has been printed for a while (bounded). */
+  const settle = async (): Promise<void> => {
+    const deadline = Date.now() + 3000;
+    let seen = -1;
+    while (Date.now() < deadline && seen !== forwarded + detections) {
+      seen = forwarded + detections;
+      await sleep(config.grpc.request_interval * 4);
+    }
+  };
   const waitForwarded = async (n: number, ms: number): Promise<void> => {
     const deadline = Date.now() + ms;
     while (forwarded < n && Date.now() < deadline) await sleep(20);
@@ -115,7 +126,7 @@ export async function runDemo(opts: { logLevel: string }): Promise<number> {
     for (const line of sc.alerts) await send(line, i % 2 === 0);
     expected += sc.alerts.length;
     await waitForwarded(expected, 20_000);
-    await sleep(300); // let the detections this sequence completed print under it
+    await settle(); // let the detections this sequence completed print under its header
   }
   const lines = { length: total };
   await sleep(100);

@@ -98,7 +98,7 @@ export function createK8sSpreadDetector(overrides: Partial<K8sSpreadSettings> = 
             rule: K8S_SPREAD_RULES.token,
             priority,
             score: suspicious ? 0.8 : 0.6,
-            message: `${reader} in ${whereOf(sig)} read the service-account token, then ${exeOf(sig)} contacted the API server ${d.host ?? ''}${d.port !== null ? `:${d.port}` : ''} ${secs}s later`,
+            message: `${reader} in ${whereOf(sig)} read the service-account token, then ${sig.proc.exepath ?? sig.proc.name ?? 'a process'} contacted the API server ${d.host ?? ''}${d.port !== null ? `:${d.port}` : ''} ${secs}s later`,
             mitre: K8S_TOKEN_MITRE,
             key,
             evidence: [tok, sig],

@@ -88,7 +88,8 @@ function globMatch(glob: string, s: string): boolean {
 /** container.mount.dest[<glob>]: destination of the first mount whose source matches; no value otherwise. */
 function mountDest(mounts: Value | undefined, glob: string): string | undefined {
   if (typeof mounts !== 'string' || mounts === '') return undefined;
-  for (const m of mounts.split(' ')) {
+  // Documented as space-separated; libsinsp and the container plugin join with ','.
+  for (const m of mounts.split(/[ ,]/)) {
     const [source, dest] = m.split(':');
     if (source !== undefined && dest !== undefined && globMatch(glob, source)) return dest;
   }
@@ -292,7 +293,7 @@ function classify(r: Recorded): Why {
   if (r.rule === 'Companion signal: privileged or host-namespace container started') {
     const flags = ['container.privileged', 'container.host_pid', 'container.host_network', 'container.host_ipc'].some((k) => f[k] === true);
     const sources = String(f['container.mounts'] ?? '')
-      .split(' ')
+      .split(/[ ,]/)
       .filter((m) => m !== '')
       .map((m) => m.split(':')[0] ?? '');
     const sensitive = sources.some((s) => SENSITIVE_SOURCES.some((p) => s === p || (p !== '/' && s.startsWith(`${p}/`))));

@@ -208,6 +208,56 @@ describe('falco-rules: conditions are well formed', () => {
     expect(items.some((i) => 'rule' in i || 'list' in i)).toBe(false);
   });
 
+  it('no presence test through a negated placeholder comparison (`not x in ("<NA>","N/A")` is true when x has no value)', () => {
+    // Seen on a real Falco 0.40: container.mount.dest[/proc*] has NO value when nothing is mounted,
+    // so `not container.mount.dest[/proc*] in ("<NA>","N/A")` made every plain container "sensitive".
+    const placeholders = new Set(['<NA>', 'N/A', 'none']);
+    const negatedPlaceholder = (n: Node, negated: boolean): string[] => {
+      switch (n.type) {
+        case 'and':
+        case 'or':
+          return n.children.flatMap((c) => negatedPlaceholder(c, negated));
+        case 'not':
+          return negatedPlaceholder(n.child, !negated);
+        case 'macro':
+          return [];
+        case 'check': {
+          const vs = n.operands.flatMap((o) => (o.kind === 'value' ? [o.text] : []));
+          const positiveForm = n.op === '=' || n.op === '==' || n.op === 'in';
+          // `not x in (placeholders)` and `x != placeholder` under a `not` both hold for a missing value.
+          const bad = vs.some((v) => placeholders.has(v)) && ((positiveForm && negated) || (n.op === '!=' && negated));
+          return bad ? [n.field.raw] : [];
+        }
+      }
+    };
+    const problems: string[] = [];
+    for (const it of mainItems) {
+      if (typeof it.condition !== 'string') continue;
+      for (const f of negatedPlaceholder(parseCondition(it.condition), false)) problems.push(`${String(it.rule ?? it.macro)}: ${f}`);
+    }
+    expect(problems).toEqual([]);
+    // The check can fail: the d3b06a5 form is caught, the fixed form is not.
+    expect(negatedPlaceholder(parseCondition('(not container.mount.dest[/proc*] in ("<NA>","N/A"))'), false)).toEqual(['container.mount.dest[/proc*]']);
+    expect(negatedPlaceholder(parseCondition('(container.mount.dest[/proc*] != "N/A" and container.mount.dest[/proc*] != "<NA>")'), false)).toEqual([]);
+  });
+
+  it('the container runtime is recognised by lineage and executable, never by a process name alone', () => {
+    // A binary named `runc` is one `cp` away: the runtime exclusions must also require the parent
+    // (the runtime CLI) and an executable that is not in a container's writable layer.
+    const setup = main.macros.get('companion_runtime_setup');
+    expect(setup).toBeDefined();
+    const refs = collectRefs(setup as Node).fields.map((f) => f.raw);
+    for (const f of ['proc.name', 'proc.pname', 'proc.is_exe_upper_layer', 'proc.exepath', 'proc.is_exe_from_memfd', 'proc.aname[2]']) expect(refs, f).toContain(f);
+    const prctl = collectRefs(parseCondition(String(main.rules.get('Companion signal: process renamed with prctl')?.condition)));
+    expect(prctl.macros).toEqual(expect.arrayContaining(['companion_runtime_stage_rename', 'companion_busybox_applet_rename']));
+    // The tmpfs-exec and /proc/sys signals no longer skip a process because of its name.
+    for (const rule of ['Companion signal: execution from tmpfs', 'Companion signal: /proc/sys write from container']) {
+      const r = collectRefs(parseCondition(String(main.rules.get(rule)?.condition)));
+      expect(r.listItems, rule).not.toContain('companion_container_runtime_binaries');
+      expect(main.lists.get('companion_proc_sys_known_binaries')).not.toContain('runc');
+    }
+  });
+
   it('the override sorts after the main file (Falco loads a rules.d directory in name order)', () => {
     const names = [OVERRIDE_042, MAIN_RULES].map((p) => p.split('/').pop() as string).sort();
     expect(names).toEqual(['falco-companion_rules.yaml', 'falco-companion_rules_0.42-override.yaml']);

@@ -17,8 +17,8 @@ import { Pipeline } from './pipeline/pipeline.js';
 import { Router } from './pipeline/router.js';
 import type { DetectStage, Enricher, Intake, PipelineIntake, Sink } from './pipeline/types.js';
 import { HttpServer } from './server/http.js';
+import { MemoryDeliveryQueue } from './sinks/delivery-queue.js';
 import { FalcosidekickSink } from './sinks/falcosidekick.js';
-import { SpoolSidekickSink } from './sinks/spool-sidekick.js';
 import { FileSink } from './sinks/file.js';
 import { StdoutSink } from './sinks/stdout.js';
 import { FileSource } from './sources/file.js';
@@ -85,21 +85,18 @@ export function buildApp(config: Config, deps: AppDeps): App {
   const stateDb = (): Db => (db ??= openStateDb(config.state_dir));
 
   // Intake: the durable spool (accepted = committed to disk), or the bounded memory queue.
-  const retryAfterSeconds = Math.ceil(config.http.retry_after / 1000);
   const spool =
     config.spool.enabled && !deps.replay
-      ? new Spool({ db: stateDb(), path: config.state_dir === ':memory:' ? ':memory:' : join(config.state_dir, STATE_DB_FILE), config: config.spool, logger, metrics, clock, retryAfterSeconds })
+      ? new Spool({ db: stateDb(), path: config.state_dir === ':memory:' ? ':memory:' : join(config.state_dir, STATE_DB_FILE), config: config.spool, logger, metrics, clock })
       : null;
-  const intake: Intake & PipelineIntake = spool ?? new MemoryIntake(config.queue.max_alerts, metrics, retryAfterSeconds);
+  const intake: Intake & PipelineIntake = spool ?? new MemoryIntake(config.queue.max_alerts, metrics);
 
-  // Sinks
+  // Sinks: sidekick delivers from the spool, or from a bounded memory queue of its own.
   const sinks: Sink[] = [];
-  if (config.sinks.falcosidekick.url) {
-    sinks.push(
-      spool
-        ? new SpoolSidekickSink({ spool, config: config.sinks.falcosidekick, logger, metrics })
-        : new FalcosidekickSink({ config: config.sinks.falcosidekick, logger, metrics }),
-    );
+  const sk = config.sinks.falcosidekick;
+  if (sk.url) {
+    const queue = spool?.delivery ?? new MemoryDeliveryQueue({ id: 'sink/falcosidekick', maxQueue: sk.max_queue, maxElapsedMs: sk.max_elapsed, metrics, logger });
+    sinks.push(new FalcosidekickSink({ queue, config: sk, logger, metrics }));
   }
   if (config.sinks.stdout.enabled) sinks.push(new StdoutSink({ logger, metrics, stream: deps.stdout ?? process.stdout }));
   if (config.sinks.file.path) sinks.push(new FileSink({ config: config.sinks.file, logger, metrics }));

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { Argv } from 'yargs';
 import { errorMessage } from '../errors.js';
 import { STATE_DB_FILE, openStateDb, type Db } from '../store/db.js';
-import { spoolList, spoolPurge, spoolRetry, spoolStats } from '../store/spool.js';
+import { spoolList, spoolPurge, spoolRetry, spoolStats } from '../store/spool-admin.js';
 
 const DEFAULT_STATE_DIR = '/var/lib/falco-companion';
 

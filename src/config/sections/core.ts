@@ -29,7 +29,7 @@ export const httpSection = obj('HTTP input: the Falco http_output receiver (POST
 export const opsSection = obj('Operations endpoints: GET /healthz, /readyz, /metrics, /ping and POST /test. They do not depend on the HTTP input.', {
   enabled: bool('Serve the operations endpoints (off only for a companion that must not open a port).', true),
   listen: str(
-    'HOST:PORT for the operations endpoints (plain HTTP). Empty or equal to http.listen: served on the HTTP input listener (one port for both) when http.enabled, else on http.listen by a listener of their own. Another address: a listener of their own there.',
+    'HOST:PORT for the operations endpoints. Empty or equal to http.listen: served on the HTTP input listener (one port, its TLS) when http.enabled, else on http.listen by a listener of their own. Another address: a listener of their own there. A listener of their own is plain HTTP.',
     null,
     { check: hostPort },
   ),

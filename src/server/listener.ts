@@ -15,7 +15,7 @@ import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { sendJson } from './reply.js';
 
-export type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => Promise<void>;
+type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => Promise<void>;
 
 /** What a listener needs from the `http` section (timeouts; TLS only for the receiver's listener). */
 export type ListenerConfig = Pick<Config['http'], 'header_timeout' | 'request_timeout' | 'keep_alive_timeout'> & { readonly tls?: Config['http']['tls'] };
@@ -36,7 +36,7 @@ export interface ListenerDeps {
 }
 
 /** Split `HOST:PORT` (IPv6 in brackets). */
-export function parseListen(listen: string): { host: string; port: number } {
+function parseListen(listen: string): { host: string; port: number } {
   const i = listen.lastIndexOf(':');
   let host = listen.slice(0, i);
   if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);

@@ -36,7 +36,7 @@ export function sendReply(res: http.ServerResponse, r: Reply): void {
 }
 
 /** Retry-After seconds announced with a 503: `http.retry_after` rounded up, at least 1. */
-export function retryAfterSeconds(retryAfterMs: number): number {
+function retryAfterSeconds(retryAfterMs: number): number {
   return Math.max(1, Math.ceil(retryAfterMs / 1000));
 }
 

@@ -10,9 +10,9 @@
 import type Database from 'better-sqlite3';
 import { migrate, type Db } from './db.js';
 
-export const SPOOL_NAMESPACE = 'spool';
+const SPOOL_NAMESPACE = 'spool';
 /** Versioned migrations of the `spool` namespace. Never edit a released step: append. */
-export const SPOOL_MIGRATIONS: readonly string[] = [
+const SPOOL_MIGRATIONS: readonly string[] = [
   `CREATE TABLE spool_alerts (
      id TEXT PRIMARY KEY,
      state INTEGER NOT NULL,            -- 0 received, 1 ready for delivery

@@ -151,7 +151,7 @@ export interface SidekickClientDeps {
  * One sink's connection to sidekick: parses the URL (E_CONFIG when empty), owns the keep-alive
  * pool, the stop-deadline abort signal, the component logger, the retry/delivery metrics and the
  * consecutive-failure bookkeeping that health() reports. The sink decides what to do with each
- * {@link SendResult} (requeue, give up, reschedule in the spool, dead-letter).
+ * {@link SendResult} (ack, retry later, dead-letter) through its delivery queue.
  */
 export class SidekickClient {
   readonly cfg: SidekickConfig;

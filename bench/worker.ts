@@ -71,6 +71,8 @@ function companionConfig(overrides: Record<string, unknown>): Config {
     env: {},
     overrides: {
       'http.enabled': false,
+      // No listener of its own for /metrics in the gRPC and file runs (the HTTP run shares the input's).
+      'ops.enabled': false,
       'enrich.enabled': false,
       'detect.enabled': false,
       'spool.enabled': false,
@@ -112,7 +114,7 @@ function serveControl(counted: () => number, onStop: () => Promise<void>): void 
 async function serverCompanion(m: Msg): Promise<void> {
   let forwarded = 0;
   const spool = bool(m, 'spool');
-  const config = companionConfig({ 'http.enabled': true, 'http.listen': '127.0.0.1:0', 'spool.enabled': spool, state_dir: str(m, 'stateDir') });
+  const config = companionConfig({ 'http.enabled': true, 'http.listen': '127.0.0.1:0', 'ops.enabled': true, 'spool.enabled': spool, state_dir: str(m, 'stateDir') });
   const metrics = new Metrics();
   const app: App = buildApp(config, { logger: daemonLogger(), metrics, clock: systemClock, onForwarded: () => forwarded++ });
   await app.start();

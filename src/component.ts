@@ -35,7 +35,7 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-/** Exponential backoff with full jitter: random in [base*2^attempt/2, base*2^attempt], capped. */
+/** Exponential backoff with equal jitter: random in [exp/2, exp] where exp = min(max, base*2^attempt). */
 export function backoffMs(attempt: number, baseMs: number, maxMs: number, random: () => number = Math.random): number {
   const exp = Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 30));
   return Math.round(exp / 2 + random() * (exp / 2));

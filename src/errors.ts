@@ -20,13 +20,14 @@ export class ConfigError extends CompanionError {
   }
 }
 
-/** A queue or buffer is full: the caller should push back (HTTP 503 + Retry-After). */
+/**
+ * A queue or buffer cannot take the alert now: the caller should push back (the HTTP edge answers
+ * 503 with its configured Retry-After; polling sources wait for `whenNotFull`).
+ */
 export class QueueFullError extends CompanionError {
-  readonly retryAfterSeconds: number;
-  constructor(what: string, retryAfterSeconds = 1) {
+  constructor(what: string) {
     super('E_QUEUE_FULL', `${what} is full`);
     this.name = 'QueueFullError';
-    this.retryAfterSeconds = retryAfterSeconds;
   }
 }
 
@@ -35,20 +36,6 @@ export class StoppedError extends CompanionError {
   constructor(what: string) {
     super('E_STOPPED', `${what} is stopped`);
     this.name = 'StoppedError';
-  }
-}
-
-/** Delivery failure sorted into permanent (never retried) or retryable. */
-export class DeliveryError extends CompanionError {
-  readonly retryable: boolean;
-  readonly status: number | null;
-  readonly retryAfterMs: number | null;
-  constructor(message: string, opts: { retryable: boolean; status?: number | null; retryAfterMs?: number | null; cause?: unknown }) {
-    super(opts.retryable ? 'E_DELIVERY_RETRYABLE' : 'E_DELIVERY_PERMANENT', message, { cause: opts.cause });
-    this.name = 'DeliveryError';
-    this.retryable = opts.retryable;
-    this.status = opts.status ?? null;
-    this.retryAfterMs = opts.retryAfterMs ?? null;
   }
 }
 

@@ -32,7 +32,3 @@ export function createLogger(opts: LoggerOptions): Logger {
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });
 }
-
-export function componentLogger(root: Logger, component: string): Logger {
-  return root.child({ component });
-}

@@ -17,8 +17,9 @@ import { Pipeline } from './pipeline/pipeline.js';
 import { Router } from './pipeline/router.js';
 import type { DetectStage, Enricher, Intake, PipelineIntake, Sink } from './pipeline/types.js';
 import { HttpServer } from './server/http.js';
+import { OpsServer, testAlertRoute } from './server/ops.js';
+import { MemoryDeliveryQueue } from './sinks/delivery-queue.js';
 import { FalcosidekickSink } from './sinks/falcosidekick.js';
-import { SpoolSidekickSink } from './sinks/spool-sidekick.js';
 import { FileSink } from './sinks/file.js';
 import { StdoutSink } from './sinks/stdout.js';
 import { FileSource } from './sources/file.js';
@@ -46,8 +47,10 @@ export interface App {
   start(): Promise<void>;
   /** Graceful: stop intake, drain and flush within the deadline (absolute ms). Idempotent. */
   stop(deadlineMs: number): Promise<void>;
-  /** Bound HTTP address once started (null when HTTP is off). */
+  /** Bound HTTP input address once started (null when the HTTP input is off). */
   httpAddress(): { host: string; port: number } | null;
+  /** Where the operations endpoints answer once started (the HTTP input's address when shared; null when off). */
+  opsAddress(): { host: string; port: number } | null;
   /** Resolves when a finite input (replay, stdin) has been read completely. */
   inputDone(): Promise<unknown> | null;
   /** SIGHUP: reload rules, reopen files. */
@@ -71,7 +74,7 @@ export function testAlert(clock: Clock, hostname: string): Alert {
     output: `${time.slice(11, 19)}.000000000: Debug This is a test from falco-companion`,
     tags: ['falco_companion', 'test'],
     outputFields: { 'evt.time': Number(ns) <= Number.MAX_SAFE_INTEGER ? Number(ns) : String(ns), 'proc.name': 'falco-companion', 'container.id': 'host' },
-    origin: { kind: 'test', component: 'source/http' },
+    origin: { kind: 'test', component: 'server/ops' },
   });
 }
 
@@ -85,21 +88,18 @@ export function buildApp(config: Config, deps: AppDeps): App {
   const stateDb = (): Db => (db ??= openStateDb(config.state_dir));
 
   // Intake: the durable spool (accepted = committed to disk), or the bounded memory queue.
-  const retryAfterSeconds = Math.ceil(config.http.retry_after / 1000);
   const spool =
     config.spool.enabled && !deps.replay
-      ? new Spool({ db: stateDb(), path: config.state_dir === ':memory:' ? ':memory:' : join(config.state_dir, STATE_DB_FILE), config: config.spool, logger, metrics, clock, retryAfterSeconds })
+      ? new Spool({ db: stateDb(), path: config.state_dir === ':memory:' ? ':memory:' : join(config.state_dir, STATE_DB_FILE), config: config.spool, logger, metrics, clock })
       : null;
-  const intake: Intake & PipelineIntake = spool ?? new MemoryIntake(config.queue.max_alerts, metrics, retryAfterSeconds);
+  const intake: Intake & PipelineIntake = spool ?? new MemoryIntake(config.queue.max_alerts, metrics);
 
-  // Sinks
+  // Sinks: sidekick delivers from the spool, or from a bounded memory queue of its own.
   const sinks: Sink[] = [];
-  if (config.sinks.falcosidekick.url) {
-    sinks.push(
-      spool
-        ? new SpoolSidekickSink({ spool, config: config.sinks.falcosidekick, logger, metrics })
-        : new FalcosidekickSink({ config: config.sinks.falcosidekick, logger, metrics }),
-    );
+  const sk = config.sinks.falcosidekick;
+  if (sk.url) {
+    const queue = spool?.delivery ?? new MemoryDeliveryQueue({ id: 'sink/falcosidekick', maxQueue: sk.max_queue, maxElapsedMs: sk.max_elapsed, metrics, logger });
+    sinks.push(new FalcosidekickSink({ queue, config: sk, logger, metrics }));
   }
   if (config.sinks.stdout.enabled) sinks.push(new StdoutSink({ logger, metrics, stream: deps.stdout ?? process.stdout }));
   if (config.sinks.file.path) sinks.push(new FileSink({ config: config.sinks.file, logger, metrics }));
@@ -128,7 +128,8 @@ export function buildApp(config: Config, deps: AppDeps): App {
   let fileSource: FileSource | null = null;
   const hostname = process.env['FALCO_HOSTNAME'] ?? process.env['HOSTNAME'] ?? 'falco-companion';
   let http: HttpServer | null = null;
-  const all = (): Component[] => [...sources, pipeline, ...enrichment.components, ...(detection?.components ?? []), ...sinks, ...(spool ? [spool] : [])];
+  let ops: OpsServer | null = null;
+  const all = (): Component[] => [...sources, pipeline, ...enrichment.components, ...(detection?.components ?? []), ...sinks, ...(spool ? [spool] : []), ...(ops ? [ops] : [])];
   const health = (): { ready: boolean; components: Record<string, ComponentHealth> } => {
     const components: Record<string, ComponentHealth> = {};
     for (const c of all()) components[c.id] = c.health();
@@ -139,8 +140,16 @@ export function buildApp(config: Config, deps: AppDeps): App {
     const spoolReady = spool ? spool.health().ready : true;
     return { ready: sourcesReady && sinkReady && spoolReady && !stopping, components };
   };
-  if (config.http.enabled && !deps.replay) {
-    http = new HttpServer({ config: config.http, intake, logger, metrics, readiness: health, testAlert: () => testAlert(clock, hostname) });
+  // Operations endpoints: on the HTTP input's listener when it is on and ops.listen is empty or
+  // the same address; else on a listener of their own (so a gRPC-only companion keeps /metrics).
+  const httpOn = config.http.enabled && !deps.replay;
+  const opsShared = httpOn && (config.ops.listen === null || config.ops.listen === config.http.listen);
+  if (config.ops.enabled && !deps.replay) {
+    ops = new OpsServer({ listen: opsShared ? null : (config.ops.listen ?? config.http.listen), config: config.http, logger, metrics, readiness: health });
+    ops.route(testAlertRoute({ intake, alert: () => testAlert(clock, hostname), retryAfterMs: config.http.retry_after, logger, metrics }));
+  }
+  if (httpOn) {
+    http = new HttpServer({ config: config.http, intake, logger, metrics, ops: opsShared ? ops : null });
     sources.push(http);
   }
   if (config.grpc.enabled && !deps.replay) {
@@ -180,6 +189,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
       for (const c of enrichment.components) await c.start();
       for (const c of detection?.components ?? []) await c.start();
       await pipeline.start();
+      await ops?.start();
       for (const s of sources) await s.start();
       logger.info(
         {
@@ -222,6 +232,13 @@ export function buildApp(config: Config, deps: AppDeps): App {
             logger.warn({ component: spool.id, error: errorMessage(err) }, 'stop failed');
           }
         }
+        // 6. the operations endpoints last, when they have a listener of their own (/readyz says
+        //    "stopping" and /metrics answers during the drain)
+        try {
+          await ops?.stop(deadlineMs);
+        } catch (err) {
+          logger.warn({ component: ops?.id, error: errorMessage(err) }, 'stop failed');
+        }
         if (db) {
           try {
             db.close();
@@ -235,6 +252,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
       return stopped;
     },
     httpAddress: () => http?.address() ?? null,
+    opsAddress: () => (ops === null ? null : (ops.address() ?? http?.address() ?? null)),
     inputDone: () => fileSource?.done() ?? null,
     reload() {
       detection?.reload();

@@ -2,18 +2,21 @@
  * `falco-companion spool stats | list [--dead] | retry [--dead] | purge [--dead]`: inspect and
  * repair the durable spool in the state directory. Works offline or next to the running daemon
  * (WAL + busy_timeout, one short transaction per command; the daemon re-counts within ~10 s).
+ * The state directory comes from the same places as for `run`: --state-dir, then
+ * FALCO_COMPANION_STATE_DIR, then `state_dir` in --config, then the default.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Argv } from 'yargs';
-import { errorMessage } from '../errors.js';
+import { configSchema, type Config } from '../config/schema.js';
+import { loadConfig } from '../config/validate.js';
+import { ConfigError, errorMessage } from '../errors.js';
 import { STATE_DB_FILE, openStateDb, type Db } from '../store/db.js';
-import { spoolList, spoolPurge, spoolRetry, spoolStats } from '../store/spool.js';
-
-const DEFAULT_STATE_DIR = '/var/lib/falco-companion';
+import { spoolList, spoolPurge, spoolRetry, spoolStats } from '../store/spool-admin.js';
 
 interface SpoolFlags {
   action: string;
+  config?: string;
   'state-dir'?: string;
   dead?: boolean;
   limit?: number;
@@ -31,9 +34,20 @@ function die(msg: string, code = 1): never {
   process.exit(code);
 }
 
+/** state_dir as `run` resolves it (flag, environment, config file, default). */
+function stateDirOf(f: SpoolFlags): string {
+  try {
+    const overrides = f['state-dir'] !== undefined ? { state_dir: f['state-dir'] } : {};
+    return loadConfig<Config>(configSchema, { file: f.config ?? null, overrides }).state_dir;
+  } catch (err) {
+    if (err instanceof ConfigError) die(`invalid configuration:\n${err.problems.map((p) => `  ${p}`).join('\n')}`, 2);
+    die(errorMessage(err));
+  }
+}
+
 function openDb(stateDir: string): Db {
   const file = join(stateDir, STATE_DB_FILE);
-  if (!existsSync(file)) die(`no state database at ${file} (set --state-dir or FALCO_COMPANION_STATE_DIR)`);
+  if (!existsSync(file)) die(`no state database at ${file} (set --state-dir, FALCO_COMPANION_STATE_DIR or state_dir in --config)`);
   try {
     return openStateDb(stateDir);
   } catch (err) {
@@ -42,7 +56,7 @@ function openDb(stateDir: string): Db {
 }
 
 export function runSpoolCommand(f: SpoolFlags): void {
-  const stateDir = f['state-dir'] ?? process.env['FALCO_COMPANION_STATE_DIR'] ?? DEFAULT_STATE_DIR;
+  const stateDir = stateDirOf(f);
   const db = openDb(stateDir);
   try {
     const dead = f.dead === true;
@@ -103,7 +117,8 @@ export const spoolCommand = {
     c
       .positional('action', { type: 'string', choices: ['stats', 'list', 'retry', 'purge'], demandOption: true })
       .options({
-        'state-dir': { type: 'string', describe: `State directory (default $FALCO_COMPANION_STATE_DIR or ${DEFAULT_STATE_DIR})` },
+        config: { type: 'string', describe: 'YAML config file: its state_dir is used (like run)' },
+        'state-dir': { type: 'string', describe: 'State directory (overrides $FALCO_COMPANION_STATE_DIR and state_dir in --config; default /var/lib/falco-companion)' },
         dead: { type: 'boolean', default: false, describe: 'Work on the dead letters (permanent delivery failures)' },
         limit: { type: 'number', default: 100, describe: 'list: rows shown' },
         payload: { type: 'boolean', default: false, describe: 'list: also print each payload' },

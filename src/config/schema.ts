@@ -3,7 +3,7 @@
  * (FALCO_COMPANION_<SECTION>_<KEY>) and docs. Sections live in ./sections/.
  */
 import { obj, str, type Infer } from './dsl.js';
-import { grpcSection, httpSection, inputSection, logSection, queueSection, routeSection, shutdownSection, sinksSection } from './sections/core.js';
+import { grpcSection, httpSection, inputSection, logSection, opsSection, queueSection, routeSection, shutdownSection, sinksSection } from './sections/core.js';
 import { enrichSection } from './sections/enrich.js';
 import { detectSection } from './sections/detect.js';
 import { spoolSection } from './sections/spool.js';
@@ -12,6 +12,7 @@ export const configSchema = obj('falco-companion configuration', {
   state_dir: str('Directory for the state database (spool, baselines, image history).', '/var/lib/falco-companion'),
   log: logSection,
   http: httpSection,
+  ops: opsSection,
   grpc: grpcSection,
   input: inputSection,
   queue: queueSection,

@@ -19,7 +19,6 @@ export class MemoryIntake implements Intake, PipelineIntake {
   constructor(
     private readonly capacity: number,
     private readonly metrics: Metrics,
-    private readonly retryAfterSeconds = 1,
   ) {
     this.buf = new Array<Alert | undefined>(capacity);
   }
@@ -41,7 +40,7 @@ export class MemoryIntake implements Intake, PipelineIntake {
     if (this.closed) return Promise.reject(new StoppedError('intake'));
     if (this.size >= this.capacity) {
       this.metrics.discarded.inc({ component: this.id, reason: 'queue_full' });
-      return Promise.reject(new QueueFullError('intake queue', this.retryAfterSeconds));
+      return Promise.reject(new QueueFullError('intake queue'));
     }
     this.buf[(this.head + this.size) % this.capacity] = this.ids.ensure(alert);
     this.size++;

@@ -53,7 +53,7 @@ export class Pipeline implements Component {
     this.running ??= this.loop();
   }
 
-  /** Drains the intake (already closed by the caller) within the deadline. */
+  /** Closes the intake, then drains what it still holds into the sinks within the deadline. */
   async stop(deadlineMs: number): Promise<void> {
     this.d.intake.close();
     if (!this.running) return;

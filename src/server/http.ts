@@ -1,211 +1,90 @@
 /**
- * The one HTTP(S) server of the companion (component `source/http`):
- *
- * - any POST that is not an operations endpoint is the Falco `http_output` receiver (as in
- *   Falcosidekick, users point `http_output.url` at `/`, `/falco`, ...);
- * - `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /ping`, `POST /test`.
+ * The Falco `http_output` receiver (component `source/http`): any POST that is not an operations
+ * endpoint is a Falco alert (as in Falcosidekick, users point `http_output.url` at `/`, `/falco`,
+ * ...). When the operations endpoints share this port (the default), its listener serves them
+ * first (src/server/ops.ts).
  *
  * The receiver acknowledges as soon as the intake has *kept* the alert (never waits for
  * enrichment or delivery: Falco's outputs run serially on one thread), answers 503 + Retry-After
  * when the intake is full, 413 for oversized bodies, and 400 with a precise JSON reason otherwise.
+ * The body → Alert step is src/sources/http.ts.
  */
-import { readFileSync } from 'node:fs';
-import http from 'node:http';
-import https from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
+import type http from 'node:http';
 import type { Counter, Histogram } from 'prom-client';
 import type { Alert } from '../alert.js';
 import type { Component, ComponentHealth } from '../component.js';
 import type { Config } from '../config/schema.js';
-import { CompanionError, QueueFullError, StoppedError, errorCode, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Intake } from '../pipeline/types.js';
 import { decodeFalcoBody, type Rejection } from '../sources/http.js';
-
-export interface Readiness {
-  readonly ready: boolean;
-  readonly components: Record<string, { readonly ready: boolean; readonly detail?: string }>;
-}
+import { HttpListener, rejectionLogLimiter, type LogLimiter } from './listener.js';
+import type { OpsDispatch } from './ops.js';
+import { refusalReply, sendJson, sendReply } from './reply.js';
 
 export interface HttpServerDeps {
   readonly config: Config['http'];
   readonly intake: Intake;
   readonly logger: Logger;
   readonly metrics: Metrics;
-  readonly readiness: () => Readiness;
-  readonly testAlert: () => Alert;
+  /** The operations endpoints served on this port too (ops.listen empty or equal to http.listen); null: none. */
+  readonly ops?: OpsDispatch | null;
   /** Rejection log lines allowed per second (the rest are counted, then summarised). Default 10. */
   readonly maxLogLinesPerSecond?: number;
 }
 
-const OPS_GET = new Set(['/healthz', '/readyz', '/metrics', '/ping']);
-
-/** Split `HOST:PORT` (IPv6 in brackets). */
-export function parseListen(listen: string): { host: string; port: number } {
-  const i = listen.lastIndexOf(':');
-  let host = listen.slice(0, i);
-  if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
-  return { host, port: Number(listen.slice(i + 1)) };
-}
-
-/** At most `perSecond` lines per one-second window; the rest are counted and summarised. */
-class LogLimiter {
-  private windowStart = 0;
-  private used = 0;
-  private suppressed = 0;
-  constructor(
-    private readonly perSecond: number,
-    private readonly logger: Logger,
-    private readonly onSuppressed: () => void,
-  ) {}
-
-  /** True when the caller may log now. */
-  allow(now = Date.now()): boolean {
-    if (now - this.windowStart >= 1000) {
-      if (this.suppressed > 0) {
-        this.logger.warn({ suppressed: this.suppressed }, 'rejection log lines suppressed by the rate limit');
-      }
-      this.windowStart = now;
-      this.used = 0;
-      this.suppressed = 0;
-    }
-    if (this.used < this.perSecond) {
-      this.used++;
-      return true;
-    }
-    this.suppressed++;
-    this.onSuppressed();
-    return false;
-  }
-}
-
 export class HttpServer implements Component {
   readonly id = 'source/http';
-  private server: http.Server | https.Server | null = null;
-  private stopping = false;
+  private readonly listener: HttpListener;
   private stopPromise: Promise<void> | null = null;
-  private inFlight = 0;
   private readonly log: Logger;
   private readonly limiter: LogLimiter;
   private readonly ack: Histogram<'status'>;
   private readonly warnings: Counter<'component' | 'code'>;
-  private readonly sockets = new Set<Socket>();
+  private readonly ops: OpsDispatch | null;
 
   constructor(private readonly d: HttpServerDeps) {
     this.log = d.logger.child({ component: this.id });
-    const suppressed = d.metrics.counter('log_suppressed_total', 'Log lines dropped by rate limits', ['component']);
-    this.limiter = new LogLimiter(d.maxLogLinesPerSecond ?? 10, this.log, () => suppressed.inc({ component: this.id }));
+    this.limiter = rejectionLogLimiter(this.id, this.log, d.metrics, d.maxLogLinesPerSecond);
     this.ack = d.metrics.histogram('http_ack_seconds', 'Time from request start to the answer of the Falco receiver', ['status']);
     this.warnings = d.metrics.counter('http_warnings_total', 'Accepted alerts that show a misconfigured sender, by code', ['component', 'code']);
+    this.ops = d.ops ?? null;
+    this.listener = new HttpListener({
+      id: this.id,
+      logger: this.log,
+      metrics: d.metrics,
+      listen: d.config.listen,
+      what: 'http',
+      config: d.config,
+      limiter: this.limiter,
+      handler: (req, res) => this.handle(req, res),
+      logFields: { ops: this.ops !== null },
+    });
   }
 
   async start(): Promise<void> {
-    if (this.server) return;
-    const c = this.d.config;
-    const opts: http.ServerOptions = {
-      headersTimeout: c.header_timeout,
-      requestTimeout: c.request_timeout,
-      keepAliveTimeout: c.keep_alive_timeout,
-      // Node checks header/request timeouts on this interval (default 30 s): keep it tight.
-      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(Math.min(c.header_timeout, c.request_timeout) / 4))),
-    };
-    const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
-      this.handle(req, res).catch((err: unknown) => {
-        this.d.metrics.errors.inc({ component: this.id, code: errorCode(err) });
-        this.log.error({ error: err }, 'request handler failed');
-        if (!res.headersSent) this.json(res, 500, { error: 'internal', reason: errorMessage(err) });
-        else res.destroy();
-      });
-    };
-    let server: http.Server | https.Server;
-    if (c.tls.cert || c.tls.key || c.tls.client_ca) {
-      if (!c.tls.cert || !c.tls.key) throw new CompanionError('E_TLS', 'http.tls needs both cert and key');
-      let tls: https.ServerOptions;
-      try {
-        tls = {
-          cert: readFileSync(c.tls.cert),
-          key: readFileSync(c.tls.key),
-          ...(c.tls.client_ca ? { ca: readFileSync(c.tls.client_ca), requestCert: true, rejectUnauthorized: true } : {}),
-        };
-      } catch (err) {
-        throw new CompanionError('E_TLS', `http.tls: cannot read certificate files: ${errorMessage(err)}`, { cause: err });
-      }
-      server = https.createServer({ ...opts, ...tls }, handler);
-      server.on('tlsClientError', (err: Error) => {
-        this.d.metrics.errors.inc({ component: this.id, code: 'tls_handshake' });
-        if (this.limiter.allow()) this.log.warn({ error: err.message }, 'TLS handshake failed');
-      });
-    } else {
-      server = http.createServer(opts, handler);
-    }
-    server.on('connection', (s: Socket) => {
-      this.sockets.add(s);
-      s.once('close', () => this.sockets.delete(s));
-    });
-    server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-      const code = err.code ?? 'client_error';
-      this.d.metrics.errors.inc({ component: this.id, code: code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'timeout' : 'bad_request' });
-      if (this.limiter.allow()) this.log.warn({ error: err.message, status: code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400 }, 'bad HTTP request');
-      if (socket.writable && !socket.destroyed) {
-        const status = code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
-        socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-      } else {
-        socket.destroy();
-      }
-    });
-    const { host, port } = parseListen(c.listen);
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: Error): void => reject(new CompanionError('E_LISTEN', `http: cannot listen on ${c.listen}: ${err.message}`, { cause: err }));
-      server.once('error', onError);
-      server.listen(port, host, () => {
-        server.off('error', onError);
-        resolve();
-      });
-    });
-    server.on('error', (err) => this.log.error({ error: err }, 'server error'));
-    this.server = server;
-    const a = this.address();
-    this.log.info({ host: a.host, port: a.port, tls: server instanceof https.Server, mtls: Boolean(c.tls.client_ca) }, 'listening');
+    await this.listener.start();
   }
 
   /** The bound address (after start). */
   address(): { host: string; port: number } {
-    const a = this.server?.address() as AddressInfo | null | undefined;
-    if (!a || typeof a !== 'object') throw new CompanionError('E_NOT_STARTED', 'http server is not listening');
-    return { host: a.address, port: a.port };
+    return this.listener.address();
   }
 
   health(): ComponentHealth {
-    if (this.stopping) return { ready: false, detail: 'stopping' };
-    if (!this.server) return { ready: false, detail: 'not started' };
+    if (this.listener.isStopping) return { ready: false, detail: 'stopping' };
+    if (!this.listener.listening) return { ready: false, detail: 'not started' };
     const a = this.address();
     return { ready: true, detail: `listening on ${a.host}:${a.port}` };
   }
 
   stop(deadlineMs: number): Promise<void> {
-    this.stopPromise ??= this.doStop(deadlineMs);
+    this.stopPromise ??= (async () => {
+      const was = this.listener.listening;
+      await this.listener.stop(deadlineMs);
+      if (was) this.log.info('stopped');
+    })();
     return this.stopPromise;
-  }
-
-  private async doStop(deadlineMs: number): Promise<void> {
-    this.stopping = true;
-    const server = this.server;
-    if (!server) return;
-    const closed = new Promise<void>((r) => server.close(() => r()));
-    server.closeIdleConnections();
-    // In-flight requests finish; keep-alive connections are closed as soon as they turn idle.
-    while (Date.now() < deadlineMs && (this.inFlight > 0 || this.sockets.size > 0)) {
-      server.closeIdleConnections();
-      await new Promise((r) => setTimeout(r, Math.max(1, Math.min(25, deadlineMs - Date.now()))));
-    }
-    if (this.inFlight > 0 || this.sockets.size > 0) {
-      this.log.warn({ in_flight: this.inFlight, connections: this.sockets.size }, 'shutdown deadline reached: closing connections');
-    }
-    server.closeAllConnections();
-    for (const s of this.sockets) s.destroy();
-    await closed;
-    this.log.info('stopped');
   }
 
   // -------------------------------------------------------------------------------------------
@@ -214,81 +93,19 @@ export class HttpServer implements Component {
     const started = process.hrtime.bigint();
     const method = req.method ?? 'GET';
     const path = (req.url ?? '/').split('?')[0] ?? '/';
-    if (this.stopping) {
-      res.setHeader('Connection', 'close');
-      this.json(res, 503, { error: 'stopping', reason: 'the companion is shutting down' });
-      req.resume();
-      return;
-    }
-    if (OPS_GET.has(path)) {
-      if (method !== 'GET' && method !== 'HEAD') {
-        res.setHeader('Allow', 'GET, HEAD');
-        this.json(res, 405, { error: 'method_not_allowed', reason: `${path} answers GET only` });
-        req.resume();
-        return;
-      }
-      req.resume();
-      return this.ops(path, res);
-    }
+    const ops = this.ops?.dispatch(req, res, path);
+    if (ops) return ops;
     if (method !== 'POST') {
-      if (path === '/test') {
-        res.setHeader('Allow', 'POST');
-        this.json(res, 405, { error: 'method_not_allowed', reason: '/test answers POST only' });
-      } else if (method === 'GET' || method === 'HEAD') {
-        this.json(res, 404, { error: 'not_found', reason: `no GET endpoint ${path}; POST Falco alerts to any path`, endpoints: ['/healthz', '/readyz', '/metrics', '/ping', 'POST /test'] });
+      if (method === 'GET' || method === 'HEAD') {
+        sendJson(res, 404, { error: 'not_found', reason: `no GET endpoint ${path}; POST Falco alerts to any path`, endpoints: this.ops?.endpoints() ?? [] });
       } else {
-        res.setHeader('Allow', 'POST');
-        this.json(res, 405, { error: 'method_not_allowed', reason: `${method} is not supported; Falco http_output uses POST` });
+        sendJson(res, 405, { error: 'method_not_allowed', reason: `${method} is not supported; Falco http_output uses POST` }, { Allow: 'POST' });
       }
       req.resume();
       return;
     }
-    if (path === '/test') {
-      req.resume();
-      return this.submitTest(res);
-    }
-    this.inFlight++;
-    try {
-      const status = await this.receive(req, res);
-      this.ack.observe({ status: String(status) }, Number(process.hrtime.bigint() - started) / 1e9);
-    } finally {
-      this.inFlight--;
-    }
-  }
-
-  private async ops(path: string, res: http.ServerResponse): Promise<void> {
-    switch (path) {
-      case '/healthz':
-        return this.json(res, 200, { status: 'ok' });
-      case '/ping':
-        res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8' });
-        res.end('pong');
-        return;
-      case '/readyz': {
-        const r = this.d.readiness();
-        return this.json(res, r.ready ? 200 : 503, r);
-      }
-      case '/metrics': {
-        const text = await this.d.metrics.text();
-        res.writeHead(200, { 'Content-Type': this.d.metrics.contentType });
-        res.end(text);
-        return;
-      }
-    }
-  }
-
-  private async submitTest(res: http.ServerResponse): Promise<void> {
-    let alert: Alert;
-    try {
-      alert = this.d.testAlert();
-      await this.d.intake.submit(alert);
-    } catch (err) {
-      this.refused(res, err, 'test');
-      return;
-    }
-    this.d.metrics.received.inc({ component: this.id });
-    this.log.info({ rule: alert.rule, priority: alert.priority }, 'test alert submitted');
-    this.json(res, 200, { status: 'submitted', rule: alert.rule, priority: alert.priority, time: alert.time });
+    const status = await this.receive(req, res);
+    this.ack.observe({ status: String(status) }, Number(process.hrtime.bigint() - started) / 1e9);
   }
 
   /** The Falco receiver. Returns the status answered. */
@@ -327,7 +144,7 @@ export class HttpServer implements Component {
     if (body === null) {
       // Client went away mid-body (or the request timeout fired): nothing to answer.
       this.d.metrics.errors.inc({ component: this.id, code: 'aborted' });
-      if (!res.headersSent && !res.destroyed) this.json(res, 400, { error: 'aborted', reason: 'request body was not completed' });
+      if (!res.headersSent && !res.destroyed) sendJson(res, 400, { error: 'aborted', reason: 'request body was not completed' });
       return 400;
     }
 
@@ -337,13 +154,13 @@ export class HttpServer implements Component {
     try {
       await this.d.intake.submit(r.alert);
     } catch (err) {
-      return this.refused(res, err, 'receiver', r.alert);
+      return this.refused(res, err, r.alert);
     }
     this.d.metrics.received.inc({ component: this.id });
     if (r.warning) {
       this.warnings.inc({ component: this.id, code: 'no_output_fields' });
       if (this.limiter.allow()) this.log.warn({ rule: r.alert.rule, hint: r.warning }, 'alert accepted without output_fields');
-      this.json(res, 200, { status: 'accepted', warning: r.warning });
+      sendJson(res, 200, { status: 'accepted', warning: r.warning });
     } else {
       res.writeHead(200, { 'Content-Length': '0' });
       res.end();
@@ -355,8 +172,7 @@ export class HttpServer implements Component {
     this.d.metrics.errors.inc({ component: this.id, code: 'too_large' });
     if (this.limiter.allow()) this.log.warn({ status: 413, reason }, 'request rejected');
     // Stop reading: answer, then close the connection instead of draining the rest.
-    res.setHeader('Connection', 'close');
-    this.json(res, 413, { error: 'too_large', reason, hint: 'raise http.max_body_bytes if your alerts are really this large' });
+    sendJson(res, 413, { error: 'too_large', reason, hint: 'raise http.max_body_bytes if your alerts are really this large' }, { Connection: 'close' });
     res.once('finish', () => setTimeout(() => req.socket.destroy(), 50).unref());
     return 413;
   }
@@ -364,36 +180,13 @@ export class HttpServer implements Component {
   private rejectWith(res: http.ServerResponse, status: number, rej: Rejection): number {
     this.d.metrics.errors.inc({ component: this.id, code: rej.error });
     if (this.limiter.allow()) this.log.warn({ status, code: rej.error, reason: rej.reason, ...(rej.hint ? { hint: rej.hint } : {}) }, 'alert rejected');
-    this.json(res, status, rej);
+    sendJson(res, status, rej);
     return status;
   }
 
-  private refused(res: http.ServerResponse, err: unknown, what: string, alert?: Alert): number {
-    if (err instanceof QueueFullError) {
-      const secs = Math.max(1, Math.ceil(this.d.config.retry_after / 1000));
-      this.d.metrics.discarded.inc({ component: this.id, reason: 'queue_full' });
-      if (this.limiter.allow()) this.log.warn({ status: 503, rule: alert?.rule, what }, 'intake full: alert refused');
-      res.setHeader('Retry-After', String(secs));
-      this.json(res, 503, { error: 'queue_full', reason: err.message, hint: `retry after ${secs}s` });
-      return 503;
-    }
-    if (err instanceof StoppedError) {
-      this.d.metrics.discarded.inc({ component: this.id, reason: 'stopped' });
-      res.setHeader('Connection', 'close');
-      this.json(res, 503, { error: 'stopping', reason: err.message });
-      return 503;
-    }
-    const code = errorCode(err);
-    this.d.metrics.errors.inc({ component: this.id, code });
-    this.log.error({ error: err, what }, 'intake failed');
-    this.json(res, 500, { error: 'internal', reason: errorMessage(err) });
-    return 500;
-  }
-
-  private json(res: http.ServerResponse, status: number, body: unknown): void {
-    if (res.headersSent) return;
-    const text = JSON.stringify(body);
-    res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
-    res.end(text);
+  private refused(res: http.ServerResponse, err: unknown, alert: Alert): number {
+    const reply = refusalReply(err, { component: this.id, retryAfterMs: this.d.config.retry_after, metrics: this.d.metrics, log: this.log, limiter: this.limiter, what: 'receiver', rule: alert.rule });
+    sendReply(res, reply);
+    return reply.status;
   }
 }

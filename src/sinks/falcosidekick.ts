@@ -1,37 +1,37 @@
 /**
- * Falcosidekick sink (`sink/falcosidekick`): one alert per POST, keep-alive pool, bounded queue
- * with back-pressure, bounded concurrency, per-attempt timeout, retry with exponential backoff +
- * jitter on retryable failures (408, 429, 5xx, connection errors, timeouts) honouring
- * Retry-After, permanent failures (400, 401, 403, 404, 413, 422, other 4xx) never retried.
+ * Falcosidekick sink (`sink/falcosidekick`): one alert per POST, delivered from a
+ * {@link DeliveryQueue}: the durable spool (`spool.enabled`, the default) or the bounded memory
+ * queue. The sink depends only on the queue's contract (delivery-queue.ts).
  *
- * The "send one alert and classify the answer" step ({@link sendToSidekick}) and the connection
- * plumbing ({@link SidekickClient}) live in sidekick-common.ts, shared with the durable spool
- * sink; they are re-exported here for existing importers.
+ * `write()` hands the final (enriched) body to the queue (`markReady`; a full memory queue makes
+ * it wait: back-pressure). A delivery loop sends due rows with bounded concurrency over a
+ * keep-alive pool and settles each: `ack` after a 2xx; `retryLater` on a retryable failure (408,
+ * 429, 5xx, connection errors, timeouts; Retry-After honoured, otherwise exponential backoff with
+ * jitter); `deadLetter` on a permanent one (400, 401, 403, 404, 413, 422, other 4xx): the spool
+ * keeps it for `falco-companion spool list --dead`, the memory queue drops it (counted).
+ *
+ * While sidekick fails, the loop sends one probe at a time (circuit half-open) instead of
+ * hammering it with the whole backlog; the first success reopens full concurrency.
+ *
+ * Stop: a durable queue keeps what is left for the next start, so the loop ends once nothing is
+ * due or at once while sidekick fails; a memory queue loses what is left, so the loop keeps
+ * delivering (and retrying) until the queue is empty or the deadline, and counts the rest as
+ * discarded (`reason="shutdown"`).
  */
+import type { Counter } from 'prom-client';
 import type { Alert } from '../alert.js';
-import { sleep, type ComponentHealth } from '../component.js';
-import { StoppedError } from '../errors.js';
+import type { ComponentHealth } from '../component.js';
+import { StoppedError, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Sink } from '../pipeline/types.js';
-import { SidekickClient, sidekickBody, type SidekickClientDeps, type SidekickConfig } from './sidekick-common.js';
+import type { DeliveryQueue, DueRow } from './delivery-queue.js';
+import { SidekickClient, sidekickBody, type SidekickClientDeps, type SidekickConfig } from './sidekick-client.js';
 
-export {
-  classifyStatus,
-  parseRetryAfter,
-  sendToSidekick,
-  sidekickBody,
-  sidekickConnectOptions,
-  type SendResult,
-  type SidekickConfig,
-} from './sidekick-common.js';
-
-interface Entry {
-  readonly alert: Alert;
-  readonly body: string;
-  readonly queuedAt: number;
+export interface FalcosidekickSinkDeps extends SidekickClientDeps {
+  readonly queue: DeliveryQueue;
+  /** Longest idle wait between polls for due rows (ms). Default 1000. */
+  readonly pollMs?: number;
 }
-
-export type FalcosidekickSinkDeps = SidekickClientDeps;
 
 export class FalcosidekickSink implements Sink {
   readonly id = 'sink/falcosidekick';
@@ -39,50 +39,50 @@ export class FalcosidekickSink implements Sink {
   private readonly log: Logger;
   private readonly cfg: SidekickConfig;
   private readonly abort: AbortController;
-  private readonly queue: Entry[] = [];
-  private qHead = 0;
-  private inFlight = 0;
-  private readonly spaceWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
-  private readonly itemWaiters: (() => void)[] = [];
-  private workers: Promise<void>[] = [];
+  private readonly queue: DeliveryQueue;
+  private readonly inflight = new Map<string, Promise<void>>();
+  private wakeUp: (() => void) | null = null;
+  private loopDone: Promise<void> | null = null;
   private started = false;
   private stopping = false;
   private stopPromise: Promise<void> | null = null;
+  private pauseUntil = 0;
+  private readonly pollMs: number;
+  private readonly deadTotal: Counter<'status'>;
 
   constructor(private readonly d: FalcosidekickSinkDeps) {
     this.client = new SidekickClient(this.id, d);
     this.log = this.client.log;
     this.cfg = this.client.cfg;
     this.abort = this.client.abort;
+    this.queue = d.queue;
+    this.pollMs = d.pollMs ?? 1000;
+    this.deadTotal = d.metrics.counter('sink_dead_letters_total', 'Alerts a sink moved to the dead letters, by HTTP status class', ['status']);
+    this.queue.onReady(() => this.wake());
   }
 
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
     this.client.open();
-    for (let i = 0; i < this.cfg.concurrency; i++) this.workers.push(this.worker());
-    this.log.info({ url: this.cfg.url, concurrency: this.cfg.concurrency }, 'started');
+    this.loopDone = this.loop();
+    this.log.info({ url: this.cfg.url, concurrency: this.cfg.concurrency, waiting: this.queue.readyCount }, this.queue.durable ? 'started (delivering from the spool)' : 'started');
   }
 
   pending(): number {
-    return this.queue.length - this.qHead + this.inFlight;
+    return this.queue.readyCount;
   }
 
   health(): ComponentHealth {
-    const pending = `${this.pending()} pending`;
-    return this.client.health(this.started, this.stopping, pending, pending);
+    const n = this.pending();
+    if (this.queue.durable) return this.client.health(this.started, this.stopping, `${n} waiting in the spool`, `${n} kept in the spool`);
+    return this.client.health(this.started, this.stopping, `${n} pending`, `${n} pending`);
   }
 
   async write(alert: Alert): Promise<void> {
     if (this.stopping) throw new StoppedError(this.id);
-    while (this.queue.length - this.qHead >= this.cfg.max_queue) {
-      await new Promise<void>((resolve, reject) => this.spaceWaiters.push({ resolve, reject }));
-      if (this.stopping) throw new StoppedError(this.id);
-    }
-    this.queue.push({ alert, body: sidekickBody(alert), queuedAt: Date.now() });
     this.d.metrics.received.inc({ component: this.id });
-    this.gauge();
-    this.itemWaiters.shift()?.();
+    await this.queue.markReady(alert, sidekickBody(alert));
   }
 
   stop(deadlineMs: number): Promise<void> {
@@ -92,92 +92,127 @@ export class FalcosidekickSink implements Sink {
 
   // -------------------------------------------------------------------------------------------
 
-  private gauge(): void {
-    this.d.metrics.queueDepth.set({ component: this.id }, this.pending());
+  private wake(): void {
+    const w = this.wakeUp;
+    this.wakeUp = null;
+    w?.();
   }
 
-  private take(): Entry | null {
-    if (this.qHead >= this.queue.length) return null;
-    const e = this.queue[this.qHead] as Entry;
-    this.queue[this.qHead] = undefined as unknown as Entry;
-    this.qHead++;
-    if (this.qHead > 1024 && this.qHead * 2 > this.queue.length) {
-      this.queue.splice(0, this.qHead);
-      this.qHead = 0;
-    }
-    this.spaceWaiters.shift()?.resolve();
-    return e;
+  private wait(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(t);
+        if (this.wakeUp === done) this.wakeUp = null;
+        resolve();
+      };
+      const t = setTimeout(done, Math.max(0, ms));
+      this.wakeUp = done;
+    });
   }
 
-  private async worker(): Promise<void> {
-    for (;;) {
-      if (this.abort.signal.aborted) return;
-      const e = this.take();
-      if (!e) {
-        if (this.stopping) return;
-        await new Promise<void>((r) => this.itemWaiters.push(r));
+  /** At the deadline; for a durable queue also as soon as sidekick fails while stopping. */
+  private shouldExit(): boolean {
+    if (this.abort.signal.aborted) return true;
+    return this.stopping && this.queue.durable && this.client.consecutiveFailures > 0;
+  }
+
+  /** Stopping and nothing left to do: nothing in flight and (durable) nothing due or (memory) nothing kept. */
+  private drained(): boolean {
+    return this.stopping && this.inflight.size === 0 && (this.queue.durable || this.queue.readyCount === 0);
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.shouldExit()) {
+      const now = Date.now();
+      if (now < this.pauseUntil) {
+        await this.wait(this.pauseUntil - now);
         continue;
       }
-      this.inFlight++;
+      // After failures: one probe at a time until one succeeds.
+      const cap = this.client.consecutiveFailures > 0 ? 1 : this.cfg.concurrency;
+      const slots = cap - this.inflight.size;
+      if (slots <= 0) {
+        await this.wait(this.pollMs);
+        continue;
+      }
+      let rows: readonly DueRow[];
       try {
-        const delivered = await this.deliver(e);
-        if (!delivered && this.abort.signal.aborted) {
-          // Given back at the deadline: counted in doStop.
-          this.queue.push(e);
-        }
-      } finally {
-        this.inFlight--;
-        this.gauge();
+        rows = this.queue.due(now, slots);
+      } catch (err) {
+        this.log.error({ error: errorMessage(err) }, 'reading due alerts from the queue failed');
+        await this.wait(this.pollMs);
+        continue;
+      }
+      if (rows.length === 0) {
+        if (this.drained()) return;
+        await this.wait(this.stopping ? 20 : this.pollMs);
+        continue;
+      }
+      for (const row of rows) {
+        const p = this.send(row).finally(() => {
+          this.inflight.delete(row.id);
+          this.wake();
+        });
+        this.inflight.set(row.id, p);
       }
     }
   }
 
-  /** Deliver one entry with retries. Returns false only when aborted by the stop deadline. */
-  private async deliver(e: Entry): Promise<boolean> {
-    const first = Date.now();
-    for (let attempt = 0; ; attempt++) {
-      if (this.abort.signal.aborted) return false;
-      const r = await this.client.send(e.body);
-      if (r.kind !== 'ok' && this.abort.signal.aborted) return false;
-      if (r.kind === 'ok') {
-        this.client.delivered(Date.now() - e.queuedAt);
-        return true;
-      }
-      this.client.failed(r);
-      if (r.kind === 'permanent') {
-        this.d.metrics.discarded.inc({ component: this.id, reason: 'permanent' });
-        this.log.error({ status: r.status, rule: e.alert.rule, priority: e.alert.priority, body: r.detail }, 'falcosidekick rejected the alert permanently; not retried');
-        return true;
-      }
-      if (this.abort.signal.aborted) return false;
-      const delay = this.client.retryDelay(attempt, r.retryAfterMs);
-      const elapsed = Date.now() - first;
-      if (this.cfg.max_elapsed > 0 && elapsed + delay > this.cfg.max_elapsed) {
-        this.d.metrics.discarded.inc({ component: this.id, reason: 'max_elapsed' });
-        this.log.error(
-          { status: r.status, error: r.code, rule: e.alert.rule, attempts: attempt + 1, elapsed_ms: elapsed },
-          'giving up on alert: sinks.falcosidekick.max_elapsed reached',
-        );
-        return true;
-      }
-      this.client.retried();
-      if (attempt === 0 || attempt % 10 === 0) {
-        this.log.warn({ status: r.status, error: r.code, detail: r.detail, attempt: attempt + 1, retry_in_ms: delay }, 'delivery failed; retrying');
-      }
-      await sleep(delay, this.abort.signal);
+  private async send(row: DueRow): Promise<void> {
+    if (!this.client.isOpen) return;
+    const r = await this.client.send(row.payload);
+    if (r.kind !== 'ok' && this.abort.signal.aborted) return; // at the deadline: the row stays queued (kept by a durable queue)
+    const q = this.queue;
+    if (r.kind === 'ok') {
+      if (this.client.consecutiveFailures > 0) this.log.info({ after_failures: this.client.consecutiveFailures }, 'falcosidekick is accepting alerts again');
+      this.pauseUntil = 0;
+      this.client.delivered(Math.max(0, Date.now() - row.receivedAt));
+      await q.ack(row.id);
+      return;
     }
+    this.client.failed(r);
+    if (r.kind === 'permanent') {
+      // A permanent failure says nothing about sidekick being down: do not slow the others.
+      this.client.consecutiveFailures = 0;
+      if (q.durable) {
+        this.deadTotal.inc({ status: `${Math.floor(r.status / 100)}xx` });
+        this.d.metrics.discarded.inc({ component: this.id, reason: 'dead_letter' });
+        this.log.error({ status: r.status, rule: row.rule, alert_id: row.id, body: r.detail }, 'falcosidekick rejected the alert permanently; moved to the dead letters (falco-companion spool list --dead)');
+      } else {
+        this.d.metrics.discarded.inc({ component: this.id, reason: 'permanent' });
+        this.log.error({ status: r.status, rule: row.rule, body: r.detail }, 'falcosidekick rejected the alert permanently; not retried');
+      }
+      await q.deadLetter(row.id, r.status, `${r.code}: ${r.detail}`);
+      return;
+    }
+    const failures = this.client.consecutiveFailures;
+    const delay = this.client.retryDelay(failures - 1, r.retryAfterMs);
+    const next = Date.now() + delay;
+    this.pauseUntil = Math.max(this.pauseUntil, next);
+    this.client.retried();
+    if (failures === 1 || failures % 10 === 0) {
+      this.log.warn(
+        { status: r.status, error: r.code, detail: r.detail, attempt: row.attempts + 1, retry_in_ms: delay, waiting: q.readyCount },
+        q.durable ? 'delivery failed; alerts stay in the spool and are retried' : 'delivery failed; retrying',
+      );
+    }
+    await q.retryLater(row.id, next, `${r.code}: ${r.detail}`);
   }
 
   private async doStop(deadlineMs: number): Promise<void> {
     this.stopping = true;
-    for (const w of this.spaceWaiters.splice(0)) w.reject(new StoppedError(this.id));
-    for (const w of this.itemWaiters.splice(0)) w();
+    this.queue.close();
+    this.wake();
     if (!this.started) return;
     const timer = setTimeout(() => this.abort.abort(), Math.max(0, deadlineMs - Date.now()));
-    await Promise.all(this.workers);
+    this.abort.signal.addEventListener('abort', () => this.wake(), { once: true });
+    await this.loopDone;
+    await Promise.all([...this.inflight.values()]);
     clearTimeout(timer);
     const left = this.pending();
-    if (left > 0) {
+    if (this.queue.durable) {
+      this.log.info({ kept: left }, left > 0 ? `stopped: ${left} alert(s) kept in the spool for the next start` : 'stopped: nothing waiting');
+    } else if (left > 0) {
       this.d.metrics.discarded.inc({ component: this.id, reason: 'shutdown' }, left);
       this.log.warn({ undelivered: left }, `shutdown deadline reached: ${left} alert(s) left undelivered`);
     } else {

@@ -3,8 +3,9 @@
  * coded rejection (HTTP 400 body `{ "error", "reason", "hint" }`) that tells the operator what is
  * wrong with the sender, including the usual falco.yaml mistakes.
  *
- * The HTTP server itself (routing, limits, TLS, lifecycle: the `source/http` component) is
- * `HttpServer` in src/server/http.ts, which uses this module.
+ * The receiver component (`source/http`: limits, acks, refusals) is `HttpServer` in
+ * src/server/http.ts, which uses this module; the listener (TLS, timeouts, lifecycle) is
+ * src/server/listener.ts.
  */
 import { InvalidAlertError, PRIORITIES, alertFromJson, parsePriority, parseTime, type Alert, type Origin } from '../alert.js';
 import { JsonSyntaxError, isJsonObject, parse, type JsonValue } from '../json/lossless.js';

@@ -5,7 +5,7 @@
 import { accessSync, constants, existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
-import { CompanionError } from '../errors.js';
+import { CompanionError, errorMessage } from '../errors.js';
 
 export type Db = Database.Database;
 
@@ -74,4 +74,18 @@ export function migrate(db: Db, namespace: string, steps: readonly string[]): nu
     })();
   }
   return steps.length;
+}
+
+/** Sort a SQLite failure into its code and a human cause (what to do about it). */
+export function describeDbError(err: unknown): { code: string; cause: string } {
+  const raw = err && typeof err === 'object' && 'code' in err ? String((err as { code: unknown }).code) : '';
+  const code = /^SQLITE_[A-Z_]+$/.test(raw) ? raw : raw === '' ? 'E_UNKNOWN' : 'E_OTHER';
+  const msg = errorMessage(err);
+  if (code.startsWith('SQLITE_FULL')) return { code, cause: 'disk full (free space on the state directory filesystem)' };
+  if (code.startsWith('SQLITE_READONLY')) return { code, cause: `read-only (check permissions and mount options): ${msg}` };
+  if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) return { code, cause: 'database locked by another process beyond busy_timeout' };
+  if (code.startsWith('SQLITE_CORRUPT') || code.startsWith('SQLITE_NOTADB')) return { code, cause: `corrupt database file: ${msg}` };
+  if (code.startsWith('SQLITE_IOERR')) return { code, cause: `I/O error: ${msg}` };
+  if (code.startsWith('SQLITE_CANTOPEN')) return { code, cause: `cannot open the database file: ${msg}` };
+  return { code, cause: msg };
 }

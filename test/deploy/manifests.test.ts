@@ -13,6 +13,9 @@ import { parseAllDocuments } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { configSchema, type Config } from '../../src/config/schema.js';
 import { loadConfig } from '../../src/config/validate.js';
+import { silentLogger } from '../../src/logger.js';
+import { Metrics } from '../../src/metrics.js';
+import { OpsServer } from '../../src/server/ops.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const DOCKER = join(ROOT, 'docker');
@@ -278,11 +281,11 @@ function companionConfigs(dir: string): Map<string, Config> {
 
 const portOf = (listen: string): number => Number(listen.slice(listen.lastIndexOf(':') + 1));
 
-/** Endpoints the HTTP server really serves (the probes must use these). */
+/** GET endpoints the operations component really serves (the probes must use these). */
 function servedGetPaths(): string[] {
-  const src = readFileSync(join(ROOT, 'src/server/http.ts'), 'utf8');
-  const m = /OPS_GET\s*=\s*new Set\(\[([^\]]*)\]\)/.exec(src);
-  return m?.[1] ? [...m[1].matchAll(/'([^']+)'/g)].map((x) => x[1] ?? '') : [];
+  const metrics = new Metrics({ collectDefault: false });
+  const ops = new OpsServer({ listen: null, config: { header_timeout: 1000, request_timeout: 1000, keep_alive_timeout: 1000 }, logger: silentLogger(), metrics, readiness: () => ({ ready: true, components: {} }) });
+  return ops.endpoints().filter((e) => e.startsWith('/'));
 }
 
 interface PodCtx {

@@ -4,10 +4,12 @@
  * 400 into the dead letters, and the `spool` command.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { openStateDb } from '../../src/store/db.js';
+import { migrateSpool } from '../../src/store/spool-schema.js';
 import { CLI, startHttpCli, type RunningCli } from '../support/cli.js';
 import { FakeSidekick } from '../support/sidekick.js';
 import { checkCovered, deliveries, markedAlert, post, until } from './spool-support.js';
@@ -167,5 +169,35 @@ describe('e2e: durable spool over HTTP', () => {
     acked.push(1000);
     await until(() => checkCovered(sk, acked).missing.length === 0, 10_000, 'all acked delivered');
     expect(checkCovered(sk, acked).duplicates).toBe(0);
+  });
+});
+
+describe('e2e: the spool command finds state_dir like run', () => {
+  it('--state-dir, then FALCO_COMPANION_STATE_DIR, then state_dir in --config; a broken --config exits 2 with file:line:col', () => {
+    const dir = tmp();
+    // Two state directories told apart by their dead letters: one in A, none in B.
+    const [a, b] = [join(dir, 'a'), join(dir, 'b')];
+    for (const [d, dead] of [[a, 1], [b, 0]] as const) {
+      const db = openStateDb(d);
+      migrateSpool(db);
+      if (dead) db.prepare(`INSERT INTO spool_dead_letters(id, payload, bytes, received_at, attempts, status, last_error, dead_at, rule, priority) VALUES ('01J0000000000000000000000A', '{}', 2, 0, 1, 400, 'http_400', 0, 'r', 'Warning')`).run();
+      db.close();
+    }
+    const cfg = join(dir, 'config.yaml');
+    writeFileSync(cfg, `state_dir: ${a}\n`);
+    const stats = (args: string[], env: Record<string, string> = {}): { status: number | null; dead: number | null; stderr: string } => {
+      const { FALCO_COMPANION_STATE_DIR: _, ...base } = process.env;
+      const r = spawnSync(process.execPath, [CLI, 'spool', 'stats', '--json', ...args], { encoding: 'utf8', timeout: 15_000, env: { ...base, ...env } });
+      const m = /"deadLetters":(\d+)/.exec(r.stdout);
+      return { status: r.status, dead: m ? Number(m[1]) : null, stderr: r.stderr };
+    };
+    expect(stats(['--config', cfg])).toMatchObject({ status: 0, dead: 1 });
+    expect(stats(['--config', cfg], { FALCO_COMPANION_STATE_DIR: b })).toMatchObject({ status: 0, dead: 0 });
+    expect(stats(['--config', cfg, '--state-dir', b])).toMatchObject({ status: 0, dead: 0 });
+    expect(stats(['--state-dir', a], { FALCO_COMPANION_STATE_DIR: b })).toMatchObject({ status: 0, dead: 1 });
+    writeFileSync(cfg, `state_dir: ${a}\nspool:\n  when_full: sometimes\n`);
+    const bad = stats(['--config', cfg]);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/config\.yaml:3:\d+: spool\.when_full/);
   });
 });

@@ -1,87 +1,23 @@
+/**
+ * The Falco http_output receiver (source/http) on a real socket: acks, every rejection with its
+ * reason, limits, timeouts, fuzzed bodies, graceful stop, mTLS.
+ */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { afterEach, describe, expect, it } from 'vitest';
-import { createAlert, type Alert } from '../../src/alert.js';
-import type { Config } from '../../src/config/schema.js';
+import { describe, expect, it } from 'vitest';
+import type { Alert } from '../../src/alert.js';
 import { LosslessNumber } from '../../src/json/lossless.js';
 import { silentLogger } from '../../src/logger.js';
 import { Metrics } from '../../src/metrics.js';
 import { MemoryIntake } from '../../src/pipeline/intake.js';
-import { HttpServer, type Readiness } from '../../src/server/http.js';
-
-type HttpConfig = Config['http'];
-
-function httpConfig(over: Partial<HttpConfig> = {}): HttpConfig {
-  return {
-    enabled: true,
-    listen: '127.0.0.1:0',
-    max_body_bytes: 64 * 1024,
-    header_timeout: 10_000,
-    request_timeout: 30_000,
-    keep_alive_timeout: 5_000,
-    retry_after: 1000,
-    tls: { cert: null, key: null, client_ca: null },
-    ...over,
-  };
-}
-
-const ALERT =
-  '{"hostname":"node-1","output":"09:20:49.259268899: Warning Shell spawned (user=root)","output_fields":{"evt.time":1700000000123456789,"proc.name":"bash","container.id":"host"},"priority":"Warning","rule":"Terminal shell in container","source":"syscall","tags":["container","shell"],"time":"2023-11-14T22:13:20.123456789Z"}';
-
-function testAlert(): Alert {
-  return createAlert({
-    time: new Date().toISOString(),
-    rule: 'Falco companion test alert',
-    priority: 'Debug',
-    outputFields: { 'companion.test': true },
-    origin: { kind: 'test', component: 'source/http' },
-  });
-}
-
-interface Harness {
-  server: HttpServer;
-  intake: MemoryIntake;
-  metrics: Metrics;
-  base: string;
-  ready: { value: boolean };
-}
-
-const open: HttpServer[] = [];
-const dirs: string[] = [];
-afterEach(async () => {
-  for (const s of open.splice(0)) await s.stop(Date.now() + 2000);
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-
-async function harness(over: Partial<HttpConfig> = {}, capacity = 100): Promise<Harness> {
-  const metrics = new Metrics({ collectDefault: false });
-  const intake = new MemoryIntake(capacity, metrics);
-  const ready = { value: true };
-  const readiness = (): Readiness => ({ ready: ready.value, components: { 'sink/x': ready.value ? { ready: true } : { ready: false, detail: 'down' } } });
-  const server = new HttpServer({ config: httpConfig(over), intake, logger: silentLogger(), metrics, readiness, testAlert });
-  await server.start();
-  open.push(server);
-  const a = server.address();
-  return { server, intake, metrics, ready, base: `http://127.0.0.1:${a.port}` };
-}
-
-async function post(url: string, body: string | Buffer, headers: Record<string, string> = { 'content-type': 'application/json' }) {
-  const res = await fetch(url, { method: 'POST', body, headers });
-  const text = await res.text();
-  return { status: res.status, text, headers: res.headers, json: () => JSON.parse(text) as Record<string, unknown> };
-}
-
-async function counter(m: Metrics, name: string, labels: Record<string, string>): Promise<number> {
-  const metric = await m.registry.getSingleMetric(name)?.get();
-  const v = metric?.values.find((x) => Object.entries(labels).every(([k, val]) => x.labels[k] === val));
-  return v?.value ?? 0;
-}
+import { HttpServer } from '../../src/server/http.js';
+import { ALERT, counter, dirs, harness, httpConfig, post } from './harness.js';
 
 describe('HttpServer: Falco receiver', () => {
   it('accepts a Falco alert on any POST path, losslessly, and acks with 200', async () => {
@@ -268,55 +204,6 @@ describe('HttpServer: Falco receiver', () => {
   });
 });
 
-describe('HttpServer: operations endpoints', () => {
-  it('serves /healthz, /ping, /readyz (200 and 503), /metrics', async () => {
-    const h = await harness();
-    const hz = await fetch(h.base + '/healthz');
-    expect(hz.status).toBe(200);
-    expect(await hz.json()).toEqual({ status: 'ok' });
-    expect(await (await fetch(h.base + '/ping')).text()).toBe('pong');
-    const r1 = await fetch(h.base + '/readyz');
-    expect(r1.status).toBe(200);
-    expect(((await r1.json()) as Readiness).components['sink/x']?.ready).toBe(true);
-    h.ready.value = false;
-    const r2 = await fetch(h.base + '/readyz');
-    expect(r2.status).toBe(503);
-    expect(await r2.json()).toEqual({ ready: false, components: { 'sink/x': { ready: false, detail: 'down' } } });
-    await post(h.base, ALERT);
-    const m = await fetch(h.base + '/metrics');
-    expect(m.status).toBe(200);
-    const text = await m.text();
-    expect(text).toMatch(/falco_companion_received_total\{component="source\/http"\} 1/);
-    expect(text).toMatch(/falco_companion_http_ack_seconds_bucket/);
-  });
-
-  it('POST /test submits the test alert end to end into the intake', async () => {
-    const h = await harness({}, 1);
-    const r = await fetch(h.base + '/test', { method: 'POST' });
-    expect(r.status).toBe(200);
-    const a = (await h.intake.take()) as Alert;
-    expect(a.rule).toBe('Falco companion test alert');
-    expect((await fetch(h.base + '/test', { method: 'POST' })).status).toBe(200);
-    const full = await fetch(h.base + '/test', { method: 'POST' });
-    expect(full.status).toBe(503);
-    expect(full.headers.get('retry-after')).toBe('1');
-  });
-
-  it('404/405 with a JSON reason for other methods and paths', async () => {
-    const h = await harness();
-    const g = await fetch(h.base + '/nope');
-    expect(g.status).toBe(404);
-    expect(((await g.json()) as { error: string }).error).toBe('not_found');
-    const p = await fetch(h.base + '/healthz', { method: 'POST', body: '{}' });
-    expect(p.status).toBe(405);
-    expect(p.headers.get('allow')).toBe('GET, HEAD');
-    const d = await fetch(h.base + '/', { method: 'DELETE' });
-    expect(d.status).toBe(405);
-    expect(((await d.json()) as { error: string }).error).toBe('method_not_allowed');
-    expect((await fetch(h.base + '/test')).status).toBe(405);
-  });
-});
-
 describe('HttpServer: lifecycle', () => {
   it('stop lets an in-flight request finish, then refuses connections; idempotent', async () => {
     const h = await harness();
@@ -342,7 +229,7 @@ describe('HttpServer: lifecycle', () => {
 
   it('stop before start is a no-op; binding a taken port fails with a clear error', async () => {
     const metrics = new Metrics({ collectDefault: false });
-    const s = new HttpServer({ config: httpConfig(), intake: new MemoryIntake(1, metrics), logger: silentLogger(), metrics, readiness: () => ({ ready: true, components: {} }), testAlert });
+    const s = new HttpServer({ config: httpConfig(), intake: new MemoryIntake(1, metrics), logger: silentLogger(), metrics });
     await s.stop(Date.now() + 100);
     const h = await harness();
     const taken = new HttpServer({
@@ -350,8 +237,6 @@ describe('HttpServer: lifecycle', () => {
       intake: h.intake,
       logger: silentLogger(),
       metrics,
-      readiness: () => ({ ready: true, components: {} }),
-      testAlert,
     });
     await expect(taken.start()).rejects.toThrow(/cannot listen on 127\.0\.0\.1:\d+/);
   });

@@ -6,7 +6,9 @@ import { StoppedError } from '../../src/errors.js';
 import { LosslessNumber, parse } from '../../src/json/lossless.js';
 import { silentLogger } from '../../src/logger.js';
 import { Metrics } from '../../src/metrics.js';
-import { FalcosidekickSink, classifyStatus, parseRetryAfter, sendToSidekick, sidekickBody } from '../../src/sinks/falcosidekick.js';
+import { MemoryDeliveryQueue } from '../../src/sinks/delivery-queue.js';
+import { FalcosidekickSink } from '../../src/sinks/falcosidekick.js';
+import { classifyStatus, parseRetryAfter, sendToSidekick, sidekickBody } from '../../src/sinks/sidekick-client.js';
 import { FakeSidekick, sidekickRejects } from '../support/sidekick.js';
 import { until } from '../support/wait.js';
 
@@ -50,7 +52,9 @@ afterEach(async () => {
 async function setup(over: Partial<SidekickConfig> = {}) {
   const fake = await new FakeSidekick().start();
   const metrics = new Metrics({ collectDefault: false });
-  const sink = new FalcosidekickSink({ config: cfg(fake.url, over), logger: silentLogger(), metrics, random: () => 0.5 });
+  const config = cfg(fake.url, over);
+  const queue = new MemoryDeliveryQueue({ id: 'sink/falcosidekick', maxQueue: config.max_queue, maxElapsedMs: config.max_elapsed, metrics, logger: silentLogger() });
+  const sink = new FalcosidekickSink({ queue, config, logger: silentLogger(), metrics, random: () => 0.5 });
   await sink.start();
   cleanup.push(() => fake.close());
   cleanup.push(() => sink.stop(Date.now() + 1000));

@@ -40,3 +40,21 @@ describe('companion.alert_id', () => {
     }
   });
 });
+
+describe('alert ids', () => {
+  it('are time-ordered, unique and carry their millisecond', () => {
+    let t = 1_767_225_600_000;
+    const g = new AlertIdGenerator(() => t);
+    const ids: string[] = [];
+    for (let i = 0; i < 2000; i++) {
+      if (i % 500 === 0) t += 1;
+      ids.push(g.next());
+    }
+    expect(new Set(ids).size).toBe(ids.length);
+    expect([...ids].sort()).toEqual(ids);
+    expect(alertIdTimeMs(ids[0] as string)).toBe(1_767_225_600_001);
+    t -= 10_000; // clock steps back: still increasing
+    const after = g.next();
+    expect(after > (ids[ids.length - 1] as string)).toBe(true);
+  });
+});

@@ -1,5 +1,5 @@
 /**
- * Spool + Pipeline + SpoolSidekickSink in one process against the sidekick stand-in: forwarded
+ * Spool + Pipeline + FalcosidekickSink (delivering from the spool) in one process against the sidekick stand-in: forwarded
  * alerts and detections are delivered with their own ids, signal-only and routed-away alerts
  * leave no row behind, and an outage with a backlog is retried one probe at a time.
  */
@@ -15,7 +15,7 @@ import { Metrics } from '../../src/metrics.js';
 import { Pipeline } from '../../src/pipeline/pipeline.js';
 import { Router } from '../../src/pipeline/router.js';
 import type { DetectStage } from '../../src/pipeline/types.js';
-import { SpoolSidekickSink } from '../../src/sinks/spool-sidekick.js';
+import { FalcosidekickSink } from '../../src/sinks/falcosidekick.js';
 import { openStateDb, type Db } from '../../src/store/db.js';
 import { Spool, type SpoolConfig } from '../../src/store/spool.js';
 import { FakeSidekick } from '../support/sidekick.js';
@@ -44,13 +44,13 @@ afterEach(async () => {
   for (const c of cleanup.splice(0).reverse()) await c();
 });
 
-async function setup(detect: DetectStage | null, routeExclude: string[] = []): Promise<{ spool: Spool; sk: FakeSidekick; pipeline: Pipeline; sink: SpoolSidekickSink; db: Db; stop: () => Promise<void> }> {
+async function setup(detect: DetectStage | null, routeExclude: string[] = []): Promise<{ spool: Spool; sk: FakeSidekick; pipeline: Pipeline; sink: FalcosidekickSink; db: Db; stop: () => Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), 'fc-spool-pipe-'));
   const db = openStateDb(dir);
   const metrics = new Metrics({ collectDefault: false });
   const sk = await new FakeSidekick().start();
   const spool = new Spool({ db, path: dir, config: spoolCfg, logger: silentLogger(), metrics });
-  const sink = new SpoolSidekickSink({ spool, config: skCfg(sk.url), logger: silentLogger(), metrics, pollMs: 50 });
+  const sink = new FalcosidekickSink({ queue: spool.delivery, config: skCfg(sk.url), logger: silentLogger(), metrics, pollMs: 50 });
   const pipeline = new Pipeline({
     intake: spool,
     enrichers: [],
@@ -109,8 +109,8 @@ describe('spool + pipeline + sidekick delivery', () => {
     await sk.down();
     await Promise.all(Array.from({ length: 100 }, (_, i) => spool.submit(alert(i))));
     const until = Date.now() + 3000;
-    while (spool.readyCount < 100 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
-    expect(spool.readyCount).toBe(100);
+    while (spool.delivery.readyCount < 100 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    expect(spool.delivery.readyCount).toBe(100);
     await new Promise((r) => setTimeout(r, 500));
     await sk.up();
     sk.failNext(3, 503);

@@ -1,5 +1,5 @@
 /**
- * The durable spool on real SQLite files: lossless payloads, group commits, resume after a
+ * The durable spool on real SQLite files: group commits, resume after a
  * reopen, limits (block / drop_oldest / drop_newest), the done() hook, a database that refuses
  * writes and recovers, and the operator functions behind `falco-companion spool`.
  */
@@ -7,14 +7,16 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { alertFromJson, createAlert, serializeAlert, withEnrichment, type Alert } from '../../src/alert.js';
+import { createAlert, serializeAlert, type Alert } from '../../src/alert.js';
 import { QueueFullError } from '../../src/errors.js';
-import { LosslessNumber, parse } from '../../src/json/lossless.js';
+import { LosslessNumber } from '../../src/json/lossless.js';
 import { silentLogger } from '../../src/logger.js';
 import { Metrics } from '../../src/metrics.js';
-import { AlertIdGenerator, alertIdOf, alertIdTimeMs } from '../../src/store/alert-id.js';
+import { alertIdOf } from '../../src/store/alert-id.js';
 import { openStateDb, type Db } from '../../src/store/db.js';
-import { Spool, SpoolUnavailableError, decodeAlert, encodeAlert, spoolList, spoolPurge, spoolRetry, spoolStats, type SpoolConfig } from '../../src/store/spool.js';
+import { Spool, type SpoolConfig } from '../../src/store/spool.js';
+import { spoolList, spoolPurge, spoolRetry, spoolStats } from '../../src/store/spool-admin.js';
+import { SpoolUnavailableError } from '../../src/store/spool-writer.js';
 
 const base: SpoolConfig = { enabled: true, max_alerts: 1000, max_bytes: 64 * 1024 * 1024, max_age: 0, when_full: 'block', commit_interval: 0, commit_batch: 1024 };
 
@@ -62,37 +64,6 @@ async function reopen(dir: string, s: { spool: Spool; db: Db }, over: Partial<Sp
   return open(dir, over);
 }
 
-describe('alert ids', () => {
-  it('are time-ordered, unique and carry their millisecond', () => {
-    let t = 1_767_225_600_000;
-    const g = new AlertIdGenerator(() => t);
-    const ids: string[] = [];
-    for (let i = 0; i < 2000; i++) {
-      if (i % 500 === 0) t += 1;
-      ids.push(g.next());
-    }
-    expect(new Set(ids).size).toBe(ids.length);
-    expect([...ids].sort()).toEqual(ids);
-    expect(alertIdTimeMs(ids[0] as string)).toBe(1_767_225_600_001);
-    t -= 10_000; // clock steps back: still increasing
-    const after = g.next();
-    expect(after > (ids[ids.length - 1] as string)).toBe(true);
-  });
-});
-
-describe('payload', () => {
-  it('round-trips an alert losslessly (big ints, extra keys, companion keys, origin)', () => {
-    const raw = '{"hostname":"n","output":"o","output_fields":{"evt.time":1700000000123456789,"x":null,"b":true,"f":0.5},"priority":"Critical","rule":"R","source":"syscall","tags":["a"],"time":"2023-11-14T22:13:20.123456789Z","uuid":"u-1"}';
-    const a = withEnrichment(alertFromJson(parse(raw), { kind: 'grpc', component: 'source/grpc' }, 42), { alert_id: 'X', n: 3, ok: false });
-    const b = decodeAlert(encodeAlert(a));
-    expect(serializeAlert(b)).toBe(serializeAlert(a));
-    expect(b.timeNs).toBe(a.timeNs);
-    expect(b.origin).toEqual(a.origin);
-    expect(b.receivedAtMs).toBe(42);
-    expect(b.companion).toEqual({ alert_id: 'X', n: 3, ok: false });
-  });
-});
-
 describe('Spool', () => {
   it('accepts only after the commit, hands alerts to the pipeline in order, delivers and forgets them', async () => {
     const dir = tmp();
@@ -108,17 +79,17 @@ describe('Spool', () => {
     expect(got.map((a) => a.outputFields?.['seq'])).toEqual([0, 1, 2]);
     expect(got.every((a) => typeof alertIdOf(a) === 'string')).toBe(true);
     // first: delivered; second: routed away (done without a sink); third: dead letter
-    await spool.markReady(got[0] as Alert, serializeAlert(got[0] as Alert));
+    await spool.delivery.markReady(got[0] as Alert, serializeAlert(got[0] as Alert));
     spool.done(got[0] as Alert);
     spool.done(got[1] as Alert);
-    await spool.markReady(got[2] as Alert, serializeAlert(got[2] as Alert));
+    await spool.delivery.markReady(got[2] as Alert, serializeAlert(got[2] as Alert));
     spool.done(got[2] as Alert);
     spool.flushNow();
-    expect(spool.readyCount).toBe(2);
-    const due = spool.due(Date.now(), 10);
+    expect(spool.delivery.readyCount).toBe(2);
+    const due = spool.delivery.due(Date.now(), 10);
     expect(due.map((r) => r.id)).toEqual([alertIdOf(got[0] as Alert), alertIdOf(got[2] as Alert)]);
-    await spool.ack(due[0]?.id as string);
-    await spool.deadLetter(due[1]?.id as string, 400, 'http_400: bad');
+    await spool.delivery.ack(due[0]?.id as string);
+    await spool.delivery.deadLetter(due[1]?.id as string, 400, 'http_400: bad');
     expect(spool.size).toBe(0);
     const st = spoolStats(db);
     expect(st).toMatchObject({ received: 0, ready: 0, deadLetters: 1 });
@@ -130,16 +101,16 @@ describe('Spool', () => {
     const s1 = await open(dir);
     for (let i = 0; i < 5; i++) await s1.spool.submit(alert(i));
     const first = (await s1.spool.take()) as Alert;
-    await s1.spool.markReady(first, serializeAlert(first));
+    await s1.spool.delivery.markReady(first, serializeAlert(first));
     s1.spool.flushNow();
     const s2 = await reopen(dir, s1);
     expect(s2.spool.resumedCount()).toBe(5);
-    expect(s2.spool.readyCount).toBe(1);
+    expect(s2.spool.delivery.readyCount).toBe(1);
     expect(s2.spool.depth).toBe(4);
     const again: Alert[] = [];
     for (let i = 0; i < 4; i++) again.push((await s2.spool.take()) as Alert);
     expect(again.map((a) => a.outputFields?.['seq'])).toEqual([1, 2, 3, 4]);
-    expect(s2.spool.due(Date.now(), 10).map((r) => r.id)).toEqual([alertIdOf(first)]);
+    expect(s2.spool.delivery.due(Date.now(), 10).map((r) => r.id)).toEqual([alertIdOf(first)]);
     // new submits after the backlog come next, still in order
     await s2.spool.submit(alert(5));
     expect(((await s2.spool.take()) as Alert).outputFields?.['seq']).toBe(5);
@@ -212,7 +183,7 @@ describe('Spool', () => {
     await spool.submit(alert(0));
     const a = (await spool.take()) as Alert;
     db.pragma('query_only = ON'); // every write now fails with SQLITE_READONLY
-    const p = spool.markReady(a, serializeAlert(a));
+    const p = spool.delivery.markReady(a, serializeAlert(a));
     spool.flushNow();
     const err = await spool.submit(alert(1)).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SpoolUnavailableError);
@@ -225,7 +196,7 @@ describe('Spool', () => {
     await spool.whenNotFull();
     await p;
     expect(spool.health().ready).toBe(true);
-    expect(spool.readyCount).toBe(1);
+    expect(spool.delivery.readyCount).toBe(1);
     await spool.submit(alert(3));
     expect(spool.size).toBe(2);
   });
@@ -235,15 +206,15 @@ describe('Spool', () => {
     for (let i = 0; i < 2; i++) await spool.submit(alert(i));
     const x = (await spool.take()) as Alert;
     const y = (await spool.take()) as Alert;
-    await spool.markReady(x, serializeAlert(x));
-    await spool.markReady(y, serializeAlert(y));
+    await spool.delivery.markReady(x, serializeAlert(x));
+    await spool.delivery.markReady(y, serializeAlert(y));
     spool.flushNow();
-    await spool.retryLater(alertIdOf(x) as string, Date.now() + 3_600_000, 'http_503: later');
-    await spool.deadLetter(alertIdOf(y) as string, 422, 'http_422');
-    expect(spool.due(Date.now(), 10)).toHaveLength(0);
+    await spool.delivery.retryLater(alertIdOf(x) as string, Date.now() + 3_600_000, 'http_503: later');
+    await spool.delivery.deadLetter(alertIdOf(y) as string, 422, 'http_422');
+    expect(spool.delivery.due(Date.now(), 10)).toHaveLength(0);
     expect(spoolStats(db).deadLetters).toBe(1);
     expect(spoolRetry(db, { dead: false })).toBe(1);
-    expect(spool.due(Date.now(), 10)).toHaveLength(1);
+    expect(spool.delivery.due(Date.now(), 10)).toHaveLength(1);
     expect(spoolRetry(db, { dead: true })).toBe(1);
     expect(spoolStats(db)).toMatchObject({ ready: 2, deadLetters: 0 });
     expect(spoolPurge(db, { dead: false })).toBe(2);

@@ -11,11 +11,11 @@ export const logSection = obj('Logging (pino JSON on stderr).', {
   level: oneOf('Log level.', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
 });
 
-export const httpSection = obj('HTTP server: Falco http_output receiver (POST any path) and the operations endpoints.', {
-  enabled: bool('Serve HTTP (receiver and /healthz, /readyz, /metrics, /test).', true),
+export const httpSection = obj('HTTP input: the Falco http_output receiver (POST any path). Its listener also serves the operations endpoints unless ops.listen names another address.', {
+  enabled: bool('Receive Falco alerts over HTTP (off: gRPC- or file-only; the operations endpoints stay on, see ops).', true),
   listen: str('Address to listen on, HOST:PORT. Port 0 picks a free port (logged).', '0.0.0.0:2804', { check: hostPort }),
   max_body_bytes: size('Largest accepted request body; larger bodies get 413.', 1024 * 1024, { min: 1024 }),
-  header_timeout: duration('Time allowed to receive request headers.', 10_000, { min: 100 }),
+  header_timeout: duration('Time allowed to receive request headers (also on the ops listener).', 10_000, { min: 100 }),
   request_timeout: duration('Time allowed to receive a whole request.', 30_000, { min: 100 }),
   keep_alive_timeout: duration('Idle keep-alive connection timeout.', 65_000, { min: 0 }),
   retry_after: duration('Retry-After sent with 503 when the intake is full (rounded up to seconds).', 1000, { min: 1000 }),
@@ -24,6 +24,15 @@ export const httpSection = obj('HTTP server: Falco http_output receiver (POST an
     key: str('Server private key (PEM file).', null),
     client_ca: str('CA that must have signed client certificates (enables mTLS).', null),
   }),
+});
+
+export const opsSection = obj('Operations endpoints: GET /healthz, /readyz, /metrics, /ping and POST /test. They do not depend on the HTTP input.', {
+  enabled: bool('Serve the operations endpoints (off only for a companion that must not open a port).', true),
+  listen: str(
+    'HOST:PORT for the operations endpoints. Empty or equal to http.listen: served on the HTTP input listener (one port, its TLS) when http.enabled, else on http.listen by a listener of their own. Another address: a listener of their own there. A listener of their own is plain HTTP.',
+    null,
+    { check: hostPort },
+  ),
 });
 
 export const grpcSection = obj('gRPC client for falco.outputs.service (Falco 0.24–0.43; removed in 0.44).', {
@@ -74,10 +83,10 @@ export const sinksSection = obj('Where alerts go.', {
     }),
     timeout: duration('Per-attempt timeout.', 5000, { min: 50 }),
     concurrency: int('Requests in flight at once (keep-alive pool size).', 8, { min: 1, max: 256 }),
-    max_queue: int('Alerts waiting for delivery before the pipeline is pushed back.', 10_000, { min: 1 }),
+    max_queue: int('Spool off: alerts waiting in memory for delivery before the pipeline is pushed back (with the spool, its limits apply).', 10_000, { min: 1 }),
     retry_initial: duration('First retry delay (exponential backoff with jitter).', 250, { min: 1 }),
     retry_max: duration('Largest retry delay.', 30_000, { min: 1 }),
-    max_elapsed: duration('Give up on an alert after this long (0: never; with the spool, retry forever).', 0, { min: 0 }),
+    max_elapsed: duration('Spool off: give up on an alert retried for this long since its first attempt (0: never). With the spool, retry until delivered (within the spool limits).', 0, { min: 0 }),
     ca: str('CA file for an https sidekick.', null),
     client_cert: str('Client certificate (PEM) for sidekick mTLS.', null),
     client_key: str('Client key (PEM) for sidekick mTLS.', null),

@@ -1,9 +1,9 @@
 /**
- * What both falcosidekick sinks share (the in-memory queue sink in falcosidekick.ts and the
- * spool-backed one in spool-sidekick.ts): the protocol step "send one alert and classify the
- * answer" ({@link sendToSidekick}) and {@link SidekickClient}, the per-sink plumbing around it
- * (target URL, keep-alive pool, logger, retry/delivery metrics, backoff + Retry-After, health).
- * Kept in one place so the two sinks cannot drift apart in how they talk to sidekick.
+ * How the companion talks to Falcosidekick: the body ({@link sidekickBody}), the protocol step
+ * "send one alert and classify the answer" ({@link sendToSidekick}, the one place that parses
+ * Retry-After) and {@link SidekickClient}, the plumbing around it (target URL, keep-alive pool,
+ * TLS, logger, retry/delivery metrics, backoff + Retry-After, health). The delivery loop that
+ * decides what to do with each answer is the sink (falcosidekick.ts).
  */
 import { readFileSync } from 'node:fs';
 import type { Counter, Histogram } from 'prom-client';
@@ -23,7 +23,6 @@ export type SendResult =
   | { readonly kind: 'retryable'; readonly status: number | null; readonly code: string; readonly retryAfterMs: number | null; readonly detail: string }
   | { readonly kind: 'permanent'; readonly status: number; readonly code: string; readonly detail: string };
 
-const PERMANENT = new Set([400, 401, 403, 404, 413, 422]);
 const BODY_EXCERPT = 300;
 
 /**
@@ -47,11 +46,13 @@ export function parseRetryAfter(v: string | string[] | undefined, nowMs = Date.n
   return Math.max(0, d - nowMs);
 }
 
-/** Sort an HTTP status into ok / retryable / permanent (ok is 2xx). */
+/**
+ * Sort an HTTP status into ok (2xx), retryable (408, 429, 5xx) or permanent: every other answer,
+ * i.e. 400, 401, 403, 404, 413, 422 and the rest of 4xx (and 1xx/3xx: redirects are not followed).
+ */
 export function classifyStatus(status: number): 'ok' | 'retryable' | 'permanent' {
   if (status >= 200 && status < 300) return 'ok';
   if (status === 408 || status === 429 || status >= 500) return 'retryable';
-  if (PERMANENT.has(status)) return 'permanent';
   return 'permanent';
 }
 
@@ -150,7 +151,7 @@ export interface SidekickClientDeps {
  * One sink's connection to sidekick: parses the URL (E_CONFIG when empty), owns the keep-alive
  * pool, the stop-deadline abort signal, the component logger, the retry/delivery metrics and the
  * consecutive-failure bookkeeping that health() reports. The sink decides what to do with each
- * {@link SendResult} (requeue, give up, reschedule in the spool, dead-letter).
+ * {@link SendResult} (ack, retry later, dead-letter) through its delivery queue.
  */
 export class SidekickClient {
   readonly cfg: SidekickConfig;

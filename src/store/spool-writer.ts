@@ -1,0 +1,239 @@
+/**
+ * The spool's group-commit writer: every write to the spool tables goes through one buffer that
+ * is committed as one transaction. What the spool (and any later writer of the same transaction,
+ * e.g. input checkpoints) may rely on:
+ *
+ * - **Order.** Operations commit in the order they were pushed, and one transaction holds a
+ *   prefix of the buffer (at most `commit_batch` operations): an operation is never committed
+ *   without every operation pushed before it.
+ * - **When.** `schedule()` alone decides: on the next event-loop turn (`commit_interval: 0`, so
+ *   everything that arrived meanwhile shares the commit) or after `commit_interval`, and on the
+ *   next turn as soon as `commit_batch` operations wait.
+ * - **Failure.** A failed commit (disk full, read-only, locked, I/O error, corruption) rolls the
+ *   batch back; the owner's `failed` hook refuses what must not wait (e.g. new alerts: their
+ *   callers answer 503, nothing is acked that was not kept) and returns the operations to retry
+ *   (state changes), which stay at the head of the buffer. The writer is then unavailable until a
+ *   probe write commits (every `recoverIntervalMs`), and commits what waited right after.
+ */
+import type { Counter, Gauge, Histogram } from 'prom-client';
+import { systemClock, type Clock } from '../clock.js';
+import { QueueFullError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics.js';
+import { describeDbError, type Db } from './db.js';
+
+/** The spool cannot keep alerts right now (disk full, read-only, locked, corrupt). */
+export class SpoolUnavailableError extends QueueFullError {
+  readonly sqliteCode: string;
+  readonly path: string;
+  constructor(path: string, sqliteCode: string, cause: string) {
+    super('spool');
+    this.name = 'SpoolUnavailableError';
+    this.message = `spool ${path}: ${cause} (${sqliteCode}); alerts are refused until it recovers`;
+    this.sqliteCode = sqliteCode;
+    this.path = path;
+  }
+}
+
+export interface SpoolWriterHooks<Op, R> {
+  /** Apply one batch inside the transaction (throwing rolls it back and takes the failure path). */
+  apply(batch: Op[]): R;
+  /** After the commit of `batch`. */
+  committed(batch: Op[], result: R): void;
+  /** After a failed commit: refuse what must not wait; return the operations to retry, in order. */
+  failed(batch: Op[], err: SpoolUnavailableError): Op[];
+  /** A write that proves the database commits again (run inside a transaction). */
+  probe(): void;
+  /** Committing works again after a failure. */
+  recovered(): void;
+}
+
+export interface SpoolWriterDeps<Op, R> {
+  readonly db: Db;
+  /** The database file path (named in errors). */
+  readonly path: string;
+  readonly config: { readonly commit_interval: number; readonly commit_batch: number };
+  /** The owner's component logger and id (errors_total label). */
+  readonly logger: Logger;
+  readonly component: string;
+  readonly metrics: Metrics;
+  readonly clock?: Clock;
+  /** How often a failed commit is retried. Default 1000 ms. */
+  readonly recoverIntervalMs?: number;
+  readonly hooks: SpoolWriterHooks<Op, R>;
+}
+
+export class SpoolWriter<Op, R> {
+  private ops: Op[] = [];
+  private timer: NodeJS.Timeout | NodeJS.Immediate | null = null;
+  private timerIsImmediate = false;
+  private failure: SpoolUnavailableError | null = null;
+  private failingSince = 0;
+  private lastStillFailingLog = -Infinity;
+  private recoverTimer: NodeJS.Timeout | null = null;
+  private txn: ((ops: Op[]) => R) | null = null;
+  private closing = false;
+  private readonly clock: Clock;
+  private readonly recoverMs: number;
+  private readonly commitSeconds: Histogram;
+  private readonly available: Gauge;
+  private readonly errors: Counter<'component' | 'code'>;
+
+  constructor(private readonly d: SpoolWriterDeps<Op, R>) {
+    this.clock = d.clock ?? systemClock;
+    this.recoverMs = d.recoverIntervalMs ?? 1000;
+    this.commitSeconds = d.metrics.histogram('spool_commit_seconds', 'Duration of one spool group commit', [], [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1]);
+    this.available = d.metrics.gauge('spool_available', '1 while the spool can commit, 0 after a disk/database failure until it recovers');
+    this.errors = d.metrics.errors;
+  }
+
+  /** Start committing (after the tables are migrated). */
+  open(): void {
+    this.txn = this.d.db.transaction((ops: Op[]) => this.d.hooks.apply(ops));
+    this.available.set(1);
+  }
+
+  /** Operations waiting for a commit. */
+  get length(): number {
+    return this.ops.length;
+  }
+
+  /** The last commit failure while the database refuses writes, else null. */
+  get unavailable(): SpoolUnavailableError | null {
+    return this.failure;
+  }
+
+  push(op: Op): void {
+    this.ops.push(op);
+    this.schedule();
+  }
+
+  /** Commit what is buffered now (tests, shutdown). */
+  flushNow(): void {
+    this.cancelTimer();
+    this.flush();
+  }
+
+  /**
+   * Stop scheduling; commit everything buffered. Commits are quick, so this runs even past the
+   * deadline (acks and ready bodies are not lost to a slow drain); only a failing disk is retried,
+   * until the deadline. Returns the operations that could not be committed, in order.
+   */
+  async close(deadlineMs: number): Promise<Op[]> {
+    this.closing = true;
+    this.cancelTimer();
+    if (this.recoverTimer) clearTimeout(this.recoverTimer);
+    this.recoverTimer = null;
+    if (this.txn === null) return this.ops.splice(0);
+    while (this.ops.length > 0) {
+      this.flush();
+      if (!this.failure) continue;
+      if (Date.now() >= deadlineMs) break;
+      await new Promise((r) => setTimeout(r, Math.min(200, Math.max(0, deadlineMs - Date.now()))));
+    }
+    return this.ops.splice(0);
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  /** The one place that decides when the buffer is committed. */
+  private schedule(): void {
+    if (this.failure || this.txn === null || this.closing) return;
+    if (this.ops.length >= this.d.config.commit_batch) {
+      if (this.timer && !this.timerIsImmediate) this.cancelTimer();
+      if (!this.timer) this.arm(true);
+      return;
+    }
+    if (this.timer) return;
+    this.arm(this.d.config.commit_interval <= 0);
+  }
+
+  private arm(immediate: boolean): void {
+    this.timerIsImmediate = immediate;
+    this.timer = immediate ? setImmediate(() => this.onTimer()) : setTimeout(() => this.onTimer(), this.d.config.commit_interval);
+  }
+
+  private cancelTimer(): void {
+    if (!this.timer) return;
+    if (this.timerIsImmediate) clearImmediate(this.timer as NodeJS.Immediate);
+    else clearTimeout(this.timer as NodeJS.Timeout);
+    this.timer = null;
+  }
+
+  private onTimer(): void {
+    this.timer = null;
+    this.flush();
+    if (this.ops.length > 0) this.schedule();
+  }
+
+  /** Commit up to commit_batch buffered operations in one transaction. */
+  private flush(): void {
+    const txn = this.txn;
+    if (this.ops.length === 0 || txn === null) return;
+    const batch = this.ops.splice(0, this.d.config.commit_batch);
+    const t0 = performance.now();
+    let res: R;
+    try {
+      res = txn(batch);
+    } catch (err) {
+      this.failed(batch, err);
+      return;
+    }
+    this.commitSeconds.observe((performance.now() - t0) / 1000);
+    this.d.hooks.committed(batch, res);
+    if (this.failure) this.recovered();
+  }
+
+  private failed(batch: Op[], err: unknown): void {
+    const { code, cause } = describeDbError(err);
+    const e = new SpoolUnavailableError(this.d.path, code, cause);
+    this.errors.inc({ component: this.d.component, code });
+    const keep = this.d.hooks.failed(batch, e);
+    this.ops.unshift(...keep);
+    if (!this.failure) {
+      this.failure = e;
+      this.failingSince = this.clock.now();
+      this.available.set(0);
+      this.d.logger.error({ path: this.d.path, error: code, cause, refused: batch.length - keep.length }, e.message);
+    }
+    this.cancelTimer();
+    this.armRecovery();
+  }
+
+  private armRecovery(): void {
+    if (this.recoverTimer || this.closing) return;
+    this.recoverTimer = setTimeout(() => {
+      this.recoverTimer = null;
+      this.tryRecover();
+    }, this.recoverMs);
+    this.recoverTimer.unref();
+  }
+
+  private tryRecover(): void {
+    if (!this.failure || this.closing) return;
+    try {
+      // Prove a write can be committed, then commit what was waiting.
+      this.d.db.transaction(() => this.d.hooks.probe())();
+    } catch (err) {
+      const now = this.clock.now();
+      if (now - this.lastStillFailingLog >= 5000) {
+        this.lastStillFailingLog = now;
+        this.d.logger.warn({ path: this.d.path, error: describeDbError(err).code, for_ms: now - this.failingSince }, 'spool still unavailable; retrying');
+      }
+      this.armRecovery();
+      return;
+    }
+    this.recovered();
+    this.flush();
+    if (this.ops.length > 0) this.schedule();
+  }
+
+  private recovered(): void {
+    const was = this.failure;
+    if (!was) return;
+    this.failure = null;
+    this.available.set(1);
+    this.d.logger.info({ path: this.d.path, error: was.sqliteCode, after_ms: this.clock.now() - this.failingSince }, 'spool recovered: accepting alerts again');
+    this.d.hooks.recovered();
+  }
+}

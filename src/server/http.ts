@@ -18,6 +18,7 @@ import type { Alert } from '../alert.js';
 import type { Component, ComponentHealth } from '../component.js';
 import type { Config } from '../config/schema.js';
 import { CompanionError, QueueFullError, StoppedError, errorCode, errorMessage } from '../errors.js';
+import { countSuppressed, rateLimited, type RateLimitedLog } from '../log-limit.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Intake } from '../pipeline/types.js';
@@ -35,7 +36,7 @@ export interface HttpServerDeps {
   readonly metrics: Metrics;
   readonly readiness: () => Readiness;
   readonly testAlert: () => Alert;
-  /** Rejection log lines allowed per second (the rest are counted, then summarised). Default 10. */
+  /** Rejection log lines allowed per second (the rest are counted; the next line says how many). Default 10. */
   readonly maxLogLinesPerSecond?: number;
 }
 
@@ -49,37 +50,6 @@ export function parseListen(listen: string): { host: string; port: number } {
   return { host, port: Number(listen.slice(i + 1)) };
 }
 
-/** At most `perSecond` lines per one-second window; the rest are counted and summarised. */
-class LogLimiter {
-  private windowStart = 0;
-  private used = 0;
-  private suppressed = 0;
-  constructor(
-    private readonly perSecond: number,
-    private readonly logger: Logger,
-    private readonly onSuppressed: () => void,
-  ) {}
-
-  /** True when the caller may log now. */
-  allow(now = Date.now()): boolean {
-    if (now - this.windowStart >= 1000) {
-      if (this.suppressed > 0) {
-        this.logger.warn({ suppressed: this.suppressed }, 'rejection log lines suppressed by the rate limit');
-      }
-      this.windowStart = now;
-      this.used = 0;
-      this.suppressed = 0;
-    }
-    if (this.used < this.perSecond) {
-      this.used++;
-      return true;
-    }
-    this.suppressed++;
-    this.onSuppressed();
-    return false;
-  }
-}
-
 export class HttpServer implements Component {
   readonly id = 'source/http';
   private server: http.Server | https.Server | null = null;
@@ -87,15 +57,15 @@ export class HttpServer implements Component {
   private stopPromise: Promise<void> | null = null;
   private inFlight = 0;
   private readonly log: Logger;
-  private readonly limiter: LogLimiter;
+  /** Warnings about rejected input: at most maxLogLinesPerSecond lines a second. */
+  private readonly warnLimited: RateLimitedLog;
   private readonly ack: Histogram<'status'>;
   private readonly warnings: Counter<'component' | 'code'>;
   private readonly sockets = new Set<Socket>();
 
   constructor(private readonly d: HttpServerDeps) {
     this.log = d.logger.child({ component: this.id });
-    const suppressed = d.metrics.counter('log_suppressed_total', 'Log lines dropped by rate limits', ['component']);
-    this.limiter = new LogLimiter(d.maxLogLinesPerSecond ?? 10, this.log, () => suppressed.inc({ component: this.id }));
+    this.warnLimited = rateLimited(this.log, { intervalMs: 1000, burst: d.maxLogLinesPerSecond ?? 10, onSuppressed: countSuppressed(d.metrics, this.id) });
     this.ack = d.metrics.histogram('http_ack_seconds', 'Time from request start to the answer of the Falco receiver', ['status']);
     this.warnings = d.metrics.counter('http_warnings_total', 'Accepted alerts that show a misconfigured sender, by code', ['component', 'code']);
   }
@@ -134,7 +104,7 @@ export class HttpServer implements Component {
       server = https.createServer({ ...opts, ...tls }, handler);
       server.on('tlsClientError', (err: Error) => {
         this.d.metrics.errors.inc({ component: this.id, code: 'tls_handshake' });
-        if (this.limiter.allow()) this.log.warn({ error: err.message }, 'TLS handshake failed');
+        this.warnLimited({ error: err.message }, 'TLS handshake failed');
       });
     } else {
       server = http.createServer(opts, handler);
@@ -146,7 +116,7 @@ export class HttpServer implements Component {
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
       const code = err.code ?? 'client_error';
       this.d.metrics.errors.inc({ component: this.id, code: code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'timeout' : 'bad_request' });
-      if (this.limiter.allow()) this.log.warn({ error: err.message, status: code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400 }, 'bad HTTP request');
+      this.warnLimited({ error: err.message, status: code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400 }, 'bad HTTP request');
       if (socket.writable && !socket.destroyed) {
         const status = code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
         socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
@@ -342,7 +312,7 @@ export class HttpServer implements Component {
     this.d.metrics.received.inc({ component: this.id });
     if (r.warning) {
       this.warnings.inc({ component: this.id, code: 'no_output_fields' });
-      if (this.limiter.allow()) this.log.warn({ rule: r.alert.rule, hint: r.warning }, 'alert accepted without output_fields');
+      this.warnLimited({ rule: r.alert.rule, hint: r.warning }, 'alert accepted without output_fields');
       this.json(res, 200, { status: 'accepted', warning: r.warning });
     } else {
       res.writeHead(200, { 'Content-Length': '0' });
@@ -353,7 +323,7 @@ export class HttpServer implements Component {
 
   private tooLarge(req: http.IncomingMessage, res: http.ServerResponse, reason: string): number {
     this.d.metrics.errors.inc({ component: this.id, code: 'too_large' });
-    if (this.limiter.allow()) this.log.warn({ status: 413, reason }, 'request rejected');
+    this.warnLimited({ status: 413, reason }, 'request rejected');
     // Stop reading: answer, then close the connection instead of draining the rest.
     res.setHeader('Connection', 'close');
     this.json(res, 413, { error: 'too_large', reason, hint: 'raise http.max_body_bytes if your alerts are really this large' });
@@ -363,7 +333,7 @@ export class HttpServer implements Component {
 
   private rejectWith(res: http.ServerResponse, status: number, rej: Rejection): number {
     this.d.metrics.errors.inc({ component: this.id, code: rej.error });
-    if (this.limiter.allow()) this.log.warn({ status, code: rej.error, reason: rej.reason, ...(rej.hint ? { hint: rej.hint } : {}) }, 'alert rejected');
+    this.warnLimited({ status, code: rej.error, reason: rej.reason, ...(rej.hint ? { hint: rej.hint } : {}) }, 'alert rejected');
     this.json(res, status, rej);
     return status;
   }
@@ -372,7 +342,7 @@ export class HttpServer implements Component {
     if (err instanceof QueueFullError) {
       const secs = Math.max(1, Math.ceil(this.d.config.retry_after / 1000));
       this.d.metrics.discarded.inc({ component: this.id, reason: 'queue_full' });
-      if (this.limiter.allow()) this.log.warn({ status: 503, rule: alert?.rule, what }, 'intake full: alert refused');
+      this.warnLimited({ status: 503, rule: alert?.rule, what }, 'intake full: alert refused');
       res.setHeader('Retry-After', String(secs));
       this.json(res, 503, { error: 'queue_full', reason: err.message, hint: `retry after ${secs}s` });
       return 503;

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createAlert, type Alert } from '../../src/alert.js';
+import type { Alert } from '../../src/alert.js';
 import { ManualClock, systemClock } from '../../src/clock.js';
 import { defaults } from '../../src/config/dsl.js';
 import { containerEnrichSection } from '../../src/config/sections/enrich-container.js';
@@ -15,6 +15,8 @@ import { DockerClient, DockerError, type DockerContainer, type DockerEvent, type
 import { silentLogger } from '../../src/logger.js';
 import { Metrics } from '../../src/metrics.js';
 import { openStateDb, type Db } from '../../src/store/db.js';
+import { falcoAlert } from '../support/falco-alerts.js';
+import { until } from '../support/wait.js';
 
 const IMAGE_ID = `sha256:${'ab'.repeat(32)}`;
 const REF = 'registry.example.com/shop/web:1.4.2';
@@ -45,14 +47,7 @@ class MemoryDocker extends DockerClient {
   }
 }
 
-function alertFor(containerId: string): Alert {
-  return createAlert({ time: '2026-07-29T10:00:00.000000000Z', rule: 'Terminal shell in container', priority: 'Notice', source: 'syscall', outputFields: { 'container.id': containerId }, origin: { kind: 'test', component: 'test' } });
-}
-
-async function until(what: string, ok: () => boolean): Promise<void> {
-  for (let i = 0; i < 200 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
-  if (!ok()) throw new Error(`timed out waiting for ${what}`);
-}
+const alertFor = (containerId: string): Alert => falcoAlert({ fields: { 'container.id': containerId } });
 
 let dir = '';
 let db: Db | null = null;
@@ -86,9 +81,9 @@ describe('ContainerEnricher enrichSync', () => {
     expect(docker.inspects).toBe(1);
 
     // A pull recorded from the event stream changes the image record: the next hit shows it.
-    await until('event stream', () => docker.emit !== null);
+    await until(() => docker.emit !== null, 2000, 'event stream');
     docker.emit?.({ Type: 'image', Action: 'pull', id: REF, timeNano: Date.parse('2026-07-29T08:00:00Z') * 1e6 });
-    await until('pull recorded', () => enricher?.enrichSync(a)?.['image.pulled_at'] !== undefined);
+    await until(() => enricher?.enrichSync(a)?.['image.pulled_at'] !== undefined, 2000, 'pull recorded');
     expect(enricher.enrichSync(a)?.['image.pulled_at']).toBe('2026-07-29T08:00:00.000Z');
 
     // Host and malformed ids are answered synchronously too.

@@ -1,14 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import { createAlert, type Alert } from '../../src/alert.js';
+import type { Alert } from '../../src/alert.js';
 import { silentLogger } from '../../src/logger.js';
 import { Metrics } from '../../src/metrics.js';
 import { MemoryIntake } from '../../src/pipeline/intake.js';
 import { Pipeline } from '../../src/pipeline/pipeline.js';
 import { Router } from '../../src/pipeline/router.js';
 import type { Enricher, Sink } from '../../src/pipeline/types.js';
+import { falcoAlert } from '../support/falco-alerts.js';
+import { wait } from '../support/wait.js';
 
 function alert(i: number): Alert {
-  return createAlert({ time: `2026-01-01T00:00:${String(i % 60).padStart(2, '0')}.000000001Z`, rule: `rule ${i}`, priority: 'Warning', source: 'syscall', outputFields: { n: i }, origin: { kind: 'test', component: 'test' } });
+  return falcoAlert({ t: i, rule: `rule ${i}`, priority: 'Warning', fields: { n: i } });
 }
 
 async function run(alerts: Alert[], enrichers: Enricher[], budget = 50): Promise<{ got: Alert[]; metrics: Metrics }> {
@@ -36,7 +38,7 @@ describe('pipeline enrichSync fast path', () => {
       },
       enrich: async (a) => {
         calls.async++;
-        await new Promise((r) => setTimeout(r, 1));
+        await wait(1);
         return { even: false, n: a.outputFields?.['n'] as number };
       },
     };

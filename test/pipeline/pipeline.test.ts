@@ -7,19 +7,13 @@ import { Pipeline } from '../../src/pipeline/pipeline.js';
 import { Router, type RouteConfig } from '../../src/pipeline/router.js';
 import type { DetectStage, Enricher, Sink } from '../../src/pipeline/types.js';
 import { QueueFullError, StoppedError } from '../../src/errors.js';
+import { falcoAlert } from '../support/falco-alerts.js';
+import { wait } from '../support/wait.js';
 
 const route: RouteConfig = { min_priority: 'Debug', include_rules: [], exclude_rules: [], include_tags: [], exclude_tags: [], forward_internal: true };
 
 function alert(i: number, over: Partial<{ rule: string; priority: Priority; tags: string[]; source: string }> = {}): Alert {
-  return createAlert({
-    time: `2026-01-01T00:00:${String(i % 60).padStart(2, '0')}.123456789Z`,
-    rule: over.rule ?? `rule ${i}`,
-    priority: over.priority ?? 'Warning',
-    source: over.source ?? 'syscall',
-    tags: over.tags ?? ['t'],
-    outputFields: { 'n': i },
-    origin: { kind: 'test', component: 'test' },
-  });
+  return falcoAlert({ t: i, rule: `rule ${i}`, priority: 'Warning', tags: ['t'], ...over, fields: { n: i } });
 }
 
 class MemSink implements Sink {
@@ -65,7 +59,7 @@ describe('pipeline', () => {
       id: 'enrich/slow',
       enrich: async (a) => {
         const n = a.outputFields?.['n'] as number;
-        await new Promise((r) => setTimeout(r, n % 3 === 0 ? 15 : 1));
+        await wait(n % 3 === 0 ? 15 : 1);
         return { n2: n * 2 };
       },
     };

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { freeTcpPort } from './net.js';
+import { until } from './wait.js';
 
 const run = promisify(execFile);
 
@@ -77,14 +78,13 @@ function httpOk(port: number, path: string): Promise<boolean> {
   });
 }
 
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number, child?: ChildProcess): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  for (let i = 0; i < 1000 && Date.now() < until; i++) {
-    if (child && child.exitCode !== null) throw new Error(`${what} exited with ${child.exitCode}`);
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`${what} not ready within ${timeoutMs} ms`);
+/** Until `check()` holds; fails at once when `child` exits. */
+function serving(what: string, check: () => Promise<boolean>, timeoutMs: number, child: ChildProcess): Promise<void> {
+  const cond = async (): Promise<boolean> => {
+    if (child.exitCode !== null) throw new Error(`${what} exited with ${child.exitCode}`);
+    return check();
+  };
+  return until(cond, timeoutMs, `${what} serving`, 50);
 }
 
 function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
@@ -171,7 +171,7 @@ export async function startDockerd(): Promise<Dockerd> {
     }
   };
   try {
-    await waitFor('dockerd', () => ping(socket), 30_000, child);
+    await serving('dockerd', () => ping(socket), 30_000, child);
   } catch (err) {
     let tail = '';
     try {
@@ -217,7 +217,7 @@ export async function startDockerd(): Promise<Dockerd> {
       const fd = openSync(join(dir, 'registry.log'), 'a');
       registry = spawn(REGISTRY, ['serve', cfg], { stdio: ['ignore', fd, fd] });
       closeSync(fd);
-      await waitFor('docker-registry', () => httpOk(port, '/v2/'), 15_000, registry);
+      await serving('docker-registry', () => httpOk(port, '/v2/'), 15_000, registry);
       return `127.0.0.1:${port}`;
     },
     pause() {

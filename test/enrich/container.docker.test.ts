@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Alert, EnrichValue } from '../../src/alert.js';
-import { systemClock } from '../../src/clock.js';
+import type { Clock } from '../../src/clock.js';
 import { defaults } from '../../src/config/dsl.js';
 import { containerEnrichSection } from '../../src/config/sections/enrich-container.js';
 import { ContainerEnricher, type ContainerEnrichConfig } from '../../src/enrich/container.js';
@@ -16,12 +16,18 @@ import { Metrics } from '../../src/metrics.js';
 import { openStateDb, type Db } from '../../src/store/db.js';
 import { dockerSkipReason, startDockerd, type Dockerd } from '../support/dockerd.js';
 import { falcoAlert } from '../support/falco-alerts.js';
-import { until, wait } from '../support/wait.js';
+import { until } from '../support/wait.js';
 
 const skip = dockerSkipReason();
 if (skip) console.warn(`skipping real Docker tests: ${skip}`);
 
 const alertFor = (containerId: string): Alert => falcoAlert({ fields: { 'container.id': containerId } });
+
+/** The wall clock, which the test can move ahead (to end the enricher's error_ttl without sleeping). */
+let skewMs = 0;
+const clock: Clock = { now: () => Date.now() + skewMs, monotonic: () => performance.now() + skewMs };
+/** Long enough that no scheduling delay ends the "runtime down" window before the test looks at it. */
+const ERROR_TTL = 60_000;
 
 async function enrichWithin(e: ContainerEnricher, a: Alert, budgetMs: number): Promise<{ keys: Readonly<Record<string, EnrichValue>>; ms: number }> {
   const t0 = performance.now();
@@ -50,10 +56,10 @@ describe.skipIf(skip !== null)('ContainerEnricher with a real dockerd', () => {
       runtime: 'docker',
       docker_socket: d.socket,
       request_timeout: 1500,
-      error_ttl: 300,
+      error_ttl: ERROR_TTL,
       negative_ttl: 1000,
     };
-    enricher = new ContainerEnricher({ config, db, logger: silentLogger(), metrics, clock: systemClock });
+    enricher = new ContainerEnricher({ config, db, logger: silentLogger(), metrics, clock });
     await enricher.start();
     await until(() => enricher.health().detail?.includes('events connected') ?? false, 10_000, 'event stream');
   });
@@ -144,7 +150,7 @@ describe.skipIf(skip !== null)('ContainerEnricher with a real dockerd', () => {
 
   it('answers enrich_error within the budget when dockerd hangs or is stopped', async () => {
     // Hung runtime: requests get no answer; the enricher must return when the budget aborts.
-    d.pause();
+    await d.pause(); // returns once every dockerd thread has stopped: no request can be answered
     try {
       const budget = 100;
       const { keys, ms } = await enrichWithin(enricher, alertFor('aaaaaaaaaaaa'), budget);
@@ -163,7 +169,7 @@ describe.skipIf(skip !== null)('ContainerEnricher with a real dockerd', () => {
     }
     // Stopped runtime: the socket is gone; the error names what failed, quickly.
     await d.stopDaemon();
-    await wait(350); // let error_ttl (300 ms) lapse
+    skewMs += ERROR_TTL + 1; // error_ttl is over for the enricher
     const { keys, ms } = await enrichWithin(enricher, alertFor('cccccccccccc'), 200);
     expect(ms).toBeLessThan(600);
     expect(String(keys['enrich_error'])).toMatch(/^container: docker (lookup failed|unavailable)/);

@@ -5,7 +5,7 @@
  * Everything lives in one temp dir and is stopped by PID.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync, copyFileSync, openSync, closeSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, copyFileSync, openSync, closeSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,8 +39,13 @@ export interface Dockerd {
   runContainer(image: string): Promise<string>;
   /** Start the Debian registry on 127.0.0.1:<free port>; returns `127.0.0.1:<port>`. */
   startRegistry(): Promise<string>;
-  /** SIGSTOP / SIGCONT the daemon (a hung runtime). */
-  pause(): void;
+  /**
+   * SIGSTOP the daemon (a hung runtime) and wait until every one of its threads has stopped:
+   * kill() only queues the signal, and until the thread that takes it has run, dockerd's other
+   * threads still answer requests.
+   */
+  pause(): Promise<void>;
+  /** SIGCONT the daemon. */
   resume(): void;
   /** Stop dockerd (SIGTERM, then SIGKILL) and wait for it to exit. */
   stopDaemon(): Promise<void>;
@@ -85,6 +90,20 @@ function serving(what: string, check: () => Promise<boolean>, timeoutMs: number,
     return check();
   };
   return until(cond, timeoutMs, `${what} serving`, 50);
+}
+
+/** True when every thread of `pid` is stopped (state T in /proc/PID/task/TID/stat). */
+function allThreadsStopped(pid: number): boolean {
+  return readdirSync(`/proc/${pid}/task`).every((tid) => {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    } catch {
+      return true; // the thread is gone
+    }
+    const state = stat.charAt(stat.lastIndexOf(')') + 2); // "TID (comm) S ...": comm may hold spaces and parentheses
+    return state === 'T' || state === 't';
+  });
 }
 
 function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
@@ -220,8 +239,10 @@ export async function startDockerd(): Promise<Dockerd> {
       await serving('docker-registry', () => httpOk(port, '/v2/'), 15_000, registry);
       return `127.0.0.1:${port}`;
     },
-    pause() {
-      process.kill(child.pid as number, 'SIGSTOP');
+    async pause() {
+      const pid = child.pid as number;
+      process.kill(pid, 'SIGSTOP');
+      await until(() => allThreadsStopped(pid), 5000, 'every dockerd thread stopped by SIGSTOP', 2);
     },
     resume() {
       process.kill(child.pid as number, 'SIGCONT');

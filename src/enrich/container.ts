@@ -277,13 +277,8 @@ export class ContainerEnricher implements Enricher, Component {
   private async lookupDocker(id: string): Promise<Lookup> {
     const docker = this.dockerClient();
     const signal = this.stopper.signal;
-    let c;
-    try {
-      c = await docker.containerInspect(id, signal);
-    } catch (err) {
-      if (errorCode(err) === 'E_DOCKER_NOT_FOUND') return { kind: 'not_found', runtime: 'docker' };
-      throw err;
-    }
+    const c = await unlessCode(docker.containerInspect(id, signal), 'E_DOCKER_NOT_FOUND');
+    if (c === null) return { kind: 'not_found', runtime: 'docker' };
     const refText = c.Config?.Image ?? '';
     const ref = isImageId(refText) ? null : parseImageRef(refText);
     const existing = this.store.get(c.Image, ref);
@@ -301,13 +296,8 @@ export class ContainerEnricher implements Enricher, Component {
   private async lookupCri(id: string): Promise<Lookup> {
     const cri = this.criClient();
     const signal = this.stopper.signal;
-    let s;
-    try {
-      s = await cri.containerStatus(id, signal);
-    } catch (err) {
-      if (errorCode(err) === 'E_CRI_NOT_FOUND') return { kind: 'not_found', runtime: 'cri' };
-      throw err;
-    }
+    const s = await unlessCode(cri.containerStatus(id, signal), 'E_CRI_NOT_FOUND');
+    if (s === null) return { kind: 'not_found', runtime: 'cri' };
     const name = s.image?.image ?? '';
     const target = s.image_id || s.image_ref || name;
     if (!target) return { kind: 'not_found', runtime: 'cri' };
@@ -523,6 +513,16 @@ function isoText(s: string | undefined | null): string | null {
   const ms = Date.parse(s);
   if (!Number.isFinite(ms) || ms <= 0) return null;
   return new Date(ms).toISOString();
+}
+
+/** The promise's value, or null when it fails with the error code `code` (other failures pass on). */
+async function unlessCode<T>(p: Promise<T>, code: string): Promise<T | null> {
+  try {
+    return await p;
+  } catch (err) {
+    if (errorCode(err) === code) return null;
+    throw err;
+  }
 }
 
 function shortError(msg: string): string {

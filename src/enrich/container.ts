@@ -26,6 +26,7 @@ import { CriClient, type CriImageStatus } from './cri-client.js';
 import { DockerClient, type DockerEvent, type DockerHistoryEntry, type DockerImage } from './docker-client.js';
 import { digestFor, isImageId, parseImageRef, shortenCommand, tagKey, type ImageRef } from './image-ref.js';
 import { ImageStore, type ImageFacts, type ImageRecord } from './image-store.js';
+import { TtlLru } from './ttl-lru.js';
 
 export type ContainerEnrichConfig = Config['enrich']['container'];
 export type RuntimeKind = 'docker' | 'cri';
@@ -49,7 +50,6 @@ type Lookup =
 
 interface CacheEntry {
   readonly value: Lookup;
-  readonly expiresMs: number;
   /** The keys last built from `value` and the image store at `keysVersion` (reused on hits). */
   keys: { readonly res: Readonly<Record<string, EnrichValue>> } | null;
   keysVersion: number;
@@ -81,7 +81,8 @@ export class ContainerEnricher implements Enricher, Component {
   private readonly cfg: ContainerEnrichConfig;
   private readonly log: Logger;
   private readonly clock: Clock;
-  private readonly cache = new Map<string, CacheEntry>();
+  /** Container id (12 hex digits) → found (cache_ttl) or not found (negative_ttl). */
+  private readonly cache: TtlLru<string, CacheEntry>;
   /** Bumped on every image store change: cached keys built before are rebuilt. */
   private storeVersion = 1;
   private readonly inflight = new Map<string, Promise<Lookup>>();
@@ -117,6 +118,7 @@ export class ContainerEnricher implements Enricher, Component {
       connected: mx.gauge('enrich_container_events_connected', '1 while the Docker event stream is open'),
       lookupSeconds: mx.histogram('enrich_container_lookup_seconds', 'Duration of one runtime lookup (cache misses)', ['runtime'], [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 2.5, 5]),
     };
+    this.cache = new TtlLru({ max: d.config.cache_size, clock: d.clock, onEvict: () => this.m.cacheEvictions.inc() });
   }
 
   // -------------------------------------------------------------------------------------------
@@ -214,7 +216,7 @@ export class ContainerEnricher implements Enricher, Component {
     const rt = this.resolveRuntime();
     if (rt === 'none') return NO_KEYS;
 
-    const cached = this.cacheGet(id);
+    const cached = this.cache.get(id);
     if (cached) {
       this.m.hits.inc();
       // Keys are rebuilt only when the image store changed since (no SQLite read per hit); the
@@ -256,11 +258,11 @@ export class ContainerEnricher implements Enricher, Component {
     if (r.kind === 'found') {
       this.m.lookups.inc({ result: 'found' });
       this.downUntilMs = 0;
-      this.cachePut(id, r, now + this.cfg.cache_ttl);
+      this.cachePut(id, r, this.cfg.cache_ttl);
     } else if (r.kind === 'not_found') {
       this.m.lookups.inc({ result: 'not_found' });
       this.downUntilMs = 0;
-      this.cachePut(id, r, now + this.cfg.negative_ttl);
+      this.cachePut(id, r, this.cfg.negative_ttl);
     } else {
       this.m.lookups.inc({ result: 'error' });
       this.d.metrics.errors.inc({ component: this.id, code: r.code });
@@ -275,13 +277,8 @@ export class ContainerEnricher implements Enricher, Component {
   private async lookupDocker(id: string): Promise<Lookup> {
     const docker = this.dockerClient();
     const signal = this.stopper.signal;
-    let c;
-    try {
-      c = await docker.containerInspect(id, signal);
-    } catch (err) {
-      if (errorCode(err) === 'E_DOCKER_NOT_FOUND') return { kind: 'not_found', runtime: 'docker' };
-      throw err;
-    }
+    const c = await unlessCode(docker.containerInspect(id, signal), 'E_DOCKER_NOT_FOUND');
+    if (c === null) return { kind: 'not_found', runtime: 'docker' };
     const refText = c.Config?.Image ?? '';
     const ref = isImageId(refText) ? null : parseImageRef(refText);
     const existing = this.store.get(c.Image, ref);
@@ -299,13 +296,8 @@ export class ContainerEnricher implements Enricher, Component {
   private async lookupCri(id: string): Promise<Lookup> {
     const cri = this.criClient();
     const signal = this.stopper.signal;
-    let s;
-    try {
-      s = await cri.containerStatus(id, signal);
-    } catch (err) {
-      if (errorCode(err) === 'E_CRI_NOT_FOUND') return { kind: 'not_found', runtime: 'cri' };
-      throw err;
-    }
+    const s = await unlessCode(cri.containerStatus(id, signal), 'E_CRI_NOT_FOUND');
+    if (s === null) return { kind: 'not_found', runtime: 'cri' };
     const name = s.image?.image ?? '';
     const target = s.image_id || s.image_ref || name;
     if (!target) return { kind: 'not_found', runtime: 'cri' };
@@ -412,28 +404,8 @@ export class ContainerEnricher implements Enricher, Component {
     return this.cri;
   }
 
-  private cacheGet(id: string): CacheEntry | null {
-    const e = this.cache.get(id);
-    if (!e) return null;
-    if (e.expiresMs <= this.clock.now()) {
-      this.cache.delete(id);
-      return null;
-    }
-    // LRU: move to the end.
-    this.cache.delete(id);
-    this.cache.set(id, e);
-    return e;
-  }
-
-  private cachePut(id: string, value: Lookup, expiresMs: number): void {
-    this.cache.delete(id);
-    this.cache.set(id, { value, expiresMs, keys: null, keysVersion: 0 });
-    while (this.cache.size > this.cfg.cache_size) {
-      const oldest = this.cache.keys().next();
-      if (oldest.done) break;
-      this.cache.delete(oldest.value);
-      this.m.cacheEvictions.inc();
-    }
+  private cachePut(id: string, value: Lookup, ttlMs: number): void {
+    this.cache.set(id, { value, keys: null, keysVersion: 0 }, ttlMs);
   }
 }
 
@@ -541,6 +513,16 @@ function isoText(s: string | undefined | null): string | null {
   const ms = Date.parse(s);
   if (!Number.isFinite(ms) || ms <= 0) return null;
   return new Date(ms).toISOString();
+}
+
+/** The promise's value, or null when it fails with the error code `code` (other failures pass on). */
+async function unlessCode<T>(p: Promise<T>, code: string): Promise<T | null> {
+  try {
+    return await p;
+  } catch (err) {
+    if (errorCode(err) === code) return null;
+    throw err;
+  }
 }
 
 function shortError(msg: string): string {

@@ -23,6 +23,7 @@ import { EgressBaseline } from './baseline.js';
 import { IntelLists } from './intel.js';
 import { formatIp, IpClassifier, parseIp, type Ip, type IpClass } from './ip-class.js';
 import { ReverseDns, type RdnsResult } from './rdns.js';
+import { TtlLru } from './ttl-lru.js';
 
 export type EgressConfig = Config['enrich']['egress'];
 
@@ -51,7 +52,7 @@ export interface Destination {
 }
 
 const INBOUND_EVENTS = new Set(['accept', 'accept4']);
-/** Parsed addresses the enricher keeps (keyed by the field's text): a working set, FIFO eviction. */
+/** Parsed addresses the enricher keeps (keyed by the field's text): a working set, LRU eviction. */
 const IP_CACHE_SIZE = 4096;
 
 /** One cached address: parsed, canonical text, class and the class's bound counter. */
@@ -184,8 +185,8 @@ export class EgressEnricher implements Enricher, Component {
   readonly baseline: EgressBaseline | null;
   private readonly classified;
   private readonly ipCacheEvictions;
-  /** Address text → parsed address, canonical text and class (bounded, counted FIFO eviction). */
-  private readonly ipCache = new Map<string, IpInfo>();
+  /** Address text → parsed address, canonical text and class (bounded, counted LRU eviction, no TTL). */
+  private readonly ipCache = new TtlLru<string, IpInfo>({ max: IP_CACHE_SIZE, onEvict: () => this.ipCacheEvictions.inc() });
   /** The entry the cached parser returned last (destinationOf asks it for the chosen address last). */
   private lastInfo: IpInfo | null = null;
   private readonly parseCached = (text: string): Ip | null => {
@@ -245,13 +246,6 @@ export class EgressEnricher implements Enricher, Component {
     if (!ip) return null; // not cached: a non-address costs a parse each time, never a slot
     const cls = this.classifier.classify(ip) ?? 'reserved';
     const info: IpInfo = { ip, text: formatIp(ip), cls, counted: this.classified.labels({ class: cls }) };
-    if (this.ipCache.size >= IP_CACHE_SIZE) {
-      const oldest = this.ipCache.keys().next();
-      if (!oldest.done) {
-        this.ipCache.delete(oldest.value);
-        this.ipCacheEvictions.inc();
-      }
-    }
     this.ipCache.set(text, info);
     return info;
   }

@@ -10,6 +10,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { errorMessage } from '../errors.js';
+import { rateLimited } from '../log-limit.js';
 import type { Metrics } from '../metrics.js';
 import { CidrMap, type Ip } from './ip-class.js';
 
@@ -127,6 +128,7 @@ export class IntelLists {
     let entries = 0;
     let bad = 0;
     let skipped = 0;
+    const warnMalformed = rateLimited(this.logger, { intervalMs: Infinity, burst: MAX_LOGGED_PER_LOAD });
     const lines = text.split(/\r?\n/);
     for (let i = 0; i < lines.length; i++) {
       const raw = lines[i] as string;
@@ -153,12 +155,10 @@ export class IntelLists {
       else {
         bad++;
         this.malformed.inc({ list: cfg.name });
-        if (bad <= MAX_LOGGED_PER_LOAD) {
-          this.logger.warn({ list: cfg.name, where: `${cfg.path}:${i + 1}`, line: line.slice(0, 100) }, `intel list ${cfg.path}:${i + 1}: not an IP, CIDR or domain; line skipped`);
-        }
+        warnMalformed({ list: cfg.name, where: `${cfg.path}:${i + 1}`, line: line.slice(0, 100) }, `intel list ${cfg.path}:${i + 1}: not an IP, CIDR or domain; line skipped`);
       }
     }
-    if (bad > MAX_LOGGED_PER_LOAD) this.logger.warn({ list: cfg.name, path: cfg.path, malformed: bad }, `intel list ${cfg.path}: ${bad} malformed lines in all`);
+    if (warnMalformed.suppressed > 0) this.logger.warn({ list: cfg.name, path: cfg.path, malformed: bad }, `intel list ${cfg.path}: ${bad} malformed lines in all`);
     if (skipped > 0) {
       this.skipped.inc({ list: cfg.name }, skipped);
       this.logger.warn({ list: cfg.name, path: cfg.path, skipped, max_entries: this.maxEntries }, 'intel list longer than max_entries; the rest is skipped');

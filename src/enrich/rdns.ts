@@ -10,6 +10,7 @@ import { promises as dnsPromises } from 'node:dns';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import type { Metrics } from '../metrics.js';
+import { TtlLru } from './ttl-lru.js';
 
 export type RdnsAnswer =
   | { readonly kind: 'name'; readonly name: string }
@@ -45,16 +46,11 @@ export interface ReverseDnsOptions {
 const NEGATIVE_CODES = new Set(['ENOTFOUND', 'ENODATA', 'NXDOMAIN']);
 const MAX_NAME = 253;
 
-interface Entry {
-  readonly answer: RdnsAnswer;
-  readonly expiresAt: number;
-}
-
 export class ReverseDns {
-  private readonly cache = new Map<string, Entry>();
+  /** Address → answer, each kind with its TTL (positive / negative / error). */
+  private readonly cache: TtlLru<string, RdnsAnswer>;
   private readonly inflight = new Map<string, Promise<RdnsAnswer>>();
   private readonly lookups;
-  private readonly evictions;
   private readonly o: ReverseDnsOptions;
   private readonly newResolver: () => PtrResolver;
   private closed = false;
@@ -62,7 +58,8 @@ export class ReverseDns {
   constructor(o: ReverseDnsOptions) {
     this.o = o;
     this.lookups = o.metrics.counter<'result'>('rdns_lookups_total', 'Reverse DNS lookups by result (hit = answered from cache)', ['result']);
-    this.evictions = o.metrics.counter('rdns_cache_evictions_total', 'Reverse DNS cache entries evicted to stay within cache_size');
+    const evictions = o.metrics.counter('rdns_cache_evictions_total', 'Reverse DNS cache entries evicted to stay within cache_size');
+    this.cache = new TtlLru({ max: o.cacheSize, clock: o.clock, onEvict: () => evictions.inc() });
     const servers = [...o.servers];
     this.newResolver =
       o.newResolver ??
@@ -75,16 +72,7 @@ export class ReverseDns {
 
   /** The cached answer (fresh entries only), without starting a lookup. */
   cached(ip: string): RdnsAnswer | undefined {
-    const e = this.cache.get(ip);
-    if (!e) return undefined;
-    if (e.expiresAt <= this.o.clock.now()) {
-      this.cache.delete(ip);
-      return undefined;
-    }
-    // LRU: move to the back.
-    this.cache.delete(ip);
-    this.cache.set(ip, e);
-    return e.answer;
+    return this.cache.get(ip);
   }
 
   /** The cached answer counted as a hit (the synchronous fast path), or undefined (nothing counted). */
@@ -173,18 +161,8 @@ export class ReverseDns {
     }
     this.lookups.inc({ result: answer.kind === 'name' ? 'found' : answer.kind === 'none' ? 'not_found' : answer.error === 'timeout' ? 'timeout' : 'error' });
     const ttl = answer.kind === 'name' ? this.o.positiveTtlMs : answer.kind === 'none' ? this.o.negativeTtlMs : this.o.errorTtlMs;
-    if (ttl > 0) this.store(ip, answer, ttl);
+    this.cache.set(ip, answer, ttl); // an error_ttl of 0 keeps nothing
     this.inflight.delete(ip);
     return answer;
-  }
-
-  private store(ip: string, answer: RdnsAnswer, ttl: number): void {
-    this.cache.delete(ip);
-    this.cache.set(ip, { answer, expiresAt: this.o.clock.now() + ttl });
-    while (this.cache.size > this.o.cacheSize) {
-      const oldest = this.cache.keys().next().value as string;
-      this.cache.delete(oldest);
-      this.evictions.inc();
-    }
   }
 }

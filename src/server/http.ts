@@ -18,7 +18,8 @@ import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Intake } from '../pipeline/types.js';
 import { decodeFalcoBody, type Rejection } from '../sources/http.js';
-import { HttpListener, rejectionLogLimiter, type LogLimiter } from './listener.js';
+import type { RateLimitedLog } from '../log-limit.js';
+import { HttpListener, rejectionLogLimiter } from './listener.js';
 import type { OpsDispatch } from './ops.js';
 import { refusalReply, sendJson, sendReply } from './reply.js';
 
@@ -38,7 +39,7 @@ export class HttpServer implements Component {
   private readonly listener: HttpListener;
   private stopPromise: Promise<void> | null = null;
   private readonly log: Logger;
-  private readonly limiter: LogLimiter;
+  private readonly limiter: RateLimitedLog;
   private readonly ack: Histogram<'status'>;
   private readonly warnings: Counter<'component' | 'code'>;
   private readonly ops: OpsDispatch | null;
@@ -159,7 +160,7 @@ export class HttpServer implements Component {
     this.d.metrics.received.inc({ component: this.id });
     if (r.warning) {
       this.warnings.inc({ component: this.id, code: 'no_output_fields' });
-      if (this.limiter.allow()) this.log.warn({ rule: r.alert.rule, hint: r.warning }, 'alert accepted without output_fields');
+      this.limiter({ rule: r.alert.rule, hint: r.warning }, 'alert accepted without output_fields');
       sendJson(res, 200, { status: 'accepted', warning: r.warning });
     } else {
       res.writeHead(200, { 'Content-Length': '0' });
@@ -170,7 +171,7 @@ export class HttpServer implements Component {
 
   private tooLarge(req: http.IncomingMessage, res: http.ServerResponse, reason: string): number {
     this.d.metrics.errors.inc({ component: this.id, code: 'too_large' });
-    if (this.limiter.allow()) this.log.warn({ status: 413, reason }, 'request rejected');
+    this.limiter({ status: 413, reason }, 'request rejected');
     // Stop reading: answer, then close the connection instead of draining the rest.
     sendJson(res, 413, { error: 'too_large', reason, hint: 'raise http.max_body_bytes if your alerts are really this large' }, { Connection: 'close' });
     res.once('finish', () => setTimeout(() => req.socket.destroy(), 50).unref());
@@ -179,7 +180,7 @@ export class HttpServer implements Component {
 
   private rejectWith(res: http.ServerResponse, status: number, rej: Rejection): number {
     this.d.metrics.errors.inc({ component: this.id, code: rej.error });
-    if (this.limiter.allow()) this.log.warn({ status, code: rej.error, reason: rej.reason, ...(rej.hint ? { hint: rej.hint } : {}) }, 'alert rejected');
+    this.limiter({ status, code: rej.error, reason: rej.reason, ...(rej.hint ? { hint: rej.hint } : {}) }, 'alert rejected');
     sendJson(res, status, rej);
     return status;
   }

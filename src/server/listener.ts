@@ -12,6 +12,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Config } from '../config/schema.js';
 import { CompanionError, errorCode, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { countSuppressed, rateLimited, type RateLimitedLog } from '../log-limit.js';
 import type { Metrics } from '../metrics.js';
 import { sendJson } from './reply.js';
 
@@ -29,7 +30,7 @@ export interface ListenerDeps {
   readonly listen: string;
   readonly what: string;
   readonly config: ListenerConfig;
-  readonly limiter: LogLimiter;
+  readonly limiter: RateLimitedLog;
   readonly handler: Handler;
   /** Extra fields of the `listening` log line. */
   readonly logFields?: Record<string, unknown>;
@@ -43,41 +44,9 @@ function parseListen(listen: string): { host: string; port: number } {
   return { host, port: Number(listen.slice(i + 1)) };
 }
 
-/** At most `perSecond` lines per one-second window; the rest are counted and summarised. */
-export class LogLimiter {
-  private windowStart = 0;
-  private used = 0;
-  private suppressed = 0;
-  constructor(
-    private readonly perSecond: number,
-    private readonly logger: Logger,
-    private readonly onSuppressed: () => void,
-  ) {}
-
-  /** True when the caller may log now. */
-  allow(now = Date.now()): boolean {
-    if (now - this.windowStart >= 1000) {
-      if (this.suppressed > 0) {
-        this.logger.warn({ suppressed: this.suppressed }, 'rejection log lines suppressed by the rate limit');
-      }
-      this.windowStart = now;
-      this.used = 0;
-      this.suppressed = 0;
-    }
-    if (this.used < this.perSecond) {
-      this.used++;
-      return true;
-    }
-    this.suppressed++;
-    this.onSuppressed();
-    return false;
-  }
-}
-
-/** The rate limit for rejection log lines of component `id` (10 per second by default); dropped lines are counted. */
-export function rejectionLogLimiter(id: string, log: Logger, metrics: Metrics, perSecond = 10): LogLimiter {
-  const suppressed = metrics.counter('log_suppressed_total', 'Log lines dropped by rate limits', ['component']);
-  return new LogLimiter(perSecond, log, () => suppressed.inc({ component: id }));
+/** The rate limit for rejection log lines of component `id` (10 per second by default); dropped lines are counted and the next line says how many. */
+export function rejectionLogLimiter(id: string, log: Logger, metrics: Metrics, perSecond = 10): RateLimitedLog {
+  return rateLimited(log, { intervalMs: 1000, burst: perSecond, onSuppressed: countSuppressed(metrics, id) });
 }
 
 export class HttpListener {
@@ -141,7 +110,7 @@ export class HttpListener {
       server = https.createServer({ ...opts, ...tls }, handler);
       server.on('tlsClientError', (err: Error) => {
         metrics.errors.inc({ component: id, code: 'tls_handshake' });
-        if (limiter.allow()) log.warn({ error: err.message }, 'TLS handshake failed');
+        limiter({ error: err.message }, 'TLS handshake failed');
       });
     } else {
       server = http.createServer(opts, handler);
@@ -153,7 +122,7 @@ export class HttpListener {
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
       const code = err.code ?? 'client_error';
       metrics.errors.inc({ component: id, code: code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'timeout' : 'bad_request' });
-      if (limiter.allow()) log.warn({ error: err.message, status: code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400 }, 'bad HTTP request');
+      limiter({ error: err.message, status: code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400 }, 'bad HTTP request');
       if (socket.writable && !socket.destroyed) {
         const status = code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
         socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);

@@ -7,7 +7,7 @@ import type http from 'node:http';
 import { QueueFullError, StoppedError, errorCode, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
-import type { LogLimiter } from './listener.js';
+import type { RateLimitedLog } from '../log-limit.js';
 
 /** What a handler answers: a status and a JSON or text body. */
 export interface Reply {
@@ -46,7 +46,7 @@ export interface RefusalContext {
   readonly retryAfterMs: number;
   readonly metrics: Metrics;
   readonly log: Logger;
-  readonly limiter: LogLimiter;
+  readonly limiter: RateLimitedLog;
   /** What was refused, for the log line (`receiver`, `test`). */
   readonly what: string;
   readonly rule?: string;
@@ -57,7 +57,7 @@ export function refusalReply(err: unknown, c: RefusalContext): Reply {
   if (err instanceof QueueFullError) {
     const secs = retryAfterSeconds(c.retryAfterMs);
     c.metrics.discarded.inc({ component: c.component, reason: 'queue_full' });
-    if (c.limiter.allow()) c.log.warn({ status: 503, rule: c.rule, what: c.what }, 'intake full: alert refused');
+    c.limiter({ status: 503, rule: c.rule, what: c.what }, 'intake full: alert refused');
     return { status: 503, headers: { 'Retry-After': String(secs) }, json: { error: 'queue_full', reason: err.message, hint: `retry after ${secs}s` } };
   }
   if (err instanceof StoppedError) {

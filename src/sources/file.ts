@@ -20,6 +20,7 @@ import type { Component, ComponentHealth } from '../component.js';
 import { sleep } from '../component.js';
 import { CompanionError, QueueFullError, StoppedError, errorCode, errorMessage } from '../errors.js';
 import { JsonSyntaxError, parse } from '../json/lossless.js';
+import { countSuppressed, rateLimited, type RateLimitedLog } from '../log-limit.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Intake } from '../pipeline/types.js';
@@ -94,8 +95,8 @@ export class FileSource implements Component {
   private alerts = 0;
   private skipped = 0;
   private lastProgress = 0;
-  private lastInvalidLog = -Infinity;
-  private suppressedInvalid = 0;
+  /** "Not a Falco alert" lines: at most one log line per LOG_EVERY_MS. */
+  private readonly warnInvalid: RateLimitedLog;
 
   private readonly donePromise: Promise<FileSourceCounts>;
   private resolveDone!: (c: FileSourceCounts) => void;
@@ -108,6 +109,7 @@ export class FileSource implements Component {
     this.log = opts.logger.child({ component: this.id });
     this.origin = Object.freeze({ kind: opts.originKind ?? (isStdin ? 'stdin' : 'file'), component: this.id });
     this.now = opts.now ?? Date.now;
+    this.warnInvalid = rateLimited(this.log, { intervalMs: LOG_EVERY_MS, now: this.now, onSuppressed: countSuppressed(opts.metrics, this.id) });
     this.linesCounter = opts.metrics.counter('input_lines_total', 'Lines read by the JSON-lines input', ['component']);
     this.reopenCounter = opts.metrics.counter('input_reopens_total', 'Times the followed file was truncated or replaced', ['component', 'reason']);
     this.donePromise = new Promise<FileSourceCounts>((res, rej) => {
@@ -414,7 +416,7 @@ export class FileSource implements Component {
         this.skip('not_json');
       } else if (err instanceof InvalidAlertError) {
         this.skip('invalid_alert');
-        this.logInvalid(err);
+        this.warnInvalid({ line: this.lines, error: err.message, hint: err.hint ?? undefined }, 'line is JSON but not a Falco alert; skipped');
       } else {
         throw err;
       }
@@ -424,20 +426,6 @@ export class FileSource implements Component {
     this.o.metrics.received.inc({ component: this.id });
     if (await this.submit(alert)) this.alerts++;
     this.maybeProgress();
-  }
-
-  private logInvalid(err: InvalidAlertError): void {
-    const t = this.now();
-    if (t - this.lastInvalidLog < LOG_EVERY_MS) {
-      this.suppressedInvalid++;
-      return;
-    }
-    this.log.warn(
-      { line: this.lines, error: err.message, hint: err.hint ?? undefined, suppressed: this.suppressedInvalid },
-      'line is JSON but not a Falco alert; skipped',
-    );
-    this.lastInvalidLog = t;
-    this.suppressedInvalid = 0;
   }
 
   /** Submit with back-pressure; false when the source or intake stopped first. */

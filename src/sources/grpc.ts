@@ -22,6 +22,7 @@ import { InvalidAlertError, type Alert } from '../alert.js';
 import { backoffMs, sleep, type Component, type ComponentHealth } from '../component.js';
 import type { Config } from '../config/schema.js';
 import { CompanionError, ConfigError, QueueFullError, StoppedError, errorCode, errorMessage } from '../errors.js';
+import { countSuppressed, rateLimited, type RateLimitedLog } from '../log-limit.js';
 import type { Metrics } from '../metrics.js';
 import type { Intake } from '../pipeline/types.js';
 import { loadFalcoProtos, type FalcoProtos } from '../proto-path.js';
@@ -61,6 +62,8 @@ export class GrpcSource implements Component {
   private readonly cfg: Config['grpc'];
   private readonly intake: Intake;
   private readonly log: Logger;
+  /** Undecodable or invalid messages: at most 10 log lines a second (a broken sender is not a log flood). */
+  private readonly warnBadMessage: RateLimitedLog;
   private readonly metrics: Metrics;
   private readonly random: () => number;
   private readonly abort = new AbortController();
@@ -87,6 +90,7 @@ export class GrpcSource implements Component {
     this.cfg = deps.config;
     this.intake = deps.intake;
     this.log = deps.logger;
+    this.warnBadMessage = rateLimited(this.log, { intervalMs: 1000, burst: 10, onSuppressed: countSuppressed(deps.metrics, this.id) });
     this.metrics = deps.metrics;
     this.random = deps.random ?? Math.random;
     this.aborted = new Promise((resolve) => this.abort.signal.addEventListener('abort', () => resolve(), { once: true }));
@@ -418,7 +422,7 @@ export class GrpcSource implements Component {
       const code = errorCode(err);
       this.metrics.errors.inc({ component: this.id, code });
       this.metrics.discarded.inc({ component: this.id, reason: 'invalid' });
-      this.log.warn({ error: errorMessage(err), code }, 'bad message from Falco gRPC skipped');
+      this.warnBadMessage({ error: errorMessage(err), code }, 'bad message from Falco gRPC skipped');
       return;
     }
     for (;;) {

@@ -12,6 +12,7 @@ import { silentLogger } from '../../src/logger.js';
 import { Metrics } from '../../src/metrics.js';
 import { MemoryIntake } from '../../src/pipeline/intake.js';
 import { FileSource, type FileSourceCounts } from '../../src/sources/file.js';
+import { until, wait } from '../support/wait.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const REFERENCE = resolve(ROOT, '../shared/falco-reference/falco-alerts.jsonl');
@@ -84,14 +85,6 @@ function harness(capacity = 10_000): { intake: MemoryIntake; taken: Alert[]; met
   return { intake, taken, metrics, drained };
 }
 
-async function waitFor(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 /** Follow a temp file while the text is appended in uneven chunks (lines split mid-way). */
 async function viaFollowedFile(text: string): Promise<{ alerts: Alert[]; counts: FileSourceCounts }> {
   const path = join(tempDir(), 'falco_events.json');
@@ -105,9 +98,9 @@ async function viaFollowedFile(text: string): Promise<{ alerts: Alert[]; counts:
     const n = sizes[k % sizes.length]!;
     appendFileSync(path, text.slice(pos, pos + n));
     pos += n;
-    if (k % 5 === 0) await new Promise((r) => setTimeout(r, 3));
+    if (k % 5 === 0) await wait(3);
   }
-  await waitFor(() => h.taken.length >= expected, `${expected} alerts`);
+  await until(() => h.taken.length >= expected, 10_000, `${expected} alerts`);
   await src.stop(Date.now() + 2000);
   h.intake.close();
   await h.drained;
@@ -121,7 +114,7 @@ async function viaReplay(text: string): Promise<{ alerts: Alert[]; counts: FileS
   const src = new FileSource({ path, fromStart: true, follow: false, pollIntervalMs: 10, maxLineBytes: 1024 * 1024, intake: h.intake, logger: silentLogger(), metrics: h.metrics, originKind: 'replay' });
   await src.start();
   const counts = await src.done();
-  await waitFor(() => h.taken.length >= counts.alerts, 'all replayed alerts');
+  await until(() => h.taken.length >= counts.alerts, 10_000, 'all replayed alerts');
   h.intake.close();
   await h.drained;
   return { alerts: h.taken, counts };

@@ -14,7 +14,9 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dockerSkipReason, startDockerd, type Dockerd } from '../support/dockerd.js';
+import { falcoAlertJson } from '../support/falco-alerts.js';
 import { freeTcpPort } from '../support/net.js';
+import { poll } from '../support/wait.js';
 
 const run = promisify(execFile);
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -35,20 +37,8 @@ function skipReason(): string | null {
 const reason = skipReason();
 if (reason) process.stderr.write(`test/deploy/image.test.ts skipped: ${reason}\n`);
 
-async function until<T>(what: string, timeoutMs: number, f: () => Promise<T | null>): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown = null;
-  for (let i = 0; i < 2000 && Date.now() < end; i++) {
-    try {
-      const v = await f();
-      if (v !== null) return v;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`${what} not seen within ${timeoutMs} ms${last ? `: ${String(last)}` : ''}`);
-}
+/** The first non-null answer of `f` (errors are retried), polled every 250 ms. */
+const seen = <T>(what: string, timeoutMs: number, f: () => Promise<T | null>): Promise<T> => poll(f, { what, timeoutMs, intervalMs: 250, retryErrors: true });
 
 function log(msg: string): void {
   process.stderr.write(`[image.test] ${msg}\n`);
@@ -192,7 +182,7 @@ describe.skipIf(reason !== null)('docker/Dockerfile on a real dockerd', () => {
   });
 
   it('serves /healthz on loopback as uid 10001 and turns healthy', async () => {
-    const health = await until('/healthz 200', 60_000, async () => {
+    const health = await seen('/healthz 200', 60_000, async () => {
       const r = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(2000) });
       return r.status === 200 ? ((await r.json()) as { status: string }) : null;
     });
@@ -201,7 +191,7 @@ describe.skipIf(reason !== null)('docker/Dockerfile on a real dockerd', () => {
     expect(uid).toBe('10001:10001');
     // The read-only root filesystem really is read-only for the app.
     await expect(docker(['exec', CONTAINER, 'node', '-e', "require('fs').writeFileSync('/app/x','x')"])).rejects.toThrow();
-    const status = await until('HEALTHCHECK healthy', 45_000, async () => {
+    const status = await seen('HEALTHCHECK healthy', 45_000, async () => {
       const s = await docker(['inspect', '-f', '{{.State.Health.Status}}', CONTAINER]);
       return s === 'healthy' ? s : null;
     });
@@ -210,13 +200,10 @@ describe.skipIf(reason !== null)('docker/Dockerfile on a real dockerd', () => {
 
   it('accepts a Falco alert (200) and forwards it to the stdout sink', async () => {
     // evt.time above 2^53, as Falco sends it (a bare JSON integer)
-    const body =
-      '{"output":"10:00:00.123456789: Warning image test alert (user=root)","priority":"Warning","rule":"Deploy Image Test Rule",' +
-      '"time":"2026-01-01T10:00:00.123456789Z","source":"syscall","hostname":"image-test","tags":["test"],' +
-      '"output_fields":{"evt.time":1767261600123456789,"user.name":"root"}}';
+    const body = falcoAlertJson({ ns: 1_767_261_600_123_456_789n, rule: 'Deploy Image Test Rule', priority: 'Warning', hostname: 'image-test', tags: ['test'] });
     const r = await fetch(`http://127.0.0.1:${port}/`, { method: 'POST', headers: { 'content-type': 'application/json' }, body, signal: AbortSignal.timeout(5000) });
     expect(r.status).toBe(200);
-    const line = await until('the alert on the container stdout', 30_000, async () => {
+    const line = await seen('the alert on the container stdout', 30_000, async () => {
       const { stdout } = await run('docker', ['logs', CONTAINER], { env: dockerEnv(), maxBuffer: 16 * 1024 * 1024 });
       return stdout.split('\n').find((l) => l.includes('Deploy Image Test Rule')) ?? null;
     });

@@ -7,21 +7,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FalcoGrpcEmulator } from '../../src/emulator/falco-grpc.js';
-import { isJsonObject, parse, stringify, type JsonObject } from '../../src/json/lossless.js';
+import { parse, stringify, type JsonObject } from '../../src/json/lossless.js';
 import { FakeSidekick } from '../support/sidekick.js';
 import { startCli, type RunningCli } from '../support/cli.js';
+import { withOutputFields } from '../support/falco-alerts.js';
+import { wait } from '../support/wait.js';
 
 function lines(file: string): string[] {
   return readFileSync(file, 'utf8').split('\n').filter((l) => l.trim().startsWith('{'));
 }
 
 /** Give every alert a unique marker so deliveries can be counted exactly. */
-function marked(line: string, n: number): string {
-  const o = parse(line) as Record<string, unknown>;
-  const f = isJsonObject(o['output_fields'] as never) ? (o['output_fields'] as Record<string, unknown>) : {};
-  o['output_fields'] = { ...f, 'test.seq': n };
-  return stringify(o as JsonObject);
-}
+const marked = (line: string, n: number): string => withOutputFields(line, { 'test.seq': n });
 
 describe('e2e: falco-companion run --grpc unix://', () => {
   let dir: string;
@@ -69,7 +66,7 @@ describe('e2e: falco-companion run --grpc unix://', () => {
   it('keeps delivering after Falco is stopped and restarted', async () => {
     const before = sidekick.accepted.length;
     await emulator.stop();
-    await new Promise((r) => setTimeout(r, 700));
+    await wait(700);
     emulator = new FalcoGrpcEmulator({ address: sock, version: '0.40.1', jsonOutput: true });
     await emulator.start();
     const input = lines('test/fixtures/alerts/falco-0.40.jsonl').slice(0, 5).map((l, i) => marked(l, 1000 + i));

@@ -1,17 +1,19 @@
 /** Shared helpers for the spool end-to-end tests (built CLI, fake sidekick, marked alerts). */
 import { readFileSync } from 'node:fs';
-import { isJsonObject, parse, stringify, type JsonObject } from '../../src/json/lossless.js';
+import { stringify, type JsonObject } from '../../src/json/lossless.js';
+import { withOutputFields } from '../support/falco-alerts.js';
 import type { FakeSidekick } from '../support/sidekick.js';
+import { until as untilEvery } from '../support/wait.js';
+
+/** The shared `until`, checking every 50 ms (checks here may scrape the CLI's /metrics). */
+export const until = (cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> => untilEvery(cond, timeoutMs, what, 50);
 
 const FIXTURE = 'test/fixtures/alerts/falco-0.40.jsonl';
 
 /** A Falco alert (JSON text) carrying `test.seq: n` so deliveries can be counted exactly. */
 export function markedAlert(n: number, pad = 0): string {
   const lines = readFileSync(FIXTURE, 'utf8').split('\n').filter((l) => l.trim().startsWith('{'));
-  const o = parse(lines[n % lines.length] as string) as Record<string, unknown>;
-  const f = isJsonObject(o['output_fields'] as never) ? (o['output_fields'] as Record<string, unknown>) : {};
-  o['output_fields'] = { ...f, 'test.seq': n, ...(pad > 0 ? { 'test.pad': 'x'.repeat(pad) } : {}) };
-  return stringify(o as JsonObject);
+  return withOutputFields(lines[n % lines.length] as string, { 'test.seq': n, ...(pad > 0 ? { 'test.pad': 'x'.repeat(pad) } : {}) });
 }
 
 export interface Delivery {
@@ -58,12 +60,3 @@ export async function metric(base: string, re: RegExp): Promise<number> {
   return m ? Number(m[1]) : 0;
 }
 
-/** Poll `cond` every 50 ms until true or `timeoutMs` (then throw with `what`). */
-export async function until(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-}

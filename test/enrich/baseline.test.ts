@@ -6,9 +6,9 @@ import { EgressBaseline, type BaselineOptions } from '../../src/enrich/baseline.
 import { silentLogger } from '../../src/logger.js';
 import { Metrics } from '../../src/metrics.js';
 import { openStateDb, type Db } from '../../src/store/db.js';
+import { BASE_NS as T0, secNs } from '../support/falco-alerts.js';
 
-const S = 1_000_000_000n; // ns per second
-const T0 = 1_700_000_000n * S;
+const S = secNs(1);
 
 let dir: string;
 const dbs: Db[] = [];

@@ -6,15 +6,17 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createAlert, type Alert } from '../../src/alert.js';
-import { systemClock } from '../../src/clock.js';
+import type { Alert } from '../../src/alert.js';
+import { ManualClock, systemClock } from '../../src/clock.js';
 import { defaults } from '../../src/config/dsl.js';
 import { containerEnrichSection } from '../../src/config/sections/enrich-container.js';
 import { ContainerEnricher, type ContainerEnrichConfig } from '../../src/enrich/container.js';
-import { DockerClient, type DockerContainer, type DockerEvent, type DockerHistoryEntry, type DockerImage, type WatchEventsOptions } from '../../src/enrich/docker-client.js';
+import { DockerClient, DockerError, type DockerContainer, type DockerEvent, type DockerHistoryEntry, type DockerImage, type WatchEventsOptions } from '../../src/enrich/docker-client.js';
 import { silentLogger } from '../../src/logger.js';
 import { Metrics } from '../../src/metrics.js';
 import { openStateDb, type Db } from '../../src/store/db.js';
+import { falcoAlert } from '../support/falco-alerts.js';
+import { until } from '../support/wait.js';
 
 const IMAGE_ID = `sha256:${'ab'.repeat(32)}`;
 const REF = 'registry.example.com/shop/web:1.4.2';
@@ -22,11 +24,14 @@ const REF = 'registry.example.com/shop/web:1.4.2';
 class MemoryDocker extends DockerClient {
   inspects = 0;
   emit: ((ev: DockerEvent) => void) | null = null;
+  /** Container ids this engine does not know (404). */
+  readonly missing = new Set<string>();
   constructor() {
     super({ socketPath: '/nonexistent/docker.sock', timeoutMs: 1000, apiVersion: '1.41' });
   }
   override async containerInspect(id: string): Promise<DockerContainer> {
     this.inspects++;
+    if (this.missing.has(id)) throw new DockerError('E_DOCKER_NOT_FOUND', `no such container: ${id}`, { status: 404 });
     return { Id: id.padEnd(64, '0'), Image: IMAGE_ID, Name: `/c-${id}`, Created: '2026-07-29T09:00:00Z', Config: { Image: REF, Labels: {} } };
   }
   override async imageInspect(): Promise<DockerImage> {
@@ -42,14 +47,7 @@ class MemoryDocker extends DockerClient {
   }
 }
 
-function alertFor(containerId: string): Alert {
-  return createAlert({ time: '2026-07-29T10:00:00.000000000Z', rule: 'Terminal shell in container', priority: 'Notice', source: 'syscall', outputFields: { 'container.id': containerId }, origin: { kind: 'test', component: 'test' } });
-}
-
-async function until(what: string, ok: () => boolean): Promise<void> {
-  for (let i = 0; i < 200 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
-  if (!ok()) throw new Error(`timed out waiting for ${what}`);
-}
+const alertFor = (containerId: string): Alert => falcoAlert({ fields: { 'container.id': containerId } });
 
 let dir = '';
 let db: Db | null = null;
@@ -83,13 +81,47 @@ describe('ContainerEnricher enrichSync', () => {
     expect(docker.inspects).toBe(1);
 
     // A pull recorded from the event stream changes the image record: the next hit shows it.
-    await until('event stream', () => docker.emit !== null);
+    await until(() => docker.emit !== null, 2000, 'event stream');
     docker.emit?.({ Type: 'image', Action: 'pull', id: REF, timeNano: Date.parse('2026-07-29T08:00:00Z') * 1e6 });
-    await until('pull recorded', () => enricher?.enrichSync(a)?.['image.pulled_at'] !== undefined);
+    await until(() => enricher?.enrichSync(a)?.['image.pulled_at'] !== undefined, 2000, 'pull recorded');
     expect(enricher.enrichSync(a)?.['image.pulled_at']).toBe('2026-07-29T08:00:00.000Z');
 
     // Host and malformed ids are answered synchronously too.
     expect(enricher.enrichSync(alertFor('host'))).toEqual({});
     expect(enricher.enrichSync(alertFor('not-an-id'))).toEqual({ enrich_error: 'container: container.id is not a container id' });
+  });
+});
+
+describe('ContainerEnricher cache', () => {
+  it('remembers "not found" for negative_ttl, found containers for cache_ttl, and counts evictions beyond cache_size', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'fc-container-cache-'));
+    db = openStateDb(dir);
+    const docker = new MemoryDocker();
+    docker.missing.add('0000000000aa');
+    const clock = new ManualClock(1_000_000);
+    const metrics = new Metrics({ collectDefault: false });
+    const config: ContainerEnrichConfig = { ...(defaults(containerEnrichSection) as ContainerEnrichConfig), runtime: 'docker', events: false, cache_size: 2, cache_ttl: 5000, negative_ttl: 1000 };
+    enricher = new ContainerEnricher({ config, db, logger: silentLogger(), metrics, clock, docker });
+    await enricher.start();
+    const signal = new AbortController().signal;
+    const gone = alertFor('0000000000aa');
+
+    expect((await enricher.enrich(gone, signal))['enrich_error']).toBe('container: not found in docker');
+    clock.advance(1000);
+    expect(enricher.enrichSync(gone)?.['enrich_error']).toBe('container: not found in docker'); // still remembered
+    clock.advance(1);
+    expect(enricher.enrichSync(gone)).toBeUndefined(); // negative_ttl over: the next alert looks again
+    expect(docker.inspects).toBe(1);
+
+    const [a, b, c] = ['3f2a9c000001', '3f2a9c000002', '3f2a9c000003'].map(alertFor) as [Alert, Alert, Alert];
+    for (const x of [a, b]) expect((await enricher.enrich(x, signal))['image.repository']).toBe('shop/web');
+    expect(enricher.enrichSync(a)?.['image.repository']).toBe('shop/web'); // a is now the most recently used
+    await enricher.enrich(c, signal); // a third container: b (least recently used) is evicted
+    expect(enricher.enrichSync(b)).toBeUndefined();
+    expect(enricher.enrichSync(a)).toBeDefined();
+    expect(await metrics.registry.getSingleMetricAsString('falco_companion_enrich_container_cache_evictions_total')).toMatch(/_total 1$/m);
+    clock.advance(5001);
+    expect(enricher.enrichSync(a)).toBeUndefined(); // cache_ttl over
+    expect(docker.inspects).toBe(4);
   });
 });

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createAlert } from '../../src/alert.js';
+import type { Alert } from '../../src/alert.js';
 import { systemClock } from '../../src/clock.js';
 import { defaults } from '../../src/config/dsl.js';
 import { containerEnrichSection } from '../../src/config/sections/enrich-container.js';
@@ -22,6 +22,7 @@ import { Metrics } from '../../src/metrics.js';
 import { openStateDb, type Db } from '../../src/store/db.js';
 import { containerdSkipReason, startContainerd, type Containerd } from '../support/containerd.js';
 import { dockerSkipReason, startDockerd } from '../support/dockerd.js';
+import { falcoAlert } from '../support/falco-alerts.js';
 
 const skip = containerdSkipReason() ?? dockerSkipReason();
 if (skip) console.warn(`skipping real containerd CRI tests: ${skip}`);
@@ -111,8 +112,7 @@ describe.skipIf(skip !== null)('CRI ImageStatus / ContainerStatus with a real co
       await new Promise<void>((r) => (server ? server.tryShutdown(() => r()) : r()));
     });
 
-    const alert = (id: string) =>
-      createAlert({ time: new Date().toISOString(), rule: 'r', priority: 'Warning', outputFields: { 'container.id': id }, origin: { kind: 'test', component: 'test' } });
+    const alert = (id: string): Alert => falcoAlert({ fields: { 'container.id': id } });
 
     it('adds image history from ContainerStatus + ImageStatus', async () => {
       const keys = await enricher.enrich(alert(CONTAINER.slice(0, 12)), AbortSignal.timeout(3000));

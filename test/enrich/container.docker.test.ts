@@ -6,8 +6,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createAlert, type Alert, type EnrichValue } from '../../src/alert.js';
-import { systemClock } from '../../src/clock.js';
+import type { Alert, EnrichValue } from '../../src/alert.js';
+import type { Clock } from '../../src/clock.js';
 import { defaults } from '../../src/config/dsl.js';
 import { containerEnrichSection } from '../../src/config/sections/enrich-container.js';
 import { ContainerEnricher, type ContainerEnrichConfig } from '../../src/enrich/container.js';
@@ -15,35 +15,24 @@ import { silentLogger } from '../../src/logger.js';
 import { Metrics } from '../../src/metrics.js';
 import { openStateDb, type Db } from '../../src/store/db.js';
 import { dockerSkipReason, startDockerd, type Dockerd } from '../support/dockerd.js';
+import { falcoAlert } from '../support/falco-alerts.js';
+import { until } from '../support/wait.js';
 
 const skip = dockerSkipReason();
 if (skip) console.warn(`skipping real Docker tests: ${skip}`);
 
-function alertFor(containerId: string): Alert {
-  return createAlert({
-    time: new Date().toISOString(),
-    rule: 'Terminal shell in container',
-    priority: 'Notice',
-    source: 'syscall',
-    outputFields: { 'container.id': containerId, 'proc.name': 'sh' },
-    origin: { kind: 'test', component: 'test' },
-  });
-}
+const alertFor = (containerId: string): Alert => falcoAlert({ fields: { 'container.id': containerId } });
+
+/** The wall clock, which the test can move ahead (to end the enricher's error_ttl without sleeping). */
+let skewMs = 0;
+const clock: Clock = { now: () => Date.now() + skewMs, monotonic: () => performance.now() + skewMs };
+/** Long enough that no scheduling delay ends the "runtime down" window before the test looks at it. */
+const ERROR_TTL = 60_000;
 
 async function enrichWithin(e: ContainerEnricher, a: Alert, budgetMs: number): Promise<{ keys: Readonly<Record<string, EnrichValue>>; ms: number }> {
   const t0 = performance.now();
   const keys = await e.enrich(a, AbortSignal.timeout(budgetMs));
   return { keys, ms: performance.now() - t0 };
-}
-
-/** Poll (bounded) until the enricher's store reflects an event. */
-async function until(what: string, check: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  for (let i = 0; i < 500 && Date.now() < end; i++) {
-    if (check()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 describe.skipIf(skip !== null)('ContainerEnricher with a real dockerd', () => {
@@ -67,12 +56,12 @@ describe.skipIf(skip !== null)('ContainerEnricher with a real dockerd', () => {
       runtime: 'docker',
       docker_socket: d.socket,
       request_timeout: 1500,
-      error_ttl: 300,
+      error_ttl: ERROR_TTL,
       negative_ttl: 1000,
     };
-    enricher = new ContainerEnricher({ config, db, logger: silentLogger(), metrics, clock: systemClock });
+    enricher = new ContainerEnricher({ config, db, logger: silentLogger(), metrics, clock });
     await enricher.start();
-    await until('event stream', () => enricher.health().detail?.includes('events connected') ?? false);
+    await until(() => enricher.health().detail?.includes('events connected') ?? false, 10_000, 'event stream');
   });
 
   afterAll(async () => {
@@ -124,7 +113,7 @@ describe.skipIf(skip !== null)('ContainerEnricher with a real dockerd', () => {
     await d.docker('rmi', ref);
     const before = Date.now();
     await d.docker('pull', ref);
-    await until('pull recorded', () => (enricher.store.get(imageA, { registry, repository: 'demo/app', tag: '1.0', digest: null })?.pulledAtMs ?? 0) >= before - 2000);
+    await until(() => (enricher.store.get(imageA, { registry, repository: 'demo/app', tag: '1.0', digest: null })?.pulledAtMs ?? 0) >= before - 2000, 10_000, 'pull recorded');
     const c = await d.runContainer(ref);
     const { keys } = await enrichWithin(enricher, alertFor(c.slice(0, 12)), 3000);
     expect(keys['enrich_error']).toBeUndefined();
@@ -149,7 +138,7 @@ describe.skipIf(skip !== null)('ContainerEnricher with a real dockerd', () => {
     await d.docker('rmi', ref);
     await d.docker('pull', ref);
     const refObj = { registry, repository: 'demo/app', tag: '1.0', digest: null };
-    await until('pull of the new digest recorded', () => enricher.store.get(imageB, refObj)?.digest === secondDigest);
+    await until(() => enricher.store.get(imageB, refObj)?.digest === secondDigest, 10_000, 'pull of the new digest recorded');
     const c = await d.runContainer(ref);
     const { keys } = await enrichWithin(enricher, alertFor(c.slice(0, 12)), 3000);
     expect(keys['enrich_error']).toBeUndefined();
@@ -161,14 +150,14 @@ describe.skipIf(skip !== null)('ContainerEnricher with a real dockerd', () => {
 
   it('answers enrich_error within the budget when dockerd hangs or is stopped', async () => {
     // Hung runtime: requests get no answer; the enricher must return when the budget aborts.
-    d.pause();
+    await d.pause(); // returns once every dockerd thread has stopped: no request can be answered
     try {
       const budget = 100;
       const { keys, ms } = await enrichWithin(enricher, alertFor('aaaaaaaaaaaa'), budget);
       expect(ms).toBeLessThan(budget + 400);
       expect(String(keys['enrich_error'])).toMatch(/^container: docker lookup slower than the enrichment budget/);
       // The background lookup hits its hard timeout; after that, alerts get the error at once.
-      await until('runtime marked down', () => enricher.health().detail?.includes('runtime failing') ?? false, 5000);
+      await until(() => enricher.health().detail?.includes('runtime failing') ?? false, 5000, 'runtime marked down');
       const fast = await enrichWithin(enricher, alertFor('bbbbbbbbbbbb'), budget);
       expect(fast.ms).toBeLessThan(budget);
       expect(String(fast.keys['enrich_error'])).toMatch(/^container: docker unavailable/);
@@ -180,7 +169,7 @@ describe.skipIf(skip !== null)('ContainerEnricher with a real dockerd', () => {
     }
     // Stopped runtime: the socket is gone; the error names what failed, quickly.
     await d.stopDaemon();
-    await new Promise((r) => setTimeout(r, 350)); // let error_ttl (300 ms) lapse
+    skewMs += ERROR_TTL + 1; // error_ttl is over for the enricher
     const { keys, ms } = await enrichWithin(enricher, alertFor('cccccccccccc'), 200);
     expect(ms).toBeLessThan(600);
     expect(String(keys['enrich_error'])).toMatch(/^container: docker (lookup failed|unavailable)/);

@@ -4,6 +4,7 @@ import { silentLogger } from '../../src/logger.js';
 import { Metrics } from '../../src/metrics.js';
 import { ReverseDns, type ReverseDnsOptions } from '../../src/enrich/rdns.js';
 import { Dnsmasq, dnsmasqAvailable, silentDnsServer } from '../support/dnsmasq.js';
+import { until } from '../support/wait.js';
 
 const HAVE = dnsmasqAvailable();
 
@@ -80,8 +81,7 @@ describe.skipIf(!HAVE)(HAVE ? 'ReverseDns against a real dnsmasq' : 'ReverseDns 
     for (const a of all) expect(a).toEqual({ kind: 'name', name: 'api.example.test' });
     expect(await metric(m, 'coalesced')).toBe(9);
     // dnsmasq logs each query it receives: exactly one for the ten lookups.
-    const deadline = Date.now() + 2000;
-    while (dns.queries('20.100.51.198.in-addr.arpa') === before && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
+    await until(() => dns.queries('20.100.51.198.in-addr.arpa') !== before, 2000, 'the query in the dnsmasq log', 20);
     expect(dns.queries('20.100.51.198.in-addr.arpa') - before).toBe(1);
   });
 

@@ -1,28 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { createAlert, type Alert } from '../../src/alert.js';
-import { silentLogger } from '../../src/logger.js';
-import { Metrics } from '../../src/metrics.js';
-import { MemoryIntake } from '../../src/pipeline/intake.js';
-import { Pipeline } from '../../src/pipeline/pipeline.js';
-import { Router } from '../../src/pipeline/router.js';
-import type { Enricher, Sink } from '../../src/pipeline/types.js';
-
-function alert(i: number): Alert {
-  return createAlert({ time: `2026-01-01T00:00:${String(i % 60).padStart(2, '0')}.000000001Z`, rule: `rule ${i}`, priority: 'Warning', source: 'syscall', outputFields: { n: i }, origin: { kind: 'test', component: 'test' } });
-}
-
-async function run(alerts: Alert[], enrichers: Enricher[], budget = 50): Promise<{ got: Alert[]; metrics: Metrics }> {
-  const metrics = new Metrics({ collectDefault: false });
-  const intake = new MemoryIntake(1000, metrics);
-  const got: Alert[] = [];
-  const sink: Sink = { id: 'sink/mem', start: async () => undefined, stop: async () => undefined, health: () => ({ ready: true }), pending: () => 0, write: async (a) => void got.push(a) };
-  const route = { min_priority: 'Debug', include_rules: [], exclude_rules: [], include_tags: [], exclude_tags: [], forward_internal: true } as const;
-  const p = new Pipeline({ intake, enrichers, enrichBudgetMs: budget, detect: null, router: new Router(route, metrics), sinks: [sink], concurrency: 8, logger: silentLogger(), metrics });
-  await p.start();
-  for (const a of alerts) await intake.submit(a);
-  await p.stop(Date.now() + 5000);
-  return { got, metrics };
-}
+import type { Enricher } from '../../src/pipeline/types.js';
+import { numberedAlert as alert, runThrough } from '../support/pipeline.js';
+import { wait } from '../support/wait.js';
 
 describe('pipeline enrichSync fast path', () => {
   it('uses the synchronous answer when there is one, and the budgeted path (same alert, once) when not', async () => {
@@ -36,13 +15,13 @@ describe('pipeline enrichSync fast path', () => {
       },
       enrich: async (a) => {
         calls.async++;
-        await new Promise((r) => setTimeout(r, 1));
+        await wait(1);
         return { even: false, n: a.outputFields?.['n'] as number };
       },
     };
     const plain: Enricher = { id: 'enrich/plain', enrich: async () => ({ plain: 1 }) };
     const alerts = Array.from({ length: 20 }, (_, i) => alert(i));
-    const { got } = await run(alerts, [cached, plain]);
+    const { got } = await runThrough(alerts, { enrichers: [cached, plain] });
     expect(got.map((a) => a.outputFields?.['n'])).toEqual(alerts.map((_, i) => i)); // order kept
     expect(got.map((a) => a.companion['even'])).toEqual(alerts.map((_, i) => i % 2 === 0));
     expect(got.every((a, i) => a.companion['n'] === i && a.companion['plain'] === 1)).toBe(true);
@@ -57,7 +36,7 @@ describe('pipeline enrichSync fast path', () => {
       },
       enrich: async () => ({ never: true }),
     };
-    const { got, metrics } = await run([alert(1)], [bad]);
+    const { got, metrics } = await runThrough([alert(1)], { enrichers: [bad] });
     expect(got).toHaveLength(1);
     expect(got[0]?.companion['enrich_error']).toMatch(/enrich\/bad: boom/);
     expect(got[0]?.companion['never']).toBeUndefined();
@@ -67,7 +46,7 @@ describe('pipeline enrichSync fast path', () => {
   it('an enricher that must wait still gets the budget (aborted, named in enrich_error)', async () => {
     const slow: Enricher = { id: 'enrich/slow', enrichSync: () => undefined, enrich: () => new Promise(() => undefined) };
     const t0 = Date.now();
-    const { got } = await run([alert(1)], [slow], 20);
+    const { got } = await runThrough([alert(1)], { enrichers: [slow], budget: 20 });
     expect(got[0]?.companion['enrich_error']).toMatch(/enrich\/slow: budget exceeded/);
     expect(Date.now() - t0).toBeLessThan(4000);
   });

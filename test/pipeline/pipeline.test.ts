@@ -1,63 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { createAlert, type Alert, type Priority } from '../../src/alert.js';
-import { silentLogger } from '../../src/logger.js';
+import { createAlert } from '../../src/alert.js';
+import { QueueFullError, StoppedError } from '../../src/errors.js';
 import { Metrics } from '../../src/metrics.js';
 import { MemoryIntake } from '../../src/pipeline/intake.js';
-import { Pipeline } from '../../src/pipeline/pipeline.js';
-import { Router, type RouteConfig } from '../../src/pipeline/router.js';
-import type { DetectStage, Enricher, Sink } from '../../src/pipeline/types.js';
-import { QueueFullError, StoppedError } from '../../src/errors.js';
-
-const route: RouteConfig = { min_priority: 'Debug', include_rules: [], exclude_rules: [], include_tags: [], exclude_tags: [], forward_internal: true };
-
-function alert(i: number, over: Partial<{ rule: string; priority: Priority; tags: string[]; source: string }> = {}): Alert {
-  return createAlert({
-    time: `2026-01-01T00:00:${String(i % 60).padStart(2, '0')}.123456789Z`,
-    rule: over.rule ?? `rule ${i}`,
-    priority: over.priority ?? 'Warning',
-    source: over.source ?? 'syscall',
-    tags: over.tags ?? ['t'],
-    outputFields: { 'n': i },
-    origin: { kind: 'test', component: 'test' },
-  });
-}
-
-class MemSink implements Sink {
-  readonly id = 'sink/mem';
-  readonly got: Alert[] = [];
-  async start(): Promise<void> {}
-  async stop(): Promise<void> {}
-  health() {
-    return { ready: true };
-  }
-  pending(): number {
-    return 0;
-  }
-  async write(a: Alert): Promise<void> {
-    this.got.push(a);
-  }
-}
-
-async function runThrough(alerts: Alert[], opts: { enrichers?: Enricher[]; budget?: number; detect?: DetectStage; route?: RouteConfig; concurrency?: number } = {}) {
-  const metrics = new Metrics({ collectDefault: false });
-  const intake = new MemoryIntake(1000, metrics);
-  const sink = new MemSink();
-  const p = new Pipeline({
-    intake,
-    enrichers: opts.enrichers ?? [],
-    enrichBudgetMs: opts.budget ?? 50,
-    detect: opts.detect ?? null,
-    router: new Router(opts.route ?? route, metrics),
-    sinks: [sink],
-    concurrency: opts.concurrency ?? 8,
-    logger: silentLogger(),
-    metrics,
-  });
-  await p.start();
-  for (const a of alerts) await intake.submit(a);
-  await p.stop(Date.now() + 5000);
-  return { sink, metrics };
-}
+import type { RouteConfig } from '../../src/pipeline/router.js';
+import type { DetectStage, Enricher } from '../../src/pipeline/types.js';
+import { FORWARD_ALL, numberedAlert as alert, runThrough } from '../support/pipeline.js';
+import { wait } from '../support/wait.js';
 
 describe('pipeline', () => {
   it('keeps order while enriching concurrently', async () => {
@@ -65,14 +14,14 @@ describe('pipeline', () => {
       id: 'enrich/slow',
       enrich: async (a) => {
         const n = a.outputFields?.['n'] as number;
-        await new Promise((r) => setTimeout(r, n % 3 === 0 ? 15 : 1));
+        await wait(n % 3 === 0 ? 15 : 1);
         return { n2: n * 2 };
       },
     };
     const alerts = Array.from({ length: 40 }, (_, i) => alert(i));
-    const { sink } = await runThrough(alerts, { enrichers: [slowFirst] });
-    expect(sink.got.map((a) => a.outputFields?.['n'])).toEqual(alerts.map((_, i) => i));
-    expect(sink.got.every((a) => a.companion['n2'] === (a.outputFields?.['n'] as number) * 2)).toBe(true);
+    const { got } = await runThrough(alerts, { enrichers: [slowFirst] });
+    expect(got.map((a) => a.outputFields?.['n'])).toEqual(alerts.map((_, i) => i));
+    expect(got.every((a) => a.companion['n2'] === (a.outputFields?.['n'] as number) * 2)).toBe(true);
     // the originals were never mutated
     expect(alerts[0]?.companion).toEqual({});
   });
@@ -81,9 +30,9 @@ describe('pipeline', () => {
     const hang: Enricher = { id: 'enrich/hang', enrich: () => new Promise(() => {}) };
     const boom: Enricher = { id: 'enrich/boom', enrich: async () => { throw new Error('runtime down'); } };
     const t0 = Date.now();
-    const { sink, metrics } = await runThrough([alert(1)], { enrichers: [hang, boom], budget: 30 });
+    const { got, metrics } = await runThrough([alert(1)], { enrichers: [hang, boom], budget: 30 });
     expect(Date.now() - t0).toBeLessThan(3000);
-    const err = String(sink.got[0]?.companion['enrich_error']);
+    const err = String(got[0]?.companion['enrich_error']);
     expect(err).toContain('enrich/hang: budget exceeded');
     expect(err).toContain('enrich/boom: runtime down');
     expect(await metrics.text()).toMatch(/falco_companion_errors_total\{component="enrich\/hang",code="E_BUDGET"\} 1/);
@@ -96,19 +45,19 @@ describe('pipeline', () => {
         detections: a.rule === 'trigger' ? [createAlert({ time: a.time, rule: 'Detection', priority: 'Critical', outputFields: { x: 1 }, origin: { kind: 'detector', component: 'detect' } })] : [],
       }),
     };
-    const { sink, metrics } = await runThrough([alert(1, { rule: 'signal' }), alert(2, { rule: 'trigger' })], { detect });
-    expect(sink.got.map((a) => a.rule)).toEqual(['trigger', 'Detection']);
+    const { got, metrics } = await runThrough([alert(1, { rule: 'signal' }), alert(2, { rule: 'trigger' })], { detect });
+    expect(got.map((a) => a.rule)).toEqual(['trigger', 'Detection']);
     expect(await metrics.text()).toMatch(/discarded_total\{component="detect",reason="signal_only"\} 1/);
   });
 
   it('never loses an alert when the detection stage throws', async () => {
     const detect: DetectStage = { process: () => { throw new Error('bug'); } };
-    const { sink } = await runThrough([alert(1)], { detect });
-    expect(sink.got).toHaveLength(1);
+    const { got } = await runThrough([alert(1)], { detect });
+    expect(got).toHaveLength(1);
   });
 
   it('routes by priority, rule and tag and counts each drop by reason', async () => {
-    const r: RouteConfig = { ...route, min_priority: 'Warning', exclude_rules: ['noisy'], include_tags: ['keep'], forward_internal: false };
+    const r: RouteConfig = { ...FORWARD_ALL, min_priority: 'Warning', exclude_rules: ['noisy'], include_tags: ['keep'], forward_internal: false };
     const alerts = [
       alert(1, { priority: 'Notice', tags: ['keep'] }),
       alert(2, { rule: 'noisy', tags: ['keep'] }),
@@ -116,8 +65,8 @@ describe('pipeline', () => {
       alert(4, { source: 'internal', tags: ['keep'] }),
       alert(5, { priority: 'Critical', tags: ['keep'] }),
     ];
-    const { sink, metrics } = await runThrough(alerts, { route: r });
-    expect(sink.got.map((a) => a.outputFields?.['n'])).toEqual([5]);
+    const { got, metrics } = await runThrough(alerts, { route: r });
+    expect(got.map((a) => a.outputFields?.['n'])).toEqual([5]);
     const text = await metrics.text();
     for (const reason of ['priority', 'rule_excluded', 'tag_not_included', 'internal']) expect(text).toContain(`reason="${reason}"`);
   });

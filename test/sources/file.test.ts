@@ -8,18 +8,14 @@ import { silentLogger } from '../../src/logger.js';
 import { Metrics } from '../../src/metrics.js';
 import { MemoryIntake } from '../../src/pipeline/intake.js';
 import { FileSource, InputError, type FileSourceCounts, type FileSourceOptions } from '../../src/sources/file.js';
+import { LosslessNumber } from '../../src/json/lossless.js';
+import { falcoAlertJson } from '../support/falco-alerts.js';
+import { until, wait } from '../support/wait.js';
 
-function alertLine(n: number, extra = ''): string {
-  return `{"hostname":"node-1","output":"12:00:00.000000001: Notice alert ${n}","output_fields":{"evt.time":1767268800000000${String(n).padStart(3, '0')},"proc.pid":${n}${extra}},"priority":"Notice","rule":"Rule ${n}","source":"syscall","tags":["t"],"time":"2026-01-01T12:00:00.000000001Z"}`;
-}
-
-async function waitFor(cond: () => boolean, what: string, timeoutMs = 8000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+/** Alert n: rule `Rule n`, evt.time 1767268800000000000 + n (the alert's time stays 12:00:00.000000001). */
+const alertLine = (n: number): string =>
+  falcoAlertJson({ ns: 1_767_268_800_000_000_001n, rule: `Rule ${n}`, fields: { 'evt.time': new LosslessNumber(String(1_767_268_800_000_000_000n + BigInt(n))), 'proc.pid': n } });
+const WAIT_MS = 8000;
 
 async function discarded(m: Metrics, reason: string, component = 'source/file'): Promise<number> {
   const v = (await m.discarded.get()).values.find((x) => x.labels.reason === reason && x.labels.component === component);
@@ -91,7 +87,7 @@ describe('FileSource', () => {
     const s = mk({ path: p, follow: false });
     await s.start();
     const c = await s.done();
-    await waitFor(() => taken.length === 4, '4 alerts');
+    await until(() => taken.length === 4, WAIT_MS, '4 alerts');
     expect(c).toEqual({ lines: 11, alerts: 4, skipped: 7 });
     expect(taken.map((a) => a.rule)).toEqual(['Rule 1', 'Rule 2', 'Rule 3', 'Rule 4']);
     expect(taken[1]?.time).toBe('2026-01-01T12:00:00.000000001Z');
@@ -117,13 +113,13 @@ describe('FileSource', () => {
     writeFileSync(p, alertLine(1) + '\n');
     const s = mk({ path: p, fromStart: false });
     await s.start();
-    await waitFor(() => s.health().detail?.startsWith('following') === true, 'following');
+    await until(() => s.health().detail?.startsWith('following') === true, WAIT_MS, 'following');
     const half = alertLine(2);
     appendFileSync(p, half.slice(0, 40));
-    await new Promise((r) => setTimeout(r, 100));
+    await wait(100);
     expect(taken).toHaveLength(0);
     appendFileSync(p, half.slice(40) + '\n' + alertLine(3) + '\n');
-    await waitFor(() => taken.length === 2, 'two alerts');
+    await until(() => taken.length === 2, WAIT_MS, 'two alerts');
     expect(taken.map((a) => a.rule)).toEqual(['Rule 2', 'Rule 3']);
   });
 
@@ -132,17 +128,17 @@ describe('FileSource', () => {
     writeFileSync(p, alertLine(1) + '\n' + alertLine(2) + '\n');
     const s = mk({ path: p });
     await s.start();
-    await waitFor(() => taken.length === 2, 'initial');
+    await until(() => taken.length === 2, WAIT_MS, 'initial');
     truncateSync(p, 0);
-    await new Promise((r) => setTimeout(r, 100));
+    await wait(100);
     appendFileSync(p, alertLine(3) + '\n');
-    await waitFor(() => taken.length === 3, 'after truncation');
+    await until(() => taken.length === 3, WAIT_MS, 'after truncation');
     // logrotate: rename, Falco still writes to the old file until SIGUSR1, then re-creates.
     renameSync(p, p + '.1');
     appendFileSync(p + '.1', alertLine(4) + '\n');
-    await new Promise((r) => setTimeout(r, 100));
+    await wait(100);
     writeFileSync(p, alertLine(5) + '\n');
-    await waitFor(() => taken.length === 5, 'after rotation');
+    await until(() => taken.length === 5, WAIT_MS, 'after rotation');
     expect(taken.map((a) => a.rule)).toEqual(['Rule 1', 'Rule 2', 'Rule 3', 'Rule 4', 'Rule 5']);
     const reopens = await metrics.counter('input_reopens_total', '', ['component', 'reason']).get();
     expect(reopens.values.map((v) => v.labels.reason).sort()).toEqual(['rotated', 'truncated']);
@@ -153,10 +149,10 @@ describe('FileSource', () => {
     const s = mk({ path: p, fromStart: false });
     expect(s.health().ready).toBe(false);
     await s.start();
-    await waitFor(() => s.health().detail?.includes('waiting') === true, 'waiting');
+    await until(() => s.health().detail?.includes('waiting') === true, WAIT_MS, 'waiting');
     expect(s.health().ready).toBe(true);
     writeFileSync(p, 'Falco initialized\n' + alertLine(1) + '\n');
-    await waitFor(() => taken.length === 1, 'alert');
+    await until(() => taken.length === 1, WAIT_MS, 'alert');
     await s.stop(Date.now() + 1000);
     await s.stop(Date.now() + 1000); // idempotent
     expect(await s.done()).toEqual({ lines: 2, alerts: 1, skipped: 1 });
@@ -169,14 +165,14 @@ describe('FileSource', () => {
     writeFileSync(p, Array.from({ length: n }, (_, i) => alertLine(i)).join('\n') + '\n');
     const s = mk({ path: p, follow: false }, 3, false);
     await s.start();
-    await waitFor(() => intake.full, 'intake full');
+    await until(() => intake.full, WAIT_MS, 'intake full');
     expect(s.counts().alerts).toBeLessThan(n);
     const got: string[] = [];
     while (got.length < n) {
       const a = await intake.take();
       if (!a) break;
       got.push(a.rule);
-      if (got.length % 50 === 0) await new Promise((r) => setTimeout(r, 5));
+      if (got.length % 50 === 0) await wait(5);
     }
     expect(await s.done()).toEqual({ lines: n, alerts: n, skipped: 0 });
     expect(got).toEqual(Array.from({ length: n }, (_, i) => `Rule ${i}`));
@@ -193,7 +189,7 @@ describe('FileSource', () => {
     stdin.write(Buffer.from(text.slice(70)));
     stdin.end();
     expect(await s.done()).toEqual({ lines: 3, alerts: 2, skipped: 1 });
-    await waitFor(() => taken.length === 2, 'alerts');
+    await until(() => taken.length === 2, WAIT_MS, 'alerts');
     expect(taken[0]?.origin).toEqual({ kind: 'stdin', component: 'source/stdin' });
     expect(await discarded(metrics, 'not_json', 'source/stdin')).toBe(1);
   });
@@ -203,7 +199,7 @@ describe('FileSource', () => {
     const s = mk({ path: '-', stdin });
     await s.start();
     stdin.write(alertLine(1) + '\n');
-    await waitFor(() => taken.length === 1, 'alert');
+    await until(() => taken.length === 1, WAIT_MS, 'alert');
     await s.stop(Date.now() + 1000);
     expect(await s.done()).toEqual({ lines: 1, alerts: 1, skipped: 0 });
   });
@@ -233,7 +229,7 @@ describe('FileSource', () => {
     expect(seen.length).toBeGreaterThan(0);
     expect(seen.length).toBeLessThan(20);
     for (let i = 1; i < seen.length; i++) expect(seen[i]!.lines).toBeGreaterThan(seen[i - 1]!.lines);
-    await waitFor(() => taken.length === 2000, 'all');
+    await until(() => taken.length === 2000, WAIT_MS, 'all');
     expect(taken[0]?.origin.kind).toBe('replay');
   });
 });

@@ -8,6 +8,7 @@ import { closeSync, existsSync, mkdtempSync, openSync, rmSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { poll } from './wait.js';
 
 const run = promisify(execFile);
 export const CONTAINERD = '/usr/bin/containerd';
@@ -60,21 +61,22 @@ export async function startContainerd(): Promise<Containerd> {
       // a leftover mount: leave it
     }
   };
-  const until = Date.now() + 20_000;
-  for (let i = 0; i < 400; i++) {
-    if (child.exitCode !== null) break;
-    if (existsSync(socket)) {
+  const state = await poll<'ok' | 'failed'>(
+    async () => {
+      if (child.exitCode !== null) return 'failed';
+      if (!existsSync(socket)) return null;
       try {
         const plugins = await ctr('plugins', 'ls');
-        if (/io\.containerd\.grpc\.v1\s+cri\s+\S+\s+ok/.test(plugins)) return { dir, socket, pid: child.pid as number, ctr, close };
-        if (/io\.containerd\.grpc\.v1\s+cri\s+\S+\s+error/.test(plugins)) break;
+        if (/io\.containerd\.grpc\.v1\s+cri\s+\S+\s+ok/.test(plugins)) return 'ok';
+        if (/io\.containerd\.grpc\.v1\s+cri\s+\S+\s+error/.test(plugins)) return 'failed';
       } catch {
         // not serving yet
       }
-    }
-    if (Date.now() > until) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
+      return null;
+    },
+    { timeoutMs: 20_000, intervalMs: 50, what: 'containerd' },
+  ).catch(() => 'failed' as const);
+  if (state === 'ok') return { dir, socket, pid: child.pid as number, ctr, close };
   let tail = '';
   try {
     tail = (await run('tail', ['-n', '20', join(dir, 'containerd.log')])).stdout;

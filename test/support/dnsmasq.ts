@@ -10,6 +10,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freeTcpPort } from './net.js';
+import { poll } from './wait.js';
 
 export function dnsmasqAvailable(): boolean {
   const r = spawnSync('dnsmasq', ['--version'], { stdio: 'ignore' });
@@ -78,9 +79,8 @@ export class Dnsmasq {
     throw new Error(`dnsmasq did not start: ${this.log.slice(0, 500)}`);
   }
 
-  private async ready(): Promise<boolean> {
-    const deadline = Date.now() + 5000;
-    while (Date.now() < deadline) {
+  private ready(): Promise<boolean> {
+    const probe = async (): Promise<boolean | null> => {
       if (this.proc?.exitCode !== null) return false;
       const r = new dnsPromises.Resolver({ timeout: 200, tries: 1 });
       r.setServers([this.server]);
@@ -89,11 +89,10 @@ export class Dnsmasq {
         return true;
       } catch (err) {
         const code = (err as { code?: string }).code;
-        if (code === 'ENOTFOUND' || code === 'ENODATA' || code === 'EREFUSED' || code === 'ESERVFAIL') return true; // it answered
+        return code === 'ENOTFOUND' || code === 'ENODATA' || code === 'EREFUSED' || code === 'ESERVFAIL' ? true : null; // it answered
       }
-      await new Promise((r2) => setTimeout(r2, 50));
-    }
-    return false;
+    };
+    return poll(probe, { timeoutMs: 5000, intervalMs: 50, what: 'dnsmasq' }).catch(() => false);
   }
 
   /** PTR queries dnsmasq logged for `arpaName` (e.g. `10.113.0.203.in-addr.arpa`). */

@@ -5,12 +5,13 @@
  * Everything lives in one temp dir and is stopped by PID.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync, copyFileSync, openSync, closeSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, copyFileSync, openSync, closeSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { freeTcpPort } from './net.js';
+import { until } from './wait.js';
 
 const run = promisify(execFile);
 
@@ -38,8 +39,13 @@ export interface Dockerd {
   runContainer(image: string): Promise<string>;
   /** Start the Debian registry on 127.0.0.1:<free port>; returns `127.0.0.1:<port>`. */
   startRegistry(): Promise<string>;
-  /** SIGSTOP / SIGCONT the daemon (a hung runtime). */
-  pause(): void;
+  /**
+   * SIGSTOP the daemon (a hung runtime) and wait until every one of its threads has stopped:
+   * kill() only queues the signal, and until the thread that takes it has run, dockerd's other
+   * threads still answer requests.
+   */
+  pause(): Promise<void>;
+  /** SIGCONT the daemon. */
   resume(): void;
   /** Stop dockerd (SIGTERM, then SIGKILL) and wait for it to exit. */
   stopDaemon(): Promise<void>;
@@ -77,14 +83,27 @@ function httpOk(port: number, path: string): Promise<boolean> {
   });
 }
 
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number, child?: ChildProcess): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  for (let i = 0; i < 1000 && Date.now() < until; i++) {
-    if (child && child.exitCode !== null) throw new Error(`${what} exited with ${child.exitCode}`);
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`${what} not ready within ${timeoutMs} ms`);
+/** Until `check()` holds; fails at once when `child` exits. */
+function serving(what: string, check: () => Promise<boolean>, timeoutMs: number, child: ChildProcess): Promise<void> {
+  const cond = async (): Promise<boolean> => {
+    if (child.exitCode !== null) throw new Error(`${what} exited with ${child.exitCode}`);
+    return check();
+  };
+  return until(cond, timeoutMs, `${what} serving`, 50);
+}
+
+/** True when every thread of `pid` is stopped (state T in /proc/PID/task/TID/stat). */
+function allThreadsStopped(pid: number): boolean {
+  return readdirSync(`/proc/${pid}/task`).every((tid) => {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    } catch {
+      return true; // the thread is gone
+    }
+    const state = stat.charAt(stat.lastIndexOf(')') + 2); // "TID (comm) S ...": comm may hold spaces and parentheses
+    return state === 'T' || state === 't';
+  });
 }
 
 function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
@@ -171,7 +190,7 @@ export async function startDockerd(): Promise<Dockerd> {
     }
   };
   try {
-    await waitFor('dockerd', () => ping(socket), 30_000, child);
+    await serving('dockerd', () => ping(socket), 30_000, child);
   } catch (err) {
     let tail = '';
     try {
@@ -217,11 +236,13 @@ export async function startDockerd(): Promise<Dockerd> {
       const fd = openSync(join(dir, 'registry.log'), 'a');
       registry = spawn(REGISTRY, ['serve', cfg], { stdio: ['ignore', fd, fd] });
       closeSync(fd);
-      await waitFor('docker-registry', () => httpOk(port, '/v2/'), 15_000, registry);
+      await serving('docker-registry', () => httpOk(port, '/v2/'), 15_000, registry);
       return `127.0.0.1:${port}`;
     },
-    pause() {
-      process.kill(child.pid as number, 'SIGSTOP');
+    async pause() {
+      const pid = child.pid as number;
+      process.kill(pid, 'SIGSTOP');
+      await until(() => allThreadsStopped(pid), 5000, 'every dockerd thread stopped by SIGSTOP', 2);
     },
     resume() {
       process.kill(child.pid as number, 'SIGCONT');

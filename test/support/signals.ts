@@ -7,13 +7,11 @@
  *
  * `t` is seconds after {@link BASE_NS} (fractions allowed), or an absolute bigint `ns`.
  */
-import { createAlert, formatTimeNs, type Alert, type EnrichValue, type FieldValue } from '../../src/alert.js';
+import type { Alert, EnrichValue, FieldValue } from '../../src/alert.js';
 import { COMPANION_RULES, type Signal, type SignalKind } from '../../src/detect/types.js';
+import { BASE_NS, falcoAlert, secNs } from './falco-alerts.js';
 
-/** 2024-01-01T00:00:00Z in ns. */
-export const BASE_NS = 1_704_067_200_000_000_000n;
-
-export const secNs = (s: number): bigint => BigInt(Math.round(s * 1e9));
+export { BASE_NS, secNs };
 
 export interface SignalSpec {
   kind: SignalKind;
@@ -75,19 +73,7 @@ export function sig(spec: SignalSpec): Signal {
     ...(dest !== null ? { 'fd.sip': dest, 'fd.sport': port, 'fd.cip': '10.0.0.5', 'fd.cport': 40000, 'fd.l4proto': spec.l4proto ?? 'tcp' } : {}),
     ...(spec.fields ?? {}),
   };
-  const alert: Alert = createAlert({
-    time: formatTimeNs(timeNs),
-    rule,
-    priority: 'Notice',
-    source: 'syscall',
-    hostname: 'node-1',
-    output: `${rule} (test)`,
-    tags: ['falco_companion_signal'],
-    outputFields,
-    companion: spec.companion ?? {},
-    origin: { kind: 'test', component: 'test' },
-    receivedAtMs: 0,
-  });
+  const alert: Alert = falcoAlert({ ns: timeNs, rule, output: `${rule} (test)`, tags: ['falco_companion_signal'], fields: outputFields, defaults: false, companion: spec.companion ?? {}, receivedAtMs: 0 });
   return Object.freeze({
     kind: spec.kind,
     subtype,

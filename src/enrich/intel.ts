@@ -11,7 +11,8 @@ import { readFileSync, statSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { errorMessage } from '../errors.js';
 import type { Metrics } from '../metrics.js';
-import { CidrMap, type Ip } from './ip-class.js';
+import type { Ip } from '../net/address.js';
+import { CidrMap } from '../net/cidr.js';
 
 export interface IntelListConfig {
   readonly name: string;

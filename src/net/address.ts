@@ -166,11 +166,6 @@ export function parseIp(input: string): Ip | null {
   return n === null ? null : fromV6(n);
 }
 
-/** True when `s` is an address under the policy above. */
-export function isIp(s: string): boolean {
-  return parseIp(s) !== null;
-}
-
 /** Canonical text: dotted quad, or RFC 5952 IPv6 (lower case, longest run of ≥ 2 zero groups compressed, the first on a tie). */
 export function formatIp(ip: Ip): string {
   if (ip.v === 4) return `${ip.n >>> 24}.${(ip.n >>> 16) & 255}.${(ip.n >>> 8) & 255}.${ip.n & 255}`;

@@ -130,20 +130,3 @@ export class CidrMap<T> {
     return this.get(ip) !== undefined;
   }
 }
-
-/** A set of CIDRs (a {@link CidrMap} without values). */
-export class CidrSet {
-  private readonly m = new CidrMap<true>();
-  constructor(cidrs: Iterable<string | Cidr> = []) {
-    for (const c of cidrs) this.add(c);
-  }
-  add(cidr: string | Cidr): boolean {
-    return this.m.set(cidr, true);
-  }
-  has(ip: Ip | string): boolean {
-    return this.m.has(ip);
-  }
-  get size(): number {
-    return this.m.size;
-  }
-}

@@ -20,7 +20,7 @@ function fmt(p: Problem): string {
 export type Path = readonly (string | number)[];
 
 /** `signals[0].emit.kind`: keys joined with dots, list indices in brackets; `(root)` for the document. */
-export function dottedPath(path: Path): string {
+function dottedPath(path: Path): string {
   let out = '';
   for (const p of path) out += typeof p === 'number' ? `[${p}]` : out === '' ? p : `.${p}`;
   return out || '(root)';
@@ -36,7 +36,7 @@ interface Ctx {
  * The one YAML position lookup: the child of a mapping (by key; `key: true` gives the key's own
  * node, else its value, else its key) or of a sequence (by index); null when there is none.
  */
-export function childNode(node: YamlNode | null | undefined, step: string | number, key = false): YamlNode | null {
+function childNode(node: YamlNode | null | undefined, step: string | number, key = false): YamlNode | null {
   if (!node) return null;
   if (isMap(node)) {
     const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(step));

@@ -15,7 +15,7 @@
  */
 import { cidrContains } from '../net/cidr.js';
 import { parseIp } from '../net/address.js';
-import type { AllowEntry, CiWindow, SuppressSettings } from './rules/types.js';
+import type { AllowEntry, CiWindow, SuppressSettings, WorkloadSelector } from './rules/types.js';
 import type { Signal } from './types.js';
 
 export type SuppressReason = 'allowlist' | 'ci_window' | 'ci_workload' | 'learning';
@@ -101,21 +101,24 @@ export function podLabelKeys(s: SuppressSettings): string[] {
 
 type Matcher = (s: string) => boolean;
 
-/** Glob lists compiled to one matcher each (null: the list is empty, no condition). */
-interface CompiledAllow {
-  readonly index: number;
-  readonly entry: AllowEntry;
+/** A workload selector compiled: one matcher per glob list (null: empty, no condition). */
+interface CompiledSelector {
   readonly images: Matcher | null;
   readonly namespaces: Matcher | null;
-  readonly labels: [string, Matcher][];
+  readonly labels: readonly (readonly [string, Matcher])[];
+}
+
+interface CompiledAllow extends CompiledSelector {
+  readonly index: number;
+  readonly entry: AllowEntry;
   readonly exes: Matcher | null;
   readonly ancestors: Matcher | null;
 }
 
-interface CompiledWorkload {
-  readonly namespaces: Matcher | null;
-  readonly labels: [string, Matcher][];
-  readonly images: Matcher | null;
+const globs = (xs: readonly string[]): Matcher | null => (xs.length ? compileGlobs(xs) : null);
+
+function compileSelector(w: WorkloadSelector): CompiledSelector {
+  return { images: globs(w.images), namespaces: globs(w.namespaces), labels: Object.entries(w.podLabels).map(([k, v]) => [k, compileGlob(v)] as const) };
 }
 
 /** What the matchers derive from one signal, computed at most once per signal. */
@@ -132,7 +135,7 @@ export class Suppression {
   private readonly allowBy = new Map<string, Map<string, CompiledAllow[]>>();
   private readonly ciDetectors: ReadonlySet<string>;
   private readonly ciWindows: readonly CiWindow[];
-  private readonly ciWorkloads: CompiledWorkload[];
+  private readonly ciWorkloads: CompiledSelector[];
   private readonly learningNs = new Map<string, bigint>();
   /** The memo of the signal in hand (signals are checked once per detector that consumes them). */
   private memo = new SigMemo(null);
@@ -141,20 +144,10 @@ export class Suppression {
     settings: SuppressSettings,
     private readonly onAllow: (detector: string, sig: Signal, entry: AllowEntry) => void = () => {},
   ) {
-    const globs = (xs: readonly string[]): Matcher | null => (xs.length ? compileGlobs(xs) : null);
-    const labels = (o: Readonly<Record<string, string>>): [string, Matcher][] => Object.entries(o).map(([k, v]) => [k, compileGlob(v)]);
-    this.allow = settings.allow.map((entry, index) => ({
-      index,
-      entry,
-      images: globs(entry.images),
-      namespaces: globs(entry.namespaces),
-      labels: labels(entry.podLabels),
-      exes: globs(entry.exes),
-      ancestors: globs(entry.ancestors),
-    }));
+    this.allow = settings.allow.map((entry, index) => ({ ...compileSelector(entry), index, entry, exes: globs(entry.exes), ancestors: globs(entry.ancestors) }));
     this.ciDetectors = new Set(settings.ci.detectors);
     this.ciWindows = settings.ci.windows;
-    this.ciWorkloads = settings.ci.workloads.map((w) => ({ namespaces: globs(w.namespaces), labels: labels(w.podLabels), images: globs(w.images) }));
+    this.ciWorkloads = settings.ci.workloads.map(compileSelector);
     for (const [id, ms] of Object.entries(settings.learning)) if (ms > 0) this.learningNs.set(id, BigInt(ms) * 1_000_000n);
   }
 
@@ -181,7 +174,7 @@ export class Suppression {
     }
     if (ci) {
       if (this.ciWindows.some((w) => inCiWindow(w, sig.timeNs))) return 'ci_window';
-      memo.ciWorkload ??= this.ciWorkloads.some((w) => workloadMatches(w, sig, memo));
+      memo.ciWorkload ??= this.ciWorkloads.some((w) => selectorMatches(w, sig, memo));
       if (memo.ciWorkload) return 'ci_workload';
     }
     return null;
@@ -200,21 +193,21 @@ function imageCandidates(sig: Signal): string[] {
   return sig.imageTag ? [repo, `${repo}:${sig.imageTag}`] : [repo];
 }
 
-function labelsMatch(labels: readonly [string, Matcher][], sig: Signal): boolean {
-  for (const [k, m] of labels) {
+function selectorMatches(w: CompiledSelector, sig: Signal, memo: SigMemo): boolean {
+  if (w.namespaces && !(sig.namespace !== null && w.namespaces(sig.namespace))) return false;
+  for (const [k, m] of w.labels) {
     const v = Object.hasOwn(sig.podLabels, k) ? sig.podLabels[k] : undefined;
     if (v === undefined || !m(v)) return false;
+  }
+  if (w.images) {
+    const m = w.images;
+    if (!(memo.images ??= imageCandidates(sig)).some((x) => m(x))) return false;
   }
   return true;
 }
 
 function allowMatches(a: CompiledAllow, sig: Signal, memo: SigMemo): boolean {
-  if (a.images) {
-    const m = a.images;
-    if (!(memo.images ??= imageCandidates(sig)).some((x) => m(x))) return false;
-  }
-  if (a.namespaces && !(sig.namespace !== null && a.namespaces(sig.namespace))) return false;
-  if (!labelsMatch(a.labels, sig)) return false;
+  if (!selectorMatches(a, sig, memo)) return false;
   if (a.exes) {
     const exe = sig.proc.exepath ?? sig.proc.name;
     if (exe === null || !(a.exes(exe) || (sig.proc.name !== null && a.exes(sig.proc.name)))) return false;
@@ -230,16 +223,6 @@ function allowMatches(a: CompiledAllow, sig: Signal, memo: SigMemo): boolean {
   if (a.entry.destDomains.length) {
     const d = sig.net.remoteDomain;
     if (!d || !a.entry.destDomains.some((s) => domainMatches(s, d))) return false;
-  }
-  return true;
-}
-
-function workloadMatches(w: CompiledWorkload, sig: Signal, memo: SigMemo): boolean {
-  if (w.namespaces && !(sig.namespace !== null && w.namespaces(sig.namespace))) return false;
-  if (!labelsMatch(w.labels, sig)) return false;
-  if (w.images) {
-    const m = w.images;
-    if (!(memo.images ??= imageCandidates(sig)).some((x) => m(x))) return false;
   }
   return true;
 }

@@ -9,10 +9,8 @@ import type { Infer } from '../../config/dsl.js';
 import { checkSpec, formatProblems, parseYaml, type Problem } from '../../config/validate.js';
 import { ConfigError, errorMessage } from '../../errors.js';
 import { deepFreeze } from '../../json/lossless.js';
-import type { Cidr } from '../../net/cidr.js';
 import { CI_QUIET_DETECTOR_IDS, DETECTOR_MODULES } from '../registry.js';
-import type { SignalKind } from '../types.js';
-import { rulesFileSpec, type ciWindowSpec, type ciWorkloadSpec, type outputSpec, type predicateSpec, type signalSpec } from './schema.js';
+import { rulesFileSpec, type allowSpec, type ciWindowSpec, type ciWorkloadSpec, type outputSpec, type predicateSpec, type signalSpec } from './schema.js';
 import type { AllowEntry, DetectorSettingsBase, DetectorSettingsSpec, LoadedRules, Predicate, SignalRule, SuppressSettings } from './types.js';
 
 /** The built-in default rules file (copied to dist by the build). */
@@ -46,18 +44,7 @@ export function loadRulesFile(path: string | null, opts: LoadRulesOptions = {}):
 
 type SignalInput = Infer<typeof signalSpec>;
 type PredicateInput = Infer<typeof predicateSpec>;
-interface AllowInput {
-  readonly name: string | null;
-  readonly detectors: readonly string[] | null;
-  readonly kinds: readonly SignalKind[] | null;
-  readonly image: readonly string[];
-  readonly namespace: readonly string[];
-  readonly pod_labels: Readonly<Record<string, string>>;
-  readonly exe: readonly string[];
-  readonly ancestor: readonly string[];
-  readonly dest_cidr: readonly Cidr[];
-  readonly dest_domain: readonly string[];
-}
+type AllowInput = Infer<ReturnType<typeof allowSpec>>;
 interface RulesInput {
   readonly extends: string | null;
   readonly signals: readonly SignalInput[];

@@ -121,7 +121,8 @@ function itemList<I extends ListSpec['items']>(doc: string, items: I, def: reado
   return { ...list(doc, items, def), scalar: 'item' };
 }
 
-function allowSpec(detectorIds: readonly string[]): ObjectSpec {
+/** An allow entry for these detector ids. */
+export function allowSpec(detectorIds: readonly string[]) {
   return checked(
     obj('An allow entry: suppresses a signal for a detector when all its given conditions hold.', {
       name: opt(str('Label for logs.', null)),

@@ -43,15 +43,19 @@ export interface SignalRule {
   readonly extract: Readonly<Record<string, string>>;
 }
 
-export interface AllowEntry {
+/** Which workloads: every non-empty selector must hold (globs; pod label key → value glob). */
+export interface WorkloadSelector {
+  readonly images: readonly string[];
+  readonly namespaces: readonly string[];
+  readonly podLabels: Readonly<Record<string, string>>;
+}
+
+export interface AllowEntry extends WorkloadSelector {
   readonly name: string;
   /** Detectors this applies to (null: all). */
   readonly detectors: readonly string[] | null;
   /** Signal kinds this applies to (null: all). */
   readonly kinds: readonly SignalKind[] | null;
-  readonly images: readonly string[];
-  readonly namespaces: readonly string[];
-  readonly podLabels: Readonly<Record<string, string>>;
   readonly exes: readonly string[];
   /** Globs on ancestor names / executables (proc.pname, proc.aname[n], proc.pexepath, proc.aexepath[n]). */
   readonly ancestors: readonly string[];
@@ -67,11 +71,7 @@ export interface CiWindow {
   readonly toMin: number;
 }
 
-export interface CiWorkload {
-  readonly namespaces: readonly string[];
-  readonly podLabels: Readonly<Record<string, string>>;
-  readonly images: readonly string[];
-}
+export type CiWorkload = WorkloadSelector;
 
 export interface CiSettings {
   readonly windows: readonly CiWindow[];

@@ -1,20 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '../../../src/errors.js';
 import { DETECTOR_MODULES } from '../../../src/detect/registry.js';
 import { loadRulesFile } from '../../../src/detect/rules/load.js';
 import { inCiWindow } from '../../../src/detect/suppress.js';
+import { configProblems } from '../../support/config-problems.js';
 import { DETECTOR_SPECS, T0 } from '../helpers.js';
 
-function problems(text: string): string[] {
-  try {
-    loadRulesFile('/x/rules.yaml', { text, detectors: DETECTOR_SPECS });
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return [...(err as ConfigError).problems];
-  }
-  throw new Error('expected a ConfigError');
-}
+const problems = (text: string): string[] => configProblems(() => loadRulesFile('/x/rules.yaml', { text, detectors: DETECTOR_SPECS }));
 
 describe('rules file', () => {
   it('loads the built-in defaults with every detector setting filled in', () => {

@@ -133,7 +133,7 @@ export class EgressEnricher implements Enricher, Component {
   private readonly ipCacheEvictions;
   /** Address text → parsed address, canonical text and class (bounded, counted FIFO eviction). */
   private readonly ipCache = new Map<string, IpInfo>();
-  /** The entry the cached parser returned last (destinationOf asks it for the chosen address last). */
+  /** The entry the cached parser returned last: usually the chosen address (the tuple is parsed only when an explicit field does not answer); `locate` checks. */
   private lastInfo: IpInfo | null = null;
   private readonly parseCached = (text: string): Ip | null => {
     const info = this.ipInfo(text);

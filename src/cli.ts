@@ -12,8 +12,7 @@ import { createLogger, type Logger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { buildApp, type App } from './wiring.js';
 import { runDemo } from './demo.js';
-import { DETECTOR_MODULES } from './detect/registry.js';
-import { loadRulesFile } from './detect/rules-file.js';
+import { loadRulesFile } from './detect/rules/load.js';
 import { spoolCommand } from './commands/spool.js';
 
 interface CommonFlags {
@@ -161,7 +160,7 @@ export async function main(argv: string[]): Promise<void> {
           }
           for (const f of rulesFiles) {
             try {
-              loadRulesFile(f, { detectors: DETECTOR_MODULES });
+              loadRulesFile(f);
             } catch (err) {
               if (!(err instanceof ConfigError)) throw err;
               problems.push(...err.problems);

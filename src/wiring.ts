@@ -26,8 +26,8 @@ import { FileSource } from './sources/file.js';
 import { GrpcSource } from './sources/grpc.js';
 import { STATE_DB_FILE, openStateDb, type Db } from './store/db.js';
 import { Spool } from './store/spool.js';
-import { buildEnrichment } from './wiring-enrich.js';
-import { buildDetection } from './wiring-detect.js';
+import { buildEnrichment } from './enrich/wiring.js';
+import { buildDetection } from './detect/wiring.js';
 
 export interface AppDeps {
   readonly logger: Logger;

@@ -1,7 +1,11 @@
 /**
  * A tiny schema language: one definition gives types, defaults, environment variable names and
- * documentation (docs/config.md and the example config are checked against it in tests).
+ * documentation (docs/config.md and the example config are checked against it in tests). The
+ * config file (src/config/schema.ts) and the companion rules file (src/detect/rules/schema.ts) are
+ * both written in it; src/config/validate.ts checks a YAML document against a spec and reports
+ * every problem at once as `file:line:col: path: message`.
  */
+import { parseCidr, type Cidr } from '../net/cidr.js';
 
 export type Spec =
   | StringSpec
@@ -13,12 +17,20 @@ export type Spec =
   | SizeSpec
   | ListSpec
   | ObjectSpec
-  | MapSpec;
+  | MapSpec
+  | ScalarSpec
+  | CidrSpec
+  | DaysSpec
+  | UtcTimeSpec;
 
 interface Base {
   readonly doc: string;
   /** Env var overrides are derived from the path unless `env: false`. */
   readonly env?: boolean;
+  /** Absent is a problem (`path: is required`) instead of taking the default. */
+  readonly required?: boolean;
+  /** Absent (or YAML null) is null instead of the default (see {@link opt}). */
+  readonly optional?: boolean;
 }
 
 export interface StringSpec extends Base {
@@ -32,6 +44,8 @@ export interface IntSpec extends Base {
   readonly default: number;
   readonly min?: number;
   readonly max?: number;
+  /** Extra check; return an error message or null. */
+  readonly check?: (v: number) => string | null;
 }
 export interface NumberSpec extends Base {
   readonly kind: 'number';
@@ -67,16 +81,52 @@ export interface ListSpec extends Base {
   readonly kind: 'list';
   readonly items: Exclude<Spec, ObjectSpec | ListSpec | MapSpec> | ObjectSpec;
   readonly default: readonly unknown[];
-  /** Environment value is split on commas. */
+  /**
+   * A lone scalar where the list is expected: `split` (the default) splits it on commas, as
+   * environment values are; `item` makes it a one-item list (globs, rule names, CIDRs: a rule name
+   * may contain a comma).
+   */
+  readonly scalar?: 'split' | 'item';
 }
+
+/** Reports a problem found by an object's cross-field check, at a path relative to the object. */
+export type Report = (message: string, at?: readonly (string | number)[]) => void;
+
 export interface ObjectSpec extends Base {
   readonly kind: 'object';
   readonly fields: Readonly<Record<string, Spec>>;
+  /** What the keys name, for the unknown-key message (`unknown detector; known detectors: ...`). Default `key`. */
+  readonly keyNoun?: string;
+  /**
+   * Cross-field rules, run on the validated value when every field in it was valid (so one mistake
+   * is not reported twice).
+   */
+  readonly check?: (value: Readonly<Record<string, unknown>>, report: Report) => void;
 }
 /** Free-form string → string map (e.g. pod label selectors). */
 export interface MapSpec extends Base {
   readonly kind: 'map';
   readonly default: Readonly<Record<string, string>>;
+}
+/** A string, number or boolean kept as its YAML type (a value to compare a field with). */
+export interface ScalarSpec extends Base {
+  readonly kind: 'scalar';
+  readonly default: string | number | boolean | null;
+}
+/** An IPv4/IPv6 address or CIDR block (src/net/cidr.ts), value a {@link Cidr}. */
+export interface CidrSpec extends Base {
+  readonly kind: 'cidr';
+  readonly default: string;
+}
+/** Days of the week: `mon-fri`, `sat,sun`, `fri-mon` (wraps) or a list of those; value: day numbers, 0 = Sunday, sorted. */
+export interface DaysSpec extends Base {
+  readonly kind: 'days';
+  readonly default: string;
+}
+/** A UTC time of day `HH:MM` (`24:00` is the end of the day); value: minutes after 00:00. */
+export interface UtcTimeSpec extends Base {
+  readonly kind: 'utc_time';
+  readonly default: string;
 }
 
 export const str = <D extends string | null>(doc: string, def: D, extra: Partial<Omit<StringSpec, 'kind' | 'default'>> = {}): StringSpec & { default: D } => ({ kind: 'string', doc, default: def, ...extra });
@@ -89,9 +139,30 @@ export const size = (doc: string, def: number, extra: Partial<SizeSpec> = {}): S
 export const list = <I extends ListSpec['items']>(doc: string, items: I, def: readonly unknown[] = []): ListSpec & { items: I } => ({ kind: 'list', doc, items, default: def });
 export const obj = <F extends Record<string, Spec>>(doc: string, fields: F): ObjectSpec & { fields: F } => ({ kind: 'object', doc, fields });
 export const map = (doc: string, def: Record<string, string> = {}): MapSpec => ({ kind: 'map', doc, default: def });
+export const scalar = (doc: string): ScalarSpec => ({ kind: 'scalar', doc, default: null });
+export const cidr = (doc: string): CidrSpec => ({ kind: 'cidr', doc, default: '0.0.0.0/0' });
+export const days = (doc: string, def = 'sun-sat'): DaysSpec => ({ kind: 'days', doc, default: def });
+export const utcTime = (doc: string, def = '00:00'): UtcTimeSpec => ({ kind: 'utc_time', doc, default: def });
+
+const NON_EMPTY = (v: string): string | null => (v === '' ? 'must be a non-empty string' : null);
+/** A non-empty string. */
+export const text = (doc: string): StringSpec & { default: string } => str(doc, '', { check: NON_EMPTY });
+/** A string or a list of non-empty strings (globs, names); a lone string is one item, never split. */
+export const strings = (doc: string): ListSpec & { items: StringSpec & { default: string } } => ({ ...list(doc, text('')), scalar: 'item' });
+/** A CIDR or a list of them; a lone string is one item. */
+export const cidrs = (doc: string): ListSpec & { items: CidrSpec } => ({ ...list(doc, cidr('')), scalar: 'item' });
+
+/** The same spec, absent → null (the type gains `| null`). */
+export const opt = <S extends Spec>(spec: S): S & { optional: true } => ({ ...spec, optional: true });
+/** The same spec, absent → a problem. */
+export const req = <S extends Spec>(spec: S): S & { required: true } => ({ ...spec, required: true });
+/** The same object spec with a cross-field check. */
+export const checked = <S extends ObjectSpec>(spec: S, check: NonNullable<ObjectSpec['check']>): S => ({ ...spec, check });
 
 /** The TypeScript type of a validated value of a spec. */
-export type Infer<S> = S extends { kind: 'string'; default: infer D }
+export type Infer<S> = S extends { optional: true } ? InferValue<S> | null : InferValue<S>;
+
+type InferValue<S> = S extends { kind: 'string'; default: infer D }
   ? null extends D
     ? string | null
     : string
@@ -107,7 +178,15 @@ export type Infer<S> = S extends { kind: 'string'; default: infer D }
             ? { readonly [K in keyof F]: Infer<F[K]> }
             : S extends { kind: 'map' }
               ? Readonly<Record<string, string>>
-              : never;
+              : S extends { kind: 'scalar' }
+                ? string | number | boolean
+                : S extends { kind: 'cidr' }
+                  ? Cidr
+                  : S extends { kind: 'days' }
+                    ? readonly number[]
+                    : S extends { kind: 'utc_time' }
+                      ? number
+                      : never;
 
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 const SIZE_UNITS: Record<string, number> = {
@@ -154,6 +233,42 @@ export function envName(path: readonly string[]): string {
   return 'FALCO_COMPANION_' + path.map((p) => p.toUpperCase().replace(/[^A-Z0-9]/g, '_')).join('_');
 }
 
+const DAY_NAMES = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'];
+
+/** Days of the week (see {@link DaysSpec}); a message naming the bad part when not days. */
+export function parseDays(v: unknown): readonly number[] | string {
+  const parts = Array.isArray(v) ? v.flatMap((x) => String(x).split(',')) : typeof v === 'string' ? v.split(',') : null;
+  if (!parts || parts.length === 0) return 'must be days like `mon-fri`, `sat,sun` or a list';
+  const out = new Set<number>();
+  for (const part of parts) {
+    const m = /^\s*([a-z]{3})[a-z]*\s*(?:-\s*([a-z]{3})[a-z]*\s*)?$/i.exec(part);
+    const a = m ? DAY_NAMES.indexOf((m[1] as string).toLowerCase()) : -1;
+    const b = m?.[2] ? DAY_NAMES.indexOf(m[2].toLowerCase()) : a;
+    if (a < 0 || b < 0) return `${JSON.stringify(part.trim())} is not a day or day range (${DAY_NAMES.join(', ')})`;
+    for (let d = a; ; d = (d + 1) % 7) {
+      out.add(d);
+      if (d === b) break;
+    }
+  }
+  return [...out].sort((x, y) => x - y);
+}
+
+/** `HH:MM` (UTC) → minutes after 00:00, `24:00` → 1440; null when not a time of day. */
+export function parseUtcTime(v: unknown): number | null {
+  // YAML 1.1 sexagesimal is off in yaml v2's core schema: "02:00" unquoted stays a string.
+  const m = typeof v === 'string' ? /^(\d{1,2}):(\d{2})$/.exec(v.trim()) : null;
+  if (!m) return null;
+  const h = Number(m[1]);
+  const min = Number(m[2]);
+  if (h > 24 || min > 59 || (h === 24 && min !== 0)) return null;
+  return h * 60 + min;
+}
+
+/** Parse a CIDR spec value. */
+export function parseCidrValue(v: unknown): Cidr | null {
+  return typeof v === 'string' ? parseCidr(v) : null;
+}
+
 /** Every leaf with its path, for docs and env overrides. */
 export function* leaves(spec: ObjectSpec, path: string[] = []): Generator<{ path: string[]; spec: Exclude<Spec, ObjectSpec> }> {
   for (const [k, s] of Object.entries(spec.fields)) {
@@ -166,7 +281,7 @@ export function* leaves(spec: ObjectSpec, path: string[] = []): Generator<{ path
 export function defaults(spec: ObjectSpec): Record<string, unknown> {
   const o: Record<string, unknown> = {};
   for (const [k, s] of Object.entries(spec.fields)) {
-    o[k] = s.kind === 'object' ? defaults(s) : structuredClone(s.default);
+    o[k] = s.optional ? null : s.kind === 'object' ? defaults(s) : structuredClone(s.default);
   }
   return o;
 }

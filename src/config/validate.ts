@@ -5,7 +5,8 @@
 import { readFileSync } from 'node:fs';
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node as YamlNode } from 'yaml';
 import { ConfigError } from '../errors.js';
-import { envName, leaves, parseDuration, parseSize, type ObjectSpec, type Spec } from './dsl.js';
+import { deepFreeze } from '../json/lossless.js';
+import { envName, leaves, parseCidrValue, parseDays, parseDuration, parseSize, parseUtcTime, type ObjectSpec, type Spec } from './dsl.js';
 
 export interface Problem {
   readonly where: string;
@@ -16,27 +17,65 @@ function fmt(p: Problem): string {
   return `${p.where}: ${p.message}`;
 }
 
+export type Path = readonly (string | number)[];
+
+/** `signals[0].emit.kind`: keys joined with dots, list indices in brackets; `(root)` for the document. */
+function dottedPath(path: Path): string {
+  let out = '';
+  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out === '' ? p : `.${p}`;
+  return out || '(root)';
+}
+
 interface Ctx {
   readonly file: string;
   readonly lc: LineCounter | null;
   readonly problems: Problem[];
 }
 
-function whereOf(ctx: Ctx, node: YamlNode | null | undefined, path: readonly string[]): string {
+/**
+ * The one YAML position lookup: the child of a mapping (by key; `key: true` gives the key's own
+ * node, else its value, else its key) or of a sequence (by index); null when there is none.
+ */
+function childNode(node: YamlNode | null | undefined, step: string | number, key = false): YamlNode | null {
+  if (!node) return null;
+  if (isMap(node)) {
+    const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(step));
+    if (!pair) return null;
+    return ((key ? null : (pair.value as YamlNode | null)) ?? (pair.key as YamlNode | null)) ?? null;
+  }
+  if (isSeq(node) && typeof step === 'number') return (node.items[step] as YamlNode | undefined) ?? null;
+  return null;
+}
+
+/** The node at `path` under `node`, or the deepest one on the way (for a position). */
+function nodeAt(node: YamlNode | null | undefined, path: Path, key = false): YamlNode | null {
+  let cur = node ?? null;
+  for (let i = 0; i < path.length && cur; i++) {
+    const next = childNode(cur, path[i] as string | number, key && i === path.length - 1);
+    if (!next) break;
+    cur = next;
+  }
+  return cur;
+}
+
+function whereOf(ctx: Ctx, node: YamlNode | null | undefined, path: Path): string {
   if (ctx.lc && node?.range) {
     const { line, col } = ctx.lc.linePos(node.range[0]);
     return `${ctx.file}:${line}:${col}`;
   }
-  return `${ctx.file}: ${path.join('.') || '(root)'}`;
+  return `${ctx.file}: ${dottedPath(path)}`;
+}
+
+function report(ctx: Ctx, node: YamlNode | null | undefined, path: Path, msg: string): undefined {
+  ctx.problems.push({ where: whereOf(ctx, node, path), message: `${dottedPath(path)}: ${msg}` });
+  return undefined;
 }
 
 /** Convert and check one value against a spec. `node` gives positions (null for env/flags). */
-function check(ctx: Ctx, spec: Spec, value: unknown, node: YamlNode | null | undefined, path: string[]): unknown {
-  const name = path.join('.');
-  const bad = (msg: string): undefined => {
-    ctx.problems.push({ where: whereOf(ctx, node, path), message: `${name}: ${msg}` });
-    return undefined;
-  };
+function check(ctx: Ctx, spec: Spec, value: unknown, node: YamlNode | null | undefined, path: Path): unknown {
+  const bad = (msg: string): undefined => report(ctx, node, path, msg);
+  if (spec.optional && (value === undefined || value === null)) return null;
+  if (spec.required && value === undefined) return bad('is required');
   switch (spec.kind) {
     case 'string': {
       if (value === null) return spec.default === null ? null : bad('must be a string, not null');
@@ -52,7 +91,8 @@ function check(ctx: Ctx, spec: Spec, value: unknown, node: YamlNode | null | und
       if (spec.kind === 'int' && !Number.isInteger(n)) return bad('must be a whole number');
       if (spec.min !== undefined && n < spec.min) return bad(`must be ≥ ${spec.min}`);
       if (spec.max !== undefined && n > spec.max) return bad(`must be ≤ ${spec.max}`);
-      return n;
+      const err = spec.kind === 'int' ? spec.check?.(n) : null;
+      return err ? bad(err) : n;
     }
     case 'bool': {
       if (typeof value === 'boolean') return value;
@@ -77,12 +117,28 @@ function check(ctx: Ctx, spec: Spec, value: unknown, node: YamlNode | null | und
       if (spec.min !== undefined && b < spec.min) return bad(`must be ≥ ${spec.min} bytes`);
       return b;
     }
+    case 'scalar': {
+      if (typeof value === 'string' || typeof value === 'boolean' || (typeof value === 'number' && Number.isFinite(value))) return value;
+      return bad('must be a string, number or boolean');
+    }
+    case 'cidr': {
+      const c = parseCidrValue(typeof value === 'number' ? String(value) : value);
+      return c ?? bad(`${JSON.stringify(value)} is not an IPv4/IPv6 address or CIDR`);
+    }
+    case 'days': {
+      const d = parseDays(value ?? spec.default);
+      return typeof d === 'string' ? bad(d) : d;
+    }
+    case 'utc_time': {
+      const m = parseUtcTime(value);
+      return m ?? bad(`must be a UTC time "HH:MM" (got ${JSON.stringify(value)})`);
+    }
     case 'map': {
       if (value === null) return {};
       if (typeof value !== 'object' || Array.isArray(value)) return bad('must be a mapping of strings');
       const out: Record<string, string> = {};
       for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-        if (v === null || typeof v === 'object') bad(`key ${JSON.stringify(k)} must map to a string`);
+        if (v === null || typeof v === 'object') report(ctx, childNode(node, k) ?? node, [...path, k], 'must be a string');
         else out[k] = String(v);
       }
       return out;
@@ -91,45 +147,66 @@ function check(ctx: Ctx, spec: Spec, value: unknown, node: YamlNode | null | und
       let arr: unknown[];
       if (value === null) arr = [];
       else if (Array.isArray(value)) arr = value;
-      else if (typeof value === 'string' && spec.items.kind !== 'object') arr = value.split(',').map((x) => x.trim()).filter((x) => x !== '');
-      else return bad('must be a list');
+      else if (spec.items.kind !== 'object' && (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean')) {
+        arr = spec.scalar === 'item' ? [value] : String(value).split(',').map((x) => x.trim()).filter((x) => x !== '');
+      } else return bad('must be a list');
       const seq = node && isSeq(node) ? node : null;
-      return arr.map((item, i) => check(ctx, spec.items, item, (seq?.items[i] as YamlNode | undefined) ?? node, [...path, String(i)]));
+      return arr.map((item, i) => check(ctx, spec.items, item, (seq?.items[i] as YamlNode | undefined) ?? node, seq ? [...path, i] : path));
     }
     case 'object': {
       if (value === null || value === undefined) value = {};
       if (typeof value !== 'object' || Array.isArray(value)) return bad('must be a mapping');
+      const before = ctx.problems.length;
       const src = value as Record<string, unknown>;
       const mapNode = node && isMap(node) ? node : null;
-      const keyNode = (k: string): YamlNode | null => {
-        const pair = mapNode?.items.find((p) => isScalar(p.key) && String(p.key.value) === k);
-        return (pair?.key as YamlNode | undefined) ?? null;
-      };
-      const valNode = (k: string): YamlNode | null => {
-        const pair = mapNode?.items.find((p) => isScalar(p.key) && String(p.key.value) === k);
-        return (pair?.value as YamlNode | undefined) ?? (pair?.key as YamlNode | undefined) ?? null;
-      };
       const out: Record<string, unknown> = {};
+      const noun = spec.keyNoun ?? 'key';
       for (const k of Object.keys(src)) {
         if (!(k in spec.fields)) {
           const known = Object.keys(spec.fields);
           const close = known.find((x) => x.replace(/_/g, '') === k.replace(/[_-]/g, '').toLowerCase());
-          ctx.problems.push({
-            where: whereOf(ctx, keyNode(k) ?? node, [...path, k]),
-            message: `${[...path, k].join('.')}: unknown key${close ? ` (did you mean "${close}"?)` : ''}; known keys: ${known.join(', ')}`,
-          });
+          report(ctx, childNode(mapNode, k, true) ?? node, [...path, k], `unknown ${noun}${close ? ` (did you mean "${close}"?)` : ''}; known ${noun}s: ${known.join(', ')}`);
         }
       }
       for (const [k, s] of Object.entries(spec.fields)) {
         if (k in src && src[k] !== undefined) {
-          out[k] = check(ctx, s, src[k], valNode(k), [...path, k]);
+          out[k] = check(ctx, s, src[k], childNode(mapNode, k), [...path, k]);
+        } else if (s.required) {
+          report(ctx, node, [...path, k], 'is required');
         } else {
-          out[k] = s.kind === 'object' ? check(ctx, s, {}, null, [...path, k]) : structuredClone(s.default);
+          out[k] = s.optional ? null : s.kind === 'object' ? check(ctx, s, {}, null, [...path, k]) : structuredClone(s.default);
         }
+      }
+      if (spec.check && ctx.problems.length === before) {
+        spec.check(out, (message, at = []) => report(ctx, nodeAt(node, at) ?? node, [...path, ...at], message));
       }
       return out;
     }
   }
+}
+
+/** A YAML file parsed for validation: the plain value, its root node and positions, syntax problems. */
+export interface ParsedYaml {
+  readonly raw: unknown;
+  readonly root: YamlNode | null;
+  readonly lc: LineCounter;
+  /** Syntax errors and warnings as `file:line:col` problems. */
+  readonly problems: Problem[];
+  /** True when the document could not be read as YAML (raw is undefined). */
+  readonly broken: boolean;
+}
+
+/** Parse YAML text for {@link checkSpec}: duplicate keys and syntax errors are problems with positions. */
+export function parseYaml(file: string, text: string): ParsedYaml {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
+  const problems: Problem[] = [];
+  for (const e of [...doc.errors, ...doc.warnings]) {
+    const pos = lc.linePos(e.pos[0]);
+    problems.push({ where: `${file}:${pos.line}:${pos.col}`, message: e.message.split('\n')[0] ?? e.message });
+  }
+  if (doc.errors.length > 0) return { raw: undefined, root: null, lc, problems, broken: true };
+  return { raw: doc.toJS({ maxAliasCount: 100 }) as unknown, root: (doc.contents as YamlNode | null) ?? null, lc, problems, broken: false };
 }
 
 export interface LoadOptions {
@@ -149,7 +226,7 @@ export function loadConfig<T>(schema: ObjectSpec, opts: LoadOptions): T {
   const problems: Problem[] = [];
   let raw: unknown = {};
   let root: YamlNode | null = null;
-  const lc = new LineCounter();
+  let lc: LineCounter | null = null;
   if (opts.file !== null || opts.text !== undefined) {
     let text: string;
     try {
@@ -157,14 +234,12 @@ export function loadConfig<T>(schema: ObjectSpec, opts: LoadOptions): T {
     } catch (err) {
       throw new ConfigError([`${file}: cannot read: ${(err as Error).message}`]);
     }
-    const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
-    for (const e of [...doc.errors, ...doc.warnings]) {
-      const pos = lc.linePos(e.pos[0]);
-      problems.push({ where: `${file}:${pos.line}:${pos.col}`, message: e.message.split('\n')[0] ?? e.message });
-    }
-    if (doc.errors.length === 0) {
-      raw = doc.toJS({ maxAliasCount: 100 }) ?? {};
-      root = (doc.contents as YamlNode | null) ?? null;
+    const y = parseYaml(file, text);
+    problems.push(...y.problems);
+    lc = y.lc;
+    if (!y.broken) {
+      raw = y.raw ?? {};
+      root = y.root;
     }
   }
   const ctx: Ctx = { file, lc, problems };
@@ -194,7 +269,7 @@ export function loadConfig<T>(schema: ObjectSpec, opts: LoadOptions): T {
     if (res !== undefined) setPath(value, path, res);
   }
   if (problems.length > 0 || value === undefined) throw new ConfigError(problems.map(fmt));
-  return deepFreezePlain(value) as T;
+  return deepFreeze(value) as T;
 }
 
 function parseEnvValue(spec: Spec, v: string): unknown {
@@ -233,18 +308,15 @@ function setPath(o: Record<string, unknown>, path: readonly string[], v: unknown
   cur[path[path.length - 1] as string] = v;
 }
 
-function deepFreezePlain(v: unknown): unknown {
-  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
-    Object.freeze(v);
-    for (const x of Object.values(v)) deepFreezePlain(x);
-  }
-  return v;
-}
-
 /**
  * Check one parsed value against a spec, positions taken from its YAML node (for other YAML files
  * that embed schema-defined sections, e.g. the companion rules file). Problems are appended.
  */
-export function checkSpec(file: string, lc: LineCounter | null, problems: Problem[], spec: Spec, value: unknown, node: YamlNode | null | undefined, path: string[]): unknown {
+export function checkSpec(file: string, lc: LineCounter | null, problems: Problem[], spec: Spec, value: unknown, node: YamlNode | null | undefined, path: Path = []): unknown {
   return check({ file, lc, problems }, spec, value, node, path);
+}
+
+/** Format problems as ConfigError lines (`file:line:col: path: message`). */
+export function formatProblems(problems: readonly Problem[]): string[] {
+  return problems.map(fmt);
 }

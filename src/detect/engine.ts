@@ -1,8 +1,9 @@
 /**
- * The detection stage: alert → signals (compiled mapping) → suppression (allowlists, CI windows and
- * workloads, learning periods; every suppression counted) → detectors (pure state machines, one
- * bounded state each) → dedup / aggregation (one detection per key per window, repeats reported as
- * "repeated N times") → Falco-shaped detection alerts.
+ * The detection stage: alert → signals (compiled mapping) → suppression (src/detect/suppress.ts:
+ * allowlists, CI windows and workloads, learning periods; every suppression counted) → detectors
+ * (deterministic state machines on event time; the engine owns one bounded state per detector,
+ * which `step` mutates in place) → dedup / aggregation (one detection per key per window, repeats
+ * reported as "repeated N times") → Falco-shaped detection alerts.
  *
  * All windows run on event time (alert.timeNs); the injected clock only stamps receive times.
  */
@@ -14,8 +15,8 @@ import type { Metrics } from '../metrics.js';
 import type { DetectStage } from '../pipeline/types.js';
 import { findingToAlert } from './finding-to-alert.js';
 import { compileMapping, SIGNAL_RULE_PREFIX, type Mapping } from './mapping.js';
-import { cidrContains, compileGlob, compileGlobs, domainMatches, parseIp } from './match.js';
-import { inCiWindow, type AllowEntry, type CiWorkload, type LoadedRules } from './rules-file.js';
+import type { LoadedRules } from './rules/types.js';
+import { podLabelKeys, Suppression, type SuppressReason } from './suppress.js';
 import type { Detector, Finding, Signal } from './types.js';
 
 export interface DetectionEngineOptions {
@@ -47,38 +48,14 @@ interface DedupEntry {
   last: Finding | null;
 }
 
-type Matcher = (s: string) => boolean;
-
-/** Glob lists compiled to one matcher each (null: the list is empty, no condition). */
-interface CompiledAllow {
-  readonly index: number;
-  readonly entry: AllowEntry;
-  readonly images: Matcher | null;
-  readonly namespaces: Matcher | null;
-  readonly labels: [string, Matcher][];
-  readonly exes: Matcher | null;
-  readonly ancestors: Matcher | null;
-}
-
-interface CompiledWorkload {
-  readonly namespaces: Matcher | null;
-  readonly labels: [string, Matcher][];
-  readonly images: Matcher | null;
-}
-
-export type SuppressReason = 'allowlist' | 'ci_window' | 'ci_workload' | 'learning';
-
 const ID = 'detect/engine';
 
 export class DetectionEngine implements DetectStage {
   readonly id = ID;
-  private rules: LoadedRules;
-  private mapping: Mapping;
-  private allow: CompiledAllow[] = [];
-  /** Allow entries applicable to a detector and a signal kind (built lazily per rules load). */
-  private allowBy = new Map<string, Map<string, CompiledAllow[]>>();
-  private ciDetectors = new Set<string>();
-  private ciWorkloads: CompiledWorkload[] = [];
+  // Set by `compile` (constructor and setRules).
+  private rules!: LoadedRules;
+  private mapping!: Mapping;
+  private suppression!: Suppression;
   private readonly slots = new Map<string, Slot>();
   /** Enabled slots consuming each signal kind, in slot order (rebuilt with the rules or detectors). */
   private byKind = new Map<string, Slot[]>();
@@ -87,8 +64,6 @@ export class DetectionEngine implements DetectStage {
   private sweepAtNs: bigint | null = null;
   private dedupWindowNs = 0n;
   private maxNs = 0n;
-  /** Per-signal facts the suppression matchers derive (image candidates, ancestors, pod labels), for the signal in hand. */
-  private memo: SigMemo = new SigMemo(null);
   /** prom-client children per label value (the label objects built once, not per call). */
   private readonly signalsBy = new Map<string, Inc>();
   private readonly suppressedBy = new Map<string, Inc>();
@@ -105,9 +80,7 @@ export class DetectionEngine implements DetectStage {
       detections: mm.counter('detections_total', 'Detections emitted, by detector and priority', ['detector', 'priority']),
       deduplicated: mm.counter('detections_deduplicated_total', 'Detections folded into an earlier one of the same key within the dedup window', ['detector']),
     };
-    this.rules = opts.rules;
-    this.mapping = compileMapping(opts.rules.signals);
-    this.compileSuppress();
+    this.compile(opts.rules);
     for (const d of opts.detectors) this.slots.set(d.id, { det: d, state: d.init(), evictionsSeen: 0, firstNs: null });
     this.route();
   }
@@ -141,9 +114,7 @@ export class DetectionEngine implements DetectStage {
 
   /** Replace the rules (reload). Detectors given replace those of the same id, keeping their state. */
   setRules(rules: LoadedRules, detectors?: readonly Detector<unknown>[]): void {
-    this.rules = rules;
-    this.mapping = compileMapping(rules.signals);
-    this.compileSuppress();
+    this.compile(rules);
     if (detectors) {
       const ids = new Set(detectors.map((d) => d.id));
       for (const id of [...this.slots.keys()]) if (!ids.has(id)) this.slots.delete(id);
@@ -155,10 +126,6 @@ export class DetectionEngine implements DetectStage {
     }
     this.route();
     this.log.info({ signals: rules.signals.length, detectors: [...this.slots.keys()] }, 'detection rules in force');
-  }
-
-  get currentRules(): LoadedRules {
-    return this.rules;
   }
 
   /** Map, suppress, detect, dedup. Never throws for bad input. */
@@ -182,7 +149,7 @@ export class DetectionEngine implements DetectStage {
       if (!slots) continue;
       for (const slot of slots) {
         const id = slot.det.id;
-        const reason = this.suppressedSignal(sig, id);
+        const reason = this.suppression.signal(sig, id);
         if (reason) {
           this.suppressedCounter(id, reason).inc();
           continue;
@@ -205,8 +172,7 @@ export class DetectionEngine implements DetectStage {
         }
         if (findings.length === 0) continue;
         for (const f of findings) {
-          const learn = this.rules.suppress.learning[id];
-          if (learn !== undefined && learn > 0 && slot.firstNs !== null && f.timeNs < slot.firstNs + BigInt(learn) * 1_000_000n) {
+          if (this.suppression.learning(id, slot.firstNs, f.timeNs)) {
             this.suppressedCounter(id, 'learning').inc();
             continue;
           }
@@ -288,145 +254,10 @@ export class DetectionEngine implements DetectStage {
     return a;
   }
 
-  // -------------------------------------------------------------------------------------------
-  // Suppression
-
-  private compileSuppress(): void {
-    const globs = (xs: readonly string[]): Matcher | null => (xs.length ? compileGlobs(xs) : null);
-    const labels = (o: Readonly<Record<string, string>>): [string, Matcher][] => Object.entries(o).map(([k, v]) => [k, compileGlob(v)]);
-    this.allow = this.rules.suppress.allow.map((entry, index) => ({
-      index,
-      entry,
-      images: globs(entry.images),
-      namespaces: globs(entry.namespaces),
-      labels: labels(entry.podLabels),
-      exes: globs(entry.exes),
-      ancestors: globs(entry.ancestors),
-    }));
-    this.allowBy = new Map();
-    this.ciDetectors = new Set(this.rules.suppress.ci.detectors);
-    this.ciWorkloads = this.rules.suppress.ci.workloads.map((w: CiWorkload) => ({ namespaces: globs(w.namespaces), labels: labels(w.podLabels), images: globs(w.images) }));
+  /** The mapping (with the pod labels the suppression selects on) and the suppression of these rules. */
+  private compile(rules: LoadedRules): void {
+    this.rules = rules;
+    this.mapping = compileMapping(rules.signals, { podLabelKeys: podLabelKeys(rules.suppress) });
+    this.suppression = new Suppression(rules.suppress, (detector, sig, entry) => this.log.debug({ stage: detector, rule: sig.rule, allow: entry.name }, 'signal suppressed by allowlist'));
   }
-
-  /** Why a signal is suppressed for a detector, or null. */
-  suppressedSignal(sig: Signal, detector: string): SuppressReason | null {
-    let byKind = this.allowBy.get(detector);
-    if (!byKind) this.allowBy.set(detector, (byKind = new Map()));
-    let entries = byKind.get(sig.kind);
-    if (!entries) {
-      entries = this.allow.filter((a) => (!a.entry.detectors || a.entry.detectors.includes(detector)) && (!a.entry.kinds || a.entry.kinds.includes(sig.kind)));
-      byKind.set(sig.kind, entries);
-    }
-    const ci = this.ciDetectors.has(detector);
-    if (entries.length === 0 && !ci) return null;
-    const memo = this.memo.sig === sig ? this.memo : (this.memo = new SigMemo(sig));
-    for (const a of entries) {
-      const e = a.entry;
-      // Entries shared by several detectors are matched once per signal.
-      let hit = memo.allow[a.index];
-      if (hit === undefined) memo.allow[a.index] = hit = allowMatches(a, sig, memo);
-      if (hit) {
-        this.log.debug({ stage: detector, rule: sig.rule, allow: e.name }, 'signal suppressed by allowlist');
-        return 'allowlist';
-      }
-    }
-    if (ci) {
-      if (this.rules.suppress.ci.windows.some((w) => inCiWindow(w, sig.timeNs))) return 'ci_window';
-      memo.ciWorkload ??= this.ciWorkloads.some((w) => workloadMatches(w, sig, memo));
-      if (memo.ciWorkload) return 'ci_workload';
-    }
-    return null;
-  }
-}
-
-/** What the matchers derive from one signal, computed at most once per signal. */
-class SigMemo {
-  images: string[] | undefined;
-  ancestors: string[] | undefined;
-  labels: Map<string, string | null> | undefined;
-  ciWorkload: boolean | undefined;
-  readonly allow: (boolean | undefined)[] = [];
-  constructor(readonly sig: Signal | null) {}
-}
-
-function memoLabel(memo: SigMemo, sig: Signal, key: string): string | null {
-  const m = (memo.labels ??= new Map());
-  let v = m.get(key);
-  if (v === undefined) m.set(key, (v = podLabel(sig, key)));
-  return v;
-}
-
-function podLabel(sig: Signal, key: string): string | null {
-  const f = sig.alert.outputFields;
-  const direct = f?.[`k8s.pod.label[${key}]`] ?? f?.[`k8s.pod.label.${key}`];
-  if (typeof direct === 'string' && direct !== '<NA>') return direct;
-  const all = f?.['k8s.pod.labels'] ?? sig.alert.companion['k8s.pod.labels'];
-  if (typeof all === 'string') {
-    // `foo1:bar1,foo2:bar2` (Falco) or `[foo1:bar1, foo2:bar2]` / `k=v`
-    for (const part of all.replace(/^\[|\]$/g, '').split(',')) {
-      const m = /^\s*([^:=]+)[:=](.*)$/.exec(part);
-      if (m && (m[1] as string).trim() === key) return (m[2] as string).trim();
-    }
-  }
-  return null;
-}
-
-const ANCESTOR_KEYS = ['proc.pname', 'proc.pexepath', 'proc.pexe', ...[1, 2, 3, 4, 5, 6, 7, 8, 9].flatMap((i) => [`proc.aname[${i}]`, `proc.aexepath[${i}]`])];
-function ancestorsOf(sig: Signal): string[] {
-  const f = sig.alert.outputFields;
-  const out: string[] = [];
-  const add = (v: unknown): void => {
-    if (typeof v === 'string' && v !== '' && v !== '<NA>') out.push(v);
-  };
-  if (!f) return out;
-  for (const k of ANCESTOR_KEYS) add(f[k]);
-  return out;
-}
-
-function imageCandidates(sig: Signal): string[] {
-  const repo = sig.imageRepository;
-  if (!repo) return [];
-  return sig.imageTag ? [repo, `${repo}:${sig.imageTag}`] : [repo];
-}
-
-function allowMatches(a: CompiledAllow, sig: Signal, memo: SigMemo): boolean {
-  if (a.images) {
-    const m = a.images;
-    if (!(memo.images ??= imageCandidates(sig)).some((x) => m(x))) return false;
-  }
-  if (a.namespaces && !(sig.namespace !== null && a.namespaces(sig.namespace))) return false;
-  for (const [k, m] of a.labels) {
-    const v = memoLabel(memo, sig, k);
-    if (v === null || !m(v)) return false;
-  }
-  if (a.exes) {
-    const exe = sig.proc.exepath ?? sig.proc.name;
-    if (exe === null || !(a.exes(exe) || (sig.proc.name !== null && a.exes(sig.proc.name)))) return false;
-  }
-  if (a.ancestors) {
-    const m = a.ancestors;
-    if (!(memo.ancestors ??= ancestorsOf(sig)).some((x) => m(x))) return false;
-  }
-  if (a.entry.destCidrs.length) {
-    const ip = sig.net.remoteIp ? parseIp(sig.net.remoteIp) : null;
-    if (!ip || !a.entry.destCidrs.some((c) => cidrContains(c, ip))) return false;
-  }
-  if (a.entry.destDomains.length) {
-    const d = sig.net.remoteDomain;
-    if (!d || !a.entry.destDomains.some((s) => domainMatches(s, d))) return false;
-  }
-  return true;
-}
-
-function workloadMatches(w: CompiledWorkload, sig: Signal, memo: SigMemo): boolean {
-  if (w.namespaces && !(sig.namespace !== null && w.namespaces(sig.namespace))) return false;
-  for (const [k, m] of w.labels) {
-    const v = memoLabel(memo, sig, k);
-    if (v === null || !m(v)) return false;
-  }
-  if (w.images) {
-    const m = w.images;
-    if (!(memo.images ??= imageCandidates(sig)).some((x) => m(x))) return false;
-  }
-  return true;
 }

@@ -1,12 +1,17 @@
 /**
  * The compiled signal mapping: Falco alert → typed Signals (src/detect/types.ts). Predicates are
- * compiled once per rules load; rule names are looked up in a Map. Normalises process, network,
- * container and k8s facts so detectors never read raw output_fields.
+ * compiled once per rules load; rule names are looked up in a Map. Normalises process (with
+ * ancestors), network (src/net/socket.ts), container, k8s and pod-label facts, once per alert, so
+ * neither the detectors nor the suppression read raw output_fields.
  */
 import { fieldString, type Alert, type FieldValue, type OutputFields } from '../alert.js';
 import { LosslessNumber } from '../json/lossless.js';
-import { cidrContains, parseIp } from './match.js';
-import type { Predicate, SignalRule } from './rules-file.js';
+import { ipText, parseIp } from '../net/address.js';
+import { cidrContains } from '../net/cidr.js';
+import { SocketView, type Endpoint, type PeerSide } from '../net/socket.js';
+import { DEST, IMAGE } from '../enrich/keys.js';
+import { parseFirewallCmdline } from './firewall-cmdline.js';
+import type { Predicate, SignalRule } from './rules/types.js';
 import type { NetFacts, ProcFacts, Signal, SignalKind } from './types.js';
 
 /** Rule names of the shipped signal rules start with this (signal-only alerts). */
@@ -27,8 +32,14 @@ export interface Mapping {
   mapAlert(alert: Alert): Signal[];
 }
 
+export interface MappingOptions {
+  /** Pod label keys to extract into `Signal.podLabels` (those the suppression selects on). */
+  readonly podLabelKeys?: readonly string[];
+}
+
 /** Compile the `signals:` entries of a rules file. */
-export function compileMapping(rules: readonly SignalRule[]): Mapping {
+export function compileMapping(rules: readonly SignalRule[], opts: MappingOptions = {}): Mapping {
+  const labelKeys = opts.podLabelKeys ?? [];
   const named = new Map<string, Compiled[]>();
   const generic: Compiled[] = [];
   rules.forEach((rule, index) => {
@@ -50,6 +61,7 @@ export function compileMapping(rules: readonly SignalRule[]): Mapping {
       const out: Signal[] = [];
       if (candidates.length === 0) return out;
       let proc: ProcFacts | null = null;
+      let labels: Readonly<Record<string, string>> | null = null;
       for (const c of candidates) {
         if (!c.test(alert)) continue;
         const subtype = subtypeOf(c.rule, alert);
@@ -59,8 +71,10 @@ export function compileMapping(rules: readonly SignalRule[]): Mapping {
         let dup = false;
         for (const o of out) if (o.kind === kind && (o.subtype ?? '') === sub) dup = true;
         if (dup) continue;
-        proc ??= Object.freeze(procFacts(alert)); // the same process facts for every signal of the alert
-        out.push(makeSignal(alert, kind, subtype, c.extract, proc));
+        // The same process facts and pod labels for every signal of the alert.
+        proc ??= Object.freeze(procFacts(alert));
+        labels ??= podLabels(alert, labelKeys);
+        out.push(makeSignal(alert, kind, subtype, c.extract, proc, labels));
       }
       return out;
     },
@@ -84,7 +98,7 @@ function compileTest(rule: SignalRule): Test {
 }
 
 /** A field of the alert: output_fields first, `companion.<key>` from enrichment, then top-level names. */
-export function getField(alert: Alert, name: string): FieldValue | undefined {
+function getField(alert: Alert, name: string): FieldValue | undefined {
   const f = alert.outputFields?.[name];
   if (f !== undefined) return f;
   if (name.startsWith('companion.')) return alert.companion[name.slice(10)];
@@ -115,7 +129,7 @@ function asNumber(v: FieldValue | undefined): number | null {
   return Number.isFinite(n) && !(typeof v === 'string' && v.trim() === '') ? n : null;
 }
 
-export function compilePredicate(p: Predicate): Test {
+function compilePredicate(p: Predicate): Test {
   const field = p.field;
   switch (p.op) {
     case 'equals': {
@@ -196,6 +210,7 @@ export function normaliseContainerId(v: string | null | undefined): string | nul
 }
 
 const APID_KEYS = [1, 2, 3, 4, 5, 6, 7, 8, 9].map((i) => `proc.apid[${i}]`);
+const ANCESTOR_KEYS = ['proc.pname', 'proc.pexepath', 'proc.pexe', ...[1, 2, 3, 4, 5, 6, 7, 8, 9].flatMap((i) => [`proc.aname[${i}]`, `proc.aexepath[${i}]`])];
 
 /** `fieldString` of a value already looked up (one property read per field, not several). */
 function str(v: FieldValue | undefined): string | null {
@@ -220,6 +235,11 @@ function procFacts(a: Alert): ProcFacts {
     const n = num(f[k]);
     if (n !== null) apids.push(n);
   }
+  const ancestors: string[] = [];
+  for (const k of ANCESTOR_KEYS) {
+    const v = f[k];
+    if (typeof v === 'string' && v !== '' && v !== '<NA>') ancestors.push(v);
+  }
   let exe = str(f['proc.exepath']);
   if (exe === null) {
     const alt = str(f['proc.exe']);
@@ -233,70 +253,64 @@ function procFacts(a: Alert): ProcFacts {
     name: str(f['proc.name']),
     exepath: exe,
     cmdline: str(f['proc.cmdline']),
+    ancestors,
   };
 }
 
-/** Split `ip:port` where ip may be IPv6 (`::1:80`, `[::1]:80`). */
-function splitEndpoint(s: string): { ip: string; port: number | null } | null {
-  const t = s.trim();
-  const br = /^\[([^\]]+)\]:(\d+)$/.exec(t);
-  if (br) return { ip: br[1] as string, port: Number(br[2]) };
-  const i = t.lastIndexOf(':');
-  if (i <= 0) return null;
-  const ip = t.slice(0, i);
-  const port = t.slice(i + 1);
-  if (!/^\d{1,5}$/.test(port)) return null;
-  // Cheap shape check (full parsing is for CIDR matching only).
-  return /^(\d{1,3}\.){3}\d{1,3}$/.test(ip) || (ip.includes(':') && /^[0-9a-fA-F:.]+$/.test(ip)) ? { ip, port: Number(port) } : null;
+const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
+
+/** The pod labels of `keys`: `k8s.pod.label[key]` or `k8s.pod.label.key`, else Falco's `k8s.pod.labels` list (`k1:v1,k2:v2`, `[k1:v1, k2:v2]`, `k=v`). */
+function podLabels(a: Alert, keys: readonly string[]): Readonly<Record<string, string>> {
+  if (keys.length === 0) return NO_LABELS;
+  const f = a.outputFields ?? NO_FIELDS;
+  let out: Record<string, string> | null = null;
+  let all: Map<string, string> | null = null;
+  for (const key of keys) {
+    const direct = f[`k8s.pod.label[${key}]`] ?? f[`k8s.pod.label.${key}`];
+    let v: string | undefined = typeof direct === 'string' && direct !== '<NA>' ? direct : undefined;
+    if (v === undefined) {
+      all ??= labelList(f['k8s.pod.labels'] ?? a.companion['k8s.pod.labels']);
+      v = all.get(key);
+    }
+    if (v !== undefined) (out ??= {})[key] = v;
+  }
+  return out ? Object.freeze(out) : NO_LABELS;
 }
 
-/** Parse Falco's `fd.name` tuple `client:port->server:port` (null when it is not one). */
-export function parseTuple(name: string | null): { clientIp: string; clientPort: number | null; serverIp: string; serverPort: number | null } | null {
-  if (!name) return null;
-  const arrow = name.indexOf('->');
-  if (arrow < 0) return null;
-  const c = splitEndpoint(name.slice(0, arrow));
-  const s = splitEndpoint(name.slice(arrow + 2));
-  if (!c || !s) return null;
-  return { clientIp: c.ip, clientPort: c.port, serverIp: s.ip, serverPort: s.port };
+function labelList(v: unknown): Map<string, string> {
+  const m = new Map<string, string>();
+  if (typeof v !== 'string') return m;
+  for (const part of v.replace(/^\[|\]$/g, '').split(',')) {
+    const kv = /^\s*([^:=]+)[:=](.*)$/.exec(part);
+    if (kv) {
+      const k = (kv[1] as string).trim();
+      if (!m.has(k)) m.set(k, (kv[2] as string).trim());
+    }
+  }
+  return m;
 }
+
+/** Which end of the socket is the remote peer, by signal kind (null: the event does not say). */
+const REMOTE_SIDE: Partial<Record<SignalKind, PeerSide>> = { accept: 'client', connect: 'server', k8s_api_contact: 'server', kubelet_contact: 'server' };
+
+const text = (e: Endpoint | null): string | null => (e === null ? null : ipText(e.text, e.ip));
 
 function netFacts(a: Alert, kind: SignalKind): NetFacts {
   const f = a.outputFields ?? NO_FIELDS;
-  const tuple = parseTuple(str(f['fd.name']));
-  // Explicit client/server fields win; the tuple fills the gaps. fd.lport/fd.rport are not trusted for direction.
-  const clientIp = str(f['fd.cip']) ?? tuple?.clientIp ?? null;
-  const serverIp = str(f['fd.sip']) ?? tuple?.serverIp ?? (kind === 'listen' ? str(f['fd.lip']) : null);
-  const clientPort = num(f['fd.cport']) ?? tuple?.clientPort ?? null;
-  const serverPort = num(f['fd.sport']) ?? tuple?.serverPort ?? (kind === 'listen' ? num(f['fd.lport']) : null);
-  let remoteIp: string | null;
-  let remotePort: number | null;
-  if (kind === 'accept') {
-    remoteIp = clientIp;
-    remotePort = clientPort;
-  } else if (kind === 'listen') {
-    remoteIp = null;
-    remotePort = null;
-  } else if (kind === 'connect' || kind === 'k8s_api_contact' || kind === 'kubelet_contact') {
-    remoteIp = serverIp;
-    remotePort = serverPort;
-  } else {
-    remoteIp = str(f['fd.rip']) ?? serverIp;
-    remotePort = num(f['fd.rport']) ?? serverPort;
-  }
-  const rdns = a.companion['dest.rdns'];
-  const domain =
-    (typeof rdns === 'string' && rdns !== '' ? rdns : null) ??
-    (kind === 'accept' ? str(f['fd.cip.name']) : str(f['fd.sip.name'])) ??
-    null;
+  const sock = new SocketView(f);
+  const client = sock.end('client');
+  const server = sock.end('server') ?? (kind === 'listen' ? sock.field('fd.lip', 'fd.lport') : null);
+  const peer = kind === 'listen' ? null : sock.remote(REMOTE_SIDE[kind] ?? null);
+  const rdns = a.companion[DEST.rdns];
+  const domain = (typeof rdns === 'string' && rdns !== '' ? rdns : null) ?? str(f[peer?.nameField ?? (kind === 'accept' ? 'fd.cip.name' : 'fd.sip.name')]);
   return {
     l4proto: str(f['fd.l4proto']),
-    clientIp,
-    clientPort,
-    serverIp,
-    serverPort,
-    remoteIp,
-    remotePort,
+    clientIp: text(client),
+    clientPort: client?.port ?? null,
+    serverIp: text(server),
+    serverPort: server?.port ?? null,
+    remoteIp: text(peer),
+    remotePort: peer?.port ?? null,
     remoteDomain: domain,
   };
 }
@@ -306,11 +320,14 @@ function companionString(a: Alert, key: string): string | null {
   return typeof v === 'string' && v !== '' ? v : null;
 }
 
-export function buildSignal(alert: Alert, kind: SignalKind, subtype: string | null, extract: Readonly<Record<string, string>>): Signal {
-  return makeSignal(alert, kind, subtype, Object.entries(extract), Object.freeze(procFacts(alert)));
-}
-
-function makeSignal(alert: Alert, kind: SignalKind, subtype: string | null, extract: readonly (readonly [string, string])[], proc: ProcFacts): Signal {
+function makeSignal(
+  alert: Alert,
+  kind: SignalKind,
+  subtype: string | null,
+  extract: readonly (readonly [string, string])[],
+  proc: ProcFacts,
+  podLabels: Readonly<Record<string, string>>,
+): Signal {
   const keys: Record<string, FieldValue> = {};
   for (const [k, field] of extract) {
     const v = getField(alert, field);
@@ -327,11 +344,12 @@ function makeSignal(alert: Alert, kind: SignalKind, subtype: string | null, extr
     timeNs: alert.timeNs,
     rule: alert.rule,
     containerId: normaliseContainerId(str(f['container.id'])),
-    imageRepository: str(f['container.image.repository']) ?? companionString(alert, 'image.repository'),
-    imageTag: str(f['container.image.tag']) ?? companionString(alert, 'image.tag'),
-    imageDigest: str(f['container.image.digest']) ?? companionString(alert, 'image.digest'),
+    imageRepository: str(f['container.image.repository']) ?? companionString(alert, IMAGE.repository),
+    imageTag: str(f['container.image.tag']) ?? companionString(alert, IMAGE.tag),
+    imageDigest: str(f['container.image.digest']) ?? companionString(alert, IMAGE.digest),
     namespace: str(f['k8s.ns.name']),
     pod: str(f['k8s.pod.name']),
+    podLabels,
     proc,
     net: Object.freeze(netFacts(alert, kind)),
     keys: Object.freeze(keys),
@@ -339,337 +357,3 @@ function makeSignal(alert: Alert, kind: SignalKind, subtype: string | null, extr
   });
 }
 
-// ---------------------------------------------------------------------------------------------
-// Firewall command lines
-
-export type FirewallFacts = Record<string, string | number | boolean>;
-
-/** Split a command line on whitespace like a shell: quotes (also mid-word) group, backslash escapes. */
-function tokenize(s: string): string[] {
-  const out: string[] = [];
-  let cur = '';
-  let has = false;
-  let quote: '"' | "'" | null = null;
-  for (let i = 0; i < s.length; i++) {
-    const ch = s[i] as string;
-    if (quote) {
-      if (ch === quote) quote = null;
-      else cur += ch;
-    } else if (ch === '"' || ch === "'") {
-      quote = ch;
-      has = true;
-    } else if (ch === '\\' && i + 1 < s.length) {
-      cur += s[++i] as string;
-      has = true;
-    } else if (/\s/.test(ch)) {
-      if (has) out.push(cur);
-      cur = '';
-      has = false;
-    } else {
-      cur += ch;
-      has = true;
-    }
-  }
-  if (has) out.push(cur);
-  return out;
-}
-
-function basename(p: string): string {
-  const i = p.lastIndexOf('/');
-  return i >= 0 ? p.slice(i + 1) : p;
-}
-
-const HOST_SRC = /^(\d+\.\d+\.\d+\.\d+)(\/32)?$|^([0-9a-fA-F:]*:[0-9a-fA-F:.]*)(\/128)?$/;
-
-function isSingleSource(src: string | undefined): boolean {
-  if (!src) return false;
-  const m = HOST_SRC.exec(src);
-  if (!m) return false;
-  const ip = m[1] ?? m[3] ?? '';
-  const parsed = parseIp(ip);
-  return parsed !== null && parsed.value !== 0n;
-}
-
-/**
- * Parse an iptables / ip6tables / nft / ufw / firewall-cmd command line into `fw.*` keys:
- * tool, action (insert|append|delete|replace|flush|policy|new_chain|delete_chain|list|other),
- * table, chain, src, dst, proto, target (ACCEPT|DROP|REJECT|REDIRECT|DNAT|MASQUERADE...), dport,
- * to_ports, single_source. Returns null when the command is not a firewall tool.
- */
-export function parseFirewallCmdline(cmdline: string | null): FirewallFacts | null {
-  if (!cmdline) return null;
-  let toks = tokenize(cmdline.length > 4096 ? cmdline.slice(0, 4096) : cmdline);
-  // `sh -c "iptables ..."` and `sudo iptables ...`
-  for (let guard = 0; guard < 4 && toks.length > 0; guard++) {
-    const b = basename(toks[0] as string);
-    if ((b === 'sh' || b === 'bash' || b === 'dash' || b === 'ash' || b === 'busybox') && toks.includes('-c')) {
-      const rest = toks.slice(toks.indexOf('-c') + 1).join(' ');
-      toks = tokenize(rest);
-    } else if (b === 'sudo' || b === 'env' || b === 'nsenter' || b === 'xtables-multi' || b === 'xtables-legacy-multi' || b === 'xtables-nft-multi') {
-      toks = toks.slice(1).filter((t, i) => !(i === 0 && t.includes('=')));
-      while (toks[0] !== undefined && (toks[0].startsWith('-') || toks[0].includes('='))) toks = toks.slice(1);
-    } else break;
-  }
-  const tool = basename(toks[0] ?? '');
-  const args = toks.slice(1);
-  let facts: FirewallFacts | null = null;
-  if (/^(ip6?tables)(-legacy|-nft)?$/.test(tool)) facts = parseIptables(args);
-  else if (tool === 'nft') facts = parseNft(args);
-  else if (tool === 'ufw') facts = parseUfw(args);
-  else if (tool === 'firewall-cmd') facts = parseFirewallCmd(args);
-  if (!facts) return null;
-  const out: FirewallFacts = { 'fw.tool': tool.replace(/-(legacy|nft)$/, '') };
-  for (const [k, v] of Object.entries(facts)) out[`fw.${k}`] = v;
-  out['fw.single_source'] = isSingleSource(facts['src'] as string | undefined) && facts['src_negated'] !== true;
-  delete out['fw.src_negated'];
-  return out;
-}
-
-const IPT_ACTIONS: Record<string, string> = {
-  '-I': 'insert',
-  '--insert': 'insert',
-  '-A': 'append',
-  '--append': 'append',
-  '-D': 'delete',
-  '--delete': 'delete',
-  '-R': 'replace',
-  '--replace': 'replace',
-  '-F': 'flush',
-  '--flush': 'flush',
-  '-P': 'policy',
-  '--policy': 'policy',
-  '-N': 'new_chain',
-  '--new-chain': 'new_chain',
-  '-X': 'delete_chain',
-  '--delete-chain': 'delete_chain',
-  '-L': 'list',
-  '--list': 'list',
-  '-S': 'list',
-  '--list-rules': 'list',
-  '-C': 'check',
-  '--check': 'check',
-  '-Z': 'zero',
-  '--zero': 'zero',
-};
-
-function portOf(s: string | undefined): number | string | undefined {
-  if (s === undefined) return undefined;
-  return /^\d{1,5}$/.test(s) ? Number(s) : s;
-}
-
-function parseIptables(args: string[]): FirewallFacts {
-  const f: FirewallFacts = { table: 'filter', action: 'other' };
-  let negate = false;
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i] as string;
-    const next = args[i + 1];
-    if (a === '!') {
-      negate = true;
-      continue;
-    }
-    const action = IPT_ACTIONS[a];
-    if (action) {
-      f['action'] = action;
-      if (next !== undefined && !next.startsWith('-')) {
-        f['chain'] = next;
-        i++;
-      }
-    } else if ((a === '-t' || a === '--table') && next) {
-      f['table'] = next;
-      i++;
-    } else if ((a === '-s' || a === '--source' || a === '--src') && next) {
-      f['src'] = next;
-      if (negate) f['src_negated'] = true;
-      i++;
-    } else if ((a === '-d' || a === '--destination' || a === '--dst') && next) {
-      f['dst'] = next;
-      i++;
-    } else if ((a === '-p' || a === '--protocol') && next) {
-      f['proto'] = next;
-      i++;
-    } else if ((a === '-j' || a === '--jump' || a === '-g' || a === '--goto') && next) {
-      f['target'] = next.toUpperCase();
-      i++;
-    } else if ((a === '--dport' || a === '--destination-port' || a === '--dports') && next) {
-      const p = portOf(next);
-      if (p !== undefined) f['dport'] = p;
-      i++;
-    } else if ((a === '--to-ports' || a === '--to-port') && next) {
-      const p = portOf(next);
-      if (p !== undefined) f['to_ports'] = p;
-      i++;
-    } else if (a === '--to-destination' && next) {
-      f['to_destination'] = next;
-      i++;
-    } else if (a.startsWith('--') && a.includes('=')) {
-      const [k, v] = a.split('=', 2) as [string, string];
-      if (k === '--dport' || k === '--destination-port') f['dport'] = portOf(v) ?? v;
-      else if (k === '--to-ports') f['to_ports'] = portOf(v) ?? v;
-      else if (k === '--source') f['src'] = v;
-      else if (k === '--jump') f['target'] = v.toUpperCase();
-      else if (k === '--table') f['table'] = v;
-    }
-    negate = false;
-  }
-  return f;
-}
-
-function parseNft(args: string[]): FirewallFacts {
-  const f: FirewallFacts = { action: 'other' };
-  const verb = args[0];
-  const obj = args[1];
-  const verbs: Record<string, string> = { add: 'append', insert: 'insert', delete: 'delete', replace: 'replace', flush: 'flush', create: 'append', list: 'list' };
-  f['action'] = (verb && verbs[verb]) ?? 'other';
-  let i = 2;
-  if (obj === 'rule') {
-    // [family] table chain
-    const fam = args[i];
-    if (fam && ['ip', 'ip6', 'inet', 'arp', 'bridge', 'netdev'].includes(fam)) i++;
-    if (args[i]) f['table'] = args[i] as string;
-    if (args[i + 1]) f['chain'] = args[i + 1] as string;
-    i += 2;
-  } else if (obj === 'table' || obj === 'chain' || obj === 'ruleset') {
-    if (obj === 'chain' && f['action'] === 'append') f['action'] = 'new_chain';
-    const fam = args[i];
-    if (fam && ['ip', 'ip6', 'inet', 'arp', 'bridge', 'netdev'].includes(fam)) i++;
-    if (args[i]) f['table'] = args[i] as string;
-    if (obj === 'chain' && args[i + 1]) f['chain'] = args[i + 1] as string;
-    return f;
-  }
-  for (; i < args.length; i++) {
-    const a = (args[i] as string).toLowerCase();
-    const next = args[i + 1];
-    if (a === 'saddr' && next) {
-      if (next === '!=') {
-        f['src_negated'] = true;
-        f['src'] = args[i + 2] ?? '';
-        i += 2;
-      } else {
-        f['src'] = next;
-        i++;
-      }
-    } else if (a === 'daddr' && next) {
-      f['dst'] = next;
-      i++;
-    } else if (a === 'dport' && next) {
-      f['dport'] = portOf(next) ?? next;
-      i++;
-    } else if (a === 'accept' || a === 'drop' || a === 'reject' || a === 'masquerade') {
-      f['target'] = a.toUpperCase();
-    } else if (a === 'redirect') {
-      f['target'] = 'REDIRECT';
-      if (next === 'to' && args[i + 2]) {
-        f['to_ports'] = portOf((args[i + 2] as string).replace(/^:/, '')) ?? (args[i + 2] as string);
-        i += 2;
-      }
-    } else if (a === 'dnat') {
-      f['target'] = 'DNAT';
-      if (next === 'to' && args[i + 2]) {
-        f['to_destination'] = args[i + 2] as string;
-        i += 2;
-      }
-    } else if (a === 'tcp' || a === 'udp') {
-      f['proto'] = a;
-    } else if (a === 'handle' && next) {
-      f['handle'] = next;
-      i++;
-    }
-  }
-  return f;
-}
-
-function parseUfw(args: string[]): FirewallFacts {
-  const f: FirewallFacts = { table: 'filter', chain: 'ufw-user-input', action: 'append' };
-  let i = 0;
-  if (args[i] === 'delete') {
-    f['action'] = 'delete';
-    i++;
-  } else if (args[i] === 'insert') {
-    f['action'] = 'insert';
-    i += 2;
-  } else if (args[i] === 'route') {
-    f['chain'] = 'ufw-user-forward';
-    i++;
-  }
-  const verb = args[i];
-  const targets: Record<string, string> = { allow: 'ACCEPT', deny: 'DROP', reject: 'REJECT', limit: 'LIMIT' };
-  if (!verb || !targets[verb]) {
-    f['action'] = verb === 'enable' || verb === 'disable' || verb === 'reset' || verb === 'default' ? verb === 'default' ? 'policy' : 'flush' : 'other';
-    return f;
-  }
-  f['target'] = targets[verb] as string;
-  for (i = i + 1; i < args.length; i++) {
-    const a = args[i] as string;
-    const next = args[i + 1];
-    if (a === 'from' && next) {
-      if (next !== 'any') f['src'] = next;
-      i++;
-    } else if (a === 'to' && next) {
-      if (next !== 'any') f['dst'] = next;
-      i++;
-    } else if (a === 'port' && next) {
-      f['dport'] = portOf(next) ?? next;
-      i++;
-    } else if (a === 'proto' && next) {
-      f['proto'] = next;
-      i++;
-    } else if (/^\d+(\/(tcp|udp))?$/.test(a) && f['dport'] === undefined) {
-      f['dport'] = portOf(a.split('/')[0]) ?? a;
-    }
-  }
-  return f;
-}
-
-function parseFirewallCmd(args: string[]): FirewallFacts {
-  const f: FirewallFacts = { table: 'filter', action: 'other' };
-  for (const a of args) {
-    const eq = a.indexOf('=');
-    const k = eq >= 0 ? a.slice(0, eq) : a;
-    const v = eq >= 0 ? a.slice(eq + 1) : '';
-    const add = k.startsWith('--add-');
-    const remove = k.startsWith('--remove-');
-    if (add || remove) f['action'] = add ? 'append' : 'delete';
-    if (k === '--add-rich-rule' || k === '--remove-rich-rule') {
-      const src = /source\s+address="?([^"\s]+)"?/.exec(v);
-      if (src) f['src'] = src[1] as string;
-      const port = /port\s+port="?(\d+)"?/.exec(v);
-      if (port) f['dport'] = Number(port[1]);
-      const fwd = /forward-port\s+port="?(\d+)"?.*?to-port="?(\d+)"?/.exec(v);
-      if (fwd) {
-        f['target'] = 'REDIRECT';
-        f['dport'] = Number(fwd[1]);
-        f['to_ports'] = Number(fwd[2]);
-      } else if (/\baccept\b/.test(v)) f['target'] = 'ACCEPT';
-      else if (/\bdrop\b/.test(v)) f['target'] = 'DROP';
-      else if (/\breject\b/.test(v)) f['target'] = 'REJECT';
-    } else if (k === '--add-port' || k === '--remove-port') {
-      const [p, proto] = v.split('/');
-      f['dport'] = portOf(p) ?? v;
-      if (proto) f['proto'] = proto;
-      f['target'] = 'ACCEPT';
-    } else if (k === '--add-source' || k === '--remove-source') {
-      f['src'] = v;
-      f['target'] = 'ACCEPT';
-    } else if (k === '--add-forward-port' || k === '--remove-forward-port') {
-      const port = /port=(\d+)/.exec(v);
-      const to = /toport=(\d+)/.exec(v);
-      if (port) f['dport'] = Number(port[1]);
-      if (to) f['to_ports'] = Number(to[1]);
-      f['target'] = /toaddr=/.test(v) ? 'DNAT' : 'REDIRECT';
-      f['table'] = 'nat';
-    } else if (k === '--direct' ) {
-      // `--direct --add-rule ipv4 filter INPUT 0 -s 1.2.3.4 -j ACCEPT`
-      const idx = args.indexOf('--add-rule') >= 0 ? args.indexOf('--add-rule') : args.indexOf('--remove-rule');
-      if (idx >= 0) {
-        const rest = args.slice(idx + 1);
-        f['action'] = args[idx] === '--add-rule' ? 'append' : 'delete';
-        if (rest[1]) f['table'] = rest[1];
-        if (rest[2]) f['chain'] = rest[2];
-        const ipt = parseIptables(rest.slice(4));
-        for (const key of ['src', 'target', 'dport', 'to_ports', 'proto', 'dst'] as const) if (ipt[key] !== undefined) f[key] = ipt[key] as string | number;
-      }
-      break;
-    }
-  }
-  return f;
-}

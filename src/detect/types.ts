@@ -1,9 +1,11 @@
 /**
- * Detection contracts: signals (what the detectors consume), detectors (pure state machines)
- * and the vocabulary shared by the shipped Falco rules (falco-rules/) and the default signal
- * mapping (src/detect/defaults/). Change names here and in both places together.
+ * Detection contracts: signals (what the detectors consume), detectors (deterministic state
+ * machines on event time; state owned by the engine, mutated in place), the registry entry a
+ * detector module exports, and the vocabulary shared by the shipped Falco rules (falco-rules/) and
+ * the default signal mapping (src/detect/defaults/). Change names here and in both places together.
  */
 import type { Alert, FieldValue, Priority } from '../alert.js';
+import type { ObjectSpec } from '../config/dsl.js';
 
 export const SIGNAL_KINDS = [
   'raw_socket', // AF_PACKET or AF_INET/AF_INET6 SOCK_RAW socket created
@@ -53,9 +55,17 @@ export interface ProcFacts {
   readonly name: string | null;
   readonly exepath: string | null;
   readonly cmdline: string | null;
+  /**
+   * Names and executables of the parent and ancestors, nearest first, as far as the alert carries
+   * them (`proc.pname`, `proc.pexepath`, `proc.pexe`, then `proc.aname[n]`, `proc.aexepath[n]`).
+   */
+  readonly ancestors: readonly string[];
 }
 
-/** Network facts; `remote` is the peer that is not this workload (server for connect, client for accept). */
+/**
+ * Network facts (src/net/socket.ts reads them): addresses in canonical text; `remote` is the peer
+ * that is not this workload (server for connect, client for accept).
+ */
 export interface NetFacts {
   readonly l4proto: string | null;
   readonly clientIp: string | null;
@@ -83,6 +93,11 @@ export interface Signal {
   readonly imageDigest: string | null;
   readonly namespace: string | null;
   readonly pod: string | null;
+  /**
+   * Pod labels the rules file selects on (allow entries' and CI workloads' `pod_labels` keys), from
+   * `k8s.pod.label[key]` / `k8s.pod.label.key`, else Falco's `k8s.pod.labels` list.
+   */
+  readonly podLabels: Readonly<Record<string, string>>;
   readonly proc: ProcFacts;
   readonly net: NetFacts;
   /** Extra keys the mapping extracted (e.g. firewall `src`, `target`, `dport`). */
@@ -113,18 +128,49 @@ export interface Finding {
 }
 
 /**
- * A pure state machine: `step(state, signal, nowNs)` returns the new state and findings. `nowNs`
- * is event time (the signal's or the latest seen), never the wall clock. State is bounded; the
- * detector counts what it evicts in `evictions`.
+ * A deterministic state machine on event time: `step(state, signal, nowNs)` updates `state` in
+ * place and returns it with the findings. The engine owns the state (one per detector, created by
+ * `init`, kept across rules reloads) and is the only caller. `nowNs` is event time (the signal's or
+ * the latest seen), never the wall clock, so a replay gives the same findings as live traffic.
+ * State is bounded; the detector counts what it evicts in `evictions`.
  */
 export interface Detector<S> {
   readonly id: string;
   /** Signal kinds this detector wants (others are never passed). */
   readonly consumes: readonly SignalKind[];
   init(): S;
+  /** Mutates `state`; returns the same object (as `state`) and the findings. */
   step(state: S, signal: Signal, nowNs: bigint): { readonly state: S; readonly findings: readonly Finding[] };
   /** Entries dropped to respect the bound since init (for metrics). */
   evictions(state: S): number;
+}
+
+/**
+ * What a detector module exports for the registry (src/detect/registry.ts): a new detector is one
+ * file exporting one of these plus one line in the registry.
+ */
+export interface DetectorModule {
+  readonly id: string;
+  /** Settings schema (the rules file's `detectors.<id>`; `enabled` is added). */
+  readonly settings: ObjectSpec;
+  /**
+   * True when CI/CD windows and workloads silence this detector by default (a rules file that sets
+   * `suppress.ci.detectors` chooses for itself): detectors that page on new images, destinations or
+   * periodic traffic, which CI bursts produce legitimately.
+   */
+  readonly quietInCi: boolean;
+  /** Build the detector from its validated settings (`rules.detectors[id]`). */
+  readonly create: (settings: Readonly<Record<string, unknown>>) => Detector<unknown>;
+}
+
+/** A {@link DetectorModule} from a detector's typed factory. */
+export function detectorModule<C, S>(m: {
+  readonly id: string;
+  readonly settings: ObjectSpec;
+  readonly quietInCi: boolean;
+  readonly create: (settings: Partial<C>) => Detector<S>;
+}): DetectorModule {
+  return { id: m.id, settings: m.settings, quietInCi: m.quietInCi, create: (s) => m.create(s as Partial<C>) as unknown as Detector<unknown> };
 }
 
 /**

@@ -26,6 +26,7 @@ import { CriClient, type CriImageStatus } from './cri-client.js';
 import { DockerClient, type DockerEvent, type DockerHistoryEntry, type DockerImage } from './docker-client.js';
 import { digestFor, isImageId, parseImageRef, shortenCommand, tagKey, type ImageRef } from './image-ref.js';
 import { ImageStore, type ImageFacts, type ImageRecord } from './image-store.js';
+import { CONTAINER_RUNTIME, IMAGE } from './keys.js';
 import { TtlLru } from './ttl-lru.js';
 
 export type ContainerEnrichConfig = Config['enrich']['container'];
@@ -419,19 +420,19 @@ export function imageKeys(rec: ImageRecord, runtime: RuntimeKind): Record<string
     if (v === null || v === undefined) return;
     out[k] = typeof v === 'string' ? v.slice(0, MAX_VALUE) : v;
   };
-  put('image.registry', rec.ref?.registry);
-  put('image.repository', rec.ref?.repository);
-  put('image.tag', rec.ref?.tag);
-  put('image.digest', rec.digest ?? rec.imageId);
-  put('image.created', rec.created);
-  put('image.first_seen', isoMs(rec.firstSeenMs));
-  put('image.pulled_at', rec.pulledAtMs === null ? null : isoMs(rec.pulledAtMs));
-  put('image.layers', rec.layers);
-  put('image.newest_layer_created', rec.newestLayerCreated);
-  put('image.newest_layer_cmd', rec.newestLayerCmd);
-  put('image.tag_mutated', rec.tagMutated);
-  if (rec.tagMutated) put('image.previous_digest', rec.previousDigest);
-  out['container.runtime'] = runtime;
+  put(IMAGE.registry, rec.ref?.registry);
+  put(IMAGE.repository, rec.ref?.repository);
+  put(IMAGE.tag, rec.ref?.tag);
+  put(IMAGE.digest, rec.digest ?? rec.imageId);
+  put(IMAGE.created, rec.created);
+  put(IMAGE.firstSeen, isoMs(rec.firstSeenMs));
+  put(IMAGE.pulledAt, rec.pulledAtMs === null ? null : isoMs(rec.pulledAtMs));
+  put(IMAGE.layers, rec.layers);
+  put(IMAGE.newestLayerCreated, rec.newestLayerCreated);
+  put(IMAGE.newestLayerCmd, rec.newestLayerCmd);
+  put(IMAGE.tagMutated, rec.tagMutated);
+  if (rec.tagMutated) put(IMAGE.previousDigest, rec.previousDigest);
+  out[CONTAINER_RUNTIME] = runtime;
   return out;
 }
 

@@ -1,16 +1,16 @@
 /**
  * Egress destination enricher (`enrich/egress`): where a network alert's remote side is.
  *
- * Remote side (mind the direction trap: fd.lport/fd.rport do not say which side is the server):
- * - accept/accept4 (inbound): the client, `fd.cip`/`fd.cport`, else the client of the `fd.name` tuple;
- * - everything else (connect, sendto, ...): the server, `fd.sip`/`fd.sport`, else the server of the
- *   `fd.name` tuple `client_ip:port->server_ip:port`, else `fd.rip`/`fd.rport`.
+ * Remote side: the one rule of src/net/socket.ts (`SocketView.remote`): for accept/accept4
+ * (inbound) the client, `fd.cip`/`fd.cport`, else the client of the `fd.name` tuple; for everything
+ * else (connect, sendto, ...) the server, `fd.sip`/`fd.sport`, else the server of the tuple; then
+ * `fd.rip`/`fd.rport` as the last resort. fd.lport/fd.rport never decide the direction.
  * Adds `dest.ip`, `dest.port`, `dest.class`, `dest.rdns`, `dest.asn`, `dest.as_org`, `dest.intel`,
  * `dest.new_for_image`, `dest.learning`. Synchronous parts (class, ASN, intel, baseline) are always
  * answered; reverse DNS waits at most `rdns.wait`, then goes on in the background to warm the cache.
  */
 import type { Logger } from 'pino';
-import { fieldNumber, fieldString, type Alert, type EnrichValue } from '../alert.js';
+import { fieldString, type Alert, type EnrichValue } from '../alert.js';
 import type { Clock } from '../clock.js';
 import type { Component, ComponentHealth } from '../component.js';
 import type { Config } from '../config/schema.js';
@@ -18,10 +18,13 @@ import { CompanionError, errorMessage } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { Enricher } from '../pipeline/types.js';
 import type { Db } from '../store/db.js';
+import { formatIp, parseIp, type Ip } from '../net/address.js';
+import { SocketView, type AddressParser } from '../net/socket.js';
 import { AsnDb } from './asn.js';
 import { EgressBaseline } from './baseline.js';
 import { IntelLists } from './intel.js';
-import { formatIp, IpClassifier, parseIp, type Ip, type IpClass } from './ip-class.js';
+import { IpClassifier, type IpClass } from './ip-class.js';
+import { DEST, ENRICH_ERROR } from './keys.js';
 import { ReverseDns, type RdnsResult } from './rdns.js';
 import { TtlLru } from './ttl-lru.js';
 
@@ -36,11 +39,6 @@ export interface EgressEnricherDeps {
   readonly clock: Clock;
   /** Override the reverse DNS resolver (tests). */
   readonly resolver?: ReverseDns;
-}
-
-export interface Endpoint {
-  readonly ip: string;
-  readonly port: number | null;
 }
 
 export interface Destination {
@@ -72,71 +70,20 @@ interface EgressPart {
 }
 const MAX_VALUE = 500;
 
-function parseEndpoint(s: string): Endpoint | null {
-  const t = s.trim();
-  let ip: string;
-  let port: string;
-  if (t.startsWith('[')) {
-    const close = t.indexOf(']');
-    if (close < 0 || t[close + 1] !== ':') return null;
-    ip = t.slice(1, close);
-    port = t.slice(close + 2);
-  } else {
-    const c = t.lastIndexOf(':');
-    if (c <= 0) return null;
-    ip = t.slice(0, c);
-    port = t.slice(c + 1);
-  }
-  if (!/^\d{1,5}$/.test(port) || Number(port) > 65535) return null;
-  if (!parseIp(ip)) return null;
-  return { ip, port: Number(port) };
-}
-
-/** Parse Falco's `fd.name` socket tuple `client_ip:port->server_ip:port` (IPv6 with or without brackets). */
-export function parseTuple(name: string | null): { client: Endpoint; server: Endpoint } | null {
-  if (!name) return null;
-  const arrow = name.indexOf('->');
-  if (arrow < 0 || name.indexOf('->', arrow + 2) >= 0) return null;
-  const client = parseEndpoint(name.slice(0, arrow));
-  const server = parseEndpoint(name.slice(arrow + 2));
-  return client && server ? { client, server } : null;
-}
-
-function portOf(a: Alert, key: string): number | null {
-  const n = fieldNumber(a, key);
-  return n !== null && Number.isInteger(n) && n >= 0 && n <= 65535 ? n : null;
-}
-
 /**
  * The remote side of a network alert, or null when the alert is not about a network peer.
  * `parse` turns an address text into an Ip (the enricher passes its cached parser).
  */
-export function destinationOf(a: Alert, parse: (text: string) => Ip | null = parseIp): Destination | null {
+export function destinationOf(a: Alert, parse: AddressParser = parseIp): Destination | null {
   const f = a.outputFields;
   if (!f) return null;
-  const sip = f['fd.sip'];
-  if (sip === undefined && !('fd.rip' in f || 'fd.cip' in f || 'fd.name' in f)) return null;
+  if (f['fd.sip'] === undefined && !('fd.rip' in f || 'fd.cip' in f || 'fd.name' in f)) return null;
   const evt = fieldString(a, 'evt.type');
   const inbound = evt !== null && INBOUND_EVENTS.has(evt);
-  const direction = inbound ? 'inbound' : 'outbound';
-  // Candidates in order, each looked at only when the previous one gave no address (the
-  // fd.name tuple is parsed only when the first candidate is missing or not an IP).
-  const nameKey = inbound ? 'fd.cip.name' : 'fd.sip.name';
-  const firstText = inbound ? fieldString(a, 'fd.cip') : typeof sip === 'string' ? (sip === '<NA>' ? null : sip) : fieldString(a, 'fd.sip');
-  const first = firstText ? pick(parse(firstText), inbound ? portOf(a, 'fd.cport') : portOf(a, 'fd.sport'), a, nameKey, direction) : null;
-  if (first) return first;
-  const tuple = parseTuple(fieldString(a, 'fd.name'));
-  const end = tuple ? (inbound ? tuple.client : tuple.server) : null;
-  const second = end ? pick(parse(end.ip), end.port, a, nameKey, direction) : null;
-  if (second) return second;
-  const rip = fieldString(a, 'fd.rip');
-  return rip ? pick(parse(rip), portOf(a, 'fd.rport'), a, 'fd.rip.name', direction) : null;
-}
-
-function pick(ip: Ip | null, port: number | null, a: Alert, domainKey: string, direction: Destination['direction']): Destination | null {
-  if (!ip) return null;
-  const domain = fieldString(a, domainKey);
-  return { ip, port, domain: domain ? normDomain(domain) : null, direction };
+  const peer = new SocketView(f, parse).remote(inbound ? 'client' : 'server');
+  if (!peer) return null;
+  const domain = fieldString(a, peer.nameField);
+  return { ip: peer.ip, port: peer.port, domain: domain ? normDomain(domain) : null, direction: inbound ? 'inbound' : 'outbound' };
 }
 
 /** Lower case, no surrounding blanks or trailing dot, at most 253 characters; null when blank. */
@@ -187,7 +134,7 @@ export class EgressEnricher implements Enricher, Component {
   private readonly ipCacheEvictions;
   /** Address text → parsed address, canonical text and class (bounded, counted LRU eviction, no TTL). */
   private readonly ipCache = new TtlLru<string, IpInfo>({ max: IP_CACHE_SIZE, onEvict: () => this.ipCacheEvictions.inc() });
-  /** The entry the cached parser returned last (destinationOf asks it for the chosen address last). */
+  /** The entry the cached parser returned last: usually the chosen address (the tuple is parsed only when an explicit field does not answer); `locate` checks. */
   private lastInfo: IpInfo | null = null;
   private readonly parseCached = (text: string): Ip | null => {
     const info = this.ipInfo(text);
@@ -337,14 +284,14 @@ export class EgressEnricher implements Enricher, Component {
   private head(alert: Alert, dest: Destination, info: IpInfo): EgressPart {
     const { cls, text: ipText } = info;
     info.counted.inc();
-    const out: Record<string, EnrichValue> = { 'dest.ip': ipText, 'dest.class': cls };
-    if (dest.port !== null) out['dest.port'] = dest.port;
+    const out: Record<string, EnrichValue> = { [DEST.ip]: ipText, [DEST.class]: cls };
+    if (dest.port !== null) out[DEST.port] = dest.port;
     const errors: string[] = [];
 
     if (this.asn && cls !== 'loopback') {
       const info = this.asn.lookup(ipText);
-      if (info?.asn != null) out['dest.asn'] = info.asn;
-      if (info?.org) out['dest.as_org'] = info.org.slice(0, MAX_VALUE);
+      if (info?.asn != null) out[DEST.asn] = info.asn;
+      if (info?.org) out[DEST.asOrg] = info.org.slice(0, MAX_VALUE);
     }
 
     let intelHits: Set<string> | null = null;
@@ -359,8 +306,8 @@ export class EgressEnricher implements Enricher, Component {
       if (image !== null) {
         try {
           const v = this.baseline.isNew(image, dest.domain ?? ipText, dest.port ?? 0, alert.timeNs);
-          out['dest.new_for_image'] = v.newForImage;
-          out['dest.learning'] = v.learning;
+          out[DEST.newForImage] = v.newForImage;
+          out[DEST.learning] = v.learning;
         } catch (err) {
           errors.push(`baseline ${errorMessage(err)}`.slice(0, 100));
           this.metrics.errors.inc({ component: this.id, code: 'E_BASELINE' });
@@ -375,13 +322,13 @@ export class EgressEnricher implements Enricher, Component {
     const { out, errors, intelHits } = p;
     if (res !== null) {
       if (res.kind === 'name') {
-        out['dest.rdns'] = res.name;
+        out[DEST.rdns] = res.name;
         if (this.intel && intelHits) for (const n of this.intel.matchDomain(res.name)) intelHits.add(n);
       } else if (res.kind === 'error') errors.push(`rdns ${res.error}`);
       else if (res.kind === 'pending') errors.push('rdns slow (pending)');
     }
-    if (intelHits && intelHits.size > 0) out['dest.intel'] = [...intelHits].join(',').slice(0, MAX_VALUE);
-    if (errors.length > 0) out['enrich_error'] = `egress: ${errors.join(', ')}`.slice(0, MAX_VALUE);
+    if (intelHits && intelHits.size > 0) out[DEST.intel] = [...intelHits].join(',').slice(0, MAX_VALUE);
+    if (errors.length > 0) out[ENRICH_ERROR] = `egress: ${errors.join(', ')}`.slice(0, MAX_VALUE);
     return out;
   }
 

@@ -12,7 +12,8 @@ import type { Logger } from 'pino';
 import { errorMessage } from '../errors.js';
 import { rateLimited } from '../log-limit.js';
 import type { Metrics } from '../metrics.js';
-import { CidrMap, type Ip } from './ip-class.js';
+import type { Ip } from '../net/address.js';
+import { CidrMap } from '../net/cidr.js';
 
 export interface IntelListConfig {
   readonly name: string;

@@ -341,12 +341,15 @@ export function stringify(v: JsonValue | undefined): string {
   return s + '}';
 }
 
-/** Deep-freeze a parsed value (alerts are immutable after the edge). */
-export function deepFreeze<T extends JsonValue>(v: T): T {
+/**
+ * Deep-freeze a plain value: objects, arrays and what they hold (alerts are immutable after the
+ * edge; validated config and rules are frozen too). The one deepFreeze of the project.
+ */
+export function deepFreeze<T>(v: T): T {
   if (v !== null && typeof v === 'object' && !Object.isFrozen(v)) {
     Object.freeze(v);
-    if (Array.isArray(v)) for (const x of v) deepFreeze(x as JsonValue);
-    else for (const k in v as JsonObject) deepFreeze((v as JsonObject)[k] as JsonValue);
+    if (Array.isArray(v)) for (const x of v as unknown[]) deepFreeze(x);
+    else for (const k in v) deepFreeze((v as Record<string, unknown>)[k]);
   }
   return v;
 }

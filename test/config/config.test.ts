@@ -3,21 +3,13 @@ import { describe, expect, it } from 'vitest';
 import { configSchema, type Config } from '../../src/config/schema.js';
 import { loadConfig } from '../../src/config/validate.js';
 import { renderExampleYaml, renderMarkdown } from '../../src/config/render.js';
-import { ConfigError } from '../../src/errors.js';
+import { configProblems } from '../support/config-problems.js';
 import { parseDuration, parseSize } from '../../src/config/dsl.js';
 
 const load = (text: string, env: Record<string, string> = {}, overrides: Record<string, unknown> = {}): Config =>
   loadConfig<Config>(configSchema, { file: 'test.yaml', text, env, overrides });
 
-function problems(text: string, env: Record<string, string> = {}): string[] {
-  try {
-    load(text, env);
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return [...(err as ConfigError).problems];
-  }
-  throw new Error('expected a ConfigError');
-}
+const problems = (text: string, env: Record<string, string> = {}): string[] => configProblems(() => load(text, env));
 
 describe('config', () => {
   it('gives defaults for an empty file', () => {

@@ -4,7 +4,7 @@ import { alertFromJson, withEnrichment, type Alert, type EnrichValue } from '../
 import { ManualClock } from '../../src/clock.js';
 import { DetectionEngine } from '../../src/detect/engine.js';
 import { buildDetectors, DETECTOR_MODULES } from '../../src/detect/registry.js';
-import { loadRulesFile } from '../../src/detect/rules-file.js';
+import { loadRulesFile } from '../../src/detect/rules/load.js';
 import type { Detector, Finding } from '../../src/detect/types.js';
 import { parse } from '../../src/json/lossless.js';
 import { silentLogger } from '../../src/logger.js';

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { compileGlob, compileGlobs } from '../../src/detect/match.js';
+import { compileGlob, compileGlobs } from '../../src/detect/suppress.js';
 
 describe('compileGlobs (one regular expression per glob list)', () => {
   it('matches exactly when one of the globs matches on its own', () => {

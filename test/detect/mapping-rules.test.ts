@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { alertFromJson } from '../../src/alert.js';
 import { parse } from '../../src/json/lossless.js';
 import { compileMapping } from '../../src/detect/mapping.js';
-import { loadRulesFile } from '../../src/detect/rules-file.js';
+import { loadRulesFile } from '../../src/detect/rules/load.js';
 import { COMPANION_RULES } from '../../src/detect/types.js';
 import { DETECTOR_SPECS } from './helpers.js';
 

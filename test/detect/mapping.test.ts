@@ -1,7 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { compileMapping, normaliseContainerId, parseFirewallCmdline, parseTuple } from '../../src/detect/mapping.js';
-import { loadRulesFile } from '../../src/detect/rules-file.js';
+import { parseFirewallCmdline } from '../../src/detect/firewall-cmdline.js';
+import { compileMapping, normaliseContainerId } from '../../src/detect/mapping.js';
+import { loadRulesFile } from '../../src/detect/rules/load.js';
+import { compileGlob } from '../../src/detect/suppress.js';
 import { alertAt, DETECTOR_SPECS } from './helpers.js';
 
 const defaults = compileMapping(loadRulesFile(null, { detectors: DETECTOR_SPECS }).signals);
@@ -23,9 +25,20 @@ describe('signal mapping', () => {
     const [t] = defaults.mapAlert(b);
     expect(t?.net).toMatchObject({ remoteIp: '198.51.100.7', remotePort: 40001, serverPort: 42391 });
     // IPv6 tuples and explicit fd.cip/fd.sip win.
-    expect(parseTuple('::1:5000->fd00::2:80')).toEqual({ clientIp: '::1', clientPort: 5000, serverIp: 'fd00::2', serverPort: 80 });
+    const v6 = alertAt(3, 'Companion signal: outbound connection from container', { 'fd.name': '::1:5000->fd00::2:80' });
+    expect(defaults.mapAlert(v6)[0]?.net).toMatchObject({ clientIp: '::1', clientPort: 5000, serverIp: 'fd00::2', serverPort: 80 });
     const c = alertAt(3, 'Companion signal: outbound connection from container', { 'fd.name': '1.1.1.1:1->2.2.2.2:2', 'fd.sip': '9.9.9.9', 'fd.sport': 53 });
     expect(defaults.mapAlert(c)[0]?.net.remoteIp).toBe('9.9.9.9');
+  });
+
+  it('writes addresses in one canonical text and reads the unix-socket form without a peer', () => {
+    const mapped = alertAt(4, 'Companion signal: inbound connection accepted in container', { 'fd.name': '[::ffff:198.51.100.7]:40001->[::ffff:10.0.0.2]:22' });
+    expect(defaults.mapAlert(mapped)[0]?.net).toMatchObject({ remoteIp: '198.51.100.7', clientIp: '198.51.100.7', serverIp: '10.0.0.2', serverPort: 22 });
+    // What a real Falco printed for a connect to the mounted Docker socket (falco-reference/recorded/README.md).
+    const unix = alertAt(5, 'Companion signal: container runtime socket connect', { 'fd.name': 'ffff88813acaa880->ffff88813aca9680 /var/run/docker.sock' });
+    const [s] = defaults.mapAlert(unix);
+    expect(s?.kind).toBe('escape');
+    expect(s?.net).toMatchObject({ clientIp: null, serverIp: null, remoteIp: null, remotePort: null });
   });
 
   it('normalises container ids (host, empty, <NA>, null → null)', () => {
@@ -44,10 +57,14 @@ describe('signal mapping', () => {
       'proc.name': 'udevd',
       'proc.exepath': '/dev/shm/kdmtmpflush',
       'proc.cmdline': '/sbin/udevd -d',
+      'proc.pname': 'bash',
+      'proc.pexepath': '/usr/bin/bash',
+      'proc.aname[2]': 'containerd-shim',
+      'proc.aname[3]': '<NA>',
       'evt.arg.optname': 'SO_ATTACH_FILTER',
     });
     const [s] = defaults.mapAlert(a);
-    expect(s?.proc).toEqual({ pid: 4242, ppid: 1, sid: 4242, apids: [1], name: 'udevd', exepath: '/dev/shm/kdmtmpflush', cmdline: '/sbin/udevd -d' });
+    expect(s?.proc).toEqual({ pid: 4242, ppid: 1, sid: 4242, apids: [1], name: 'udevd', exepath: '/dev/shm/kdmtmpflush', cmdline: '/sbin/udevd -d', ancestors: ['bash', '/usr/bin/bash', 'containerd-shim'] });
     expect(s?.keys['optname']).toBe('SO_ATTACH_FILTER');
     expect(s?.imageRepository).toBe('docker.io/library/nginx');
     expect(s?.namespace).toBe('web');
@@ -134,8 +151,7 @@ describe('firewall command lines', () => {
 });
 
 describe('globs', () => {
-  it('fast paths agree with the general matcher', async () => {
-    const { compileGlob } = await import('../../src/detect/match.js');
+  it('fast paths agree with the general matcher', () => {
     const cases: [string, string, boolean][] = [
       ['*/dhclient', '/sbin/dhclient', true], ['*/dhclient', '/sbin/dhclient6', false], ['*kube-proxy*', 'registry.k8s.io/kube-proxy', true],
       ['docker.io/*', 'docker.io/library/x', true], ['docker.io/*', 'quay.io/x', false], ['a*b*c', 'aXbYc', true], ['a?c', 'abc', true], ['exact', 'exact', true], ['*', '', true],

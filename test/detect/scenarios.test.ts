@@ -11,7 +11,7 @@ import { alertFromJson, atLeast, parsePriority, withEnrichment, type Alert, type
 import { ManualClock } from '../../src/clock.js';
 import { DetectionEngine } from '../../src/detect/engine.js';
 import { buildDetectors, DETECTOR_MODULES } from '../../src/detect/registry.js';
-import { loadRulesFile } from '../../src/detect/rules-file.js';
+import { loadRulesFile } from '../../src/detect/rules/load.js';
 import { parse } from '../../src/json/lossless.js';
 import { silentLogger } from '../../src/logger.js';
 import { Metrics } from '../../src/metrics.js';

@@ -5,7 +5,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { IntelLists } from '../../src/enrich/intel.js';
-import { parseIp } from '../../src/enrich/ip-class.js';
+import { parseIp } from '../../src/net/address.js';
 import { Metrics } from '../../src/metrics.js';
 
 let dir: string;

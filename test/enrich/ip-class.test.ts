@@ -1,28 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { CidrMap, CidrSet, IpClassifier, classifyIp, formatIp, parseCidr, parseIp, type IpClass } from '../../src/enrich/ip-class.js';
-
-describe('parseIp / formatIp', () => {
-  it.each([
-    ['1.2.3.4', '1.2.3.4'],
-    ['::1', '::1'],
-    ['[2001:DB8::1]', '2001:db8::1'],
-    ['::ffff:8.8.8.8', '8.8.8.8'],
-    ['::ffff:0808:0808', '8.8.8.8'],
-    ['fe80::1%eth0', 'fe80::1'],
-    ['2001:db8:0:0:1:0:0:1', '2001:db8::1:0:0:1'],
-    ['0:0:0:0:0:0:0:0', '::'],
-    ['64:ff9b::1.2.3.4', '64:ff9b::102:304'],
-  ])('%s → %s', (a, b) => {
-    const ip = parseIp(a);
-    expect(ip).not.toBeNull();
-    expect(formatIp(ip!)).toBe(b);
-  });
-
-  it.each(['', '1.2.3', '1.2.3.4.5', '256.1.1.1', '01.2.3.4', '1:2:3:4:5:6:7:8:9', '1::2::3', 'gg::1', '::ffff:1.2.3.256', 'example.com', '1.2.3.4:80'])('rejects %j', (s) => {
-    expect(parseIp(s)).toBeNull();
-  });
-});
+import { IpClassifier, classifyIp, type IpClass } from '../../src/enrich/ip-class.js';
 
 const table: [string, IpClass][] = [
   ['127.0.0.1', 'loopback'],
@@ -87,65 +65,7 @@ describe('classifyIp', () => {
   });
 });
 
-describe('parseCidr and CidrMap', () => {
-  it('clears host bits and rejects bad prefixes', () => {
-    expect(parseCidr('10.1.2.3/8')).toEqual({ v: 4, net: 0x0a000000, prefix: 8 });
-    expect(parseCidr('1.2.3.4')).toEqual({ v: 4, net: 0x01020304, prefix: 32 });
-    expect(parseCidr('::ffff:10.0.0.0/104')).toEqual({ v: 4, net: 0x0a000000, prefix: 8 });
-    expect(parseCidr('2001:db8::1/32')).toEqual({ v: 6, net: 0x20010db8n << 96n, prefix: 32 });
-    for (const bad of ['10.0.0.0/33', '::/129', '10.0.0.0/', '10.0.0.0/a', 'x/8', '']) expect(parseCidr(bad)).toBeNull();
-  });
-
-  it('longest prefix wins', () => {
-    const m = new CidrMap<string>();
-    m.set('10.0.0.0/8', 'eight');
-    m.set('10.1.0.0/16', 'sixteen');
-    m.set('10.1.2.3', 'host');
-    m.set('::/0', 'all6');
-    expect(m.get('10.1.2.3')).toBe('host');
-    expect(m.get('10.1.2.4')).toBe('sixteen');
-    expect(m.get('10.2.0.0')).toBe('eight');
-    expect(m.get('11.0.0.0')).toBeUndefined();
-    expect(m.get('2001:db8::1')).toBe('all6');
-    expect(m.size).toBe(4);
-    expect(new CidrSet(['0.0.0.0/0']).has('203.0.113.9')).toBe(true);
-  });
-
-  // Reference: the naive "compare the first `prefix` bits" definition, over BigInt bit strings.
-  const v4 = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((o) => o.join('.'));
-  const v6 = fc.array(fc.nat(0xffff), { minLength: 8, maxLength: 8 }).map((g) => g.map((x) => x.toString(16)).join(':'));
-  const bits = (s: string): string => {
-    const ip = parseIp(s)!;
-    return ip.v === 4 ? ip.n.toString(2).padStart(32, '0') : ip.n.toString(2).padStart(128, '0');
-  };
-
-  it('matches the reference for random IPv4 and IPv6 CIDRs (property)', () => {
-    fc.assert(
-      fc.property(fc.oneof(fc.tuple(v4, fc.nat(32), v4), fc.tuple(v6, fc.nat(128), v6)), ([net, prefix, probe]) => {
-        const set = new CidrSet([`${net}/${prefix}`]);
-        const a = bits(net);
-        const b = bits(probe);
-        const expected = parseIp(probe)!.v === parseIp(net)!.v && a.slice(0, prefix) === b.slice(0, prefix);
-        // IPv4-looking IPv6 (::ffff:...) is normalised; the generators never produce it in practice.
-        if (parseIp(net)!.v !== (net.includes(':') ? 6 : 4)) return;
-        expect(set.has(probe)).toBe(expected);
-        // A probe inside the network by construction always matches.
-        expect(set.has(net)).toBe(true);
-      }),
-      { numRuns: 500 },
-    );
-  });
-
-  it('formatIp(parseIp(x)) round-trips (property)', () => {
-    fc.assert(
-      fc.property(fc.oneof(v4, v6), (s) => {
-        const ip = parseIp(s)!;
-        expect(parseIp(formatIp(ip))).toEqual(ip);
-      }),
-      { numRuns: 500 },
-    );
-  });
-
+describe('IpClassifier (property)', () => {
   it('classification of random IPv4 agrees with a naive range table (property)', () => {
     const ranges: [number, number, IpClass][] = [
       [0x7f000000, 8, 'loopback'],

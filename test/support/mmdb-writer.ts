@@ -7,7 +7,7 @@
  * - Metadata after the `\xAB\xCD\xEFMaxMind.com` marker.
  * More specific networks override less specific ones regardless of insertion order.
  */
-import { parseCidr } from '../../src/enrich/ip-class.js';
+import { parseCidr } from '../../src/net/cidr.js';
 
 export type MmdbValue = string | number | boolean | bigint | readonly MmdbValue[] | { readonly [k: string]: MmdbValue };
 

@@ -85,6 +85,7 @@ export function sig(spec: SignalSpec): Signal {
     imageDigest: spec.digest ?? null,
     namespace: spec.namespace ?? null,
     pod: spec.pod ?? null,
+    podLabels: {},
     proc: {
       pid: spec.pid ?? 100,
       ppid: spec.ppid ?? 1,
@@ -93,6 +94,7 @@ export function sig(spec: SignalSpec): Signal {
       name: spec.name ?? (spec.exe ?? '/usr/bin/app').split('/').pop() ?? 'app',
       exepath: spec.exe ?? '/usr/bin/app',
       cmdline: spec.cmdline ?? null,
+      ancestors: [],
     },
     net: {
       l4proto: dest !== null ? (spec.l4proto ?? 'tcp') : null,

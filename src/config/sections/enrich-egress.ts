@@ -1,6 +1,6 @@
 /** Egress destination enricher settings (src/enrich/egress.ts). */
 import { bool, duration, int, list, obj, oneOf, str } from '../dsl.js';
-import { parseCidr } from '../../enrich/ip-class.js';
+import { parseCidr } from '../../net/cidr.js';
 
 const cidr = (v: string): string | null => (parseCidr(v) ? null : `must be an IP or CIDR such as 10.42.0.0/16 or fd00:10::/56; got ${JSON.stringify(v)}`);
 const server = (v: string): string | null =>

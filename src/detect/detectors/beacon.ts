@@ -14,12 +14,16 @@
  *   `rescore_every` new seconds arrived since the last score: never on every connect.
  * - One finding per series per `renotify` period when score ≥ `threshold`.
  * No byte counts: TS 0.5, histogram 0.25, duration 0.25 (see rita.ts).
+ *
+ * State (owned by the engine, mutated in place; deterministic on event time, no wall clock): the series
+ * (LRU, bounded per series and in total, evictions counted).
  */
 import { PRIORITIES, type Priority } from '../../alert.js';
 import { bool, defaults, duration, int, list, num, obj, oneOf, str, type Infer } from '../../config/dsl.js';
-import type { Detector, Finding, Signal } from '../types.js';
+import { type Detector, detectorModule, type Finding, type Signal } from '../types.js';
 import { BoundedMap, byTime, cString, compact, destOf, exeOf, laterNs, msToNs, raise, retain, whereOf } from './kit.js';
 import { checkWeights, scoreSeries, type SeriesScore } from './rita.js';
+import { DEST, IMAGE } from '../../enrich/keys.js';
 
 export const BEACON_DETECTOR_ID = 'beacon';
 export const BEACON_RULE = 'C2 beaconing: periodic outbound connections';
@@ -142,18 +146,18 @@ export function createBeaconDetector(overrides: Partial<BeaconSettings> = {}): D
     const d = destOf(sig);
     if (!d.host || d.port === null) return null;
     if (d.ip !== null && isLoopback(d.ip)) return null;
-    const cls = cString(sig, 'dest.class');
+    const cls = cString(sig, DEST.class);
     if (cls !== null && cfg.skip_dest_classes.includes(cls)) return null;
     const workload =
       cfg.group_by === 'image'
-        ? (sig.imageRepository ?? cString(sig, 'image.repository') ?? sig.containerId ?? 'host')
+        ? (sig.imageRepository ?? cString(sig, IMAGE.repository) ?? sig.containerId ?? 'host')
         : (sig.containerId ?? 'host');
     return `${workload}|${exeOf(sig)}|${d.host}|${d.port}`;
   }
 
   function finding(s: Series, r: SeriesScore, sig: Signal): Finding {
     const d = destOf(sig);
-    const intel = cString(sig, 'dest.intel');
+    const intel = cString(sig, DEST.intel);
     let priority: Priority = cfg.priority;
     if (r.score >= cfg.high_score) priority = raise(priority, 1);
     if (intel) priority = 'Critical';
@@ -262,3 +266,6 @@ export function createBeaconDetector(overrides: Partial<BeaconSettings> = {}): D
     },
   };
 }
+
+/** Registry entry (src/detect/registry.ts). */
+export const beaconModule = detectorModule({ id: BEACON_DETECTOR_ID, settings: beaconSettingsSpec, quietInCi: true, create: createBeaconDetector });

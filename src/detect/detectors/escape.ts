@@ -5,11 +5,14 @@
  * `host_pid`, `host_network`, `host_ipc`, `sensitive_mount`, or the `container.privileged`,
  * `container.host_*` output fields). Priority rises with the number of distinct indicators.
  * One finding per container per `renotify`, re-emitted early when a new indicator joins.
+ *
+ * State (owned by the engine, mutated in place; deterministic on event time, no wall clock): the latest
+ * signal per indicator per container (LRU, evictions counted).
  */
 import type { FieldValue } from '../../alert.js';
 import { PRIORITIES } from '../../alert.js';
 import { bool, defaults, duration, int, obj, oneOf, type Infer } from '../../config/dsl.js';
-import { ESCAPE_SUBTYPES, type Detector, type EscapeSubtype, type Finding, type Signal } from '../types.js';
+import { type Detector, detectorModule, ESCAPE_SUBTYPES, type EscapeSubtype, type Finding, type Signal } from '../types.js';
 import { BoundedMap, byTime, compact, imageOf, laterNs, msToNs, retain, whereOf } from './kit.js';
 
 export const ESCAPE_DETECTOR_ID = 'escape_chain';
@@ -124,3 +127,6 @@ export function createEscapeDetector(overrides: Partial<EscapeSettings> = {}): D
     },
   };
 }
+
+/** Registry entry (src/detect/registry.ts). */
+export const escapeModule = detectorModule({ id: ESCAPE_DETECTOR_ID, settings: escapeSettingsSpec, quietInCi: false, create: createEscapeDetector });

@@ -4,11 +4,15 @@
  * learning (`dest.learning !== true`) and, when `image.first_seen` is known, older than
  * `learning_period`. Escalates for intel-listed destinations (`dest.intel`) and ports outside
  * `standard_ports`. One finding per (image, destination, port) per `renotify`.
+ *
+ * State (owned by the engine, mutated in place; deterministic on event time, no wall clock): the
+ * reported keys (LRU, evictions counted); what is new comes from the enricher's baseline.
  */
 import { PRIORITIES, type Priority } from '../../alert.js';
 import { bool, defaults, duration, int, list, obj, oneOf, type Infer } from '../../config/dsl.js';
-import type { Detector, Finding } from '../types.js';
+import { type Detector, detectorModule, type Finding } from '../types.js';
 import { BoundedMap, cBool, cString, cTimeNs, compact, destOf, exeOf, imageOf, msToNs, raise, whereOf } from './kit.js';
+import { DEST, IMAGE } from '../../enrich/keys.js';
 
 export const FIRST_SEEN_EGRESS_DETECTOR_ID = 'first_seen_egress';
 export const FIRST_SEEN_EGRESS_RULE = 'First-seen egress: new destination for this image';
@@ -43,12 +47,12 @@ export function createFirstSeenEgressDetector(overrides: Partial<FirstSeenEgress
     evictions: (st) => st.reported.evicted,
     step(st, sig) {
       const none = { state: st, findings: [] as Finding[] };
-      if (sig.kind !== 'connect' || cBool(sig, 'dest.new_for_image') !== true) return none;
-      if (cBool(sig, 'dest.learning') === true) {
+      if (sig.kind !== 'connect' || cBool(sig, DEST.newForImage) !== true) return none;
+      if (cBool(sig, DEST.learning) === true) {
         st.learning++;
         return none;
       }
-      const firstSeen = cTimeNs(sig, 'image.first_seen');
+      const firstSeen = cTimeNs(sig, IMAGE.firstSeen);
       if (firstSeen !== null && sig.timeNs - firstSeen < msToNs(cfg.learning_period)) {
         st.learning++;
         return none;
@@ -60,13 +64,13 @@ export function createFirstSeenEgressDetector(overrides: Partial<FirstSeenEgress
       const last = st.reported.touch(key);
       if (last !== undefined && sig.timeNs - last < msToNs(cfg.renotify)) return none;
       st.reported.set(key, sig.timeNs);
-      const intel = cString(sig, 'dest.intel');
+      const intel = cString(sig, DEST.intel);
       const odd = d.port !== null && !std.has(d.port);
       let priority: Priority = cfg.priority;
       if (odd) priority = raise(priority, 1);
       if (intel) priority = cfg.intel_priority;
       const score = intel ? 1 : odd ? 0.6 : 0.4;
-      const org = cString(sig, 'dest.as_org');
+      const org = cString(sig, DEST.asOrg);
       const message =
         `${exeOf(sig)} in ${whereOf(sig)} (image ${image}) connected to ${d.host}${d.ip && d.ip !== d.host ? ` (${d.ip})` : ''}:${d.port ?? '?'}, ` +
         `a destination never seen for this image` +
@@ -92,8 +96,8 @@ export function createFirstSeenEgressDetector(overrides: Partial<FirstSeenEgress
               'egress.nonstandard_port': odd,
               'egress.exe': exeOf(sig),
               'egress.image': image,
-              'dest.class': cString(sig, 'dest.class'),
-              'dest.asn': cString(sig, 'dest.asn'),
+              'dest.class': cString(sig, DEST.class),
+              'dest.asn': cString(sig, DEST.asn),
               'dest.as_org': org,
               'dest.intel': intel,
             }),
@@ -104,3 +108,6 @@ export function createFirstSeenEgressDetector(overrides: Partial<FirstSeenEgress
     },
   };
 }
+
+/** Registry entry (src/detect/registry.ts). */
+export const firstSeenEgressModule = detectorModule({ id: FIRST_SEEN_EGRESS_DETECTOR_ID, settings: firstSeenEgressSettingsSpec, quietInCi: true, create: createFirstSeenEgressDetector });

@@ -3,10 +3,13 @@
  * container within `window`, by API-server contact (`k8s_api_contact`); or kubelet contact
  * (`kubelet_contact`, or a `connect` to one of `kubelet_ports`) from a pod. Escalates when the
  * token was read by an interactive tool (`suspicious_readers`: cat, shells, base64, ...).
+ *
+ * State (owned by the engine, mutated in place; deterministic on event time, no wall clock): the latest
+ * token read per container and the renotify stamps (LRU, evictions counted).
  */
 import { PRIORITIES, type Priority } from '../../alert.js';
 import { bool, defaults, duration, int, list, obj, oneOf, str, type Infer } from '../../config/dsl.js';
-import type { Detector, Finding, Signal } from '../types.js';
+import { type Detector, detectorModule, type Finding, type Signal } from '../types.js';
 import { BoundedMap, compact, destOf, exeOf, msToNs, onceIn, raise, retain, whereOf } from './kit.js';
 
 export const K8S_SPREAD_DETECTOR_ID = 'k8s_spread';
@@ -110,3 +113,6 @@ export function createK8sSpreadDetector(overrides: Partial<K8sSpreadSettings> = 
     },
   };
 }
+
+/** Registry entry (src/detect/registry.ts). */
+export const k8sSpreadModule = detectorModule({ id: K8S_SPREAD_DETECTOR_ID, settings: k8sSpreadSettingsSpec, quietInCi: false, create: createK8sSpreadDetector });

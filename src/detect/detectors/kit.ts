@@ -6,6 +6,7 @@
  */
 import { parseTime, type Alert, type Priority } from '../../alert.js';
 import type { ProcFacts, Signal } from '../types.js';
+import { DEST, IMAGE } from '../../enrich/keys.js';
 
 export interface PriorityThresholds {
   readonly critical: number;
@@ -144,9 +145,9 @@ export function cTimeNs(s: Signal, key: string): bigint | null {
 
 /** Destination (domain, else IP) and port of a connect-like signal, enrichment as fallback. */
 export function destOf(s: Signal): { host: string | null; ip: string | null; port: number | null } {
-  const ip = s.net.remoteIp ?? s.net.serverIp ?? cString(s, 'dest.ip');
-  const host = s.net.remoteDomain ?? cString(s, 'dest.rdns') ?? ip;
-  const port = s.net.remotePort ?? s.net.serverPort ?? cNumber(s, 'dest.port');
+  const ip = s.net.remoteIp ?? s.net.serverIp ?? cString(s, DEST.ip);
+  const host = s.net.remoteDomain ?? cString(s, DEST.rdns) ?? ip;
+  const port = s.net.remotePort ?? s.net.serverPort ?? cNumber(s, DEST.port);
   return { host, ip, port };
 }
 
@@ -162,9 +163,9 @@ export function whereOf(s: Signal): string {
 }
 
 export function imageOf(s: Signal): string | null {
-  const repo = s.imageRepository ?? cString(s, 'image.repository');
+  const repo = s.imageRepository ?? cString(s, IMAGE.repository);
   if (!repo) return null;
-  const tag = s.imageTag ?? cString(s, 'image.tag');
+  const tag = s.imageTag ?? cString(s, IMAGE.tag);
   return tag ? `${repo}:${tag}` : repo;
 }
 

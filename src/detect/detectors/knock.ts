@@ -4,12 +4,13 @@
  * source. Escalates when the rule is deleted again within `delete_window` of being added (the
  * BPFDoor / cd00r pattern: open for one peer, let it in, close the door behind it).
  *
- * State (mutated in place and returned; deterministic, event time only): open rules keyed by
- * (scope, source), bounded with counted eviction.
+ * State (owned by the engine, mutated in place; deterministic on event time, no wall clock): open rules
+ * keyed by (scope, source), bounded with counted eviction.
  */
 import { bool, defaults, duration, int, num, obj, type Infer } from '../../config/dsl.js';
-import type { Detector, Finding, Signal } from '../types.js';
-import { parseCidr } from '../match.js';
+import { type Detector, detectorModule, type Finding, type Signal } from '../types.js';
+import { canonicalIp } from '../../net/address.js';
+import { parseCidr } from '../../net/cidr.js';
 import { BoundedMap, byTime, chainThresholds, compact, inPortRange, keyNumber, keyString, laterNs, msToNs, priorityFromScore, procLabel, retain, round3, scopeOf, whereOf } from './kit.js';
 
 export const KNOCK_DETECTOR_ID = 'knock';
@@ -50,13 +51,18 @@ export interface KnockState {
 const OPEN_ACTIONS = new Set(['insert', 'append', 'replace']);
 const OPEN_TARGETS = new Set(['ACCEPT', 'REDIRECT', 'DNAT', 'RETURN']);
 
-/** Canonical text of a single host source (`1.2.3.4/32` → `1.2.3.4`). */
-const DOTTED_QUAD = /^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$/;
+/**
+ * One text per address, so a rule's source and an accepted peer compare equal however each was
+ * written (`1.2.3.4/32`, `::ffff:1.2.3.4`, `2001:DB8::1/128` → `1.2.3.4`, `1.2.3.4`, `2001:db8::1`):
+ * the canonical address text (src/net), or the lower-cased text when it is not a single address.
+ */
 function canonicalSrc(src: string): string {
-  // A bare dotted quad is its own canonical text whether or not it parses (no suffix, nothing to lower-case).
-  if (DOTTED_QUAD.test(src)) return src;
-  const c = parseCidr(src);
-  return c ? src.replace(/\/(32|128)$/, '').toLowerCase() : src.toLowerCase();
+  const ip = canonicalIp(src);
+  if (ip !== null) return ip;
+  const slash = src.lastIndexOf('/');
+  const c = slash > 0 ? parseCidr(src) : null;
+  if (c !== null && c.prefix === (c.v === 4 ? 32 : 128)) return canonicalIp(src.slice(0, slash)) ?? src.toLowerCase();
+  return src.toLowerCase();
 }
 
 export function createKnockDetector(settings: Partial<KnockSettings> = {}): Detector<KnockState> {
@@ -161,3 +167,6 @@ export function createKnockDetector(settings: Partial<KnockSettings> = {}): Dete
     },
   };
 }
+
+/** Registry entry (src/detect/registry.ts). */
+export const knockModule = detectorModule({ id: KNOCK_DETECTOR_ID, settings: knockSettingsSpec, quietInCi: false, create: createKnockDetector });

@@ -21,9 +21,6 @@
 
 import { round3 } from './kit.js';
 
-/** Go's math.Round(x*1000)/1000 (one implementation, in kit.ts; re-exported for RITA's tests). */
-export { round3 };
-
 /** Go's math.Ceil(x*1000)/1000. */
 function ceil3(x: number): number {
   return Math.ceil(x * 1000) / 1000;

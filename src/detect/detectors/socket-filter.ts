@@ -8,15 +8,16 @@
  * Escalation: executable in tmpfs, name masquerade (proc.name ≠ executable basename, or a prctl
  * rename), pid/lock file under /var/run, listener ports 42391–43390 (BPFDoor's bind-shell range).
  *
- * State (mutated in place and returned; deterministic in (state, signal, now), no wall clock):
+ * State (owned by the engine, mutated in place; deterministic on event time, no wall clock):
  * arms per (container, pid), lineage context signals per container, peers and ports seen per
  * container — all bounded, evictions counted; peers and ports of all containers together stay under
  * `max_total_peers` (the least recently active containers forget theirs first). Kept signals are
  * slim copies (`retain`): evidence only.
  */
 import { bool, defaults, duration, int, num, obj, type Infer } from '../../config/dsl.js';
-import type { Detector, Finding, Signal, SignalKind } from '../types.js';
+import { type Detector, detectorModule, type Finding, type Signal, type SignalKind } from '../types.js';
 import { BoundedMap, byTime, chainThresholds, compact, inPortRange, isMasquerade, isTmpfsPath, keyString, laterNs, msToNs, priorityFromScore, procLabel, retain, round3, sameLineage, scopeOf, whereOf } from './kit.js';
+import { DEST } from '../../enrich/keys.js';
 
 export const SOCKET_FILTER_DETECTOR_ID = 'socket_filter';
 export const SOCKET_FILTER_MITRE = ['T1205.002', 'T1205', 'mitre_defense_evasion', 'mitre_persistence', 'mitre_command_and_control'] as const;
@@ -250,7 +251,7 @@ export function createSocketFilterDetector(settings: Partial<SocketFilterSetting
         const peer = sig.net.remoteIp;
         if (peer === null) fresh = false;
         else {
-          const newForImage = sig.alert.companion['dest.new_for_image'];
+          const newForImage = sig.alert.companion[DEST.newForImage];
           fresh = !ctx.peers.has(peer) && newForImage !== false;
           remember(st, ctx, ctx.peers, peer);
         }
@@ -282,3 +283,6 @@ export function createSocketFilterDetector(settings: Partial<SocketFilterSetting
     },
   };
 }
+
+/** Registry entry (src/detect/registry.ts). */
+export const socketFilterModule = detectorModule({ id: SOCKET_FILTER_DETECTOR_ID, settings: socketFilterSettingsSpec, quietInCi: false, create: createSocketFilterDetector });

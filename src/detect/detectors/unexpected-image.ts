@@ -7,11 +7,15 @@
  *   shell (`shell_spawn`, `shell_socket`), a network tool (`network_tool`) or makes new egress
  *   (`connect` with `dest.new_for_image === true`).
  * Missing enrichment keys switch the matching check off for that signal (never a finding).
+ *
+ * State (owned by the engine, mutated in place; deterministic on event time, no wall clock): the start
+ * of each container and the renotify stamps (LRU, evictions counted).
  */
 import { PRIORITIES, type Priority } from '../../alert.js';
 import { bool, defaults, duration, int, list, obj, oneOf, str, type Infer } from '../../config/dsl.js';
-import type { Detector, Finding, Signal } from '../types.js';
+import { type Detector, detectorModule, type Finding, type Signal } from '../types.js';
 import { BoundedMap, cBool, cString, cTimeNs, compact, exeOf, imageOf, msToNs, onceIn, retain, whereOf } from './kit.js';
+import { DEST, IMAGE } from '../../enrich/keys.js';
 
 export const UNEXPECTED_IMAGE_DETECTOR_ID = 'unexpected_image';
 export const UNEXPECTED_IMAGE_RULES = {
@@ -50,9 +54,9 @@ const ACTIVITY = new Set(['shell_spawn', 'shell_socket', 'network_tool']);
 
 /** Registry of an image: enrichment `image.registry`, else from the repository (Docker's rules). */
 export function registryOf(s: Signal): string | null {
-  const r = cString(s, 'image.registry');
+  const r = cString(s, IMAGE.registry);
   if (r) return r;
-  const repo = s.imageRepository ?? cString(s, 'image.repository');
+  const repo = s.imageRepository ?? cString(s, IMAGE.repository);
   if (!repo) return null;
   const first = repo.split('/')[0] ?? '';
   if (repo.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost')) return first;
@@ -62,9 +66,9 @@ export function registryOf(s: Signal): string | null {
 function freshRef(s: Signal): { ns: bigint; what: string } | null {
   let best: { ns: bigint; what: string } | null = null;
   for (const [key, what] of [
-    ['image.pulled_at', 'pulled'],
-    ['image.created', 'created'],
-    ['image.newest_layer_created', 'new layer'],
+    [IMAGE.pulledAt, 'pulled'],
+    [IMAGE.created, 'created'],
+    [IMAGE.newestLayerCreated, 'new layer'],
   ] as const) {
     const ns = cTimeNs(s, key);
     if (ns !== null && (best === null || ns > best.ns)) best = { ns, what };
@@ -97,9 +101,9 @@ export function createUnexpectedImageDetector(overrides: Partial<UnexpectedImage
       fields: compact({
         'image.ref': imageOf(sig),
         'image.registry': registryOf(sig),
-        'image.digest': sig.imageDigest ?? cString(sig, 'image.digest'),
-        'image.previous_digest': cString(sig, 'image.previous_digest'),
-        'image.newest_layer_cmd': cString(sig, 'image.newest_layer_cmd'),
+        'image.digest': sig.imageDigest ?? cString(sig, IMAGE.digest),
+        'image.previous_digest': cString(sig, IMAGE.previousDigest),
+        'image.newest_layer_cmd': cString(sig, IMAGE.newestLayerCmd),
         ...extra,
       }),
       timeNs: sig.timeNs,
@@ -129,23 +133,23 @@ export function createUnexpectedImageDetector(overrides: Partial<UnexpectedImage
           }),
         );
       }
-      const digest = sig.imageDigest ?? cString(sig, 'image.digest') ?? '';
-      if (cBool(sig, 'image.tag_mutated') === true && once(st, `tag|${image}|${digest}`, sig.timeNs)) {
-        const prev = cString(sig, 'image.previous_digest');
+      const digest = sig.imageDigest ?? cString(sig, IMAGE.digest) ?? '';
+      if (cBool(sig, IMAGE.tagMutated) === true && once(st, `tag|${image}|${digest}`, sig.timeNs)) {
+        const prev = cString(sig, IMAGE.previousDigest);
         findings.push(
           mk(UNEXPECTED_IMAGE_RULES.tag, cfg.priority, 0.6, `tag ${image} in ${whereOf(sig)} now points to digest ${digest || '?'}${prev ? ` (was ${prev})` : ''}`, `${UNEXPECTED_IMAGE_DETECTOR_ID}|tag|${image}|${digest}`, [sig], sig, {
             'unexpected_image.reason': 'tag_mutated',
           }),
         );
       }
-      const active = ACTIVITY.has(sig.kind) || (sig.kind === 'connect' && cBool(sig, 'dest.new_for_image') === true);
+      const active = ACTIVITY.has(sig.kind) || (sig.kind === 'connect' && cBool(sig, DEST.newForImage) === true);
       if (active && !box.freshReported) {
         const ref = freshRef(sig) ?? freshRef(box.start);
         const sinceStart = sig.timeNs - box.startNs;
         if (ref && sinceStart >= 0n && sinceStart <= windowNs && box.startNs - ref.ns <= freshNs && box.startNs - ref.ns >= -skewNs) {
           box.freshReported = true;
-          const what = sig.kind === 'connect' ? `new egress to ${sig.net.remoteDomain ?? sig.net.remoteIp ?? cString(sig, 'dest.ip') ?? '?'}:${sig.net.remotePort ?? cString(sig, 'dest.port') ?? '?'}` : `${sig.kind.replace('_', ' ')} ${exeOf(sig)}`;
-          const priority: Priority = sig.kind === 'shell_socket' || cString(sig, 'dest.intel') ? 'Critical' : cfg.fresh_priority;
+          const what = sig.kind === 'connect' ? `new egress to ${sig.net.remoteDomain ?? sig.net.remoteIp ?? cString(sig, DEST.ip) ?? '?'}:${sig.net.remotePort ?? cString(sig, DEST.port) ?? '?'}` : `${sig.kind.replace('_', ' ')} ${exeOf(sig)}`;
+          const priority: Priority = sig.kind === 'shell_socket' || cString(sig, DEST.intel) ? 'Critical' : cfg.fresh_priority;
           const age = box.startNs - ref.ns > 0n ? box.startNs - ref.ns : 0n;
           const evidence = created ? [sig] : [box.start, sig];
           findings.push(
@@ -166,3 +170,6 @@ export function createUnexpectedImageDetector(overrides: Partial<UnexpectedImage
     },
   };
 }
+
+/** Registry entry (src/detect/registry.ts). */
+export const unexpectedImageModule = detectorModule({ id: UNEXPECTED_IMAGE_DETECTOR_ID, settings: unexpectedImageSettingsSpec, quietInCi: true, create: createUnexpectedImageDetector });

@@ -1,7 +1,7 @@
 /** Signals for the chain detectors, built through the real default mapping. */
 import type { FieldValue } from '../../../src/alert.js';
 import { compileMapping } from '../../../src/detect/mapping.js';
-import { loadRulesFile } from '../../../src/detect/rules-file.js';
+import { loadRulesFile } from '../../../src/detect/rules/load.js';
 import type { Signal } from '../../../src/detect/types.js';
 import { alertAt, DETECTOR_SPECS } from '../helpers.js';
 

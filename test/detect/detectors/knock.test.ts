@@ -31,6 +31,17 @@ describe('knock detector (T1205.001)', () => {
     expect(findings[0]?.mitre).toContain('T1205.001');
   });
 
+  it('matches a source however either side writes it (one address parser)', () => {
+    for (const [rule, peer] of [
+      ['198.51.100.7/32', '[::ffff:198.51.100.7]'],
+      ['::ffff:198.51.100.7', '198.51.100.7'],
+      ['2001:DB8::7/128', '[2001:db8:0::7]'],
+    ] as const) {
+      const { findings } = runDetector(createKnockDetector(), [fw(0, `iptables -I INPUT -s ${rule} -j ACCEPT`), acc(2, peer, 22)]);
+      expect(findings, `${rule} / ${peer}`).toHaveLength(1);
+    }
+  });
+
   it('nat REDIRECT to the bind-shell range', () => {
     const { findings } = runDetector(createKnockDetector(), [
       fw(0, 'iptables -t nat -A PREROUTING -s 203.0.113.66 -p tcp --dport 80 -j REDIRECT --to-ports 42400'),

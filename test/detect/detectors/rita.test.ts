@@ -8,13 +8,13 @@ import {
   mad,
   median,
   quartiles,
-  round3,
   scoreSeries,
   statisticalScore,
   timestampScore,
   NO_BYTES_WEIGHTS,
   RITA_HISTOGRAM_DEFAULTS,
 } from '../../../src/detect/detectors/rita.js';
+import { round3 } from '../../../src/detect/detectors/kit.js';
 
 /** Timestamps from a start and a list of intervals (seconds). */
 const fromIntervals = (start: number, iv: number[]): number[] => iv.reduce((acc, d) => [...acc, (acc[acc.length - 1] as number) + d], [start]);

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { alertFromJson, atLeast, fieldNumber, fieldString, parsePriority, withEnrichment, type Alert, type EnrichValue } from '../../../src/alert.js';
 import { parse } from '../../../src/json/lossless.js';
+import { SocketView } from '../../../src/net/socket.js';
 import { createBeaconDetector } from '../../../src/detect/detectors/beacon.js';
 import { createEscapeDetector } from '../../../src/detect/detectors/escape.js';
 import { createFirstSeenEgressDetector } from '../../../src/detect/detectors/first-seen-egress.js';
@@ -29,10 +30,9 @@ const OFFICIAL: Record<string, { kind: SignalKind; subtype?: string }> = {
 function toSignal(a: Alert): Signal | null {
   const m = COMPANION_RULES[a.rule] ?? OFFICIAL[a.rule];
   if (!m) return null;
-  const fdName = fieldString(a, 'fd.name') ?? '';
-  const arrow = /->\[?([0-9a-f.:]+?)\]?:(\d+)$/.exec(fdName);
-  const sip = fieldString(a, 'fd.sip') ?? arrow?.[1] ?? null;
-  const sport = fieldNumber(a, 'fd.sport') ?? (arrow ? Number(arrow[2]) : null);
+  const server = new SocketView(a.outputFields ?? {}).end('server');
+  const sip = server?.text ?? null;
+  const sport = server?.port ?? null;
   const cid = fieldString(a, 'container.id');
   return {
     kind: m.kind,
@@ -45,7 +45,8 @@ function toSignal(a: Alert): Signal | null {
     imageDigest: null,
     namespace: fieldString(a, 'k8s.ns.name'),
     pod: fieldString(a, 'k8s.pod.name'),
-    proc: { pid: fieldNumber(a, 'proc.pid'), ppid: fieldNumber(a, 'proc.ppid'), sid: null, apids: [], name: fieldString(a, 'proc.name'), exepath: fieldString(a, 'proc.exepath'), cmdline: fieldString(a, 'proc.cmdline') },
+    podLabels: {},
+    proc: { pid: fieldNumber(a, 'proc.pid'), ppid: fieldNumber(a, 'proc.ppid'), sid: null, apids: [], name: fieldString(a, 'proc.name'), exepath: fieldString(a, 'proc.exepath'), cmdline: fieldString(a, 'proc.cmdline'), ancestors: [] },
     net: { l4proto: fieldString(a, 'fd.l4proto'), clientIp: fieldString(a, 'fd.cip'), clientPort: fieldNumber(a, 'fd.cport'), serverIp: sip, serverPort: sport, remoteIp: sip, remotePort: sport, remoteDomain: null },
     keys: {},
     alert: a,

@@ -1,13 +1,13 @@
-/** Wires the enrichers from config (part of the one wiring function in wiring.ts). */
-import type { Clock } from './clock.js';
-import type { Component } from './component.js';
-import type { Config } from './config/schema.js';
-import { ContainerEnricher } from './enrich/container.js';
-import { EgressEnricher } from './enrich/egress.js';
-import type { Logger } from './logger.js';
-import type { Metrics } from './metrics.js';
-import type { Enricher } from './pipeline/types.js';
-import type { Db } from './store/db.js';
+/** Wires the enrichers from config (called by the one wiring function, src/wiring.ts). */
+import type { Clock } from '../clock.js';
+import type { Component } from '../component.js';
+import type { Config } from '../config/schema.js';
+import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics.js';
+import type { Enricher } from '../pipeline/types.js';
+import type { Db } from '../store/db.js';
+import { ContainerEnricher } from './container.js';
+import { EgressEnricher } from './egress.js';
 
 export interface EnrichDeps {
   readonly logger: Logger;

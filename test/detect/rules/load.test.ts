@@ -1,34 +1,12 @@
-import { mkdtempSync, rmSync, writeFileSync, utimesSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { ConfigError } from '../../src/errors.js';
-import { silentLogger } from '../../src/logger.js';
-import { Metrics } from '../../src/metrics.js';
-import { inCiWindow, loadRulesFile, RulesWatcher } from '../../src/detect/rules-file.js';
 import { readFileSync } from 'node:fs';
-import { DETECTOR_MODULES } from '../../src/detect/registry.js';
-import { DETECTOR_SPECS, T0 } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { DETECTOR_MODULES } from '../../../src/detect/registry.js';
+import { loadRulesFile } from '../../../src/detect/rules/load.js';
+import { inCiWindow } from '../../../src/detect/suppress.js';
+import { configProblems } from '../../support/config-problems.js';
+import { DETECTOR_SPECS, T0 } from '../helpers.js';
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), 'fc-rules-'));
-  dirs.push(d);
-  return d;
-}
-
-function problems(text: string): string[] {
-  try {
-    loadRulesFile('/x/rules.yaml', { text, detectors: DETECTOR_SPECS });
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return [...(err as ConfigError).problems];
-  }
-  throw new Error('expected a ConfigError');
-}
+const problems = (text: string): string[] => configProblems(() => loadRulesFile('/x/rules.yaml', { text, detectors: DETECTOR_SPECS }));
 
 describe('rules file', () => {
   it('loads the built-in defaults with every detector setting filled in', () => {
@@ -139,45 +117,3 @@ describe('docs/rules-file.md', () => {
   });
 });
 
-describe('RulesWatcher', () => {
-  it('reloads a good file, keeps the old rules on a bad one, and counts both', async () => {
-    const d = tmp();
-    const f = join(d, 'rules.yaml');
-    writeFileSync(f, 'signals:\n  - rule: A\n    emit: {kind: listen}\n');
-    const metrics = new Metrics({ collectDefault: false });
-    const seen: number[] = [];
-    const w = new RulesWatcher({ path: f, detectors: DETECTOR_SPECS, logger: silentLogger(), metrics, onReload: (r) => seen.push(r.signals.length), pollMs: 0 });
-    expect(w.rules.signals.length).toBe(1);
-
-    writeFileSync(f, 'signals:\n  - rule: A\n    emit: {kind: listen}\n  - rule: B\n    emit: {kind: accept}\n');
-    expect(w.reload()).toBe(true);
-    expect(w.rules.signals.length).toBe(2);
-
-    writeFileSync(f, 'signals:\n  - rule: A\n    emit: {kind: bogus}\n');
-    expect(w.reload()).toBe(false);
-    expect(w.rules.signals.length).toBe(2);
-    expect(w.error).toMatch(/rules\.yaml:3:\d+: .*must be one of/);
-    expect(seen).toEqual([2]);
-    const text = await metrics.text();
-    expect(text).toMatch(/falco_companion_rules_reloads_total\{result="ok"\} 1/);
-    expect(text).toMatch(/falco_companion_rules_reloads_total\{result="invalid"\} 1/);
-  });
-
-  it('picks up a file change by polling', async () => {
-    const d = tmp();
-    const f = join(d, 'rules.yaml');
-    writeFileSync(f, 'signals: []\n');
-    const seen: number[] = [];
-    const w = new RulesWatcher({ path: f, detectors: DETECTOR_SPECS, logger: silentLogger(), metrics: new Metrics({ collectDefault: false }), onReload: (r) => seen.push(r.signals.length), pollMs: 20 });
-    w.start();
-    try {
-      writeFileSync(f, 'signals:\n  - rule: A\n    emit: {kind: listen}\n');
-      const later = new Date(Date.now() + 5000);
-      utimesSync(f, later, later);
-      for (let i = 0; i < 100 && seen.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
-      expect(seen).toEqual([1]);
-    } finally {
-      w.stop();
-    }
-  });
-});

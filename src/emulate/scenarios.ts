@@ -348,8 +348,8 @@ export const SCENARIOS: readonly Scenario[] = [
       'unshare(CLONE_NEWNS | CLONE_NEWUSER) and unshare(CLONE_NEWNS): expected EPERM without CAP_SYS_ADMIN',
       'mkdir <cgroup_dir>; mount("cgroup", <cgroup_dir>, "cgroup", 0, "rdma"): expected EPERM; mkdir <cgroup_dir>/x',
       'the classic release_agent escape carries on regardless: open(<cgroup_dir>/x/notify_on_release, O_WRONLY|O_CREAT|O_TRUNC) and open(<cgroup_dir>/release_agent, ...) + write (plain files when the mount failed)',
-      'open("/proc/sys/kernel/core_pattern", O_WRONLY) + write("|/tmp/x"): expected EROFS; open("/sys/fs/cgroup/release_agent", O_WRONLY): expected to fail',
-      'connect() to the container-runtime socket path (/var/run/docker.sock; the runner serves it itself when the path does not exist; no request is sent)',
+      'open("/proc/sys/kernel/core_pattern", O_WRONLY) and open("/sys/fs/cgroup/release_agent", O_WRONLY): expected to fail unprivileged (EROFS / ENOENT); never written, also when they open',
+      'connect() to the container-runtime socket path (/var/run/docker.sock; the runner serves it itself when the path does not exist; no request is sent; on a host run a path in the run directory is used instead, never the node’s own socket)',
       'open() + read() of a service-account token the runner created under /var/run/secrets/tokens/, then connect() to the API-server address',
     ],
     proves: 'what an unprivileged attacker’s escape attempts look like to Falco: which attempts leave a signal when they fail, and that the release_agent write and the runtime-socket connect are caught.',
@@ -385,7 +385,7 @@ export const SCENARIOS: readonly Scenario[] = [
       'create a container from it, PUT a file into it (/etc/fc-emulate-<run>), commit it as the same tag and push (digest B behind the same tag)',
       'pull <registry>/fc-emulate/app:1.0 (a real pull event), create and start a container from it (--network none)',
       'exec an interactive shell in it (Tty: true): sh -c "echo emulated-shell"',
-      'exec the helper: connect() to the documentation address 203.0.113.1:443 the runner put on the container’s lo',
+      'exec the helper: connect() to the documentation address 203.0.113.1:8443 the runner put on the container’s lo (a listener of the run answers)',
       'remove the container, the images and the tags it created',
     ],
     proves: 'the image provenance path: a mutated tag and a fresh image that runs a shell and makes new egress right after start (T1204.003, T1525).',
@@ -395,13 +395,16 @@ export const SCENARIOS: readonly Scenario[] = [
     benign: false,
     rules: [
       { rule: R.terminalShellOfficial, source: 'official-stable', on: 'execve of sh with a terminal in the container' },
-      { rule: R.connect, source: 'companion', on: 'connect to 203.0.113.1:443' },
+      { rule: R.connect, source: 'companion', on: 'connect to 203.0.113.1:8443' },
     ],
     detections: [
       { detector: UNEXPECTED_IMAGE_DETECTOR_ID, mitre: 'T1204.003', minPriority: 'Warning', rule: UNEXPECTED_IMAGE_RULES.tag, pending: 'needs container enrichment from the Docker engine the scenario used (enrich.container)' },
       { detector: UNEXPECTED_IMAGE_DETECTOR_ID, mitre: 'T1204.003', minPriority: 'Error', rule: UNEXPECTED_IMAGE_RULES.fresh, pending: 'needs container enrichment from the Docker engine the scenario used (enrich.container)' },
     ],
-    roles: [{ role: 'egress', argv: ['beacon', '--to', '{peer}:443', '--count', '1', '--interval-ms', '0', '--jitter', '0'], does: 'one connect to a new destination' }],
+    roles: [
+      { role: 'sink', argv: ['serve', '--listen', '{peer}:8443', '--accept', '1', '--release', '{ctl}/sink', '--wait-s', '{wait}'], does: 'a listener on a documentation address in the container’s namespace' },
+      { role: 'egress', argv: ['beacon', '--to', '{peer}:8443', '--count', '1', '--interval-ms', '0', '--jitter', '0'], does: 'one connect to a new destination' },
+    ],
     timeoutS: 120,
   },
   // ------------------------------------------------------------------------------ benign twins

@@ -67,7 +67,7 @@ export async function runEmulateCommand(f: EmulateFlags): Promise<number> {
   const onTerm = (): void => onSignal('SIGTERM');
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onTerm);
-  const progress = f.quiet || f.json ? undefined : (line: string): void => void process.stderr.write(`${line}\n`);
+  const progress = f.quiet ? undefined : (line: string): void => void process.stderr.write(`${line}\n`);
   const opts: RunOptions = {
     scenario: s,
     signal: ac.signal,

@@ -16,6 +16,7 @@ export interface EngineResponse {
 export interface ContainerState {
   readonly Id: string;
   readonly State: { readonly Pid: number; readonly Running: boolean; readonly ExitCode?: number };
+  readonly Config?: { readonly Labels?: Readonly<Record<string, string>> | null };
 }
 
 export interface ExecState {
@@ -173,7 +174,7 @@ export class Engine {
 
   async removeImage(ref: string): Promise<void> {
     const r = await this.request('DELETE', `/images/${encodeURIComponent(ref)}?force=false&noprune=false`);
-    if (r.status !== 200 && r.status !== 404 && r.status !== 409) throw new DockerError('E_DOCKER_HTTP', `DELETE image ${ref}: ${r.status} ${message(r.text)}`, { status: r.status });
+    if (r.status !== 200 && r.status !== 404) throw new DockerError('E_DOCKER_HTTP', `DELETE image ${ref}: ${r.status} ${message(r.text)}`, { status: r.status });
   }
 
   async commit(container: string, repo: string, tag: string, comment: string): Promise<string> {

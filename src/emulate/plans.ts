@@ -26,8 +26,8 @@ export interface PrepareEnv {
 export interface Plan {
   /** It changes the helpers' network namespace (addresses, veth pairs, firewall). */
   readonly changesNet: boolean;
-  /** Before the executor exists (docker-registry scenarios): returns the image to run. */
-  prepare?(env: PrepareEnv): Promise<string>;
+  /** Before the executor exists (docker-registry scenarios): the image to run, and facts for run(). */
+  prepare?(env: PrepareEnv): Promise<{ readonly image: string; readonly facts: Readonly<Record<string, string>> }>;
   run(ctx: RunCtx): Promise<void>;
 }
 
@@ -277,7 +277,7 @@ const escape: Plan = {
     const sock = ctx.hostRun ? join(ctx.exec.inside.runDir, 'docker.sock') : (ctx.opts.runtimeSocket ?? DEFAULTS.runtimeSocket);
     if (ctx.hostRun) ctx.note(`host run: the runtime-socket connect goes to ${sock}, never to the node’s own socket`);
     const token = `/var/run/secrets/tokens/fc-emulate-${ctx.run}-token`;
-    const cg = join(ctx.exec.inside.runDir, 'cgrp');
+    const cg = `/tmp/cgrp-${ctx.run}`;
     Object.assign(ctx.vars, { api, runtime_socket: sock, token, cgroup_dir: cg });
     makeTokenFile(ctx, token);
     ctx.cleanup(`remove ${cg}`, () => rmSync(ctx.rootPath(cg), { recursive: true, force: true }));
@@ -302,8 +302,6 @@ const escape: Plan = {
   },
 };
 
-let imageFacts: { repo: string; before: string; after: string; id: string } | null = null;
-
 const unexpectedImage: Plan = {
   changesNet: true,
   async prepare(env) {
@@ -315,10 +313,16 @@ const unexpectedImage: Plan = {
     const repo = `${registry}/fc-emulate/app`;
     const tag = '1.0';
     const digest = async (): Promise<string> => ((await engine.imageInspect(`${repo}:${tag}`)).RepoDigests ?? []).find((d) => d.startsWith(`${repo}@`))?.split('@')[1] ?? '?';
+    const digests: string[] = [];
+    env.cleanup(`remove image ${repo}:${tag} and its digests`, async () => {
+      await engine.removeImage(`${repo}:${tag}`);
+      for (const d of digests) if (d.startsWith('sha256:')) await engine.removeImage(`${repo}@${d}`);
+    });
     env.progress(`tag ${base} as ${repo}:${tag} and push it`);
     await engine.tag(base, repo, tag);
     await engine.push(repo, tag);
     const before = await digest();
+    digests.push(before);
     const tmp = await engine.createContainer(`fc-emulate-${env.run}-build`, { Image: `${repo}:${tag}`, Entrypoint: ['/bin/sh'], Cmd: ['-c', 'true'], HostConfig: { NetworkMode: 'none' } });
     let id: string;
     try {
@@ -330,19 +334,19 @@ const unexpectedImage: Plan = {
     env.progress(`push the new digest behind ${repo}:${tag}, then pull it back`);
     await engine.push(repo, tag);
     const after = await digest();
+    digests.push(after);
     await engine.removeImage(`${repo}:${tag}`);
     await engine.pull(repo, tag);
-    env.cleanup(`remove image ${repo}:${tag}`, () => engine.removeImage(`${repo}:${tag}`));
     env.note(`${repo}:${tag}: ${before} -> ${after} (the registry keeps both manifests)`);
-    imageFacts = { repo: `${repo}:${tag}`, before, after, id };
-    return `${repo}:${tag}`;
+    return { image: `${repo}:${tag}`, facts: { repo: `${repo}:${tag}`, before, after, id } };
   },
   async run(ctx) {
-    const facts = imageFacts;
+    const facts = ctx.prepared;
     const net = ctx.exec.net;
     await addLoAddress(ctx, net, '203.0.113.1');
     Object.assign(ctx.vars, { peer: '203.0.113.1' });
-    if (facts) await ctx.check(facts.before !== facts.after && facts.before !== '?' ? pass('new digest behind the tag', `${facts.repo}: ${facts.before.slice(0, 19)}… -> ${facts.after.slice(0, 19)}…`) : fail('new digest behind the tag', `${facts.before} -> ${facts.after}`));
+    const [before = '?', after = '?'] = [facts['before'], facts['after']];
+    await ctx.check(before !== after && before !== '?' ? pass('new digest behind the tag', `${facts['repo'] ?? ''}: ${before.slice(0, 19)}… -> ${after.slice(0, 19)}… (container image ${(facts['id'] ?? '').slice(7, 19)})`) : fail('new digest behind the tag', `${before} -> ${after}`));
     const sink = await ctx.role('sink');
     await ctx.step('sink', 'listening');
     const shell = await ctx.exec.spawn({ role: 'shell', exe: '/bin/sh', args: ['-c', 'echo emulated-shell'], tty: true });

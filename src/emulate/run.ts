@@ -115,6 +115,8 @@ export interface RunCtx {
   rootPath(p: string): string;
   /** Seconds a single wait may take. */
   readonly waitS: number;
+  /** What the plan's prepare() found (docker-registry scenarios). */
+  readonly prepared: Readonly<Record<string, string>>;
 }
 
 /** Scenario-independent defaults. */
@@ -200,6 +202,8 @@ export async function runScenario(opts: RunOptions): Promise<RunReport> {
   const notes: string[] = [];
   const footprint: Check[] = [];
   const cleanups: { what: string; fn: () => Promise<unknown> | unknown }[] = [];
+  /** Undone after the executor is gone (images its container used). */
+  const lateCleanups: { what: string; fn: () => Promise<unknown> | unknown }[] = [];
   const cleaned: CleanupRecord[] = [];
   const spawned: Spawned[] = [];
   const pids = new Set<number>();
@@ -223,8 +227,9 @@ export async function runScenario(opts: RunOptions): Promise<RunReport> {
     const useDocker = opts.docker !== undefined || s.where === 'docker-registry';
     const env = { socket: opts.docker?.socket ?? DEFAULTS.runtimeSocket, image: opts.docker?.image ?? '' };
     let image = env.image;
+    let prepared: Readonly<Record<string, string>> = {};
     if (plan.prepare) {
-      image = await plan.prepare({ run, opts, socket: env.socket, note: (t) => notes.push(t), cleanup: (what, fn) => cleanups.push({ what, fn }), progress });
+      ({ image, facts: prepared } = await plan.prepare({ run, opts, socket: env.socket, note: (t) => notes.push(t), cleanup: (what, fn) => lateCleanups.push({ what, fn }), progress }));
     }
     if (useDocker) {
       if (!image) throw new EmulateError('E_EMULATE_PREFLIGHT', '--docker needs --image IMAGE (any image with /bin/sh; the helper is mounted in)');
@@ -254,6 +259,7 @@ export async function runScenario(opts: RunOptions): Promise<RunReport> {
       opts,
       hostRun,
       waitS,
+      prepared,
       foot: { proc: ex.proc, net: ex.net, ss },
       net: { target: ex.net, peer: ex.net },
       vars: {
@@ -346,6 +352,12 @@ export async function runScenario(opts: RunOptions): Promise<RunReport> {
       rootPath: (p) => ex.rootPath(p),
     };
     progress(`${s.name}: run ${run}${ex.containerId ? ` in container ${ex.containerId.slice(0, 12)}` : hostRun ? ' on the host' : ''} (${ex.kind})`);
+    if (ex instanceof DockerExecutor && s.labels && ex.containerId) {
+      const labels = (await ex.engine.inspect(ex.containerId)).Config?.Labels ?? {};
+      const want = Object.entries(s.labels);
+      const seen = want.map(([k, v]) => `${k}=${labels[k] ?? '(none)'}`).join(', ');
+      await ctx.check({ name: 'container labels', ok: want.every(([k, v]) => labels[k] === v), seen });
+    }
     await plan.run(ctx);
   } catch (err) {
     const reason = signal.reason instanceof EmulateError ? signal.reason : null;
@@ -383,6 +395,15 @@ export async function runScenario(opts: RunOptions): Promise<RunReport> {
         cleaned.push({ what: exec.kind === 'docker' ? `remove container ${exec.containerId?.slice(0, 12) ?? ''} and the run directory` : 'remove the run directory', ok: true });
       } catch (err) {
         cleaned.push({ what: 'remove the run directory / container', ok: false, error: errorMessage(err) });
+      }
+    }
+    // 4. what was prepared before the executor (images), newest first
+    for (const c of lateCleanups.reverse()) {
+      try {
+        await c.fn();
+        cleaned.push({ what: c.what, ok: true });
+      } catch (err) {
+        cleaned.push({ what: c.what, ok: false, error: errorMessage(err) });
       }
     }
     for (const c of cleaned) if (!c.ok) progress(`cleanup failed: ${c.what}: ${c.error ?? ''}`);

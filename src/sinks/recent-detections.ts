@@ -140,7 +140,7 @@ export class RecentDetections {
       sinceNs = t.ns;
     }
     const limitText = q.get('limit');
-    const limit = limitText === null ? 100 : Number(limitText);
+    const limit = limitText === null ? Math.min(100, this.capacity) : Number(limitText);
     if (!Number.isInteger(limit) || limit < 1 || limit > this.capacity) return `limit must be an integer from 1 to ${this.capacity}`;
     const pod = q.get('pod');
     if (pod !== null && (pod.length === 0 || pod.length > 253)) return 'pod must be a pod name';

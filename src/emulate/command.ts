@@ -6,7 +6,7 @@
  */
 import type { Argv } from 'yargs';
 import { errorMessage } from '../errors.js';
-import { formatList, formatRun } from './report.js';
+import { formatList, formatMarkdown, formatRun } from './report.js';
 import { runScenario, type RunOptions } from './run.js';
 import { SCENARIOS, scenarioByName } from './scenarios.js';
 import { verifyRun, type VerifyReport } from './verify.js';
@@ -15,6 +15,7 @@ interface EmulateFlags {
   action: string;
   scenario?: string;
   json?: boolean;
+  markdown?: boolean;
   verify?: string;
   'verify-wait'?: number;
   timeout?: number;
@@ -43,7 +44,7 @@ function out(s: string): void {
 
 export async function runEmulateCommand(f: EmulateFlags): Promise<number> {
   if (f.action === 'list') {
-    out(f.json ? JSON.stringify(SCENARIOS, null, 2) : formatList(SCENARIOS));
+    out(f.json ? JSON.stringify(SCENARIOS, null, 2) : f.markdown ? formatMarkdown(SCENARIOS) : formatList(SCENARIOS));
     return 0;
   }
   const s = f.scenario ? scenarioByName(f.scenario) : undefined;
@@ -116,6 +117,7 @@ export const emulateCommand = {
       .positional('scenario', { type: 'string', describe: 'Scenario name (see `emulate list`)' })
       .options({
         json: { type: 'boolean', default: false, describe: 'JSON output (list: the declarations; run: the report)' },
+        markdown: { type: 'boolean', default: false, describe: 'list: the scenarios as Markdown (the Scenarios section of docs/emulation.md)' },
         verify: { type: 'string', describe: 'Companion ops URL (http://HOST:2804): check that the declared detections arrived' },
         'verify-wait': { type: 'number', describe: 'Seconds to wait for the detections (default 30)' },
         timeout: { type: 'number', describe: 'Bound on the whole run, seconds (default per scenario)' },

@@ -97,6 +97,11 @@ export async function packetSocket(env: FootprintEnv, pid: number, inode: number
   }
   const r = await sh(inNet(env.net, ['ss', '-0', '-b', '-p', '-n']));
   const n = ssFilterFor(r.stdout, pid);
+  if (n === 0 && insns !== null && insns > 0) {
+    // The kernel reports filter programs to sock_diag only for CAP_NET_ADMIN (packet_diag).
+    out.push(skip('socket filter attached', `ss shows "bpf filter (0)": reading a socket's filter needs CAP_NET_ADMIN where ss runs; the journal has setsockopt(SO_ATTACH_FILTER) = 0 with ${insns} instructions`));
+    return out;
+  }
   const shown = r.stdout.split('\n').filter((l) => l.includes(`pid=${pid},`) || /bpf filter/.test(l)).slice(0, 2).map((l) => l.trim().replace(/\s+/g, ' ').slice(0, 160)).join(' | ');
   out.push(
     n !== null && (insns === null || n === insns)

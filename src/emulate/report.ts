@@ -16,6 +16,25 @@ export function formatList(list: readonly Scenario[]): string {
   return lines.join('\n');
 }
 
+const md = (t: string): string => t.replace(/\|/g, '\\|').replace(/</g, '\\<');
+
+/** The scenarios as Markdown (`emulate list --markdown`; the "Scenarios" section of docs/emulation.md). */
+export function formatMarkdown(list: readonly Scenario[]): string {
+  const out: string[] = [];
+  for (const s of list) {
+    const labels = s.labels ? `. Labels: ${Object.entries(s.labels).map(([k, v]) => `\`${k}=${v}\``).join(', ')}` : '';
+    out.push(`### ${s.name}`, '', `**${s.title}.** Where: ${s.where}${s.benign ? ' (benign twin)' : ''}. Capabilities: ${s.capabilities.join(', ') || 'none'}. Needs: ${s.needs.join(', ') || 'nothing'}${labels}.`, '');
+    s.steps.forEach((st, i) => out.push(`${i + 1}. ${md(st)}`));
+    out.push('', `Proves: ${md(s.proves)}`, '', '| must fire | rules file | on | |', '|---|---|---|---|');
+    for (const r of s.rules) out.push(`| ${r.rule} | ${r.source} | ${md(r.on)} | ${r.pending ? `pending: ${md(r.pending)}` : ''} |`);
+    out.push('');
+    if (s.benign) out.push('Companion: **no detection at Warning or above**.');
+    else out.push(`Companion: ${s.detections.map((d) => `\`${d.detector}\` ${d.mitre} ≥ ${d.minPriority}${d.rule ? ` ("${d.rule}")` : ''}${d.pending ? ` (pending: ${md(d.pending)})` : ''}`).join('; ')}.`);
+    out.push('');
+  }
+  return out.join('\n').trimEnd();
+}
+
 function verdict(ok: boolean | null): string {
   return ok === true ? 'PASS' : ok === false ? 'FAIL' : 'SKIP';
 }

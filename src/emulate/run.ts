@@ -355,7 +355,7 @@ export async function runScenario(opts: RunOptions): Promise<RunReport> {
     if (ex instanceof DockerExecutor && s.labels && ex.containerId) {
       const labels = (await ex.engine.inspect(ex.containerId)).Config?.Labels ?? {};
       const want = Object.entries(s.labels);
-      const seen = want.map(([k, v]) => `${k}=${labels[k] ?? '(none)'}`).join(', ');
+      const seen = want.map(([k]) => `${k}=${labels[k] ?? '(none)'}`).join(', ');
       await ctx.check({ name: 'container labels', ok: want.every(([k, v]) => labels[k] === v), seen });
     }
     await plan.run(ctx);

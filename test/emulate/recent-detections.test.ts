@@ -36,7 +36,7 @@ describe('RecentDetections', () => {
     expect(s.detector).toBe('socket_filter');
     expect(s.mitre).toEqual(['T1205.002', 'T1205']);
     expect(s.container_id).toBe('a29db30b8741');
-    expect(s.pids.sort()).toEqual([13924, 13925]);
+    expect([...s.pids].sort()).toEqual([13924, 13925]);
     expect(s.priority).toBe('Critical');
     expect(lineagePids('kworker[13924<13892] > sh[13925]')).toEqual([13924, 13925]);
     expect(lineagePids(null)).toEqual([]);

@@ -139,7 +139,7 @@ describe.skipIf(skipCli !== null)('emulate run --verify (built CLI, a real host 
       const a = await emulate(['run', 'socket-filter-bind', '--helper', helper, '--verify', good.url, '--verify-wait', '5', '--json']);
       expect(a.code, a.stderr.slice(-1500)).toBe(0);
       expect(a.verify?.rows[0]?.status).toBe('pass');
-      expect(good.calls[0]?.get('pid')?.split(',').map(Number)).toEqual(expect.arrayContaining(a.report?.pids ?? [-1]));
+      expect(good.calls[0]?.get('pid')?.split(',').map(Number)).toEqual(expect.arrayContaining([...(a.report?.pids ?? [-1])]));
       const b = await emulate(['run', 'socket-filter-bind', '--helper', helper, '--verify', empty.url, '--verify-wait', '1']);
       expect(b.code).toBe(3);
       expect(b.stdout).toMatch(/^ {2}FAIL {4}socket_filter {6}T1205\.002 {2}≥ Critical {3}no detection$/m);

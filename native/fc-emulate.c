@@ -166,30 +166,30 @@ static void journal(const char *step, const char *syscall, const char *args, lon
 /* Journal a syscall result: ret as given, errno captured by the caller. */
 #define J(step, sc, args, ret, extra) journal((step), (sc), (args), (long)(ret), (ret) < 0 ? errno : 0, (extra))
 
+/* A journal line without a syscall, carrying one message member (`note` or `fatal`). */
+static void journal_msg(const char *step, const char *key, long ret, const char *fmt, va_list ap, char *msg, size_t cap) {
+  vsnprintf(msg, cap, fmt, ap);
+  struct buf e = {.n = 0};
+  bprintf(&e, ",\"%s\":", key);
+  bstr(&e, msg);
+  e.b[e.n] = 0;
+  journal(step, NULL, NULL, ret, 0, e.b);
+}
+
 static void note(const char *step, const char *fmt, ...) {
   char msg[1024];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  journal_msg(step, "note", 0, fmt, ap, msg, sizeof msg);
   va_end(ap);
-  struct buf e = {.n = 0};
-  bputs(&e, ",\"note\":");
-  bstr(&e, msg);
-  e.b[e.n] = 0;
-  journal(step, NULL, NULL, 0, 0, e.b);
 }
 
 static void die(const char *step, const char *fmt, ...) {
   char msg[1024];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  journal_msg(step, "fatal", -1, fmt, ap, msg, sizeof msg);
   va_end(ap);
-  struct buf e = {.n = 0};
-  bputs(&e, ",\"fatal\":");
-  bstr(&e, msg);
-  e.b[e.n] = 0;
-  journal(step, NULL, NULL, -1, 0, e.b);
   if (jfd != 2) dprintf(2, "fc-emulate %s: %s\n", step, msg);
   exit(2);
 }
@@ -201,12 +201,6 @@ static const char *opt(int argc, char **argv, const char *name, const char *def)
   for (int i = 0; i < argc - 1; i++)
     if (strcmp(argv[i], name) == 0) return argv[i + 1];
   return def;
-}
-
-static int has_flag(int argc, char **argv, const char *name) {
-  for (int i = 0; i < argc; i++)
-    if (strcmp(argv[i], name) == 0) return 1;
-  return 0;
 }
 
 static long opt_long(int argc, char **argv, const char *name, long def) {
@@ -437,6 +431,94 @@ static int drain(int fd) {
   return n;
 }
 
+/* A raw / packet socket, journaled as step raw_socket; dies when it cannot be opened. */
+static int raw_socket_j(int domain, int type, int proto, const char *text) {
+  int fd = socket(domain, type, proto);
+  char extra[128];
+  snprintf(extra, sizeof extra, ",\"fd\":%d,\"ino\":%lu,\"family\":\"%s\"", fd, fd >= 0 ? sock_inode(fd) : 0, domain == AF_PACKET ? "AF_PACKET" : "AF_INET");
+  J("raw_socket", "socket", text, fd, extra);
+  if (fd < 0) die("raw_socket", "socket(%s): %s (needs CAP_NET_RAW)", text, strerror(errno));
+  return fd;
+}
+
+/* An AF_PACKET socket for all protocols bound to `ifname` (libpcap and DHCP clients do this). */
+static int packet_on(const char *ifname) {
+  int fd = raw_socket_j(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL), "AF_PACKET, SOCK_RAW, htons(ETH_P_ALL)");
+  struct sockaddr_ll ll;
+  memset(&ll, 0, sizeof ll);
+  ll.sll_family = AF_PACKET;
+  ll.sll_protocol = htons(ETH_P_ALL);
+  ll.sll_ifindex = (int)if_nametoindex(ifname);
+  int r = bind(fd, (struct sockaddr *)&ll, sizeof ll);
+  char args[160];
+  snprintf(args, sizeof args, "AF_PACKET, ifindex %d (%s)", ll.sll_ifindex, ifname);
+  J("bind_interface", "bind", args, r, "");
+  return fd;
+}
+
+/*
+ * A TCP listener on host:port for the first free port in [lo, hi], journaled (bind, listening
+ * with port and inode); -1 when none is free. `*port` gets the port.
+ */
+static int tcp_listen(const char *host, int lo, int hi, int backlog, int *port) {
+  int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int on = 1;
+  setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr = addr_only(host);
+  int got = -1;
+  for (int pp = lo; pp <= hi; pp++) {
+    a.sin_port = htons((uint16_t)pp);
+    if (bind(ls, (struct sockaddr *)&a, sizeof a) == 0) {
+      got = pp;
+      break;
+    }
+  }
+  char args[100], extra[100];
+  snprintf(args, sizeof args, "%s:%d", host, got < 0 ? lo : got);
+  J("bind", "bind", args, got < 0 ? -1 : 0, "");
+  if (got < 0) {
+    close(ls);
+    return -1;
+  }
+  int r = listen(ls, backlog);
+  snprintf(extra, sizeof extra, ",\"port\":%d,\"fd\":%d,\"ino\":%lu", got, ls, sock_inode(ls));
+  J("listening", "listen", args, r, extra);
+  *port = got;
+  return ls;
+}
+
+/*
+ * One conversation on a connected socket (the bind-shell client, the reverse-shell listener):
+ * read until `expect` (journaled), wait for the runner's go-ahead file, send `send_` + newline,
+ * half-close, drain briefly, close.
+ */
+static void converse(int fd, const char *what, const char *expect, const char *send_, const char *release, long wait_s) {
+  char got[512];
+  if (expect) {
+    int n = read_expect(fd, expect, got, sizeof got, wait_s * 1000);
+    struct buf e = {.n = 0};
+    bputs(&e, ",\"received\":");
+    bstr(&e, got);
+    bprintf(&e, ",\"matched\":%s", strstr(got, expect) ? "true" : "false");
+    e.b[e.n] = 0;
+    journal("received", "read", what, n, 0, e.b);
+  }
+  int released = wait_release(release, wait_s);
+  note("released", "%s", released ? "go-ahead received" : "no go-ahead: ending after the wait");
+  if (send_) {
+    char line[256];
+    int len = snprintf(line, sizeof line, "%s\n", send_);
+    ssize_t w = write(fd, line, (size_t)len);
+    J("sent", "write", send_, w, "");
+  }
+  shutdown(fd, SHUT_WR);
+  read_expect(fd, NULL, got, sizeof got, 1000);
+  close(fd);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Commands */
 
@@ -502,26 +584,16 @@ static int cmd_drop(int argc, char **argv) {
 static int open_trigger_socket(const char *kind, struct prog *p, int port, int magic) {
   int fd;
   struct sock_fprog fp;
-  char extra[128];
   if (strcmp(kind, "packet") == 0) {
-    fd = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_IP));
-    snprintf(extra, sizeof extra, ",\"fd\":%d,\"ino\":%lu,\"family\":\"AF_PACKET\"", fd, fd >= 0 ? sock_inode(fd) : 0);
-    J("raw_socket", "socket", "AF_PACKET, SOCK_RAW, htons(ETH_P_IP)", fd, extra);
-    if (fd < 0) die("raw_socket", "socket(AF_PACKET): %s (needs CAP_NET_RAW)", strerror(errno));
+    fd = raw_socket_j(AF_PACKET, SOCK_RAW, htons(ETH_P_IP), "AF_PACKET, SOCK_RAW, htons(ETH_P_IP)");
     fp = udp_filter(p, 14, port, magic);
     attach(fd, &fp, "ipv4 udp dport + magic");
   } else if (strcmp(kind, "inet-udp") == 0) {
-    fd = socket(AF_INET, SOCK_RAW, IPPROTO_UDP);
-    snprintf(extra, sizeof extra, ",\"fd\":%d,\"ino\":%lu,\"family\":\"AF_INET\"", fd, fd >= 0 ? sock_inode(fd) : 0);
-    J("raw_socket", "socket", "AF_INET, SOCK_RAW, IPPROTO_UDP", fd, extra);
-    if (fd < 0) die("raw_socket", "socket(AF_INET, SOCK_RAW): %s (needs CAP_NET_RAW)", strerror(errno));
+    fd = raw_socket_j(AF_INET, SOCK_RAW, IPPROTO_UDP, "AF_INET, SOCK_RAW, IPPROTO_UDP");
     fp = udp_filter(p, 0, port, magic);
     attach(fd, &fp, "udp dport + magic");
   } else if (strcmp(kind, "inet-icmp") == 0) {
-    fd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMP);
-    snprintf(extra, sizeof extra, ",\"fd\":%d,\"ino\":%lu,\"family\":\"AF_INET\"", fd, fd >= 0 ? sock_inode(fd) : 0);
-    J("raw_socket", "socket", "AF_INET, SOCK_RAW|SOCK_CLOEXEC, IPPROTO_ICMP", fd, extra);
-    if (fd < 0) die("raw_socket", "socket(AF_INET, SOCK_RAW): %s (needs CAP_NET_RAW)", strerror(errno));
+    fd = raw_socket_j(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMP, "AF_INET, SOCK_RAW|SOCK_CLOEXEC, IPPROTO_ICMP");
     fp = icmp_filter(p, magic);
     attach(fd, &fp, "icmp echo + magic");
   } else {
@@ -616,28 +688,10 @@ static int cmd_implant(int argc, char **argv) {
     if (!colon || sscanf(colon + 1, "%d-%d", &lo, &hi) < 1) die("args", "--bind ADDR:MIN-MAX");
     if (hi < lo) hi = lo;
     snprintf(host, sizeof host, "%.*s", (int)(colon - bindspec), bindspec);
-    int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    J("listener", "socket", "AF_INET, SOCK_STREAM", ls, "");
-    int one = 1;
-    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr = addr_only(host);
     int port = -1;
-    for (int pp = lo; pp <= hi; pp++) {
-      a.sin_port = htons((uint16_t)pp);
-      if (bind(ls, (struct sockaddr *)&a, sizeof a) == 0) {
-        port = pp;
-        break;
-      }
-    }
+    int ls = tcp_listen(host, lo, hi, 4, &port);
+    if (ls < 0) die("bind", "no free port in %s", bindspec);
     snprintf(args, sizeof args, "%s:%d", host, port);
-    J("bind", "bind", args, port < 0 ? -1 : 0, "");
-    if (port < 0) die("bind", "no free port in %s", bindspec);
-    int r = listen(ls, 4);
-    snprintf(extra, sizeof extra, ",\"port\":%d,\"fd\":%d,\"ino\":%lu", port, ls, sock_inode(ls));
-    J("listening", "listen", args, r, extra);
     if (wait_fd(ls, POLLIN, wait_s * 1000) <= 0) die("accept", "no client within %ld s", wait_s);
     struct sockaddr_in peer;
     socklen_t pl = sizeof peer;
@@ -764,35 +818,13 @@ static int connect_from(const char *to, const char *bindaddr, long timeout_ms, c
 static int cmd_client(int argc, char **argv) {
   const char *to = need(argc, argv, "--to");
   const char *bindaddr = opt(argc, argv, "--bind", NULL);
-  const char *expect = opt(argc, argv, "--expect", NULL);
-  const char *send_ = opt(argc, argv, "--send", NULL);
-  const char *release = opt(argc, argv, "--release", NULL);
   long wait_s = opt_long(argc, argv, "--wait-s", 30);
-  char local[64], extra[600], got[512];
+  char local[64], extra[600];
   int s = connect_from(to, bindaddr, 5000, local, sizeof local);
   snprintf(extra, sizeof extra, ",\"local\":\"%s\",\"fd\":%d", local, s);
   J("connected", "connect", to, s, extra);
   if (s < 0) die("connect", "%s: %s", to, strerror(errno));
-  if (expect) {
-    int n = read_expect(s, expect, got, sizeof got, wait_s * 1000);
-    struct buf e = {.n = 0};
-    bputs(&e, ",\"received\":");
-    bstr(&e, got);
-    bprintf(&e, ",\"matched\":%s", strstr(got, expect) ? "true" : "false");
-    e.b[e.n] = 0;
-    journal("received", "read", to, n, 0, e.b);
-  }
-  int released = wait_release(release, wait_s);
-  note("released", "%s", released ? "go-ahead received" : "no go-ahead: ending after the wait");
-  if (send_) {
-    char line[256];
-    int len = snprintf(line, sizeof line, "%s\n", send_);
-    ssize_t w = write(s, line, (size_t)len);
-    J("sent", "write", send_, w, "");
-  }
-  shutdown(s, SHUT_WR);
-  read_expect(s, NULL, got, sizeof got, 1000);
-  close(s);
+  converse(s, to, opt(argc, argv, "--expect", NULL), opt(argc, argv, "--send", NULL), opt(argc, argv, "--release", NULL), wait_s);
   journal("closed", "close", to, 0, 0, "");
   return 0;
 }
@@ -827,22 +859,9 @@ static int cmd_serve(int argc, char **argv) {
     die("args", "give --listen or --listen-many");
   }
   for (int i = 0; i < np; i++) {
-    int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int on = 1;
-    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr = addr_only(host);
-    a.sin_port = htons((uint16_t)ports[i]);
-    char args[100], extra[100];
-    snprintf(args, sizeof args, "%s:%d", host, ports[i]);
-    int r = bind(ls, (struct sockaddr *)&a, sizeof a);
-    J("bind", "bind", args, r, "");
-    if (r < 0) die("bind", "%s: %s", args, strerror(errno));
-    r = listen(ls, 64);
-    snprintf(extra, sizeof extra, ",\"port\":%d,\"fd\":%d,\"ino\":%lu", ports[i], ls, sock_inode(ls));
-    J("listening", "listen", args, r, extra);
+    int port = 0;
+    int ls = tcp_listen(host, ports[i], ports[i], 64, &port);
+    if (ls < 0) die("bind", "%s:%d: %s", host, ports[i], strerror(errno));
     pf[nl].fd = ls;
     pf[nl].events = POLLIN;
     nl++;
@@ -865,24 +884,7 @@ static int cmd_serve(int argc, char **argv) {
       if (c < 0) continue;
       accepted++;
       if (expect) {
-        int n = read_expect(c, expect, got, sizeof got, wait_s * 1000);
-        struct buf e = {.n = 0};
-        bputs(&e, ",\"received\":");
-        bstr(&e, got);
-        bprintf(&e, ",\"matched\":%s", strstr(got, expect) ? "true" : "false");
-        e.b[e.n] = 0;
-        journal("received", "read", "connection", n, 0, e.b);
-        int ok = wait_release(release, wait_s);
-        note("released", "%s", ok ? "go-ahead received" : "no go-ahead: ending after the wait");
-        if (send_) {
-          char line[256];
-          int len = snprintf(line, sizeof line, "%s\n", send_);
-          ssize_t w = write(c, line, (size_t)len);
-          J("sent", "write", send_, w, "");
-        }
-        shutdown(c, SHUT_WR);
-        read_expect(c, NULL, got, sizeof got, 1000);
-        close(c);
+        converse(c, "connection", expect, send_, release, wait_s);
         for (int k = 0; k < nl; k++) close(pf[k].fd);
         return 0;
       }
@@ -1011,11 +1013,8 @@ static int cmd_knockd(int argc, char **argv) {
   const char *iptables = opt(argc, argv, "--iptables", "/usr/sbin/iptables");
   long wait_s = opt_long(argc, argv, "--wait-s", 30);
   struct in_addr dst = addr_only(listen_addr);
-  int fd = socket(AF_INET, SOCK_RAW, IPPROTO_TCP);
+  int fd = raw_socket_j(AF_INET, SOCK_RAW, IPPROTO_TCP, "AF_INET, SOCK_RAW, IPPROTO_TCP");
   char extra[256], args[200];
-  snprintf(extra, sizeof extra, ",\"fd\":%d,\"ino\":%lu,\"family\":\"AF_INET\"", fd, fd >= 0 ? sock_inode(fd) : 0);
-  J("raw_socket", "socket", "AF_INET, SOCK_RAW, IPPROTO_TCP", fd, extra);
-  if (fd < 0) die("raw_socket", "socket(AF_INET, SOCK_RAW): %s (needs CAP_NET_RAW)", strerror(errno));
   struct prog p;
   struct sock_fprog fp = syn_filter(&p, ntohl(dst.s_addr), ports, np);
   attach(fd, &fp, "tcp syn to the knock ports");
@@ -1059,20 +1058,10 @@ static int cmd_knockd(int argc, char **argv) {
   char *add[] = {"iptables", "-I", "INPUT", "-s", srcnet, "-p", "tcp", "--dport", dport, "-j", "ACCEPT", NULL};
   if (run_child(iptables, add, NULL, "firewall_open") != 0) die("firewall_open", "iptables -I failed");
 
-  int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  int on = 1;
-  setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-  struct sockaddr_in a;
-  memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  a.sin_addr = dst;
-  a.sin_port = htons((uint16_t)service);
+  int port = 0;
+  int ls = tcp_listen(listen_addr, service, service, 4, &port);
+  if (ls < 0) die("bind", "%s:%d: %s", listen_addr, service, strerror(errno));
   snprintf(args, sizeof args, "%s:%d", listen_addr, service);
-  int r = bind(ls, (struct sockaddr *)&a, sizeof a);
-  J("bind", "bind", args, r, "");
-  r = listen(ls, 4);
-  snprintf(extra, sizeof extra, ",\"port\":%d,\"fd\":%d,\"ino\":%lu", service, ls, sock_inode(ls));
-  J("listening", "listen", args, r, extra);
   int rc = 0;
   if (wait_fd(ls, POLLIN, wait_s * 1000) > 0) {
     struct sockaddr_in peer;
@@ -1243,18 +1232,7 @@ static int cmd_capture(int argc, char **argv) {
   long count = opt_long(argc, argv, "--count", 1);
   long wait_s = opt_long(argc, argv, "--wait-s", 10);
   char extra[200], args[160];
-  int fd = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
-  snprintf(extra, sizeof extra, ",\"fd\":%d,\"ino\":%lu,\"family\":\"AF_PACKET\"", fd, fd >= 0 ? sock_inode(fd) : 0);
-  J("raw_socket", "socket", "AF_PACKET, SOCK_RAW, htons(ETH_P_ALL)", fd, extra);
-  if (fd < 0) die("raw_socket", "socket(AF_PACKET): %s (needs CAP_NET_RAW)", strerror(errno));
-  struct sockaddr_ll ll;
-  memset(&ll, 0, sizeof ll);
-  ll.sll_family = AF_PACKET;
-  ll.sll_protocol = htons(ETH_P_ALL);
-  ll.sll_ifindex = (int)if_nametoindex(ifname);
-  int r = bind(fd, (struct sockaddr *)&ll, sizeof ll);
-  snprintf(args, sizeof args, "AF_PACKET, ifindex %d (%s)", ll.sll_ifindex, ifname);
-  J("bind_interface", "bind", args, r, "");
+  int fd = packet_on(ifname);
   struct prog p;
   struct sock_fprog fp = reject_all(&p);
   attach(fd, &fp, "reject all (libpcap's first attach)");
@@ -1293,20 +1271,14 @@ static uint16_t csum16(const unsigned char *b, int len) {
 static int cmd_dhcp(int argc, char **argv) {
   const char *ifname = need(argc, argv, "--ifname");
   long wait_s = opt_long(argc, argv, "--wait-s", 2);
-  char extra[200], args[160];
-  int fd = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
-  snprintf(extra, sizeof extra, ",\"fd\":%d,\"ino\":%lu,\"family\":\"AF_PACKET\"", fd, fd >= 0 ? sock_inode(fd) : 0);
-  J("raw_socket", "socket", "AF_PACKET, SOCK_RAW, htons(ETH_P_ALL)", fd, extra);
-  if (fd < 0) die("raw_socket", "socket(AF_PACKET): %s", strerror(errno));
+  char extra[200];
+  int fd = packet_on(ifname);
   int ifindex = (int)if_nametoindex(ifname);
   struct sockaddr_ll ll;
   memset(&ll, 0, sizeof ll);
   ll.sll_family = AF_PACKET;
   ll.sll_protocol = htons(ETH_P_ALL);
   ll.sll_ifindex = ifindex;
-  int r = bind(fd, (struct sockaddr *)&ll, sizeof ll);
-  snprintf(args, sizeof args, "AF_PACKET, ifindex %d (%s)", ifindex, ifname);
-  J("bind_interface", "bind", args, r, "");
   struct prog p;
   struct sock_fprog fp = udp_filter(&p, 14, 68, -1);
   attach(fd, &fp, "udp dst port 68 (bootpc)");
@@ -1460,7 +1432,6 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "capture") == 0) return cmd_capture(cargc, cargv);
   if (strcmp(cmd, "dhcp") == 0) return cmd_dhcp(cargc, cargv);
   if (strcmp(cmd, "fwsync") == 0) return cmd_fwsync(cargc, cargv);
-  (void)has_flag;
   dprintf(2, "fc-emulate: unknown command %s\n", cmd);
   usage();
   return 2;

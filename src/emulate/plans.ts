@@ -122,6 +122,14 @@ async function implantChecks(ctx: RunCtx, armed: JournalEntry, kind: 'packet' | 
   return pid;
 }
 
+/** Start the implant (its trigger port chosen) and check it once armed. */
+async function armImplant(ctx: RunCtx, kind: 'packet' | 'inet-udp' | 'inet-icmp'): Promise<{ implant: Spawned; pid: number }> {
+  ctx.vars['trigger_port'] ??= String(randInt(5000, 5999));
+  const implant = await ctx.role('implant');
+  const armed = await ctx.step('implant', 'armed');
+  return { implant, pid: await implantChecks(ctx, armed, kind) };
+}
+
 /** The implant exec'd a shell: wait for it (same pid), then check its socket stdio. */
 async function shellCheck(ctx: RunCtx, pid: number): Promise<void> {
   const end = Date.now() + 3000;
@@ -144,10 +152,7 @@ const bindShell = (kind: 'packet' | 'inet-icmp'): Plan => ({
   changesNet: false,
   async run(ctx) {
     prepareDrop(ctx);
-    ctx.vars['trigger_port'] = String(randInt(5000, 5999));
-    const implant = await ctx.role('implant');
-    const armed = await ctx.step('implant', 'armed');
-    const pid = await implantChecks(ctx, armed, kind);
+    const { implant, pid } = await armImplant(ctx, kind);
     if (kind === 'inet-icmp') ctx.progress(`trigger in ${ctx.vars['delay_ms']} ms (--delay)`);
     await ctx.role('trigger');
     await ctx.step('implant', 'trigger', Number(ctx.vars['delay_ms']) + ctx.waitS * 1000);
@@ -167,12 +172,10 @@ const reverseShell: Plan = {
     prepareDrop(ctx);
     const net = await targetNet(ctx);
     await addLoAddress(ctx, net, '203.0.113.66');
-    Object.assign(ctx.vars, { peer: '203.0.113.66', port: '4444', trigger_port: String(randInt(5000, 5999)) });
+    Object.assign(ctx.vars, { peer: '203.0.113.66', port: '4444' });
     const listener = await ctx.role('listener');
     await ctx.step('listener', 'listening');
-    const implant = await ctx.role('implant');
-    const armed = await ctx.step('implant', 'armed');
-    const pid = await implantChecks(ctx, armed, 'inet-udp');
+    const { implant, pid } = await armImplant(ctx, 'inet-udp');
     await ctx.role('trigger');
     await ctx.step('implant', 'trigger');
     await ctx.check(journaled('reverse connect', await ctx.step('implant', 'connected'), 'ok'));

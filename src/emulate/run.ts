@@ -193,6 +193,18 @@ export function preflight(opts: RunOptions): string[] {
   return problems;
 }
 
+/** Run cleanup steps newest first, recording each (a failing step never stops the others). */
+async function undo(steps: readonly { what: string; fn: () => Promise<unknown> | unknown }[], done: CleanupRecord[]): Promise<void> {
+  for (const c of [...steps].reverse()) {
+    try {
+      await c.fn();
+      done.push({ what: c.what, ok: true });
+    } catch (err) {
+      done.push({ what: c.what, ok: false, error: errorMessage(err) });
+    }
+  }
+}
+
 export async function runScenario(opts: RunOptions): Promise<RunReport> {
   const s = opts.scenario;
   const plan = PLANS[s.name];
@@ -380,14 +392,7 @@ export async function runScenario(opts: RunOptions): Promise<RunReport> {
       }
     }
     // 2. what the plan set up, newest first
-    for (const c of cleanups.reverse()) {
-      try {
-        await c.fn();
-        cleaned.push({ what: c.what, ok: true });
-      } catch (err) {
-        cleaned.push({ what: c.what, ok: false, error: errorMessage(err) });
-      }
-    }
+    await undo(cleanups, cleaned);
     // 3. the executor: container, run directory
     if (exec) {
       try {
@@ -398,14 +403,7 @@ export async function runScenario(opts: RunOptions): Promise<RunReport> {
       }
     }
     // 4. what was prepared before the executor (images), newest first
-    for (const c of lateCleanups.reverse()) {
-      try {
-        await c.fn();
-        cleaned.push({ what: c.what, ok: true });
-      } catch (err) {
-        cleaned.push({ what: c.what, ok: false, error: errorMessage(err) });
-      }
-    }
+    await undo(lateCleanups, cleaned);
     for (const c of cleaned) if (!c.ok) progress(`cleanup failed: ${c.what}: ${c.error ?? ''}`);
   }
   const failedChecks = footprint.filter((c) => c.ok === false);

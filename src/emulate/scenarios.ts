@@ -209,6 +209,15 @@ const IMPLANT_STEPS = (trigger: string, socket: string, after: string[]): string
   ...after,
 ];
 
+/** The implant role: dropped into tmpfs, renamed, pid file, armed on `socket`, then `then`. */
+const implantRole = (socket: string, then: readonly string[], does: string): HelperRole => ({
+  role: 'implant',
+  argv: ['drop', '--to', '{tmpfs}/kdmtmpflush', '--', 'implant', '--comm', 'kworker/0:1', '--pidfile', '/var/run/haldrund-{run}.pid', '--socket', socket, ...then, '--shell', 'echo emulated-shell; read line', '--wait-s', '{wait}'],
+  does,
+});
+const BIND = ['--bind', '127.0.0.1:42391-43390'];
+const bindClient: HelperRole = { role: 'client', argv: ['client', '--to', '127.0.0.1:{port}', '--expect', 'emulated-shell', '--send', 'exit', '--release', '{ctl}/client', '--wait-s', '{wait}'], does: 'connects to the bind shell, reads its banner, then ends the session when released' };
+
 export const SCENARIOS: readonly Scenario[] = [
   {
     name: 'socket-filter-bind',
@@ -226,13 +235,9 @@ export const SCENARIOS: readonly Scenario[] = [
     rules: implantRules('bind'),
     detections: [{ detector: SOCKET_FILTER_DETECTOR_ID, mitre: 'T1205.002', minPriority: 'Critical' }],
     roles: [
-      {
-        role: 'implant',
-        argv: ['drop', '--to', '{tmpfs}/kdmtmpflush', '--', 'implant', '--comm', 'kworker/0:1', '--pidfile', '/var/run/haldrund-{run}.pid', '--socket', 'packet', '--trigger-port', '{trigger_port}', '--magic', '{magic}', '--bind', '127.0.0.1:42391-43390', '--shell', 'echo emulated-shell; read line', '--wait-s', '{wait}'],
-        does: 'drops itself into tmpfs, arms a packet socket with a filter, waits for the magic packet, then serves a bind shell',
-      },
+      implantRole('packet', ['--trigger-port', '{trigger_port}', '--magic', '{magic}', ...BIND], 'drops itself into tmpfs, arms a packet socket with a filter, waits for the magic packet, then serves a bind shell'),
       { role: 'trigger', argv: ['magic', '--udp', '127.0.0.1:{trigger_port}', '--magic', '{magic}'], does: 'sends the magic UDP packet over loopback' },
-      { role: 'client', argv: ['client', '--to', '127.0.0.1:{port}', '--expect', 'emulated-shell', '--send', 'exit', '--release', '{ctl}/client', '--wait-s', '{wait}'], does: 'connects to the bind shell, reads its banner, then ends the session when released' },
+      bindClient,
     ],
     timeoutS: 30,
   },
@@ -253,11 +258,7 @@ export const SCENARIOS: readonly Scenario[] = [
     detections: [{ detector: SOCKET_FILTER_DETECTOR_ID, mitre: 'T1205.002', minPriority: 'Critical' }],
     roles: [
       { role: 'listener', argv: ['serve', '--listen', '{peer}:{port}', '--accept', '1', '--expect', 'emulated-shell', '--send', 'exit', '--release', '{ctl}/listener', '--wait-s', '{wait}'], does: 'the attacker’s listener on a documentation address' },
-      {
-        role: 'implant',
-        argv: ['drop', '--to', '{tmpfs}/kdmtmpflush', '--', 'implant', '--comm', 'kworker/0:1', '--pidfile', '/var/run/haldrund-{run}.pid', '--socket', 'inet-udp', '--trigger-port', '{trigger_port}', '--magic', '{magic}', '--reverse', '{peer}:{port}', '--shell', 'echo emulated-shell; read line', '--wait-s', '{wait}'],
-        does: 'drops itself into tmpfs, arms a raw AF_INET socket with a filter, waits for the magic packet, then connects back with a shell',
-      },
+      implantRole('inet-udp', ['--trigger-port', '{trigger_port}', '--magic', '{magic}', '--reverse', '{peer}:{port}'], 'drops itself into tmpfs, arms a raw AF_INET socket with a filter, waits for the magic packet, then connects back with a shell'),
       { role: 'trigger', argv: ['magic', '--udp', '127.0.0.1:{trigger_port}', '--magic', '{magic}'], does: 'sends the magic UDP packet over loopback' },
     ],
     timeoutS: 30,
@@ -277,13 +278,9 @@ export const SCENARIOS: readonly Scenario[] = [
     rules: implantRules('host'),
     detections: [{ detector: SOCKET_FILTER_DETECTOR_ID, mitre: 'T1205.002', minPriority: 'Critical', pending: SF_HOST }],
     roles: [
-      {
-        role: 'implant',
-        argv: ['drop', '--to', '{tmpfs}/kdmtmpflush', '--', 'implant', '--comm', 'kworker/0:1', '--pidfile', '/var/run/haldrund-{run}.pid', '--socket', 'inet-icmp', '--magic', '{magic}', '--bind', '127.0.0.1:42391-43390', '--shell', 'echo emulated-shell; read line', '--wait-s', '{wait}'],
-        does: 'drops itself into tmpfs, arms a raw ICMP socket with a filter, waits for the magic echo request, then serves a bind shell',
-      },
+      implantRole('inet-icmp', ['--magic', '{magic}', ...BIND], 'drops itself into tmpfs, arms a raw ICMP socket with a filter, waits for the magic echo request, then serves a bind shell'),
       { role: 'trigger', argv: ['magic', '--icmp', '127.0.0.1', '--magic', '{magic}', '--delay-ms', '{delay_ms}'], does: 'waits --delay, then sends the magic ICMP echo request over loopback' },
-      { role: 'client', argv: ['client', '--to', '127.0.0.1:{port}', '--expect', 'emulated-shell', '--send', 'exit', '--release', '{ctl}/client', '--wait-s', '{wait}'], does: 'connects to the bind shell, reads its banner, then ends the session when released' },
+      bindClient,
     ],
     timeoutS: 60,
   },

@@ -4,6 +4,9 @@
  * temp files, pid files, containers).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { afterAll, beforeAll } from 'vitest';
+import { compileHelper } from '../support/emulate-image.js';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -117,4 +120,16 @@ export function hostSkipReason(): string | null {
   if (process.getuid?.() !== 0) return 'host emulation tests need root';
   for (const b of ['/usr/sbin/ip', '/usr/sbin/iptables', '/usr/bin/nsenter']) if (!existsSync(b)) return `${b} not installed`;
   return null;
+}
+
+/** The helper compiled by the system compiler for this test file (beforeAll), removed afterwards. */
+export function useCompiledHelper(): { path(): string } {
+  let dir = '';
+  let helper = '';
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'fc-emulate-test-'));
+    helper = await compileHelper(dir);
+  }, 120_000);
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  return { path: () => helper };
 }

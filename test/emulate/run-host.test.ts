@@ -3,24 +3,19 @@
  * here by the system compiler: their kernel footprint confirmed, nothing left behind, also after
  * SIGTERM / SIGINT mid-run. Network traffic stays on loopback or in namespaces the runner creates.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compileHelper, compilerSkipReason } from '../support/emulate-image.js';
-import { emulate, emulateChild, hostSkipReason, leftovers, parseReport } from './helpers.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { compilerSkipReason } from '../support/emulate-image.js';
+import { emulate, emulateChild, hostSkipReason, leftovers, parseReport, useCompiledHelper } from './helpers.js';
 
 const skip = hostSkipReason() ?? compilerSkipReason();
 if (skip) process.stderr.write(`test/emulate/run-host.test.ts skipped: ${skip}\n`);
 
 describe.skipIf(skip !== null)('emulate run on the host (real syscalls, real kernel)', () => {
-  let dir = '';
+  const compiled = useCompiledHelper();
   let helper = '';
-  beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'fc-emulate-test-'));
-    helper = await compileHelper(dir);
+  beforeAll(() => {
+    helper = compiled.path();
   });
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   const names = (r: { footprint: readonly { name: string; ok: boolean | null }[] }): string[] => r.footprint.filter((c) => c.ok === true).map((c) => c.name);
 

@@ -16,9 +16,9 @@ import { scenarioByName, type Scenario } from '../../src/emulate/scenarios.js';
 import { evaluate, runQuery, verifyRun } from '../../src/emulate/verify.js';
 import type { DetectionSummary } from '../../src/sinks/recent-detections.js';
 import { startHttpCli, type RunningCli } from '../support/cli.js';
-import { compileHelper, compilerSkipReason } from '../support/emulate-image.js';
+import { compilerSkipReason } from '../support/emulate-image.js';
 import { FakeSidekick } from '../support/sidekick.js';
-import { emulate, hostSkipReason } from './helpers.js';
+import { emulate, hostSkipReason, useCompiledHelper } from './helpers.js';
 
 const scenario = (n: string): Scenario => scenarioByName(n) as Scenario;
 const RECORDED = resolve('../shared/falco-reference/recorded');
@@ -123,13 +123,11 @@ describe('verifyRun against a stand-in companion', () => {
 
 const skipCli = hostSkipReason() ?? compilerSkipReason();
 describe.skipIf(skipCli !== null)('emulate run --verify (built CLI, a real host run, stand-in companion)', () => {
-  let dir = '';
+  const compiled = useCompiledHelper();
   let helper = '';
-  beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'fc-emulate-test-'));
-    helper = await compileHelper(dir);
+  beforeAll(() => {
+    helper = compiled.path();
   });
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('exit 0 when the companion reports the run’s pids with the declared detection; exit 3 when it reports nothing', async () => {
     // the stand-in answers with a detection carrying the pids the runner asked about

@@ -26,6 +26,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/bpf.h>
 #include <linux/filter.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
@@ -46,6 +47,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -581,6 +583,28 @@ static int cmd_drop(int argc, char **argv) {
   return 2;
 }
 
+/*
+ * eBPF first, like implants that prefer SO_ATTACH_BPF: bpf(BPF_PROG_LOAD) of a two-instruction
+ * socket-filter program. Usually refused (no CAP_BPF, unprivileged_bpf_disabled, seccomp); when it
+ * loads, the program is closed again at once (never attached: it would drop every packet) and the
+ * classic filter below is used either way.
+ */
+static void try_ebpf(void) {
+  struct bpf_insn insns[2];
+  memset(insns, 0, sizeof insns);
+  insns[0].code = BPF_ALU64 | BPF_MOV | BPF_K; /* r0 = 0 */
+  insns[1].code = BPF_JMP | BPF_EXIT;
+  union bpf_attr attr;
+  memset(&attr, 0, sizeof attr);
+  attr.prog_type = BPF_PROG_TYPE_SOCKET_FILTER;
+  attr.insns = (uint64_t)(uintptr_t)insns;
+  attr.insn_cnt = 2;
+  attr.license = (uint64_t)(uintptr_t) "GPL";
+  long fd = syscall(SYS_bpf, BPF_PROG_LOAD, &attr, sizeof attr);
+  J("bpf_prog_load", "bpf", "BPF_PROG_LOAD, BPF_PROG_TYPE_SOCKET_FILTER, 2 insns", fd, "");
+  if (fd >= 0) close((int)fd);
+}
+
 static int open_trigger_socket(const char *kind, struct prog *p, int port, int magic) {
   int fd;
   struct sock_fprog fp;
@@ -641,6 +665,7 @@ static int cmd_implant(int argc, char **argv) {
   const char *reverse = opt(argc, argv, "--reverse", NULL);
   const char *shell = opt(argc, argv, "--shell", "echo emulated-shell; read line");
   long wait_s = opt_long(argc, argv, "--wait-s", 30);
+  int ebpf = opt_long(argc, argv, "--try-ebpf", 0) != 0;
   char args[600], extra[256];
 
   if (comm) {
@@ -658,6 +683,7 @@ static int cmd_implant(int argc, char **argv) {
     }
   }
   struct prog p;
+  if (ebpf) try_ebpf();
   int fd = open_trigger_socket(kind, &p, tport, magic);
   int drained = drain(fd);
   int l2 = strcmp(kind, "packet") == 0 ? 14 : 0;
@@ -1191,13 +1217,22 @@ static int cmd_escape(int argc, char **argv) {
     }
   }
   /* 3. real kernel files: opened for writing, never written. */
-  const char *kernel_files[] = {"/proc/sys/kernel/core_pattern", "/sys/fs/cgroup/release_agent"};
-  for (int i = 0; i < 2; i++) {
-    int fd = open(kernel_files[i], O_WRONLY | O_CLOEXEC);
-    snprintf(args, sizeof args, "%s, O_WRONLY (opened only, nothing written)", kernel_files[i]);
-    J(i == 0 ? "core_pattern_write" : "host_release_agent_write", "openat", args, fd, "");
+  const char *kernel_files[][2] = {
+      {"/proc/sys/kernel/core_pattern", "core_pattern_write"},
+      {"/sys/fs/cgroup/release_agent", "host_release_agent_write"},
+      {"/proc/sysrq-trigger", "sysrq_write"},
+      {"/proc/sys/kernel/modprobe", "proc_sys_write"},
+  };
+  for (size_t i = 0; i < sizeof kernel_files / sizeof kernel_files[0]; i++) {
+    int fd = open(kernel_files[i][0], O_WRONLY | O_CLOEXEC);
+    snprintf(args, sizeof args, "%s, O_WRONLY (opened only, nothing written)", kernel_files[i][0]);
+    J(kernel_files[i][1], "openat", args, fd, "");
     if (fd >= 0) close(fd);
   }
+  /* insmod: finit_module on an invalid fd never loads anything (EPERM without CAP_SYS_MODULE,
+   * EBADF with it). */
+  long km = syscall(SYS_finit_module, -1, "", 0);
+  J("kernel_module_load", "finit_module", "-1, \"\", 0", km, "");
   /* 4. the container-runtime socket: connect, send nothing. */
   int us = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   struct sockaddr_un ua;

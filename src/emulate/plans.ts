@@ -176,6 +176,7 @@ const reverseShell: Plan = {
     const listener = await ctx.role('listener');
     await ctx.step('listener', 'listening');
     const { implant, pid } = await armImplant(ctx, 'inet-udp');
+    await ctx.check(journaled('eBPF socket-filter load attempt', entries(ctx, 'implant', 'bpf_prog_load')[0]));
     await ctx.role('trigger');
     await ctx.step('implant', 'trigger');
     await ctx.check(journaled('reverse connect', await ctx.step('implant', 'connected'), 'ok'));
@@ -298,6 +299,9 @@ const escape: Plan = {
     const ra = ctx.rootPath(join(cg, 'release_agent'));
     await ctx.check(existsSync(ra) ? pass('release_agent file written', `${join(cg, 'release_agent')}: ${readFileSync(ra, 'utf8').trim()}`) : fail('release_agent file written', `${join(cg, 'release_agent')} missing`));
     await ctx.check(journaled('core_pattern open for writing', one('core_pattern_write')));
+    await ctx.check(journaled('sysrq-trigger open for writing', one('sysrq_write')));
+    await ctx.check(journaled('/proc/sys/kernel/modprobe open for writing', one('proc_sys_write')));
+    await ctx.check(journaled('kernel module load attempt', one('kernel_module_load')));
     await ctx.check(journaled('runtime socket connect', one('runtime_socket_connect'), 'ok'));
     await ctx.check(journaled('service-account token read', one('token_read'), 'ok'));
     await ctx.check(journaled('API-server connect attempt', one('api_connect')));

@@ -126,6 +126,10 @@ export const R = {
   releaseAgent: 'Companion signal: cgroup release_agent or notify_on_release write',
   corePattern: 'Companion signal: core_pattern write',
   runtimeSocket: 'Companion signal: container runtime socket connect',
+  sysrq: 'Companion signal: sysrq-trigger write',
+  procSys: 'Companion signal: /proc/sys write from container',
+  kernelModule: 'Companion signal: kernel module loaded',
+  bpf: 'Companion signal: BPF program loaded in container',
   saToken: 'Companion signal: service account token read',
   // official (falco_rules.yaml stable, 3.2.0 – 5.x)
   packetSocketOfficial: 'Packet socket created in container',
@@ -133,8 +137,10 @@ export const R = {
   terminalShellOfficial: 'Terminal shell in container',
   releaseAgentOfficial: 'Detect release_agent File Container Escapes',
   k8sApiOfficial: 'Contact K8S API Server From Container',
+  kernelModuleOfficial: 'Linux Kernel Module Injection Detected',
   // official incubating (not loaded by default)
   unshareOfficial: 'Change namespace privileges via unshare',
+  bpfOfficial: 'BPF Program Not Profiled',
 } as const;
 
 const INCUBATING = 'falco-incubating_rules.yaml is not loaded by default';
@@ -190,7 +196,13 @@ const implantRules = (variant: 'bind' | 'reverse' | 'host'): DeclaredRule[] => [
         { rule: R.accept, source: 'companion' as const, on: 'accept of the client' },
       ]
     : []),
-  ...(variant === 'reverse' ? [{ rule: R.connect, source: 'companion' as const, on: 'connect to the attacker address (a documentation address, not loopback)' }] : []),
+  ...(variant === 'reverse'
+    ? [
+        { rule: R.bpf, source: 'companion' as const, on: 'bpf(BPF_PROG_LOAD) attempt (the rule has no result condition: refused loads fire too)' },
+        { rule: R.bpfOfficial, source: 'official-incubating' as const, on: 'bpf(BPF_PROG_LOAD)', pending: INCUBATING },
+        { rule: R.connect, source: 'companion' as const, on: 'connect to the attacker address (a documentation address, not loopback)' },
+      ]
+    : []),
   ...(variant === 'host'
     ? [
         { rule: R.listen, source: 'companion' as const, on: 'bind + listen on 127.0.0.1', pending: HOST_SCOPE },
@@ -244,7 +256,7 @@ export const SCENARIOS: readonly Scenario[] = [
   {
     name: 'socket-filter-reverse',
     title: 'BPFDoor-like implant, reverse shell (raw AF_INET socket)',
-    steps: IMPLANT_STEPS('one UDP datagram to <target>:<trigger_port> whose payload starts with the magic 0x7255', 'socket(AF_INET, SOCK_RAW, IPPROTO_UDP)', [
+    steps: IMPLANT_STEPS('one UDP datagram to <target>:<trigger_port> whose payload starts with the magic 0x7255', 'bpf(BPF_PROG_LOAD) of a socket-filter program first (usually refused; closed at once when it loads), then socket(AF_INET, SOCK_RAW, IPPROTO_UDP)', [
       'the runner gives the run’s network namespace the documentation address 203.0.113.66/32 (on lo) and starts the attacker’s listener there',
       'on the magic packet the implant closes the raw socket, socket(AF_INET, SOCK_STREAM), connect()s to 203.0.113.66:<port>, dup2()s the socket onto 0, 1, 2 and execve()s /bin/sh -c "echo emulated-shell; read line"',
       'the listener reads "emulated-shell", then (after the footprint checks) sends a line and closes',
@@ -258,7 +270,7 @@ export const SCENARIOS: readonly Scenario[] = [
     detections: [{ detector: SOCKET_FILTER_DETECTOR_ID, mitre: 'T1205.002', minPriority: 'Critical' }],
     roles: [
       { role: 'listener', argv: ['serve', '--listen', '{peer}:{port}', '--accept', '1', '--expect', 'emulated-shell', '--send', 'exit', '--release', '{ctl}/listener', '--wait-s', '{wait}'], does: 'the attacker’s listener on a documentation address' },
-      implantRole('inet-udp', ['--trigger-port', '{trigger_port}', '--magic', '{magic}', '--reverse', '{peer}:{port}'], 'drops itself into tmpfs, arms a raw AF_INET socket with a filter, waits for the magic packet, then connects back with a shell'),
+      implantRole('inet-udp', ['--try-ebpf', '1', '--trigger-port', '{trigger_port}', '--magic', '{magic}', '--reverse', '{peer}:{port}'], 'drops itself into tmpfs, tries an eBPF filter, arms a raw AF_INET socket with a classic one, waits for the magic packet, then connects back with a shell'),
       { role: 'trigger', argv: ['magic', '--udp', '127.0.0.1:{trigger_port}', '--magic', '{magic}'], does: 'sends the magic UDP packet over loopback' },
     ],
     timeoutS: 30,
@@ -345,11 +357,12 @@ export const SCENARIOS: readonly Scenario[] = [
       'unshare(CLONE_NEWNS | CLONE_NEWUSER) and unshare(CLONE_NEWNS): expected EPERM without CAP_SYS_ADMIN',
       'mkdir <cgroup_dir>; mount("cgroup", <cgroup_dir>, "cgroup", 0, "rdma"): expected EPERM; mkdir <cgroup_dir>/x',
       'the classic release_agent escape carries on regardless: open(<cgroup_dir>/x/notify_on_release, O_WRONLY|O_CREAT|O_TRUNC) and open(<cgroup_dir>/release_agent, ...) + write (plain files when the mount failed)',
-      'open("/proc/sys/kernel/core_pattern", O_WRONLY) and open("/sys/fs/cgroup/release_agent", O_WRONLY): expected to fail unprivileged (EROFS / ENOENT); never written, also when they open',
+      'open(O_WRONLY) of /proc/sys/kernel/core_pattern, /sys/fs/cgroup/release_agent, /proc/sysrq-trigger and /proc/sys/kernel/modprobe: expected to fail unprivileged (EROFS / ENOENT); never written, also when they open',
+      'insmod: finit_module(-1, "", 0): expected EPERM (no CAP_SYS_MODULE; EBADF with it): nothing can be loaded',
       'connect() to the container-runtime socket path (/var/run/docker.sock; the runner serves it itself when the path does not exist; no request is sent; on a host run a path in the run directory is used instead, never the node’s own socket)',
       'open() + read() of a service-account token the runner created under /var/run/secrets/tokens/, then connect() to the API-server address',
     ],
-    proves: 'what an unprivileged attacker’s escape attempts look like to Falco: which attempts leave a signal when they fail, and that the release_agent write and the runtime-socket connect are caught.',
+    proves: 'what an unprivileged attacker’s escape attempts look like to Falco: which attempts leave a signal when they fail, and that the release_agent write, the module-load attempt and the runtime-socket connect add up to one escape_chain detection.',
     where: 'container',
     capabilities: [],
     needs: ['root'],
@@ -361,11 +374,17 @@ export const SCENARIOS: readonly Scenario[] = [
       { rule: R.namespace, source: 'companion', on: 'unshare() (fails: EPERM)', pending: FAILED_ATTEMPT },
       { rule: R.mount, source: 'companion', on: 'mount() (fails: EPERM)', pending: FAILED_ATTEMPT },
       { rule: R.corePattern, source: 'companion', on: 'open(core_pattern, O_WRONLY) (fails: EROFS)', pending: FAILED_ATTEMPT },
+      { rule: R.sysrq, source: 'companion', on: 'open(/proc/sysrq-trigger, O_WRONLY) (fails: EROFS)', pending: FAILED_ATTEMPT },
+      { rule: R.procSys, source: 'companion', on: 'open(/proc/sys/kernel/modprobe, O_WRONLY) (fails: EROFS)', pending: FAILED_ATTEMPT },
+      { rule: R.kernelModule, source: 'companion', on: 'finit_module() (refused; the rule has no result condition, evt.res says EPERM)' },
+      { rule: R.kernelModuleOfficial, source: 'official-stable', on: 'finit_module()', pending: 'needs sys_module in the effective capabilities' },
       { rule: R.unshareOfficial, source: 'official-incubating', on: 'unshare() without CAP_SYS_ADMIN (fires on failure too)', pending: INCUBATING },
       { rule: R.k8sApiOfficial, source: 'official-stable', on: 'connect() to the API server', pending: 'needs Kubernetes metadata (a pod) and the real API-server address' },
     ],
     detections: [
-      { detector: ESCAPE_DETECTOR_ID, mitre: 'T1611', minPriority: 'Error', pending: `two distinct indicators need the runtime-socket rule fix (${UNIX_FD_NAME.slice(0, 60)}…) or failed attempts counted as evidence (issue #18 item 6)` },
+      // release_agent + kernel_module: two distinct indicators even when every attempt fails
+      // (the runtime-socket connect makes three once its rule is fixed: Critical).
+      { detector: ESCAPE_DETECTOR_ID, mitre: 'T1611', minPriority: 'Error' },
       { detector: K8S_SPREAD_DETECTOR_ID, mitre: 'T1528', minPriority: 'Warning', pending: 'needs the k8s_api_contact signal, i.e. a Kubernetes pod contacting the real API server' },
     ],
     roles: [

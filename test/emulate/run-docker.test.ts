@@ -85,6 +85,7 @@ describe.skipIf(skip !== null)('emulate run --docker (throwaway containers on a 
     expect(rep.journal.filter((e) => e.step === 'unshare').map((e) => e.errno)).toEqual(['EPERM', 'EPERM']);
     expect(rep.journal.find((e) => e.step === 'mount_cgroup')?.errno).toBe('EPERM');
     expect(rep.journal.find((e) => e.step === 'core_pattern_write')?.errno).toBe('EROFS');
+    expect(rep.journal.find((e) => e.step === 'kernel_module_load')?.ret).toBe(-1);
   }, 60_000);
 
   it('capture-netdebug (benign): tcpdump-named capture, libpcap’s two attaches, labelled netdebug', async () => {

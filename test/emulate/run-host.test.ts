@@ -83,6 +83,16 @@ describe.skipIf(skip !== null)('emulate run on the host (real syscalls, real ker
     expect(await leftovers(id, rep?.pids ?? [])).toEqual([]);
   }, 60_000);
 
+  it('--timeout bounds a run: exit 1 with E_EMULATE_TIMEOUT, and the same cleanup', async () => {
+    const t0 = Date.now();
+    const r = await emulate(['run', 'socket-filter-host', '--helper', helper, '--delay', '30', '--timeout', '2', '--json']);
+    expect(Date.now() - t0).toBeLessThan(15_000);
+    expect(r.code).toBe(1);
+    expect(r.report?.error?.code).toBe('E_EMULATE_TIMEOUT');
+    expect(r.report?.error?.message).toContain('within 2 s');
+    expect(await leftovers(r.report?.run ?? 'x', r.report?.pids ?? [])).toEqual([]);
+  }, 30_000);
+
   it('SIGINT while beacons run in a namespace of their own: exit 130, the namespace deleted', async () => {
     const c = emulateChild(['run', 'beacon', '--helper', helper, '--count', '100', '--interval', '0.2', '--json']);
     await c.waitStderr(/beacon: 100 connects/, 20_000);

@@ -26,6 +26,8 @@ export interface PrepareEnv {
 export interface Plan {
   /** It changes the helpers' network namespace (addresses, veth pairs, firewall). */
   readonly changesNet: boolean;
+  /** Seconds the run needs with these options, when they can stretch it (the default --timeout is at least this). */
+  estimateS?(opts: RunOptions): number;
   /** Before the executor exists (docker-registry scenarios): the image to run, and facts for run(). */
   prepare?(env: PrepareEnv): Promise<{ readonly image: string; readonly facts: Readonly<Record<string, string>> }>;
   run(ctx: RunCtx): Promise<void>;
@@ -150,6 +152,7 @@ async function finish(ctx: RunCtx, release: string, ...roles: Spawned[]): Promis
 
 const bindShell = (kind: 'packet' | 'inet-icmp'): Plan => ({
   changesNet: false,
+  estimateS: (o) => (kind === 'inet-icmp' ? (o.delayMs ?? DEFAULTS.delayMs) / 1000 + 30 : 0),
   async run(ctx) {
     prepareDrop(ctx);
     const { implant, pid } = await armImplant(ctx, kind);
@@ -223,15 +226,28 @@ const portKnock: Plan = {
   },
 };
 
+/** Count, interval and jitter of a beacon run. */
+function beaconCadence(o: RunOptions): { count: number; interval: number; jitter: number } {
+  const d = o.fast ? DEFAULTS.beaconFast : DEFAULTS.beacon;
+  return { count: o.count ?? d.count, interval: o.intervalMs ?? d.intervalMs, jitter: o.jitterPct ?? d.jitterPct };
+}
+
+/** Rounds and interval of a scrape run. */
+function scrapeCadence(o: RunOptions): { rounds: number; interval: number } {
+  const d = o.fast ? DEFAULTS.scrapeFast : DEFAULTS.scrape;
+  return { rounds: o.count ?? d.count, interval: o.intervalMs ?? d.intervalMs };
+}
+
 const beacon: Plan = {
   changesNet: true,
+  estimateS(o) {
+    const c = beaconCadence(o);
+    return (c.count * c.interval * (1 + c.jitter / 100)) / 1000 + 30;
+  },
   async run(ctx) {
     const net = await targetNet(ctx);
     await addLoAddress(ctx, net, '203.0.113.1');
-    const d = ctx.opts.fast ? DEFAULTS.beaconFast : DEFAULTS.beacon;
-    const count = ctx.opts.count ?? d.count;
-    const interval = ctx.opts.intervalMs ?? d.intervalMs;
-    const jitter = ctx.opts.jitterPct ?? d.jitterPct;
+    const { count, interval, jitter } = beaconCadence(ctx.opts);
     Object.assign(ctx.vars, { peer: '203.0.113.1', count: String(count), interval_ms: String(interval), jitter: String(jitter) });
     const listener = await ctx.role('listener');
     const l = await ctx.step('listener', 'listening');
@@ -452,14 +468,16 @@ function freePort(): Promise<number> {
 
 const metricsScraper: Plan = {
   changesNet: false,
+  estimateS(o) {
+    const c = scrapeCadence(o);
+    return (c.rounds * c.interval) / 1000 + 30;
+  },
   async run(ctx) {
     const n = 12;
     const ports: number[] = [];
     if (ctx.exec.kind === 'local') for (let i = 0; i < n; i++) ports.push(await freePort());
     else for (let i = 0, b = randInt(20000, 29000); i < n; i++) ports.push(b + i);
-    const d = ctx.opts.fast ? DEFAULTS.scrapeFast : DEFAULTS.scrape;
-    const rounds = ctx.opts.count ?? d.count;
-    const interval = ctx.opts.intervalMs ?? d.intervalMs;
+    const { rounds, interval } = scrapeCadence(ctx.opts);
     Object.assign(ctx.vars, { ports: ports.join(','), count: String(rounds), interval_ms: String(interval) });
     const targets = await ctx.role('targets');
     await ctx.journal.waitFor('12 scrape targets', () => entries(ctx, 'targets', 'listening').length === n, { timeoutMs: ctx.waitS * 1000, signal: ctx.signal, role: 'targets' });

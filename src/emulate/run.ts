@@ -224,7 +224,7 @@ export async function runScenario(opts: RunOptions): Promise<RunReport> {
   let error: RunReport['error'] = null;
   let hostRun = false;
 
-  const timeoutS = opts.timeoutS ?? s.timeoutS;
+  const timeoutS = opts.timeoutS ?? Math.ceil(Math.max(s.timeoutS, plan?.estimateS?.(opts) ?? 0));
   const ac = new AbortController();
   const onAbort = (): void => ac.abort();
   opts.signal.addEventListener('abort', onAbort, { once: true });
@@ -261,7 +261,7 @@ export async function runScenario(opts: RunOptions): Promise<RunReport> {
     const ex = exec;
     const j = (journal = new Journal(ex.outside.journal));
     const ss = (await sh(['ss', '-V'])).code === 0;
-    const waitS = Math.max(5, Math.min(timeoutS, 120));
+    const waitS = Math.max(5, timeoutS);
     const ctx: RunCtx = {
       scenario: s,
       run,

@@ -14,6 +14,7 @@ import { parseTime, type Alert, type Priority } from '../alert.js';
 import { DETECTION_SOURCE } from '../detect/finding-to-alert.js';
 import type { Metrics } from '../metrics.js';
 import type { DetectStage } from '../pipeline/types.js';
+import { AlertIdGenerator } from '../store/alert-id.js';
 
 export const RECENT_DETECTIONS_PATH = '/detections';
 export const RECENT_DETECTIONS_CAPACITY = 1000;
@@ -171,25 +172,27 @@ export class RecentDetections {
   }
 }
 
-/** The detection stage, recording every detection it returns (and flushes). */
-export function recordingStage(stage: DetectStage, recent: RecentDetections): DetectStage {
+/**
+ * The detection stage, recording every detection it returns (and flushes). Detections get their
+ * `companion.alert_id` here (the pipeline keeps an id that is already set), so a summary's `id`
+ * is the id the delivered alert carries.
+ */
+export function recordingStage(stage: DetectStage, recent: RecentDetections, ids = new AlertIdGenerator()): DetectStage {
+  const keep = (list: readonly Alert[]): Alert[] =>
+    list.map((d) => {
+      const withId = ids.ensure(d);
+      recent.record(withId);
+      return withId;
+    });
   const wrapped: DetectStage = {
     process(alert) {
       const r = stage.process(alert);
-      for (const d of r.detections) recent.record(d);
-      return r;
+      return r.detections.length === 0 ? r : { forward: r.forward, detections: keep(r.detections) };
     },
   };
   if (stage.flush) {
     const flush = stage.flush.bind(stage);
-    return {
-      ...wrapped,
-      flush() {
-        const out = flush();
-        for (const d of out) recent.record(d);
-        return out;
-      },
-    };
+    return { ...wrapped, flush: () => keep(flush()) };
   }
   return wrapped;
 }

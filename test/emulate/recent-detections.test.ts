@@ -97,9 +97,15 @@ describe('RecentDetections', () => {
     const st = recordingStage(inner, r);
     const out = st.process(falcoAlert());
     expect(out.forward).toBe(false);
-    expect(out.detections).toEqual([d1]);
-    expect(st.flush?.()).toEqual([d2]);
+    expect(out.detections.map((d) => d.rule)).toEqual([d1.rule]);
+    const flushed = st.flush?.() ?? [];
+    expect(flushed.map((d) => d.companion['detector'])).toEqual(['beacon']);
     expect(r.all().map((s) => s.detector)).toEqual(['socket_filter', 'beacon']);
+    // the summary's id is the id the detection leaves the stage with
+    const id = out.detections[0]?.companion['alert_id'];
+    expect(id).toMatch(/^[0-9A-HJKMNP-TV-Z]{26}$/);
+    expect(r.all()[0]?.id).toBe(id);
+    expect(r.all()[1]?.id).toBe(flushed[0]?.companion['alert_id']);
     expect(recordingStage({ process: inner.process }, r).flush).toBeUndefined();
   });
 });

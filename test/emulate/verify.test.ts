@@ -185,6 +185,10 @@ describe.skipIf(recordedSkip !== null)('verify against the built CLI companion f
     const direct = (await (await fetch(`${base}/detections?container=a29db30b8741`)).json()) as { detections: DetectionSummary[] };
     expect(direct.detections.some((d) => d.detector === 'socket_filter' && d.mitre.includes('T1205.002'))).toBe(true);
     expect((await fetch(`${base}/detections?container=nothex`)).status).toBe(400);
+    // a summary's id is the companion.alert_id Falcosidekick got for that detection
+    await sk.waitForAccepted(n + direct.detections.length, 15_000);
+    const delivered = new Set(sk.accepted.map((a) => (a.parsed['output_fields'] as Record<string, unknown> | undefined)?.['companion.alert_id']).filter((x) => typeof x === 'string'));
+    for (const d of direct.detections) expect(delivered.has(d.id), `detection ${d.id ?? 'null'} delivered`).toBe(true);
     const v = await verifyRun({ url: base, waitS: 10, scenario: scenario('socket-filter-bind'), report: report({ startedAt: '2026-12-03T06:42:24.000Z' }), signal: new AbortController().signal, pollMs: 100 });
     expect(v.ok, JSON.stringify(v.rows)).toBe(true);
     expect(v.rows[0]).toMatchObject({ detector: 'socket_filter', status: 'pass' });

@@ -187,8 +187,8 @@ describe.skipIf(recordedSkip !== null)('verify against the built CLI companion f
     expect((await fetch(`${base}/detections?container=nothex`)).status).toBe(400);
     // a summary's id is the companion.alert_id Falcosidekick got for that detection
     await sk.waitForAccepted(n + direct.detections.length, 15_000);
-    const delivered = new Set(sk.accepted.map((a) => (a.parsed['output_fields'] as Record<string, unknown> | undefined)?.['companion.alert_id']).filter((x) => typeof x === 'string'));
-    for (const d of direct.detections) expect(delivered.has(d.id), `detection ${d.id ?? 'null'} delivered`).toBe(true);
+    const delivered = new Set<unknown>(sk.accepted.map((a) => (a.parsed['output_fields'] as Record<string, unknown> | undefined)?.['companion.alert_id']).filter((x) => typeof x === 'string'));
+    for (const d of direct.detections) expect(delivered.has(d.id ?? ''), `detection ${d.id ?? 'null'} delivered`).toBe(true);
     const v = await verifyRun({ url: base, waitS: 10, scenario: scenario('socket-filter-bind'), report: report({ startedAt: '2026-12-03T06:42:24.000Z' }), signal: new AbortController().signal, pollMs: 100 });
     expect(v.ok, JSON.stringify(v.rows)).toBe(true);
     expect(v.rows[0]).toMatchObject({ detector: 'socket_filter', status: 'pass' });

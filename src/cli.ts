@@ -14,6 +14,7 @@ import { buildApp, type App } from './wiring.js';
 import { runDemo } from './demo.js';
 import { loadRulesFile } from './detect/rules/load.js';
 import { spoolCommand } from './commands/spool.js';
+import { emulateCommand } from './emulate/command.js';
 
 interface CommonFlags {
   config?: string;
@@ -190,6 +191,7 @@ export async function main(argv: string[]): Promise<void> {
         ),
     )
     .command(spoolCommand)
+    .command(emulateCommand)
     .demandCommand(1, 'name a command: run, validate, replay or demo')
     .strict()
     .help()

@@ -22,6 +22,7 @@ import { MemoryDeliveryQueue } from './sinks/delivery-queue.js';
 import { FalcosidekickSink } from './sinks/falcosidekick.js';
 import { FileSink } from './sinks/file.js';
 import { StdoutSink } from './sinks/stdout.js';
+import { RecentDetections, recordingStage } from './sinks/recent-detections.js';
 import { FileSource } from './sources/file.js';
 import { GrpcSource } from './sources/grpc.js';
 import { STATE_DB_FILE, openStateDb, type Db } from './store/db.js';
@@ -107,7 +108,9 @@ export function buildApp(config: Config, deps: AppDeps): App {
   // Enrichment and detection
   const enrichment = config.enrich.enabled ? buildEnrichment(config, { logger, metrics, clock, db: stateDb }) : { enrichers: [] as Enricher[], components: [] as Component[] };
   const detection = config.detect.enabled ? buildDetection(config, { logger, metrics, clock }) : null;
-  const detect: DetectStage | null = detection?.stage ?? null;
+  // The last detections, for GET /detections (read-only ops endpoint; `emulate run --verify`).
+  const recent = new RecentDetections(undefined, metrics);
+  const detect: DetectStage | null = detection ? recordingStage(detection.stage, recent) : null;
 
   const router = new Router(config.route, metrics);
   const pipeline = new Pipeline({
@@ -147,6 +150,14 @@ export function buildApp(config: Config, deps: AppDeps): App {
   if (config.ops.enabled && !deps.replay) {
     ops = new OpsServer({ listen: opsShared ? null : (config.ops.listen ?? config.http.listen), config: config.http, logger, metrics, readiness: health });
     ops.route(testAlertRoute({ intake, alert: () => testAlert(clock, hostname), retryAfterMs: config.http.retry_after, logger, metrics }));
+    ops.route({
+      method: 'GET',
+      path: '/detections',
+      handle: (req) => {
+        const a = recent.handle(`${req.path}?${req.query.toString()}`);
+        return { status: a.status, json: a.body };
+      },
+    });
   }
   if (httpOn) {
     http = new HttpServer({ config: config.http, intake, logger, metrics, ops: opsShared ? ops : null });

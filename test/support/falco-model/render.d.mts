@@ -1,4 +1,5 @@
 /** Types of ./render.mjs (how Falco 0.40 prints a JSON alert). */
+export declare function priorityName(p: string): 'Emergency' | 'Alert' | 'Critical' | 'Error' | 'Warning' | 'Notice' | 'Informational' | 'Debug';
 export declare function loadFieldTypes(path: string): Map<string, string>;
 export declare function fieldType(types: ReadonlyMap<string, string>, field: string): string;
 export declare function textValue(v: unknown): string;

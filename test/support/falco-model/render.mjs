@@ -10,6 +10,17 @@
 // can use it without a TypeScript loader. No I/O except loadFieldTypes.
 import { readFileSync } from 'node:fs';
 
+const PRIORITY_NAMES = ['Emergency', 'Alert', 'Critical', 'Error', 'Warning', 'Notice', 'Informational', 'Debug'];
+
+/** A rules-file priority (`INFO`, `WARNING`, `notice`, ...) as Falco prints it (`Informational`, `Warning`, ...). */
+export function priorityName(p) {
+  const l = String(p).trim().toLowerCase();
+  if (l === 'info') return 'Informational';
+  const hit = PRIORITY_NAMES.find((x) => x.toLowerCase() === l);
+  if (!hit) throw new Error(`unknown priority ${p}`);
+  return hit;
+}
+
 const NUMERIC = new Set(['INT8', 'INT16', 'INT32', 'INT64', 'UINT8', 'UINT16', 'UINT32', 'UINT64', 'PORT', 'ABSTIME', 'RELTIME', 'DOUBLE', 'ERRNO', 'FD', 'PID', 'SYSCALLID', 'SIGTYPE', 'MODE']);
 
 /** name → type from a supported-fields list (`name<TAB>type<TAB>class<TAB>description`). */

@@ -10,18 +10,9 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { parseCondition, type FieldRef, type Node, type Operand } from '../../falco-rules/falco-condition.js';
+import { priorityName } from './render.mjs';
 
-export type Priority = 'Emergency' | 'Alert' | 'Critical' | 'Error' | 'Warning' | 'Notice' | 'Informational' | 'Debug';
-export const PRIORITIES: readonly Priority[] = ['Emergency', 'Alert', 'Critical', 'Error', 'Warning', 'Notice', 'Informational', 'Debug'];
-
-export function normalizePriority(p: string): Priority {
-  const l = p.trim().toLowerCase();
-  if (l === 'info') return 'Informational';
-  const hit = PRIORITIES.find((x) => x.toLowerCase() === l);
-  if (!hit) throw new Error(`unknown priority ${p}`);
-  return hit;
-}
-
+export type Priority = ReturnType<typeof priorityName>;
 export interface CompiledRule {
   readonly name: string;
   /** Load order (index in the rule set). */
@@ -242,7 +233,7 @@ export function loadRules(files: readonly string[], opts: LoadOptions = {}): Rul
       index: rules.length,
       condition,
       output: r.output.replaceAll('%container.info', containerInfo).trim(),
-      priority: normalizePriority(r.priority),
+      priority: priorityName(r.priority),
       tags: [...r.tags].sort(),
       source: r.source,
       file: r.file,

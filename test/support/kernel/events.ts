@@ -63,7 +63,7 @@ export interface SyscallEvent {
   readonly ret: number | null;
   /** accept/accept4/connect exit: the socket's addresses. */
   readonly socket?: SocketInfo;
-  /** setsockopt exit: instructions of the filter attached to the socket (0 when none). */
+  /** setsockopt exit: instructions of the filter attached to the socket (the classic filter's when kept). */
   readonly filterLen?: number;
   /** open/openat/openat2 exit: the new file's f_mode (FMODE_CREATED 0x100000: the open created it). */
   readonly fileMode?: number;

@@ -287,7 +287,8 @@ export function parseObserverOutput(lines: readonly string[]): ParsedOutput {
       case 'M':
         break;
       case 'Z':
-        stopReason = rec[1] ?? 'end';
+        // the first reason wins (END prints `end` after a budget stop)
+        if (stopReason === 'killed') stopReason = rec[1] ?? 'end';
         break;
       case 'F':
         simple.push({ kind: 'fork', mono: BigInt(ts), tid: Number(tid), pid: Number(rec[3]), childTid: Number(rec[4]), cloneFlags: BigInt(rec[5] ?? 0), childComm: rec[6] ?? '' });
@@ -367,7 +368,8 @@ export function parseObserverOutput(lines: readonly string[]): ParsedOutput {
         break;
       case 'K': {
         const p = get(ts, tid);
-        if (rec[3] === 'filter') p.filterLen = Number(rec[4]);
+        // the classic filter's length when the kernel kept it (orig_prog), else the eBPF program's
+        if (rec[3] === 'filter') p.filterLen = Number(rec[5] ?? 0) > 0 ? Number(rec[5]) : Number(rec[4]);
         else if (rec[3] === 'file') p.fileMode = Number(rec[4]);
         else if (rec[3] === 'unix') p.socket = { family: 'unix', type: Number(rec[4]), self: rec[5] ?? '', peer: rec[6] ?? '', path: rec.slice(7).join(FIELD_SEP) };
         else if (rec[3] === 'inet' || rec[3] === 'inet6')

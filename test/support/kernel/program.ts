@@ -179,7 +179,10 @@ function syscalls(): SyscallSpec[] {
   if ($file != 0) {
     $sk = ((struct socket *)$file->private_data)->sk;
     $flt = $sk->sk_filter;
-    if ($flt != 0) { printf("K${S}%llu${S}%d${S}filter${S}%u\\n", $ts, tid, $flt->prog->len); }
+    if ($flt != 0) {
+      $orig = $flt->prog->orig_prog;
+      printf("K${S}%llu${S}%d${S}filter${S}%u${S}%u\\n", $ts, tid, $flt->prog->len, $orig != 0 ? $orig->len : 0);
+    }
   }`,
     },
     simple('bpf', '%d', 'args->cmd'),

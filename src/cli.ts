@@ -15,6 +15,7 @@ import { runDemo } from './demo.js';
 import { DETECTOR_MODULES } from './detect/registry.js';
 import { loadRulesFile } from './detect/rules-file.js';
 import { spoolCommand } from './commands/spool.js';
+import { emulateCommand } from './emulate/command.js';
 
 interface CommonFlags {
   config?: string;
@@ -191,6 +192,7 @@ export async function main(argv: string[]): Promise<void> {
         ),
     )
     .command(spoolCommand)
+    .command(emulateCommand)
     .demandCommand(1, 'name a command: run, validate, replay or demo')
     .strict()
     .help()

@@ -21,6 +21,7 @@ import { FalcosidekickSink } from './sinks/falcosidekick.js';
 import { SpoolSidekickSink } from './sinks/spool-sidekick.js';
 import { FileSink } from './sinks/file.js';
 import { StdoutSink } from './sinks/stdout.js';
+import { RecentDetections, recordingStage } from './sinks/recent-detections.js';
 import { FileSource } from './sources/file.js';
 import { GrpcSource } from './sources/grpc.js';
 import { STATE_DB_FILE, openStateDb, type Db } from './store/db.js';
@@ -107,7 +108,9 @@ export function buildApp(config: Config, deps: AppDeps): App {
   // Enrichment and detection
   const enrichment = config.enrich.enabled ? buildEnrichment(config, { logger, metrics, clock, db: stateDb }) : { enrichers: [] as Enricher[], components: [] as Component[] };
   const detection = config.detect.enabled ? buildDetection(config, { logger, metrics, clock }) : null;
-  const detect: DetectStage | null = detection?.stage ?? null;
+  // The last detections, for GET /detections (read-only ops endpoint; `emulate run --verify`).
+  const recent = new RecentDetections(undefined, metrics);
+  const detect: DetectStage | null = detection ? recordingStage(detection.stage, recent) : null;
 
   const router = new Router(config.route, metrics);
   const pipeline = new Pipeline({
@@ -140,7 +143,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
     return { ready: sourcesReady && sinkReady && spoolReady && !stopping, components };
   };
   if (config.http.enabled && !deps.replay) {
-    http = new HttpServer({ config: config.http, intake, logger, metrics, readiness: health, testAlert: () => testAlert(clock, hostname) });
+    http = new HttpServer({ config: config.http, intake, logger, metrics, readiness: health, testAlert: () => testAlert(clock, hostname), detections: (url) => recent.handle(url) });
     sources.push(http);
   }
   if (config.grpc.enabled && !deps.replay) {

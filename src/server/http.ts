@@ -35,11 +35,13 @@ export interface HttpServerDeps {
   readonly metrics: Metrics;
   readonly readiness: () => Readiness;
   readonly testAlert: () => Alert;
+  /** GET /detections: the recent detections (src/sinks/recent-detections.ts), from the request URL. */
+  readonly detections?: (url: string) => { readonly status: number; readonly body: unknown };
   /** Rejection log lines allowed per second (the rest are counted, then summarised). Default 10. */
   readonly maxLogLinesPerSecond?: number;
 }
 
-const OPS_GET = new Set(['/healthz', '/readyz', '/metrics', '/ping']);
+const OPS_GET = new Set(['/healthz', '/readyz', '/metrics', '/ping', '/detections']);
 
 /** Split `HOST:PORT` (IPv6 in brackets). */
 export function parseListen(listen: string): { host: string; port: number } {
@@ -228,14 +230,14 @@ export class HttpServer implements Component {
         return;
       }
       req.resume();
-      return this.ops(path, res);
+      return this.ops(path, res, req.url ?? path);
     }
     if (method !== 'POST') {
       if (path === '/test') {
         res.setHeader('Allow', 'POST');
         this.json(res, 405, { error: 'method_not_allowed', reason: '/test answers POST only' });
       } else if (method === 'GET' || method === 'HEAD') {
-        this.json(res, 404, { error: 'not_found', reason: `no GET endpoint ${path}; POST Falco alerts to any path`, endpoints: ['/healthz', '/readyz', '/metrics', '/ping', 'POST /test'] });
+        this.json(res, 404, { error: 'not_found', reason: `no GET endpoint ${path}; POST Falco alerts to any path`, endpoints: ['/healthz', '/readyz', '/metrics', '/ping', '/detections', 'POST /test'] });
       } else {
         res.setHeader('Allow', 'POST');
         this.json(res, 405, { error: 'method_not_allowed', reason: `${method} is not supported; Falco http_output uses POST` });
@@ -256,8 +258,12 @@ export class HttpServer implements Component {
     }
   }
 
-  private async ops(path: string, res: http.ServerResponse): Promise<void> {
+  private async ops(path: string, res: http.ServerResponse, url: string): Promise<void> {
     switch (path) {
+      case '/detections': {
+        const r = this.d.detections?.(url) ?? { status: 404, body: { error: 'not_found', reason: 'detection is disabled' } };
+        return this.json(res, r.status, r.body);
+      }
       case '/healthz':
         return this.json(res, 200, { status: 'ok' });
       case '/ping':

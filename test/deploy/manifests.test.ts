@@ -13,6 +13,7 @@ import { parseAllDocuments } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { configSchema, type Config } from '../../src/config/schema.js';
 import { loadConfig } from '../../src/config/validate.js';
+import { scenarioByName } from '../../src/emulate/scenarios.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const DOCKER = join(ROOT, 'docker');
@@ -224,6 +225,32 @@ const k8sSchemas: Record<string, AnySchema> = {
                 from: { type: 'array', items: { type: 'object', additionalProperties: false, properties: { podSelector: labelSelector, namespaceSelector: labelSelector, ipBlock: { type: 'object' } } } },
                 ports: { type: 'array', items: { type: 'object', additionalProperties: false, properties: { protocol: { enum: ['TCP', 'UDP', 'SCTP'] }, port: intOrString } } },
               },
+            },
+          },
+        },
+      },
+    },
+  },
+  'v1/Namespace': { type: 'object', required: ['apiVersion', 'kind', 'metadata'], properties: { metadata } },
+  'batch/v1/Job': {
+    type: 'object',
+    required: ['apiVersion', 'kind', 'metadata', 'spec'],
+    properties: {
+      metadata,
+      spec: {
+        type: 'object',
+        required: ['template'],
+        additionalProperties: false,
+        properties: {
+          backoffLimit: { type: 'integer', minimum: 0 },
+          activeDeadlineSeconds: { type: 'integer', minimum: 1 },
+          ttlSecondsAfterFinished: { type: 'integer', minimum: 0 },
+          template: {
+            type: 'object',
+            required: ['spec'],
+            properties: {
+              metadata: { type: 'object', properties: { labels, annotations: labels } },
+              spec: { ...podSpec(false), required: ['containers', 'restartPolicy'], properties: { ...podSpec(false).properties, restartPolicy: { enum: ['Never', 'OnFailure'] }, nodeName: str } },
             },
           },
         },
@@ -696,5 +723,85 @@ describe('Dockerfile and build context', () => {
         expect(c['image'], relative(ROOT, file)).toBe(`falco-companion:${version}`);
       }
     }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+describe('emulation Jobs (docker/k8s/emulate-job.yaml)', () => {
+  const file = join(K8S, 'emulate-job.yaml');
+  const objsIn = k8sObjs.filter((o) => o.file === file).map((o) => o.obj);
+  const jobs = objsIn.filter((o) => o['kind'] === 'Job');
+  const version = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+
+  it('has Jobs, the namespace they run in, and a NetworkPolicy that lets them reach the companion’s ops port', () => {
+    expect(jobs.length).toBeGreaterThanOrEqual(2);
+    const ns = objsIn.find((o) => o['kind'] === 'Namespace');
+    for (const j of jobs) expect(get(j, 'metadata', 'namespace')).toBe(get(ns, 'metadata', 'name'));
+    const np = objsIn.find((o) => o['kind'] === 'NetworkPolicy');
+    const ds = k8sObjs.find((o) => o.obj['kind'] === 'DaemonSet' && dirname(o.file) === join(K8S, 'daemonset'))?.obj;
+    expect(get(np, 'metadata', 'namespace')).toBe(get(ds, 'metadata', 'namespace'));
+    const dsLabels = get(ds, 'spec', 'template', 'metadata', 'labels') as Obj;
+    for (const [k, v] of Object.entries(get(np, 'spec', 'podSelector', 'matchLabels') as Obj)) expect(dsLabels[k]).toBe(v);
+    const from = objs(objs(get(np, 'spec', 'ingress'))[0]?.['from'])[0];
+    expect(get(from, 'namespaceSelector', 'matchLabels', 'kubernetes.io/metadata.name')).toBe(get(ns, 'metadata', 'name'));
+    for (const j of jobs) {
+      const podLabels = get(j, 'spec', 'template', 'metadata', 'labels') as Obj;
+      for (const [k, v] of Object.entries(get(from, 'podSelector', 'matchLabels') as Obj)) expect(podLabels[k], String(get(j, 'metadata', 'name'))).toBe(v);
+    }
+    expect(objs(objs(get(np, 'spec', 'ingress'))[0]?.['ports']).map((p) => p['port'])).toEqual([PORT]);
+  });
+
+  it('each Job runs a declared scenario with exactly its capabilities, never privileged, bounded, verified against the node-local companion', () => {
+    const svc = k8sObjs.find((o) => o.obj['kind'] === 'Service' && dirname(o.file) === join(K8S, 'daemonset'))?.obj;
+    for (const j of jobs) {
+      const where = String(get(j, 'metadata', 'name'));
+      const spec = get(j, 'spec', 'template', 'spec') as Obj;
+      expect(get(j, 'spec', 'backoffLimit'), where).toBe(0);
+      expect(spec['restartPolicy'], where).toBe('Never');
+      expect(spec['automountServiceAccountToken'], where).toBe(false);
+      const [c, ...more] = objs(spec['containers']);
+      expect(more, where).toEqual([]);
+      expect(c?.['image'], where).toBe(`falco-companion-emulate:${version}`);
+      const args = arr(c?.['args']).map(String);
+      expect(args.slice(0, 2), where).toEqual(['emulate', 'run']);
+      const s = scenarioByName(args[2] ?? '');
+      expect(s, `${where}: scenario ${args[2]}`).toBeDefined();
+      if (!s) continue;
+      expect(s.where, where).toBe('container');
+      expect(Number(get(j, 'spec', 'activeDeadlineSeconds')), where).toBeGreaterThan(s.timeoutS + 60);
+      const sc = (c?.['securityContext'] ?? {}) as Obj;
+      expect(sc['privileged'], where).toBe(false);
+      expect(sc['allowPrivilegeEscalation'], where).toBe(false);
+      expect(arr(get(sc, 'capabilities', 'drop')), where).toEqual(['ALL']);
+      expect(arr(get(sc, 'capabilities', 'add')).map(String).sort(), where).toEqual([...s.capabilities].sort());
+      expect(sc['runAsUser'], where).toBe(s.needs.includes('root') ? 0 : 10001);
+      for (const [k, v] of Object.entries(s.labels ?? {})) expect(get(j, 'spec', 'template', 'metadata', 'labels', k), `${where} label ${k}`).toBe(v);
+      // writable places on a read-only root: /tmp (exec-capable tmpfs when the scenario drops into it), /run, the named copies
+      const vols = new Map(objs(spec['volumes']).map((v) => [String(v['name']), v]));
+      const mounts = new Map(objs(c?.['volumeMounts']).map((m) => [String(m['mountPath']), vols.get(String(m['name']))]));
+      if (sc['readOnlyRootFilesystem'] === true) for (const p of ['/tmp', '/run', '/var/lib/falco-companion-emulate']) expect(mounts.get(p), `${where}: ${p} mounted`).toBeDefined();
+      if (s.needs.includes('tmpfs-exec')) expect(get(mounts.get('/tmp'), 'emptyDir', 'medium'), where).toBe('Memory');
+      const verify = args[args.indexOf('--verify') + 1];
+      expect(args.includes('--verify'), where).toBe(true);
+      const u = new URL(String(verify));
+      expect(u.hostname.split('.').slice(0, 2), where).toEqual([get(svc, 'metadata', 'name'), get(svc, 'metadata', 'namespace')]);
+      expect(Number(u.port), where).toBe(PORT);
+      for (const k of ['requests', 'limits']) for (const r of ['cpu', 'memory']) expect(get(c, 'resources', k, r), `${where} resources.${k}.${r}`).toBeDefined();
+    }
+  });
+
+  it('docker/emulate/Dockerfile: multi-stage, compiles the helper static, ships iptables and iproute2, non-root by default, copies only allowed context', () => {
+    const df = readFileSync(join(DOCKER, 'emulate/Dockerfile'), 'utf8');
+    expect(df).toMatch(/^FROM \$\{BUILD_IMAGE\} AS build$/m);
+    expect(df).toMatch(/^FROM \$\{BASE_IMAGE\}$/m);
+    expect(df).toMatch(/cc -O2 -static .*native\/fc-emulate\.c/);
+    expect(df).toMatch(/apt-get install -y --no-install-recommends iptables iproute2/);
+    expect(df).toMatch(/^USER 10001:10001$/m);
+    expect(df).toMatch(/^ENTRYPOINT \["node", "\/app\/dist\/src\/cli\.js"\]$/m);
+    expect(df).toMatch(/^CMD \["emulate", "list"\]$/m);
+    expect(df).toContain('FC_EMULATE_HELPER=/usr/local/lib/falco-companion/fc-emulate');
+    const ignore = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim());
+    expect(ignore).toContain('!native/');
+    expect(ignore).toContain('native/build');
   });
 });

@@ -26,6 +26,8 @@ export interface ModelAlert {
   readonly rule: CompiledRule;
   readonly evtType: string;
   readonly evtDir: '>' | '<';
+  /** evt.num of the event (alerts of one event share it). */
+  readonly eventNum: number;
   readonly timeNs: bigint;
   readonly pid: number;
   readonly tid: number;
@@ -123,11 +125,26 @@ export class RuleEngine {
         this.opts.hostname,
         this.opts.fieldTypes,
       );
-      out.push({ line, rule, evtType: ev.type, evtDir: ev.dir, timeNs: ev.timeNs, pid: ev.pid, tid: ev.tid });
+      out.push({ line, rule, evtType: ev.type, evtDir: ev.dir, eventNum: ev.num, timeNs: ev.timeNs, pid: ev.pid, tid: ev.tid });
       if ((this.opts.matching ?? 'first') === 'first') break;
     }
     return out;
   }
+}
+
+/**
+ * From the alerts of a `rule_matching: all` run, those a default (`first`) Falco prints: the first
+ * alert of each event (alerts come in load order within an event).
+ */
+export function firstMatches(all: readonly ModelAlert[]): ModelAlert[] {
+  const seen = new Set<number>();
+  const out: ModelAlert[] = [];
+  for (const a of all) {
+    if (seen.has(a.eventNum)) continue;
+    seen.add(a.eventNum);
+    out.push(a);
+  }
+  return out;
 }
 
 /** Replay a trace through the libsinsp model and the rules: the alerts a Falco 0.40 would print. */

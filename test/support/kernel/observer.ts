@@ -451,6 +451,8 @@ export interface Observer {
   stop(): Promise<Trace>;
   /** Lines received so far (for waiting on a condition). */
   lineCount(): number;
+  /** Everything seen so far, parsed, while the observer keeps running. */
+  snapshot(): Trace;
 }
 
 /** Start the observer and wait until its probes are attached. */
@@ -524,9 +526,14 @@ export async function startObserver(opts: ObserverOptions): Promise<Observer> {
     cleanup();
     throw new Error(`bpftrace did not attach (${first}): ${errLines.filter((l) => !/RLIMIT_MEMLOCK|Addrspace|^\s*~|^\s+\S/.test(l)).slice(0, 12).join('\n')}`);
   }
+  const traceOf = (all: readonly string[], extraLost: number, reason?: string): Trace => {
+    const parsed = parseObserverOutput(all);
+    return { events: parsed.events, clockOffset, snapshot, lost: parsed.lost + extraLost, stopReason: reason ?? parsed.stopReason, noise: parsed.noise };
+  };
   return {
     pid: child.pid as number,
     lineCount: () => lines.length,
+    snapshot: () => traceOf(lines, dropped, 'running'),
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGINT');
@@ -538,15 +545,7 @@ export async function startObserver(opts: ObserverOptions): Promise<Observer> {
       cleanup();
       // Debugging aid: KCI_OBSERVER_DUMP=/path keeps the raw bpftrace output of the last run.
       if (process.env['KCI_OBSERVER_DUMP']) writeFileSync(process.env['KCI_OBSERVER_DUMP'], `${lines.join('\n')}\n${errLines.join('\n')}\n`);
-      const parsed = parseObserverOutput(lines);
-      return {
-        events: parsed.events,
-        clockOffset,
-        snapshot,
-        lost: parsed.lost + dropped,
-        stopReason: dropped > 0 ? 'lines' : parsed.stopReason,
-        noise: parsed.noise,
-      };
+      return traceOf(lines, dropped, dropped > 0 ? 'lines' : undefined);
     },
   };
 }

@@ -158,7 +158,8 @@ function exitLine(name: string, fmt = '', args = ''): string {
   return `printf("R${S}%llu${S}%d${S}${name}${S}%lld${tail}\\n", $ts, tid, $ret${a});`;
 }
 
-const SOCKADDR = 'buf(uptr(args->ADDR), 28)';
+/** The sockaddr's first bytes, never past its length (a read across an unmapped page returns zeros). */
+const SOCKADDR = 'buf(uptr(args->ADDR), args->addrlen > 28 ? 28 : (args->addrlen < 0 ? 0 : args->addrlen))';
 
 /** An extra string argument of an enter event, in its own record (one string per printf). */
 function extraString(index: number, expr: string): string {
@@ -188,7 +189,7 @@ function syscalls(): SyscallSpec[] {
     simple('bpf', '%d', 'args->cmd'),
     {
       name: 'bind',
-      enter: `${enterLine('bind', `%d${S}%r`, `args->fd, ${SOCKADDR.replaceAll('ADDR', 'umyaddr')}`)} ${extraString(0, 'str(uptr(args->umyaddr + 2), 108)')}`,
+      enter: `${enterLine('bind', `%d${S}%r`, `args->fd, ${SOCKADDR.replaceAll('ADDR', 'umyaddr')}`)} ${extraString(0, 'str(uptr((uint64)args->umyaddr + 2), 108)')}`,
       exit: exitLine('bind'),
     },
     simple('listen', `%d${S}%d`, 'args->fd, args->backlog'),
@@ -206,7 +207,7 @@ function syscalls(): SyscallSpec[] {
     },
     {
       name: 'connect',
-      enter: `@fd[tid] = (uint64)args->fd; ${enterLine('connect', `%d${S}%r`, `args->fd, ${SOCKADDR.replaceAll('ADDR', 'uservaddr')}`)} ${extraString(0, 'str(uptr(args->uservaddr + 2), 108)')}`,
+      enter: `@fd[tid] = (uint64)args->fd; ${enterLine('connect', `%d${S}%r`, `args->fd, ${SOCKADDR.replaceAll('ADDR', 'uservaddr')}`)} ${extraString(0, 'str(uptr((uint64)args->uservaddr + 2), 108)')}`,
       exit: `${exitLine('connect')}
   $fd = @fd[tid]; delete(@fd[tid]);
   ${socketInfo('K')}`,
@@ -273,10 +274,17 @@ function execExit(name: string): string {
   if ($ret == 0) {
     $mm = $t->mm;
     $alen = $mm->arg_end - $mm->arg_start;
-    printf("A${S}%llu${S}%d${S}0${S}%d${S}%r\\n", $ts, tid, $alen, buf(uptr($mm->arg_start), 120));
-    if ($alen > 120) { printf("A${S}%llu${S}%d${S}1${S}%d${S}%r\\n", $ts, tid, $alen, buf(uptr($mm->arg_start + 120), 120)); }
-    if ($alen > 240) { printf("A${S}%llu${S}%d${S}2${S}%d${S}%r\\n", $ts, tid, $alen, buf(uptr($mm->arg_start + 240), 120)); }
-    if ($alen > 360) { printf("A${S}%llu${S}%d${S}3${S}%d${S}%r\\n", $ts, tid, $alen, buf(uptr($mm->arg_start + 360), 120)); }
+    // Read exactly the argv bytes: with a small environment argv ends near the top of the stack
+    // mapping, and a read across its end would fail and come back as zeros.
+    ${[0, 1, 2, 3]
+      .map(
+        (k) => `if ($alen > ${k * 120}) {
+      $l${k} = $alen - ${k * 120};
+      if ($l${k} > 120) { $l${k} = 120; }
+      printf("A${S}%llu${S}%d${S}${k}${S}%d${S}%r\\n", $ts, tid, $alen, buf(uptr($mm->arg_start + ${k * 120}), $l${k}));
+    }`,
+      )
+      .join('\n    ')}
     $f = $mm->exe_file;
     $ino = $f->f_inode;
     $upper = (uint64)0;

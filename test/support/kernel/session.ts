@@ -80,9 +80,9 @@ export interface ModelRun {
 const emptyDirectory: ContainerDirectory = { get: () => undefined };
 
 /** The alerts Falco 0.40 would print for the trace, with the official 3.2.0 rules and `ours`. */
-export function runModel(trace: Trace, containers: ContainerDirectory | null, ours: string = OUR_RULES, onEvent?: (e: FalcoEvent) => void): ModelRun {
+export function runModel(trace: Trace, containers: ContainerDirectory | null, ours: string = OUR_RULES, opts: { matching?: 'first' | 'all'; onEvent?: (e: FalcoEvent) => void } = {}): ModelRun {
   const rules = loadRules([OFFICIAL_RULES_040, ours]);
-  const alerts = falcoAlerts(trace, { containers: containers ?? emptyDirectory }, { rules, hostname: hostname(), fieldTypes: loadFieldTypes(FIELDS_040) }, onEvent);
+  const alerts = falcoAlerts(trace, { containers: containers ?? emptyDirectory }, { rules, hostname: hostname(), fieldTypes: loadFieldTypes(FIELDS_040), matching: opts.matching ?? 'first' }, opts.onEvent);
   return { alerts, rules };
 }
 

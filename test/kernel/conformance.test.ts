@@ -33,8 +33,11 @@ const skip = kernelSkipReason() ?? (existsSync(RECORDED_DIR) ? null : `skipped: 
  * whether Docker's metadata (answered when `docker start` releases the container) arrives before
  * the entrypoint's exec. Their fields are still compared; only their number may differ.
  */
+const ENTRYPOINT_START = 'Companion signal: privileged or host-namespace container started @ execve';
 const TIMING: Readonly<Record<string, readonly string[]>> = {
-  'shell-reads-shadow': [],
+  // the entrypoint is pid 1's only exec: the rule fires on it only when Docker answered first
+  'plain-start': [ENTRYPOINT_START],
+  'escape-attempts': [ENTRYPOINT_START],
 };
 
 /** container.* are null until Docker's answer arrives: their null-ness is the same race. */

@@ -229,6 +229,7 @@ describe.skipIf(skip !== null)(`kernel CI: every emulation scenario, traced, mod
         writeFileSync(join(dump, `${s.name}.alerts`), all.map((a) => a.line).join('\n'));
         writeFileSync(join(dump, `${s.name}.detections`), outcome.detections.map((d) => JSON.stringify(d)).join('\n'));
       }
+      expect(r.report, r.stderr.slice(-2000)).not.toBeNull();
       expect(r.report?.error ?? null, r.stderr.slice(-2000)).toBeNull();
       expect(FOOTPRINT[s.name], 'a footprint is declared for every scenario').toBeDefined();
       expect(outcome.footprintMissing).toEqual([]);

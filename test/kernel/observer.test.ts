@@ -6,6 +6,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -78,13 +79,20 @@ describe.skipIf(skip !== null)(`kernel observer on the real kernel${skip ? ` (${
     // A child of this process that exists before the observer: it must not be traced.
     const bystander = spawn('/bin/sh', ['-c', 'for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do /bin/true; sleep 0.5; done'], { stdio: 'ignore' });
     bystanderPid = bystander.pid ?? 0;
+    // A unix-socket server of the test itself (untraced): the helper connects to it.
+    const server = createServer((c) => {
+      c.on('error', () => undefined); // the helper may close first
+      c.end('HTTP/1.0 200 OK\r\n\r\nOK');
+    }).listen(join(dir, 'api.sock'));
+    await new Promise((r) => server.once('listening', r));
     const observer = await startObserver({ spawners: [process.pid], maxSeconds: 120 });
     try {
-      const script = `(SIGTRIG_NAME='kworker/0:1' ${dir}/kdmtmpflush arm 5721 42952 &); sleep 1; ${kw} magic 5721; ${kw} connect 42952; ${kw} rawsock`;
+      const script = `(SIGTRIG_NAME='kworker/0:1' ${dir}/kdmtmpflush arm 5721 42952 &); sleep 1; ${kw} magic 5721; ${kw} connect 42952; ${kw} rawsock; ${kw} unix ${dir}/api.sock`;
       const r = spawnSync('/bin/sh', ['-c', script], { encoding: 'utf8', timeout: 30_000 });
       expect(r.stdout).toContain('emulated-shell');
       await wait(300);
     } finally {
+      server.close();
       trace = await observer.stop();
       if (bystander.exitCode === null && bystander.pid) process.kill(bystander.pid, 'SIGTERM');
     }
@@ -148,6 +156,17 @@ describe.skipIf(skip !== null)(`kernel observer on the real kernel${skip ? ` (${
     expect(rename?.alert['output_fields']).toMatchObject({ 'evt.arg.arg2_str': 'kworker/0:1', 'proc.name': 'kdmtmpflush', 'container.id': 'host' });
     const shell = mine.find((a) => a.rule === 'Companion signal: shell with socket stdio');
     expect(String((shell?.alert['output_fields'] as Record<string, unknown>)['proc.stdin.name'])).toMatch(/^127\.0\.0\.1:\d+->127\.0\.0\.1:42952$/);
+    // a unix connect's fd.name as Falco builds it: the two kernel socket addresses, then the path
+    // the server bound (what the recordings README shows for the Docker socket)
+    const unixNames: string[] = [];
+    runModel(trace, null, undefined, {
+      onEvent: (e) => {
+        if (e.type === 'connect' && e.dir === '<' && e.field({ raw: 'fd.typechar', name: 'fd.typechar', arg: null, transformers: [] }) === 'u') {
+          unixNames.push(String(e.field({ raw: 'fd.name', name: 'fd.name', arg: null, transformers: [] })));
+        }
+      },
+    });
+    expect(unixNames).toContainEqual(expect.stringMatching(new RegExp(`^[0-9a-f]{16}->[0-9a-f]{16} ${dir}/api\\.sock$`)));
     // host processes: the container-scoped listener/accept signals and the official
     // "Packet socket created in container" do not fire
     expect(rules.some((r) => r.startsWith('Companion signal: listening socket') || r.startsWith('Packet socket created in container'))).toBe(false);

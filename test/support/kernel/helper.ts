@@ -1,9 +1,8 @@
 /**
  * Builds ./kworker.c (the observer's own test helper) with the system C compiler, statically, so it
- * runs in a busybox image without a libc.
+ * runs in a busybox image without a libc (test/support/emulate-image.ts says when no compiler).
  */
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -11,16 +10,10 @@ import { promisify } from 'node:util';
 const run = promisify(execFile);
 
 export const KWORKER_SOURCE = fileURLToPath(new URL('./kworker.c', import.meta.url));
-export const CC = '/usr/bin/cc';
-
-export function compilerSkipReason(): string | null {
-  if (!existsSync(CC)) return `${CC} not installed (Debian gcc, libc6-dev for static linking)`;
-  return null;
-}
 
 /** Compile kworker.c into `dir/kworker`; returns the binary's path. */
 export async function buildKworker(dir: string): Promise<string> {
   const out = join(dir, 'kworker');
-  await run(CC, ['-static', '-O2', '-o', out, KWORKER_SOURCE], { timeout: 120_000 });
+  await run('cc', ['-static', '-O2', '-o', out, KWORKER_SOURCE], { timeout: 120_000 });
   return out;
 }

@@ -8,13 +8,13 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { dockerSkipReason, type Dockerd } from '../dockerd.js';
+import { compilerSkipReason } from '../emulate-image.js';
 import { DockerWatcher, type ContainerDirectory } from '../falco-model/containers.js';
 import { falcoAlerts, type ModelAlert } from '../falco-model/engine.js';
 import { loadFieldTypes } from '../falco-model/render.mjs';
 import { loadRules, type RuleSet } from '../falco-model/rules.js';
 import type { FalcoEvent } from '../falco-model/sinsp.js';
 import type { Trace } from './events.js';
-import { compilerSkipReason } from './helper.js';
 import { observerSkipReason, startObserver, type Observer } from './observer.js';
 
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));

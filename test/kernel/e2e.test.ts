@@ -228,6 +228,7 @@ describe.skipIf(skip !== null)(`kernel CI: every emulation scenario, traced, mod
         writeFileSync(join(dump, `${s.name}.calls`), mine.map((c) => `${c.name} ${c.ret} ${c.ctx.pid} ${c.ctx.comm} ${JSON.stringify(c.args)} ${JSON.stringify(c.exit.argv ?? null)}`).join('\n'));
         writeFileSync(join(dump, `${s.name}.alerts`), all.map((a) => a.line).join('\n'));
         writeFileSync(join(dump, `${s.name}.detections`), outcome.detections.map((d) => JSON.stringify(d)).join('\n'));
+        writeFileSync(join(dump, `${s.name}.stats`), `${session.observer.lineCount()} lines, ${trace.events.length} events, ${trace.lost} lost so far\n`);
       }
       expect(r.report, r.stderr.slice(-2000)).not.toBeNull();
       expect(r.report?.error ?? null, r.stderr.slice(-2000)).toBeNull();

@@ -8,9 +8,9 @@
  * Both kill what they started by pid and remove what they created.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Engine } from './engine.js';
 import { EmulateError } from './journal.js';
 import type { NetRef } from './net.js';
@@ -180,7 +180,14 @@ export class LocalExecutor implements Executor {
   async close(): Promise<void> {
     for (const c of this.children) if (c.pid && c.exitCode === null && c.signalCode === null) await killPid(this.proc, c.pid, 300);
     rmSync(this.outside.runDir, { recursive: true, force: true });
-    if (this.ownBin) rmSync(this.ownBin, { recursive: true, force: true });
+    if (this.ownBin) {
+      rmSync(this.ownBin, { recursive: true, force: true });
+      try {
+        rmdirSync(dirname(this.ownBin)); // the base too, when no other run uses it
+      } catch {
+        // not empty, or not ours to remove
+      }
+    }
   }
 }
 

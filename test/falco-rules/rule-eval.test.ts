@@ -1,103 +1,44 @@
 /**
- * Evaluates each companion rule's condition (macros expanded) against the values of its fixture
- * alert: the fixture alert must satisfy its rule and no other syscall rule in a way that would
- * change its meaning, the enter event (evt.dir '>') must never match, and the tuning knobs must
- * suppress. A small model of Falco's semantics: a check on a missing field is false.
+ * Evaluates each companion rule's condition (macros and lists expanded, exceptions applied, by the
+ * Falco model's rule loader) against the values of its fixture alert, with the model's libsinsp
+ * semantics (test/support/falco-model/evaluate.ts): a check on a field without a value is false,
+ * so `not` of it is true, as on a real Falco. The fixture alert must satisfy its rule, the enter
+ * event (evt.dir '>') must never match, and the tuning knobs must suppress.
  */
-import { readFileSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
 import { isJsonObject, parse, type JsonValue } from '../../src/json/lossless.js';
-import { expandMacros, parseCondition, type Node } from './falco-condition.js';
+import { evaluate, type FieldValue, type Node } from '../support/falco-model/evaluate.js';
+import { loadRules } from '../support/falco-model/rules.js';
 import { FIXTURE, MAIN_RULES, loadYamlItems } from './support.js';
 
 type Value = string | number | boolean | null;
 type Facts = Readonly<Record<string, Value>>;
 
 const items = loadYamlItems(MAIN_RULES);
-const macros = new Map<string, Node>();
-const lists = new Map<string, string[]>();
-for (const it of items) {
-  if (typeof it.macro === 'string') macros.set(it.macro, parseCondition(String(it.condition)));
-  if (typeof it.list === 'string') lists.set(it.list, (it.items as unknown[]).map(String));
-}
-const rules = new Map(items.filter((i) => typeof i.rule === 'string').map((i) => [String(i.rule), expandMacros(parseCondition(String(i.condition)), macros)] as const));
+const rules = new Map(loadRules([MAIN_RULES]).rules.map((r) => [r.name, r.condition] as const));
 
-function ipv4InCidr(ip: string, cidr: string): boolean {
-  const [net, bits] = cidr.split('/');
-  const toInt = (s: string): number | null => {
-    const p = s.split('.').map(Number);
-    return p.length === 4 && p.every((x) => Number.isInteger(x) && x >= 0 && x < 256) ? ((p[0]! << 24) | (p[1]! << 16) | (p[2]! << 8) | p[3]!) >>> 0 : null;
-  };
-  const a = toInt(ip);
-  const b = toInt(net ?? '');
-  if (a === null || b === null) return false;
-  const n = Number(bits ?? 32);
-  const mask = n === 0 ? 0 : (~0 << (32 - n)) >>> 0;
-  return (a & mask) === (b & mask);
-}
+/** The rules again, with every `user_known_*` macro overridden to true (as a user tuning file would). */
+const tuneDir = mkdtempSync(join(tmpdir(), 'rule-eval-'));
+const tuning = join(tuneDir, 'tuning.yaml');
+writeFileSync(
+  tuning,
+  items
+    .filter((i) => typeof i.macro === 'string' && String(i.macro).startsWith('user_known_'))
+    .map((i) => `- macro: ${String(i.macro)}\n  condition: (evt.num>=0)\n`)
+    .join(''),
+);
+const tuned = new Map(loadRules([MAIN_RULES, tuning]).rules.map((r) => [r.name, r.condition] as const));
+afterAll(() => rmSync(tuneDir, { recursive: true, force: true }));
 
-function lookup(facts: Facts, name: string): Value | undefined {
-  if (name in facts) return facts[name];
-  if (name.startsWith('container.mount.dest[')) return '<NA>';
-  return undefined;
-}
-
-function listValues(operands: readonly { kind: string; text?: string }[]): string[] {
-  return operands.flatMap((o) => {
-    const t = o.text ?? '';
-    return lists.get(t) ?? [t];
+/** Falco semantics: a field the facts do not hold, or hold as null, has no value. */
+function evaluateOn(cond: Node, f: Facts): boolean {
+  return evaluate(cond, (ref): FieldValue => {
+    const v = f[ref.raw];
+    return v === null || v === undefined ? undefined : v;
   });
-}
-
-function evaluate(n: Node, f: Facts): boolean {
-  switch (n.type) {
-    case 'and':
-      return n.children.every((c) => evaluate(c, f));
-    case 'or':
-      return n.children.some((c) => evaluate(c, f));
-    case 'not':
-      return !evaluate(n.child, f);
-    case 'macro':
-      return true; // expanded: the definition is and-ed next to the reference
-    case 'check': {
-      const v = lookup(f, n.field.raw);
-      if (n.op === 'exists') return v !== undefined && v !== null;
-      if (v === undefined || v === null) return false;
-      const s = String(v);
-      const operand = n.operands[0];
-      const text = operand && operand.kind === 'value' ? operand.text : '';
-      switch (n.op) {
-        case '=':
-        case '==':
-          return s === text;
-        case '!=':
-          return s !== text;
-        case '<':
-        case '<=':
-        case '>':
-        case '>=': {
-          const a = Number(v);
-          const b = Number(text);
-          return n.op === '<' ? a < b : n.op === '<=' ? a <= b : n.op === '>' ? a > b : a >= b;
-        }
-        case 'contains':
-          return s.includes(text);
-        case 'startswith':
-          return s.startsWith(text);
-        case 'endswith':
-          return s.endsWith(text);
-        case 'in': {
-          const vals = listValues(n.operands as unknown as { kind: string; text?: string }[]);
-          if (n.field.name === 'fd.snet') return vals.some((c) => ipv4InCidr(s, c));
-          return vals.includes(s);
-        }
-        case 'pmatch':
-          return listValues(n.operands as unknown as { kind: string; text?: string }[]).some((p) => s === p || s.startsWith(`${p}/`));
-        default:
-          throw new Error(`operator ${n.op} not modelled`);
-      }
-    }
-  }
 }
 
 /** The fixture alert's fields plus what Falco knows about the event but the output does not print. */
@@ -148,7 +89,7 @@ describe('companion rules evaluated against their fixture alerts', () => {
     for (const [rule, cond] of rules) {
       const f = facts.get(rule);
       expect(f, rule).toBeDefined();
-      expect(evaluate(cond, f as Facts), rule).toBe(true);
+      expect(evaluateOn(cond, f as Facts), rule).toBe(true);
     }
   });
 
@@ -156,17 +97,27 @@ describe('companion rules evaluated against their fixture alerts', () => {
     for (const [rule, cond] of rules) {
       const f: Facts = { ...(facts.get(rule) as Facts), 'evt.dir': '>' };
       const isLifecycle = f['evt.type'] === 'container';
-      if (!isLifecycle) expect(evaluate(cond, f), rule).toBe(false);
+      if (!isLifecycle) expect(evaluateOn(cond, f), rule).toBe(false);
     }
   });
 
+  const startRule = 'Companion signal: privileged or host-namespace container started';
+  const lifecycle = (): Facts => ({ ...(facts.get(startRule) as Facts), 'evt.type': 'container', 'evt.dir': '>' });
+  const plain: Facts = { 'container.privileged': false, 'container.host_pid': false, 'container.host_network': false, 'container.host_ipc': false };
+
   it('the container lifecycle event matches the container-start rule without evt.dir', () => {
-    const rule = 'Companion signal: privileged or host-namespace container started';
-    const f = { ...(facts.get(rule) as Facts), 'evt.type': 'container', 'evt.dir': '>' };
-    expect(evaluate(rules.get(rule) as Node, f)).toBe(true);
-    expect(evaluate(rules.get(rule) as Node, { ...f, 'container.privileged': false, 'container.host_pid': false, 'container.host_network': false })).toBe(false);
-    expect(evaluate(rules.get(rule) as Node, { ...f, 'container.privileged': false, 'container.host_pid': false, 'container.host_network': false, 'container.mount.dest[/var/run/docker.sock]': '/var/run/docker.sock' })).toBe(true);
-    expect(evaluate(rules.get(rule) as Node, { ...f, 'container.image.repository': 'incomplete' })).toBe(false);
+    const f = lifecycle();
+    expect(evaluateOn(rules.get(startRule) as Node, f)).toBe(true);
+    expect(evaluateOn(rules.get(startRule) as Node, { ...f, ...plain, 'container.mount.dest[/var/run/docker.sock]': '/var/run/docker.sock' })).toBe(true);
+    expect(evaluateOn(rules.get(startRule) as Node, { ...f, 'container.image.repository': 'incomplete' })).toBe(false);
+  });
+
+  // At d3b06a5 companion_sensitive_mount negates `container.mount.dest[...] in ("<NA>","N/A")`;
+  // with no matching mount the field has no value, the check is false and its negation true, so
+  // every container start matched on the real Falco 0.40 (recorded/plain-start.jsonl). Fixed on
+  // branch e-rules (positive `!=` checks): flip this to `it` when that lands.
+  it.fails('a plain container (not privileged, no host namespace, no sensitive mount) does not match the container-start rule', () => {
+    expect(evaluateOn(rules.get(startRule) as Node, { ...lifecycle(), ...plain })).toBe(false);
   });
 
   const variants: [string, Facts, boolean][] = [
@@ -203,15 +154,13 @@ describe('companion rules evaluated against their fixture alerts', () => {
   ];
   it.each(variants)('%s with %j → %s', (rule, change, expected) => {
     const f = { ...(facts.get(rule) as Facts), ...change };
-    expect(evaluate(rules.get(rule) as Node, f)).toBe(expected);
+    expect(evaluateOn(rules.get(rule) as Node, f)).toBe(expected);
   });
 
   it('user_known_* macros suppress when overridden to true', () => {
     for (const [rule] of rules) {
-      const cond = parseCondition(String(items.find((i) => i.rule === rule)?.condition));
-      const overridden = new Map(macros);
-      for (const name of macros.keys()) if (name.startsWith('user_known_')) overridden.set(name, parseCondition('evt.num>=0'));
-      expect(evaluate(expandMacros(cond, overridden), facts.get(rule) as Facts), rule).toBe(false);
+      expect(evaluateOn(rules.get(rule) as Node, facts.get(rule) as Facts), rule).toBe(true);
+      expect(evaluateOn(tuned.get(rule) as Node, facts.get(rule) as Facts), rule).toBe(false);
     }
   });
 });

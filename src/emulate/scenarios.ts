@@ -144,10 +144,6 @@ export const R = {
 } as const;
 
 const INCUBATING = 'falco-incubating_rules.yaml is not loaded by default';
-const FAILED_ATTEMPT =
-  'our signal rules require the syscall to succeed (evt.rawres=0); unprivileged attempts fail, and whether failed escape attempts become evidence is decided in issue #18 item 6';
-const UNIX_FD_NAME =
-  'on a real Falco the fd.name of a unix-socket connect is "<kaddr>-><kaddr> <path the server bound>", not the path in the list (recordings README); the rule is being fixed';
 const HOST_SCOPE = 'the listen / accept signal rules are container-scoped by default (companion_listen_scope / companion_accept_scope)';
 const SF_HOST = 'socket_filter.include_host is false by default: set `detectors: {socket_filter: {include_host: true}}` in the companion rules file';
 
@@ -369,13 +365,13 @@ export const SCENARIOS: readonly Scenario[] = [
     benign: false,
     rules: [
       { rule: R.releaseAgent, source: 'companion', on: 'open(O_WRONLY|O_CREAT) of .../release_agent and .../notify_on_release' },
-      { rule: R.runtimeSocket, source: 'companion', on: 'connect() to /var/run/docker.sock', pending: UNIX_FD_NAME },
+      { rule: R.runtimeSocket, source: 'companion', on: 'connect() to /var/run/docker.sock' },
       { rule: R.saToken, source: 'companion', on: 'open() of /var/run/secrets/tokens/fc-emulate-<run>-token' },
-      { rule: R.namespace, source: 'companion', on: 'unshare() (fails: EPERM)', pending: FAILED_ATTEMPT },
-      { rule: R.mount, source: 'companion', on: 'mount() (fails: EPERM)', pending: FAILED_ATTEMPT },
-      { rule: R.corePattern, source: 'companion', on: 'open(core_pattern, O_WRONLY) (fails: EROFS)', pending: FAILED_ATTEMPT },
-      { rule: R.sysrq, source: 'companion', on: 'open(/proc/sysrq-trigger, O_WRONLY) (fails: EROFS)', pending: FAILED_ATTEMPT },
-      { rule: R.procSys, source: 'companion', on: 'open(/proc/sys/kernel/modprobe, O_WRONLY) (fails: EROFS)', pending: FAILED_ATTEMPT },
+      { rule: R.namespace, source: 'companion', on: 'unshare() (fails: EPERM)' },
+      { rule: R.mount, source: 'companion', on: 'mount() (fails: EPERM)' },
+      { rule: R.corePattern, source: 'companion', on: 'open(core_pattern, O_WRONLY) (fails: EROFS)' },
+      { rule: R.sysrq, source: 'companion', on: 'open(/proc/sysrq-trigger, O_WRONLY) (fails: EROFS)' },
+      { rule: R.procSys, source: 'companion', on: 'open(/proc/sys/kernel/modprobe, O_WRONLY) (fails: EROFS)', pending: 'success-only on purpose: entrypoints that try sysctl -w and fail are common (falco-rules/README.md)' },
       { rule: R.kernelModule, source: 'companion', on: 'finit_module() (refused; the rule has no result condition, evt.res says EPERM)' },
       { rule: R.kernelModuleOfficial, source: 'official-stable', on: 'finit_module()', pending: 'needs sys_module in the effective capabilities' },
       { rule: R.unshareOfficial, source: 'official-incubating', on: 'unshare() without CAP_SYS_ADMIN (fires on failure too)', pending: INCUBATING },

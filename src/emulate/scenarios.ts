@@ -194,7 +194,7 @@ const implantRules = (variant: 'bind' | 'reverse' | 'host'): DeclaredRule[] => [
     : []),
   ...(variant === 'reverse'
     ? [
-        { rule: R.bpf, source: 'companion' as const, on: 'bpf(BPF_PROG_LOAD) attempt (the rule has no result condition: refused loads fire too)' },
+        { rule: R.bpf, source: 'companion' as const, on: 'bpf(BPF_PROG_LOAD) attempt (the rule has no result condition: refused loads fire too)', pending: 'Docker\'s default seccomp profile refuses bpf() before the syscall tracepoints, so no eBPF-based Falco sees the attempt in a default container; it fires where seccomp allows bpf (unconfined pods, hosts)' },
         { rule: R.bpfOfficial, source: 'official-incubating' as const, on: 'bpf(BPF_PROG_LOAD)', pending: INCUBATING },
         { rule: R.connect, source: 'companion' as const, on: 'connect to the attacker address (a documentation address, not loopback)' },
       ]

@@ -15,10 +15,10 @@
  *    busybox) still fire: the exclusions do not open an evasion hole.
  *
  * Fields a rule reads that the alert did not print are filled from what Falco knows about that
- * process (FACTS below, each with its evidence); nothing else is invented. The condition model is
- * a minimal copy of the one in rule-eval.test.ts (a check on a field without a value is false;
- * `exists` aside), extended with `container.mount.dest[<glob>]` derived from container.mounts the
- * way libsinsp does. Both generations are modelled: 0.40/0.41 (companion_syscall_exit = evt.dir=<)
+ * process (FACTS below, each with its evidence); nothing else is invented. Conditions are loaded and
+ * evaluated by the shared Falco model (test/support/falco-model: a check on a field without a value
+ * is false), with `container.mount.dest[<glob>]` derived from container.mounts the way libsinsp
+ * does. Both generations are modelled: 0.40/0.41 (companion_syscall_exit = evt.dir=<)
  * and 0.42+ (the override file's always-true macro).
  */
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
@@ -26,7 +26,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { COMPANION_RULES } from '../../src/detect/types.js';
 import { isJsonObject, LosslessNumber, parse, type JsonValue } from '../../src/json/lossless.js';
-import { expandMacros, parseCondition, type Node } from './falco-condition.js';
+import { evaluate, globMatch, type FieldValue, type Resolver } from '../support/falco-model/evaluate.js';
+import { loadRules, type RuleSet } from '../support/falco-model/rules.js';
 import { MAIN_RULES, OVERRIDE_042, REF_DIR, loadYamlItems } from './support.js';
 
 const REC_DIR = join(REF_DIR, 'recorded');
@@ -37,52 +38,12 @@ type Value = string | number | boolean | null;
 type Facts = Readonly<Record<string, Value>>;
 
 // ---------------------------------------------------------------------------------------------
-// The rules, for both Falco generations
+// The rules, for both Falco generations, evaluated by the shared Falco model
 
-interface Pack {
-  readonly lists: ReadonlyMap<string, readonly string[]>;
-  readonly macros: ReadonlyMap<string, Node>;
-  /** Rule name → condition with macros expanded, in file order. */
-  readonly rules: ReadonlyMap<string, Node>;
-}
+type Pack = RuleSet;
 
 function loadPack(withOverride: boolean): Pack {
-  const items = loadYamlItems(MAIN_RULES);
-  const lists = new Map<string, string[]>();
-  const macros = new Map<string, Node>();
-  for (const it of items) {
-    if (typeof it.list === 'string') lists.set(it.list, (it.items as unknown[]).map(String));
-    if (typeof it.macro === 'string') macros.set(it.macro, parseCondition(String(it.condition)));
-  }
-  if (withOverride) {
-    for (const it of loadYamlItems(OVERRIDE_042)) if (typeof it.macro === 'string') macros.set(it.macro, parseCondition(String(it.condition)));
-  }
-  const rules = new Map<string, Node>();
-  for (const it of items) if (typeof it.rule === 'string') rules.set(it.rule, expandMacros(parseCondition(String(it.condition)), macros));
-  return { lists, macros, rules };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Condition model (minimal copy of rule-eval.test.ts's evaluator; see the header)
-
-function ipv4InCidr(ip: string, cidr: string): boolean {
-  const toInt = (s: string): number | null => {
-    const p = s.split('.').map(Number);
-    return p.length === 4 && p.every((x) => Number.isInteger(x) && x >= 0 && x < 256) ? ((p[0]! << 24) | (p[1]! << 16) | (p[2]! << 8) | p[3]!) >>> 0 : null;
-  };
-  const [net, bits] = cidr.split('/');
-  const a = toInt(ip);
-  const b = toInt(net ?? '');
-  if (a === null || b === null) return false;
-  const n = Number(bits ?? 32);
-  const mask = n === 0 ? 0 : (~0 << (32 - n)) >>> 0;
-  return (a & mask) === (b & mask);
-}
-
-/** fnmatch without FNM_PATHNAME, as libsinsp matches container.mount.*[<glob>] against mount sources. */
-function globMatch(glob: string, s: string): boolean {
-  const re = new RegExp(`^${glob.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
-  return re.test(s);
+  return loadRules(withOverride ? [MAIN_RULES, OVERRIDE_042] : [MAIN_RULES]);
 }
 
 /** container.mount.dest[<glob>]: destination of the first mount whose source matches; no value otherwise. */
@@ -96,62 +57,18 @@ function mountDest(mounts: Value | undefined, glob: string): string | undefined 
   return undefined;
 }
 
-function lookup(f: Facts, raw: string): Value | undefined {
-  const m = /^container\.mount\.dest\[(.+)\]$/.exec(raw);
-  if (m) return mountDest(f['container.mounts'], m[1] as string);
-  return f[raw];
-}
-
-function evaluate(pack: Pack, n: Node, f: Facts): boolean {
-  switch (n.type) {
-    case 'and':
-      return n.children.every((c) => evaluate(pack, c, f));
-    case 'or':
-      return n.children.some((c) => evaluate(pack, c, f));
-    case 'not':
-      return !evaluate(pack, n.child, f);
-    case 'macro':
-      return true; // expanded: the definition is and-ed next to the reference
-    case 'check': {
-      const v = lookup(f, n.field.raw);
-      if (n.op === 'exists') return v !== undefined && v !== null;
-      if (v === undefined || v === null) return false;
-      const s = String(v);
-      const values = n.operands.flatMap((o) => (o.kind === 'value' ? (!o.quoted ? (pack.lists.get(o.text) ?? [o.text]) : [o.text]) : []));
-      const text = values[0] ?? '';
-      switch (n.op) {
-        case '=':
-        case '==':
-          return s === text;
-        case '!=':
-          return s !== text;
-        case '<':
-          return Number(v) < Number(text);
-        case '<=':
-          return Number(v) <= Number(text);
-        case '>':
-          return Number(v) > Number(text);
-        case '>=':
-          return Number(v) >= Number(text);
-        case 'contains':
-          return s.includes(text);
-        case 'startswith':
-          return s.startsWith(text);
-        case 'endswith':
-          return s.endsWith(text);
-        case 'in':
-          return n.field.name === 'fd.snet' ? values.some((c) => ipv4InCidr(s, c)) : values.includes(s);
-        case 'pmatch':
-          return values.some((p) => s === p || s.startsWith(`${p}/`));
-        default:
-          throw new Error(`operator ${n.op} not modelled`);
-      }
-    }
-  }
+/** Falco semantics over recorded facts: a field the facts do not hold, or hold as null, has no value. */
+function resolverOf(f: Facts): Resolver {
+  return (ref): FieldValue => {
+    if (ref.name === 'container.mount.dest' && ref.arg !== null) return mountDest(f['container.mounts'], ref.arg);
+    const v = f[ref.raw];
+    return v === null || v === undefined ? undefined : v;
+  };
 }
 
 function firing(pack: Pack, f: Facts): string[] {
-  return [...pack.rules].filter(([, cond]) => evaluate(pack, cond, f)).map(([name]) => name);
+  const resolve = resolverOf(f);
+  return pack.rules.filter((r) => evaluate(r.condition, resolve)).map((r) => r.name);
 }
 
 // ---------------------------------------------------------------------------------------------

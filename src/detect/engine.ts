@@ -11,13 +11,14 @@ import { priorityRank, type Alert } from '../alert.js';
 import type { Clock } from '../clock.js';
 import { errorCode, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { countSuppressed, rateLimited, type RateLimitedLog } from '../log-limit.js';
 import type { Metrics } from '../metrics.js';
 import type { DetectStage } from '../pipeline/types.js';
 import { findingToAlert } from './finding-to-alert.js';
 import { compileMapping, SIGNAL_RULE_PREFIX, type Mapping } from './mapping.js';
 import type { LoadedRules } from './rules/types.js';
 import { podLabelKeys, Suppression, type SuppressReason } from './suppress.js';
-import type { Detector, Finding, Signal } from './types.js';
+import type { DetectionObserver, Detector, Finding, Signal, SignalOutcome } from './types.js';
 
 export interface DetectionEngineOptions {
   readonly rules: LoadedRules;
@@ -27,6 +28,8 @@ export interface DetectionEngineOptions {
   readonly clock: Clock;
   /** Config `detect.forward_signal_alerts`: false forces signal-only alerts not to be forwarded. */
   readonly forwardSignalAlerts?: boolean;
+  /** Watchers of every routed signal and every finding (journal, statistics); errors are caught and counted. */
+  readonly observers?: readonly DetectionObserver[];
 }
 
 interface Slot {
@@ -68,6 +71,8 @@ export class DetectionEngine implements DetectStage {
   private readonly signalsBy = new Map<string, Inc>();
   private readonly suppressedBy = new Map<string, Inc>();
   private readonly log: Logger;
+  /** Observer failures are logged at most once a minute (every one is counted). */
+  private readonly observerLog: RateLimitedLog;
   private readonly m;
 
   constructor(private readonly opts: DetectionEngineOptions) {
@@ -78,8 +83,10 @@ export class DetectionEngine implements DetectStage {
       suppressed: mm.counter('suppressed_total', 'Signals or findings suppressed, by detector and reason (allowlist, ci_window, ci_workload, learning)', ['detector', 'reason']),
       evictions: mm.counter('detector_evictions_total', 'Detector state entries evicted to respect bounds', ['detector']),
       detections: mm.counter('detections_total', 'Detections emitted, by detector and priority', ['detector', 'priority']),
+      observerErrors: mm.counter('detect_observer_errors_total', 'Errors thrown by detection observers (journal, statistics), caught by the engine', ['hook']),
       deduplicated: mm.counter('detections_deduplicated_total', 'Detections folded into an earlier one of the same key within the dedup window', ['detector']),
     };
+    this.observerLog = rateLimited(this.log, { intervalMs: 60_000, now: () => opts.clock.monotonic(), onSuppressed: countSuppressed(mm, ID) });
     this.compile(opts.rules);
     for (const d of opts.detectors) this.slots.set(d.id, { det: d, state: d.init(), evictionsSeen: 0, firstNs: null });
     this.route();
@@ -152,9 +159,11 @@ export class DetectionEngine implements DetectStage {
         const reason = this.suppression.signal(sig, id);
         if (reason) {
           this.suppressedCounter(id, reason).inc();
+          this.observeSignal(sig, id, reason);
           continue;
         }
         if (slot.firstNs === null) slot.firstNs = sig.timeNs;
+        this.observeSignal(sig, id, this.suppression.learning(id, slot.firstNs, sig.timeNs) ? 'learning' : 'consumed');
         let findings: readonly Finding[];
         try {
           const r = slot.det.step(slot.state, sig, this.maxNs);
@@ -177,11 +186,43 @@ export class DetectionEngine implements DetectStage {
             continue;
           }
           const a = this.dedupe(f);
+          this.observeFinding(f, a, f.key);
           if (a) out.push(a);
         }
       }
     }
     return { forward, detections: out };
+  }
+
+  private observeSignal(sig: Signal, detector: string, outcome: SignalOutcome): void {
+    const obs = this.opts.observers;
+    if (!obs) return;
+    for (const o of obs) {
+      if (!o.signal) continue;
+      try {
+        o.signal(sig, detector, outcome);
+      } catch (err) {
+        this.observerFailed('signal', err);
+      }
+    }
+  }
+
+  private observeFinding(f: Finding, emitted: Alert | null, incident: string): void {
+    const obs = this.opts.observers;
+    if (!obs) return;
+    for (const o of obs) {
+      if (!o.finding) continue;
+      try {
+        o.finding(f, emitted, incident);
+      } catch (err) {
+        this.observerFailed('finding', err);
+      }
+    }
+  }
+
+  private observerFailed(hook: 'signal' | 'finding', err: unknown): void {
+    this.m.observerErrors.inc({ hook });
+    this.observerLog({ stage: hook, error: errorMessage(err) }, 'detection observer failed (ignored; counted in detect_observer_errors_total)');
   }
 
   /** Close every dedup window now (end of a replay, shutdown): summaries of pending repeats. */

@@ -127,6 +127,29 @@ export interface Finding {
   readonly timeNs: bigint;
 }
 
+/** What happened to one (signal, detector) pair the engine routed. */
+export type SignalOutcome = 'consumed' | 'allowlist' | 'ci_window' | 'ci_workload' | 'learning';
+
+/**
+ * Watches the engine (detection journal, signal statistics). Observers must be cheap and must never
+ * throw into the engine: the engine catches what they throw, counts it
+ * (`detect_observer_errors_total{hook}`) and goes on.
+ */
+export interface DetectionObserver {
+  /**
+   * Every (signal, detector) pair the engine routed, and what happened to it: suppressed before
+   * the detector (`allowlist`, `ci_window`, `ci_workload`), stepped while the detector's learning
+   * period runs (`learning`: its findings are suppressed), or stepped (`consumed`).
+   */
+  signal?(sig: Signal, detector: string, outcome: SignalOutcome): void;
+  /**
+   * Every finding a detector produced, with the alert emitted for it (null: folded by the notify
+   * policy) and the incident it belongs to. Findings suppressed by a learning period are not
+   * findings here (their signals were reported as `learning`).
+   */
+  finding?(f: Finding, emitted: Alert | null, incident: string): void;
+}
+
 /**
  * A deterministic state machine on event time: `step(state, signal, nowNs)` updates `state` in
  * place and returns it with the findings. The engine owns the state (one per detector, created by

@@ -9,7 +9,7 @@ import type { Detector, Finding } from '../../src/detect/types.js';
 import { parse } from '../../src/json/lossless.js';
 import { silentLogger } from '../../src/logger.js';
 import { Metrics } from '../../src/metrics.js';
-import { alertAt, DETECTOR_SPECS, engineWith } from './helpers.js';
+import { alertAt, DETECTOR_SPECS, detectorsFrom, engineWith } from './helpers.js';
 
 const door = { 'proc.pid': 500, 'proc.ppid': 1, 'proc.sid': 500, 'proc.name': 'x', 'proc.exepath': '/usr/bin/x' };
 const kid = (pid: number) => ({ 'proc.pid': pid, 'proc.ppid': 500, 'proc.sid': 500, 'proc.name': 'x', 'proc.exepath': '/usr/bin/x' });
@@ -152,5 +152,43 @@ describe('DetectionEngine', () => {
     };
     expect(replay(false)).toEqual([]);
     expect(replay(true).length).toBeGreaterThan(0);
+  });
+});
+
+describe('DetectionEngine observers', () => {
+  it('sees every routed (signal, detector) pair with its outcome and every finding; a throwing observer is counted, never fatal', async () => {
+    const text = ['extends: builtin', 'suppress:', '  allow:', '    - {name: x, detectors: [socket_filter], exe: ["/usr/bin/allowed"]}', '  learning: {knock: 1h}'].join('\n');
+    const rules = loadRulesFile('/r.yaml', { text, detectors: DETECTOR_SPECS });
+    const metrics = new Metrics({ collectDefault: false });
+    const signals: string[] = [];
+    const findings: { rule: string; emitted: boolean; incident: string }[] = [];
+    const engine = new DetectionEngine({
+      rules,
+      detectors: detectorsFrom(rules),
+      logger: silentLogger(),
+      metrics,
+      clock: new ManualClock(0),
+      observers: [
+        { signal: (s, d, o) => signals.push(`${s.kind}/${d}/${o}`), finding: (f, a, i) => findings.push({ rule: f.rule, emitted: a !== null, incident: i }) },
+        {
+          signal: () => {
+            throw new Error('observer bug');
+          },
+        },
+      ],
+    });
+    const out = run(engine, [
+      alertAt(0, RAW, { ...door, 'proc.exepath': '/usr/bin/allowed' }),
+      alertAt(1, RAW, door),
+      alertAt(2, LISTEN, { ...kid(601), 'fd.name': '0.0.0.0:8080->0.0.0.0:8080' }),
+      alertAt(3, 'Companion signal: firewall tool run', { 'proc.pid': 9, 'proc.cmdline': 'iptables -I INPUT -s 198.51.100.1 -j ACCEPT' }),
+    ]);
+    expect(out).toHaveLength(1);
+    expect(signals).toEqual(['raw_socket/socket_filter/allowlist', 'raw_socket/socket_filter/consumed', 'listen/socket_filter/consumed', 'firewall_exec/socket_filter/consumed', 'firewall_exec/knock/learning']);
+    expect(findings).toHaveLength(1);
+    expect(findings[0]).toMatchObject({ rule: 'Traffic signaling: socket filter armed, then new listener', emitted: true });
+    expect(findings[0]?.incident).not.toBe('');
+    const m = await metrics.text();
+    expect(metricValue(m, /^falco_companion_detect_observer_errors_total\{hook="signal"\}/)).toBe(5);
   });
 });

@@ -26,25 +26,30 @@ function metricValue(text: string, re: RegExp): number {
 }
 
 describe('DetectionEngine', () => {
-  it('dedups per key per window and reports repeats on window close and on flush', async () => {
-    const { engine, metrics } = engineWith();
+  // Replaces the dedup-window test: the notify policy folds repeats until renotify (no summary
+  // when a window closes, nothing pending at flush) and reports the count on the next detection.
+  it('sends one detection per incident, folds repeats, and re-sends after renotify with the count', async () => {
+    const rules = loadRulesFile('/r.yaml', { text: 'extends: builtin\noutput: {renotify: 1h}', detectors: DETECTOR_SPECS });
+    const { engine, metrics } = engineWith(rules);
     const first = run(engine, [alertAt(0, RAW, door), ...[1, 2, 3].map((i) => alertAt(i, LISTEN, { ...kid(600 + i), 'fd.name': `0.0.0.0:${8000 + i}->0.0.0.0:${8000 + i}` }))]);
     expect(first).toHaveLength(1);
     expect(first[0]?.rule).toBe('Traffic signaling: socket filter armed, then new listener');
-    // An unrelated alert 11 minutes later closes the 10 m window: the 2 repeats are reported.
-    const later = run(engine, [alertAt(660, 'Some rule', {})]);
-    expect(later).toHaveLength(1);
-    expect(later[0]?.companion['repeated']).toBe(2);
-    expect(later[0]?.output).toMatch(/\(repeated 2 times in 10m\)$/);
-    expect(engine.flush()).toEqual([]);
+    expect(first[0]?.companion['repeated']).toBeUndefined();
+    // An unrelated alert 11 minutes later: no summary (the old dedup window would have sent one).
+    expect(run(engine, [alertAt(660, 'Some rule', {})])).toEqual([]);
+    expect('flush' in engine).toBe(false);
+    // The same chain again after renotify (1h): sent, with the 2 folded repeats.
+    const again = run(engine, [alertAt(3650, RAW, door), alertAt(3700, LISTEN, { ...kid(700), 'fd.name': '0.0.0.0:9000->0.0.0.0:9000' })]);
+    expect(again).toHaveLength(1);
+    expect(again[0]?.companion['repeated']).toBe(2);
+    expect(again[0]?.companion['repeated_since']).toBe('2024-01-01T00:00:01Z');
+    expect(again[0]?.companion['incident_update']).toBe('renotify');
+    expect(again[0]?.companion['incident']).toBe(first[0]?.companion['incident']);
+    expect(again[0]?.output).toMatch(/\(repeated 2 times since 2024-01-01T00:00:01Z\)$/);
     const text = await metrics.text();
-    expect(metricValue(text, /^falco_companion_detections_deduplicated_total\{detector="socket_filter"\}/)).toBe(2);
+    expect(metricValue(text, /^falco_companion_detections_folded_total\{detector="socket_filter"\}/)).toBe(2);
+    expect(metricValue(text, /^falco_companion_detector_findings_total\{detector="socket_filter"\}/)).toBe(4);
     expect(metricValue(text, /^falco_companion_detections_total\{detector="socket_filter",priority="Warning"\}/)).toBe(2);
-
-    const { engine: e2 } = engineWith();
-    run(e2, [alertAt(0, RAW, door), alertAt(1, LISTEN, { ...kid(601), 'fd.name': '0.0.0.0:1->0.0.0.0:1' }), alertAt(2, LISTEN, { ...kid(602), 'fd.name': '0.0.0.0:2->0.0.0.0:2' })]);
-    const flushed = e2.flush();
-    expect(flushed.map((a) => a.companion['repeated'])).toEqual([1]);
   });
 
   it('lets a more severe finding of the same key through at once', () => {

@@ -11,8 +11,9 @@
  * restored. After a crash (SIGKILL, OOM) the last periodic checkpoint is restored: what the
  * detectors saw after it is lost to them (the alerts themselves are not: the spool keeps them).
  *
- * Encoding and writing run on the event loop, between alerts (the state is consistent); their
- * time is `detect_checkpoint_seconds`, the bytes per part `detector_state_bytes{detector}`.
+ * Encoding runs on the event loop between alerts, one part (detector) per turn, then one write;
+ * the time it takes is `detect_checkpoint_seconds`, the bytes per part
+ * `detector_state_bytes{detector}` (docs/benchmarks.md: full budgets).
  */
 import type { Clock } from '../clock.js';
 import type { Component, ComponentHealth } from '../component.js';
@@ -23,7 +24,7 @@ import type { Metrics } from '../metrics.js';
 import type { Db } from '../store/db.js';
 import { DetectStateStore } from '../store/detect-state.js';
 import { decodeState, encodeState } from './codec.js';
-import { ENGINE_STATE_ID, NOTIFY_LABEL, type DetectionEngine } from './engine.js';
+import { ENGINE_STATE_ID, NOTIFY_LABEL, type DetectionEngine, type StatePart } from './engine.js';
 
 export const CHECKPOINT_ID = 'detect/checkpoint';
 
@@ -49,6 +50,12 @@ export interface RestoreSummary {
   readonly fresh: { id: string; reason: 'version' | 'corrupt' }[];
 }
 
+interface Encoded {
+  readonly id: string;
+  readonly version: number;
+  readonly state: Buffer;
+}
+
 /** The metric label of a part (the engine's part counts under the incidents' label). */
 const labelOf = (id: string): string => (id === ENGINE_STATE_ID ? NOTIFY_LABEL : id);
 
@@ -56,6 +63,8 @@ export class DetectCheckpointer implements Component {
   readonly id = CHECKPOINT_ID;
   private store: DetectStateStore | null = null;
   private timer: NodeJS.Timeout | null = null;
+  /** A periodic checkpoint in progress (its parts are encoded one per turn of the event loop). */
+  private inFlight: Promise<void> | null = null;
   private lastOkMs: number | null = null;
   private lastError: string | null = null;
   private stopped = false;
@@ -83,7 +92,7 @@ export class DetectCheckpointer implements Component {
     this.stopped = false;
     this.restore();
     if (this.o.intervalMs > 0) {
-      this.timer = setInterval(() => this.save(), this.o.intervalMs);
+      this.timer = setInterval(() => this.savePeriodic(), this.o.intervalMs);
       this.timer.unref();
     }
   }
@@ -93,6 +102,7 @@ export class DetectCheckpointer implements Component {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    await this.inFlight;
     const r = this.save();
     if (r) this.log.info({ status: 'saved', parts: r.parts, bytes: r.bytes, ms: r.ms }, 'detection state saved for the next start');
   }
@@ -152,39 +162,81 @@ export class DetectCheckpointer implements Component {
   }
 
   /**
-   * Checkpoint the parts changed since the last one (all of them with `all`). Never throws: a
-   * failure is logged and counted, and the parts stay due for the next checkpoint.
+   * Checkpoint the parts changed since the last one (all of them with `all`), at once (at stop,
+   * in tests). Never throws: a failure is logged and counted, and the parts stay due.
    */
   save(all = false): CheckpointResult | null {
-    const t0 = this.o.clock.monotonic();
-    const parts = this.o.engine.checkpointParts(all);
-    if (parts.length === 0) return { parts: 0, bytes: 0, ms: 0 };
-    const encoded: { id: string; version: number; state: Buffer }[] = [];
-    for (const p of parts) {
-      try {
-        encoded.push({ id: p.id, version: p.version, state: encodeState(p.state) });
-      } catch (err) {
-        // A detector whose state breaks the codec contract: the others are still saved.
-        this.o.metrics.errors.inc({ component: CHECKPOINT_ID, code: errorCode(err) });
-        this.failLog({ stage: p.id, error: errorMessage(err) }, `cannot encode the state of ${p.id}: not checkpointed`);
-      }
+    const encoded: Encoded[] = [];
+    let busyMs = 0;
+    for (const p of this.o.engine.checkpointParts(all)) {
+      const e = this.encode(p);
+      busyMs += e.ms;
+      if (e.part) encoded.push(e.part);
     }
-    let bytes = 0;
+    return this.write(encoded, busyMs);
+  }
+
+  /**
+   * The periodic checkpoint: one part per turn of the event loop (alerts are served between parts;
+   * each part is consistent in itself), then one write. A part is marked saved when it is encoded,
+   * so a step after that makes it due again.
+   */
+  private savePeriodic(): void {
+    if (this.inFlight || this.stopped) return;
+    this.inFlight = (async () => {
+      const encoded: Encoded[] = [];
+      let busyMs = 0;
+      for (const { id } of this.o.engine.checkpointParts()) {
+        if (this.stopped) break; // stop() saves what is left
+        const p = this.o.engine.checkpointPart(id);
+        if (!p) continue;
+        const e = this.encode(p);
+        busyMs += e.ms;
+        if (e.part) encoded.push(e.part);
+        await new Promise<void>((r) => setImmediate(r));
+      }
+      this.write(encoded, busyMs);
+    })().finally(() => {
+      this.inFlight = null;
+    });
+  }
+
+  private encode(p: StatePart): { part: Encoded | null; ms: number } {
+    const t0 = this.o.clock.monotonic();
+    try {
+      const part = { id: p.id, version: p.version, state: encodeState(p.state) };
+      this.o.engine.markSaved([p.id]);
+      return { part, ms: this.o.clock.monotonic() - t0 };
+    } catch (err) {
+      // A detector whose state breaks the codec contract: the others are still saved.
+      this.o.metrics.errors.inc({ component: CHECKPOINT_ID, code: errorCode(err) });
+      this.failLog({ stage: p.id, error: errorMessage(err) }, `cannot encode the state of ${p.id}: not checkpointed`);
+      return { part: null, ms: this.o.clock.monotonic() - t0 };
+    }
+  }
+
+  private write(encoded: readonly Encoded[], busyMs: number): CheckpointResult | null {
+    if (encoded.length === 0) return { parts: 0, bytes: 0, ms: busyMs };
+    const t0 = this.o.clock.monotonic();
     try {
       this.db().save(encoded, this.o.clock.now());
     } catch (err) {
+      this.o.engine.markSaved(
+        encoded.map((e) => e.id),
+        false,
+      );
       this.lastError = errorMessage(err);
       this.m.checkpoints.inc({ result: 'error' });
       this.o.metrics.errors.inc({ component: CHECKPOINT_ID, code: errorCode(err) });
       this.failLog({ error: errorMessage(err) }, 'detection state checkpoint failed (retried at the next one)');
       return null;
     }
+    let bytes = 0;
     for (const e of encoded) {
       bytes += e.state.length;
       this.m.bytes.set({ detector: labelOf(e.id) }, e.state.length);
     }
-    this.o.engine.markSaved(encoded.map((e) => e.id));
-    const ms = this.o.clock.monotonic() - t0;
+    const ms = busyMs + this.o.clock.monotonic() - t0;
     this.m.seconds.observe(ms / 1000);
     this.m.checkpoints.inc({ result: 'ok' });
     this.lastOkMs = this.o.clock.now();

@@ -44,6 +44,8 @@ const enum Tag {
   Ref = 16,
   Frozen = 17,
   Lossless = 18,
+  /** An array of integers: count, then zigzag varints of the differences to the previous one. */
+  IntArr = 19,
 }
 
 export class StateCodecError extends CompanionError {
@@ -56,6 +58,12 @@ export class StateCodecError extends CompanionError {
 }
 
 const MAX_DEPTH = 64;
+
+/** Every element an integer small enough for a zigzag varint of its difference to the previous one. */
+function isIntArray(a: readonly unknown[]): boolean {
+  for (const x of a) if (typeof x !== 'number' || !Number.isInteger(x) || Math.abs(x) > ZIGZAG_MAX / 2 || Object.is(x, -0)) return false;
+  return true;
+}
 /** Integers up to this magnitude are varints (their zigzag form stays a safe integer); larger ones are doubles. */
 const ZIGZAG_MAX = 2 ** 52;
 const BIG_MIN = -(2n ** 63n);
@@ -65,7 +73,9 @@ class Writer {
   buf = Buffer.allocUnsafe(1 << 16);
   at = 0;
   private readonly strings = new Map<string, number>();
-  private readonly shapes = new Map<string, number>();
+  /** Shapes by key count and first key: [keys, index] candidates compared key by key. */
+  private readonly shapes = new Map<string, [readonly string[], number][]>();
+  private shapeCount = 0;
   private readonly objects = new Map<object, number>();
 
   private room(n: number): void {
@@ -159,6 +169,17 @@ class Writer {
     const d = depth + 1;
     if (Array.isArray(v)) {
       if (Object.isFrozen(v)) this.u8(Tag.Frozen);
+      if (v.length >= 4 && isIntArray(v)) {
+        this.u8(Tag.IntArr);
+        this.uint(v.length);
+        let prev = 0;
+        for (const x of v as number[]) {
+          const d = x - prev;
+          this.uint(d >= 0 ? d * 2 : -d * 2 - 1);
+          prev = x;
+        }
+        return;
+      }
       this.u8(Tag.Arr);
       this.uint(v.length);
       for (let i = 0; i < v.length; i++) this.at1(v[i], d, i);
@@ -168,13 +189,11 @@ class Writer {
     if (proto === Object.prototype || proto === null) {
       const keys = Object.keys(v);
       if (Object.isFrozen(v)) this.u8(Tag.Frozen);
-      const sig = keys.join('\u0000');
-      const shape = this.shapes.get(sig);
-      if (shape !== undefined) {
+      const shape = this.shape(keys);
+      if (shape >= 0) {
         this.u8(Tag.ObjShape);
         this.uint(shape);
       } else {
-        this.shapes.set(sig, this.shapes.size);
         this.u8(Tag.Obj);
         this.uint(keys.length);
         for (const k of keys) this.str(k);
@@ -217,6 +236,20 @@ class Writer {
     }
     const name = (proto as { constructor?: { name?: string } } | null)?.constructor?.name ?? 'object';
     throw new StateCodecError(`cannot encode an instance of ${name} (state holds plain data, Map, Set, BoundedMap only)`);
+  }
+
+  /** The index of a known shape with exactly these keys, else -1 (and the keys become a new shape). */
+  private shape(keys: readonly string[]): number {
+    const sig = `${keys.length}|${keys[0] ?? ''}`;
+    let list = this.shapes.get(sig);
+    if (list) {
+      outer: for (const [ks, idx] of list) {
+        for (let i = 1; i < ks.length; i++) if (ks[i] !== keys[i]) continue outer;
+        return idx;
+      }
+    } else this.shapes.set(sig, (list = []));
+    list.push([keys, this.shapeCount++]);
+    return -1;
   }
 
   /** One child value; a failure records where it happened. */
@@ -342,8 +375,20 @@ class Reader {
       }
       case Tag.Frozen: {
         const next = this.buf[this.at];
-        if (next !== Tag.Arr && next !== Tag.Obj && next !== Tag.ObjShape) this.fail('frozen marker before a non-object');
+        if (next !== Tag.Arr && next !== Tag.IntArr && next !== Tag.Obj && next !== Tag.ObjShape) this.fail('frozen marker before a non-object');
         return Object.freeze(this.value(depth));
+      }
+      case Tag.IntArr: {
+        const n = this.count();
+        const a: number[] = [];
+        this.objects.push(a);
+        let prev = 0;
+        for (let i = 0; i < n; i++) {
+          const z = this.uint();
+          prev += z % 2 === 0 ? z / 2 : -(z + 1) / 2;
+          a.push(prev);
+        }
+        return a;
       }
       case Tag.Arr: {
         const n = this.count();

@@ -317,13 +317,20 @@ export class DetectionEngine implements DetectStage {
     return parts;
   }
 
-  /** These parts are stored: unchanged until their next step. */
-  markSaved(ids: readonly string[]): void {
+  /** One part, as it is now (null: no such detector). */
+  checkpointPart(id: string): StatePart | null {
+    if (id === ENGINE_STATE_ID) return { id, version: ENGINE_STATE_VERSION, state: this.memory() };
+    const slot = this.slots.get(id);
+    return slot ? { id, version: slot.det.stateVersion ?? 1, state: slot.state } : null;
+  }
+
+  /** These parts are encoded (`saved` true: unchanged until their next step) or failed to be stored (false: due again). */
+  markSaved(ids: readonly string[], saved = true): void {
     for (const id of ids) {
-      if (id === ENGINE_STATE_ID) this.memoryDirty = false;
+      if (id === ENGINE_STATE_ID) this.memoryDirty = !saved;
       else {
         const slot = this.slots.get(id);
-        if (slot) slot.dirty = false;
+        if (slot) slot.dirty = !saved;
       }
     }
   }

@@ -13,7 +13,8 @@ import { configSchema, type Config } from '../../src/config/schema.js';
 import { loadConfig } from '../../src/config/validate.js';
 import { DetectCheckpointer } from '../../src/detect/checkpoint.js';
 import { DetectionEngine } from '../../src/detect/engine.js';
-import { createLogger } from '../../src/logger.js';
+import { createLogger, silentLogger } from '../../src/logger.js';
+import { until } from '../support/wait.js';
 import { Metrics } from '../../src/metrics.js';
 import { openStateDb, type Db } from '../../src/store/db.js';
 import { DetectStateStore } from '../../src/store/detect-state.js';
@@ -86,6 +87,22 @@ describe('detection state checkpoints', () => {
     const c = node(stateDir());
     await c.cp.start();
     expect(c.engine.process(listen(5)).detections).toEqual([]);
+  });
+
+  it('checkpoints periodically, a part per turn of the event loop, and stop waits for one in flight', async () => {
+    const dir = stateDir();
+    const a = node(dir);
+    const cp = new DetectCheckpointer({ engine: a.engine, db: () => a.db, intervalMs: 20, logger: silentLogger(), metrics: a.metrics, clock: new ManualClock(0) });
+    await cp.start();
+    a.engine.process(alertAt(0, RAW, door));
+    const store = new DetectStateStore(a.db);
+    await until(() => store.load().some((r) => r.id === 'engine'), 5000, 'periodic checkpoint');
+    expect(store.load().map((r) => r.id)).toEqual(['engine', 'knock', 'socket_filter']);
+    a.engine.process(alertAt(1, RAW, { ...door, 'proc.pid': 501 }));
+    await cp.stop();
+    const b = node(dir);
+    b.cp.restore();
+    expect(b.engine.checkpointPart('socket_filter')?.state).toMatchObject({ arms: { size: 2 } });
   });
 
   it('writes only the parts that changed since the last checkpoint', async () => {

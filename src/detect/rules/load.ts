@@ -87,6 +87,14 @@ function parseRules(file: string, text: string, specs: readonly DetectorSettings
   });
 }
 
+/** `15m`, `24h`, `90s`, `250ms`: a duration as a rules file would write it. */
+function durationText(ms: number): string {
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
+  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
+  if (ms % 1000 === 0) return `${ms / 1000}s`;
+  return `${ms}ms`;
+}
+
 /** The notify settings; the deprecated dedup keys stand in for their successors, with a warning each. */
 function outputSettings(o: Infer<typeof outputSpec>, warnings: string[]): LoadedRules['output'] {
   let renotifyMs = o.renotify ?? OUTPUT_DEFAULTS.renotifyMs;
@@ -94,7 +102,7 @@ function outputSettings(o: Infer<typeof outputSpec>, warnings: string[]): Loaded
   if (o.dedup_window !== null) {
     if (o.renotify === null) renotifyMs = o.dedup_window;
     warnings.push(
-      `output.dedup_window is deprecated: detections follow the notify policy (one per incident, again when it gets worse or after output.renotify); use output.renotify${o.renotify === null ? ` (taken as renotify: ${o.dedup_window} ms for now)` : ' (set too: dedup_window ignored)'}`,
+      `output.dedup_window is deprecated: detections follow the notify policy (one per incident, again when it gets worse or after output.renotify); use output.renotify${o.renotify === null ? ` (taken as renotify: ${durationText(o.dedup_window)} for now)` : ' (set too: dedup_window ignored)'}`,
     );
   }
   if (o.max_dedup_keys !== null) {

@@ -118,6 +118,16 @@ describe('Notifier', () => {
     expect(n.decide(finding({ t: 20, evidence: [sig({ kind: 'connect', t: 20, container: 'c0' })] }), BASE_NS + secNs(20)).reason).toBe('new');
   });
 
+  it('a rules reload with a smaller max_incidents keeps the most recently active incidents (evictions counted)', () => {
+    const n = new Notifier(SETTINGS);
+    const ids = Array.from({ length: 20 }, (_, i) => n.decide(finding({ t: i, evidence: [sig({ kind: 'connect', t: i, container: `c${i}` })] }), BASE_NS + secNs(i)).incident);
+    n.configure({ ...SETTINGS, maxIncidents: 10 });
+    expect(n.size).toBe(10);
+    expect(n.evicted).toBe(10);
+    expect(n.decide(finding({ t: 30, evidence: [sig({ kind: 'connect', t: 30, container: 'c19' })] }), BASE_NS + secNs(30))).toMatchObject({ incident: ids[19], reason: null });
+    expect(n.decide(finding({ t: 31, evidence: [sig({ kind: 'connect', t: 31, container: 'c0' })] }), BASE_NS + secNs(31)).reason).toBe('new');
+  });
+
   it('survives a checkpoint: folded counts, host lineage and ids come back', () => {
     const n = new Notifier(SETTINGS);
     const first = n.decide(finding({ t: 0, evidence: [hostSig(0, 4000)] }), BASE_NS);

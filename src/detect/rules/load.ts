@@ -100,9 +100,9 @@ function outputSettings(o: Infer<typeof outputSpec>, warnings: string[]): Loaded
   let renotifyMs = o.renotify ?? OUTPUT_DEFAULTS.renotifyMs;
   let maxIncidents = o.max_incidents ?? OUTPUT_DEFAULTS.maxIncidents;
   if (o.dedup_window !== null) {
-    if (o.renotify === null) renotifyMs = o.dedup_window;
+    if (o.renotify === null) renotifyMs = Math.max(60_000, o.dedup_window); // renotify's minimum
     warnings.push(
-      `output.dedup_window is deprecated: detections follow the notify policy (one per incident, again when it gets worse or after output.renotify); use output.renotify${o.renotify === null ? ` (taken as renotify: ${durationText(o.dedup_window)} for now)` : ' (set too: dedup_window ignored)'}`,
+      `output.dedup_window is deprecated: detections follow the notify policy (one per incident, again when it gets worse or after output.renotify); use output.renotify${o.renotify === null ? ` (taken as renotify: ${durationText(renotifyMs)} for now)` : ' (set too: dedup_window ignored)'}`,
     );
   }
   if (o.max_dedup_keys !== null) {

@@ -8,6 +8,7 @@ import type { DetectStage } from '../pipeline/types.js';
 import type { Db } from '../store/db.js';
 import { DetectCheckpointer } from './checkpoint.js';
 import { DetectionEngine } from './engine.js';
+import type { DetectionObserver } from './types.js';
 import { buildDetectors } from './registry.js';
 import { loadRulesFile } from './rules/load.js';
 import { RulesWatcher } from './rules/watch.js';
@@ -21,6 +22,8 @@ export interface DetectDeps {
    * memory only (replays: they never read or write it).
    */
   readonly db: (() => Db) | null;
+  /** Watchers of every routed signal and finding (detection journal, signal statistics). */
+  readonly observers?: readonly DetectionObserver[];
 }
 
 export interface Detection {
@@ -41,6 +44,7 @@ export function buildDetection(config: Config, deps: DetectDeps): Detection {
     metrics: deps.metrics,
     clock: deps.clock,
     forwardSignalAlerts: config.detect.forward_signal_alerts,
+    ...(deps.observers ? { observers: deps.observers } : {}),
   });
   const watcher = new RulesWatcher({
     path,

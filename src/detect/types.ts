@@ -118,7 +118,11 @@ export interface Finding {
   readonly message: string;
   /** MITRE technique ids (T1205.002 ...) and tactic tags (mitre_defense_evasion ...). */
   readonly mitre: readonly string[];
-  /** Dedup key: one detection per key per window. */
+  /**
+   * What this finding is about (a chain, a series): stable across the repeats of one. The notify
+   * policy groups findings into incidents by workload (src/detect/notify.ts); the key names the
+   * finding in the journal and seeds the incident id.
+   */
   readonly key: string;
   /** The signals that formed it, oldest first. */
   readonly evidence: readonly Signal[];

@@ -47,12 +47,12 @@ function open(dir: string): Db {
   return db;
 }
 
-function node(dir: string) {
+function node(dir: string, rulesText?: string) {
   const lines: Record<string, unknown>[] = [];
   const logger = createLogger({ level: 'info', destination: { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) } });
   const metrics = new Metrics({ collectDefault: false });
   const clock = new ManualClock(1_700_000_000_000);
-  const rules = loadRulesFile(null, { detectors: DETECTOR_SPECS });
+  const rules = rulesText === undefined ? loadRulesFile(null, { detectors: DETECTOR_SPECS }) : loadRulesFile('/r.yaml', { text: rulesText, detectors: DETECTOR_SPECS });
   const engine = new DetectionEngine({ rules, detectors: detectorsFrom(rules), logger, metrics, clock });
   const db = open(dir);
   const cp = new DetectCheckpointer({ engine, db: () => db, intervalMs: 0, logger, metrics, clock });
@@ -103,6 +103,22 @@ describe('detection state checkpoints', () => {
     const b = node(dir);
     b.cp.restore();
     expect(b.engine.checkpointPart('socket_filter')?.state).toMatchObject({ arms: { size: 2 } });
+  });
+
+  it('learning periods keep counting from the first signal seen before the restart', async () => {
+    const text = 'extends: builtin\nsuppress:\n  learning: {socket_filter: 1h}';
+    const dir = stateDir();
+    const a = node(dir, text);
+    await a.cp.start();
+    a.engine.process(alertAt(0, RAW, { ...door, 'proc.pid': 7 })); // starts socket_filter's learning hour
+    await a.cp.stop();
+    const chain = [alertAt(3650, RAW, door), listen(3700)];
+    const b = node(dir, text);
+    await b.cp.start();
+    expect(chain.flatMap((x) => b.engine.process(x).detections)).toHaveLength(1); // the hour has passed since t=0
+    const c = node(stateDir(), text); // without the restored start the hour begins at 3650
+    await c.cp.start();
+    expect(chain.flatMap((x) => c.engine.process(x).detections)).toEqual([]);
   });
 
   it('writes only the parts that changed since the last checkpoint', async () => {

@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [--only http,grpc,file,detect,enrich,spool,flood] [--out FILE] [--profile DIR]`
+ * `npm run bench [-- --quick] [--only http,grpc,file,detect,enrich,spool,flood,checkpoint] [--out FILE] [--profile DIR]`
  *
  * Every figure is measured next to its baseline in the same run, each side in a fresh child
  * process (bench/worker.ts), loopback only, bounded in time. Prints the report and writes
@@ -313,6 +313,26 @@ export async function runBench(o: Options): Promise<Report> {
       const br = (n(b, 'alerts') / n(b, 'wallMs')) * 1000;
       rows.push({ path: 'Enrichment, warm caches (egress + container, fake Docker runtime)', metric: 'pipeline alerts/s', companion: fmt(cr), baseline: `${fmt(br)} (enrichment off)`, ratio: cr / br, target: '≥ 0.7 × baseline', met: cr / br >= 0.7, cpuPer1k: n(c, 'cpuMs') / Math.max(1, n(c, 'alerts')), baseCpuPer1k: n(b, 'cpuMs') / Math.max(1, n(b, 'alerts')) });
       notes.push('Enrichment: no dockerd socket on the bench machine, so the container enricher talks to an in-memory fake Docker client (bench/worker.ts FakeDocker); reverse DNS answers from an in-memory resolver. With warm caches neither is asked during the timed pass.');
+    }
+
+    if (want('checkpoint')) {
+      o.log('checkpoint: every detector and the incidents filled to their bounds, then encoded, written, restored');
+      const r = await once('checkpoint', { stateDir: join(tmp, 'checkpoint') }, 600_000, ['--expose-gc']);
+      const per = (r['per'] as { id: string; bytes: number; encodeMs: number }[]) ?? [];
+      const bytes = per.reduce((s, p) => s + p.bytes, 0);
+      const ms = n(r, 'encodeMs') + n(r, 'writeMs');
+      rows.push({
+        path: 'Detection state checkpoint, full budgets (all detectors + 10 k incidents)',
+        metric: 'encode + write (ms) / size',
+        companion: `${fmt(ms)} ms / ${mb(bytes)}`,
+        baseline: `${fmt(n(r, 'jsonMs'))} ms / ${mb(n(r, 'jsonBytes'))} (JSON.stringify, encode only)`,
+        ratio: ms / Math.max(1, n(r, 'jsonMs')),
+        target: 'context (encoded one detector per event-loop turn, every checkpoint_interval while the state changes)',
+        met: null,
+        cpuPer1k: null,
+        note: `longest single block ${fmt(Math.max(0, ...per.map((p) => p.encodeMs)))} ms (${per.reduce((a, p) => (p.encodeMs > a.encodeMs ? p : a), { id: '-', encodeMs: 0 }).id}); encode ${fmt(n(r, 'encodeMs'))} ms, SQLite write ${fmt(n(r, 'writeMs'))} ms, read + decode + restore ${fmt(n(r, 'restoreMs'))} ms; ${fmt(n(r, 'signals'))} signals to fill, heap ${mb(n(r, 'heapUsed'))}`,
+      });
+      notes.push(`Checkpoint sizes per part: ${per.map((p) => `${p.id} ${mb(p.bytes)} (${fmt(p.encodeMs)} ms)`).join(', ')}.`);
     }
 
     if (want('flood')) {

@@ -29,6 +29,12 @@ import { openStateDb } from '../src/store/db.js';
 import { buildApp, type App } from '../src/wiring.js';
 import { benchEngine } from './detectors.js';
 import { floodAlert, outboundAlert } from './inputs.js';
+import { fullStates } from './checkpoint.js';
+import { decodeState, encodeState, restoreInto } from '../src/detect/codec.js';
+import { BoundedMap } from '../src/detect/detectors/kit.js';
+import { buildDetectors } from '../src/detect/registry.js';
+import { loadRulesFile } from '../src/detect/rules/load.js';
+import { DetectStateStore } from '../src/store/detect-state.js';
 
 type Msg = Record<string, unknown>;
 
@@ -533,6 +539,57 @@ async function flood(m: Msg): Promise<void> {
   process.exit(0);
 }
 
+/**
+ * Detection state checkpoint at full budgets (bench/checkpoint.ts fills every detector and the
+ * incidents): encode every part (the codec, src/detect/codec.ts), write them in one transaction to
+ * a real state database, read, decode and restore them into fresh states. Baseline, same data:
+ * `JSON.stringify` with a replacer for Map / Set / BoundedMap / bigint (what one would write
+ * without a codec; it loses shared references and LRU bounds, so it is a speed and size yardstick).
+ */
+async function checkpoint(m: Msg): Promise<void> {
+  const full = fullStates();
+  (globalThis as { gc?: () => void }).gc?.();
+  const heapUsed = process.memoryUsage().heapUsed;
+  const per: { id: string; bytes: number; encodeMs: number }[] = [];
+  const encoded: { id: string; version: number; state: Buffer }[] = [];
+  const e0 = performance.now();
+  for (const p of full.parts) {
+    const t = performance.now();
+    const state = encodeState(p.state);
+    per.push({ id: p.id, bytes: state.length, encodeMs: performance.now() - t });
+    encoded.push({ id: p.id, version: 1, state });
+  }
+  const encodeMs = performance.now() - e0;
+  const db = openStateDb(str(m, 'stateDir'));
+  const store = new DetectStateStore(db);
+  const w0 = performance.now();
+  store.save(encoded, Date.now());
+  const writeMs = performance.now() - w0;
+  const r0 = performance.now();
+  const rows = store.load();
+  const fresh = new Map(buildDetectors(loadRulesFile(null)).map((d) => [d.id, d]));
+  for (const row of rows) {
+    const decoded = decodeState(row.state);
+    const det = fresh.get(row.id);
+    if (det) restoreInto(det.init(), decoded);
+  }
+  const restoreMs = performance.now() - r0;
+  db.close();
+  const replacer = (_k: string, v: unknown): unknown => {
+    if (typeof v === 'bigint') return v.toString();
+    if (v instanceof BoundedMap) return [...(v as BoundedMap<unknown, unknown>).entries()];
+    if (v instanceof Map) return [...(v as Map<unknown, unknown>).entries()];
+    if (v instanceof Set) return [...(v as Set<unknown>)];
+    return v;
+  };
+  const j0 = performance.now();
+  let jsonBytes = 0;
+  for (const p of full.parts) jsonBytes += Buffer.byteLength(JSON.stringify(p.state, replacer));
+  const jsonMs = performance.now() - j0;
+  send({ cmd: 'result', signals: full.signals, fillMs: full.fillMs, per, encodeMs, writeMs, restoreMs, jsonMs, jsonBytes, heapUsed });
+  process.exit(0);
+}
+
 const TASKS: Record<string, (m: Msg) => Promise<void>> = {
   'server-companion': serverCompanion,
   'server-bare': serverBare,
@@ -544,6 +601,7 @@ const TASKS: Record<string, (m: Msg) => Promise<void>> = {
   detect,
   enrich,
   flood,
+  checkpoint,
 };
 
 process.once('message', (raw: unknown) => {

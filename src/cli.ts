@@ -161,7 +161,7 @@ export async function main(argv: string[]): Promise<void> {
           }
           for (const f of rulesFiles) {
             try {
-              loadRulesFile(f);
+              for (const w of loadRulesFile(f).warnings) process.stderr.write(`${f}: warning: ${w}\n`);
             } catch (err) {
               if (!(err instanceof ConfigError)) throw err;
               problems.push(...err.problems);

@@ -35,8 +35,8 @@ function describe(a: Alert): string {
   const dest = a.companion['dest.ip'];
   if (typeof dest === 'string') bits.push(`dest=${dest}${a.companion['dest.class'] ? `(${String(a.companion['dest.class'])})` : ''}`);
   if (a.companion['score'] !== undefined) bits.push(`score=${String(a.companion['score'])}`);
-  // A dedup summary: the window of an earlier detection closed (event time moved on).
-  if (a.companion['repeated'] !== undefined) bits.push(`summary: repeated ${String(a.companion['repeated'])}× in the dedup window`);
+  // A later detection of an incident: findings folded since its previous one.
+  if (a.companion['repeated'] !== undefined) bits.push(`repeated ${String(a.companion['repeated'])}× since ${String(a.companion['repeated_since'] ?? 'its previous detection')}`);
   return bits.join(' ');
 }
 

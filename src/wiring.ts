@@ -107,7 +107,8 @@ export function buildApp(config: Config, deps: AppDeps): App {
 
   // Enrichment and detection
   const enrichment = config.enrich.enabled ? buildEnrichment(config, { logger, metrics, clock, db: stateDb }) : { enrichers: [] as Enricher[], components: [] as Component[] };
-  const detection = config.detect.enabled ? buildDetection(config, { logger, metrics, clock }) : null;
+  // Replays never read or write the detection state (a replay is deterministic from its input).
+  const detection = config.detect.enabled ? buildDetection(config, { logger, metrics, clock, db: deps.replay ? null : stateDb }) : null;
   // The last detections, for GET /detections (read-only ops endpoint; `emulate run --verify`).
   const recent = new RecentDetections(undefined, metrics);
   const detect: DetectStage | null = detection ? recordingStage(detection.stage, recent) : null;
@@ -225,6 +226,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
           }
         }
         // 2. drain the pipeline into the sinks, 3. flush the sinks, 4. stop enrichers/detectors
+        //    (the detection state is checkpointed here, after the last alert went through)
         await pipeline.stop(deadlineMs);
         for (const c of [...sinks, ...(detection?.components ?? []), ...enrichment.components]) {
           try {

@@ -2,22 +2,30 @@
  * The detection stage: alert → signals (compiled mapping) → suppression (src/detect/suppress.ts:
  * allowlists, CI windows and workloads, learning periods; every suppression counted) → detectors
  * (deterministic state machines on event time; the engine owns one bounded state per detector,
- * which `step` mutates in place) → dedup / aggregation (one detection per key per window, repeats
- * reported as "repeated N times") → Falco-shaped detection alerts.
+ * which `step` mutates in place) → incidents and the notify policy (src/detect/notify.ts: one
+ * detection when an incident opens, again when it gets worse or a new technique appears, else at
+ * most once per `output.renotify` with the folded count) → Falco-shaped detection alerts.
  *
- * All windows run on event time (alert.timeNs); the injected clock only stamps receive times.
+ * All windows run on event time (alert.timeNs); the injected clock only stamps receive times and
+ * detection ids. The state (detectors', incidents, learning-period starts) is handed to the
+ * checkpoints (src/detect/checkpoint.ts) through {@link DetectionEngine.checkpointParts} and
+ * {@link DetectionEngine.restorePart}.
  */
 import { priorityRank, type Alert } from '../alert.js';
 import type { Clock } from '../clock.js';
 import { errorCode, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { countSuppressed, rateLimited, type RateLimitedLog } from '../log-limit.js';
 import type { Metrics } from '../metrics.js';
 import type { DetectStage } from '../pipeline/types.js';
+import { AlertIdGenerator } from '../store/alert-id.js';
+import { restoreInto, stateEntries } from './codec.js';
 import { findingToAlert } from './finding-to-alert.js';
 import { compileMapping, SIGNAL_RULE_PREFIX, type Mapping } from './mapping.js';
+import { Notifier, type NotifyDecision, type NotifySettings, type NotifyState } from './notify.js';
 import type { LoadedRules } from './rules/types.js';
 import { podLabelKeys, Suppression, type SuppressReason } from './suppress.js';
-import type { Detector, Finding, Signal } from './types.js';
+import type { DetectionObserver, Detector, Finding, Signal, SignalOutcome } from './types.js';
 
 export interface DetectionEngineOptions {
   readonly rules: LoadedRules;
@@ -27,6 +35,8 @@ export interface DetectionEngineOptions {
   readonly clock: Clock;
   /** Config `detect.forward_signal_alerts`: false forces signal-only alerts not to be forwarded. */
   readonly forwardSignalAlerts?: boolean;
+  /** Watchers of every routed signal and every finding (journal, statistics); errors are caught and counted. */
+  readonly observers?: readonly DetectionObserver[];
 }
 
 interface Slot {
@@ -35,20 +45,41 @@ interface Slot {
   evictionsSeen: number;
   /** First event time this detector saw (learning periods). */
   firstNs: bigint | null;
+  /** Stepped since the last checkpoint. */
+  dirty: boolean;
 }
 
 type Inc = { inc(value?: number): void };
 
-interface DedupEntry {
-  readonly key: string;
-  readonly detector: string;
-  readonly windowEndNs: bigint;
-  rank: number;
-  count: number;
-  last: Finding | null;
+/** Id of the engine's own part of a checkpoint (incidents, learning-period starts). */
+export const ENGINE_STATE_ID = 'engine';
+/** Version of the engine part's shape. */
+export const ENGINE_STATE_VERSION = 1;
+/** Metric label of the incidents' bounded memory. */
+export const NOTIFY_LABEL = 'engine/notify';
+
+/** The engine's own state, as checkpointed. */
+export interface EngineMemory {
+  readonly maxNs: bigint;
+  /** Detector id → first event time it saw (learning periods). */
+  readonly first: Map<string, bigint>;
+  readonly notify: NotifyState;
 }
 
+/** One part of a checkpoint: a detector's state or the engine's memory. */
+export interface StatePart {
+  readonly id: string;
+  readonly version: number;
+  readonly state: unknown;
+}
+
+export type RestoreResult = 'restored' | 'version' | 'unknown';
+
 const ID = 'detect/engine';
+
+function notifySettings(rules: LoadedRules): NotifySettings {
+  return { renotifyMs: rules.output.renotifyMs, incidentIdleMs: rules.output.incidentIdleMs, maxIncidents: rules.output.maxIncidents };
+}
 
 export class DetectionEngine implements DetectStage {
   readonly id = ID;
@@ -59,15 +90,18 @@ export class DetectionEngine implements DetectStage {
   private readonly slots = new Map<string, Slot>();
   /** Enabled slots consuming each signal kind, in slot order (rebuilt with the rules or detectors). */
   private byKind = new Map<string, Slot[]>();
-  private readonly dedup = new Map<string, DedupEntry>();
-  /** Window end of the first dedup entry (where `sweep` would stop at once); null when empty. */
-  private sweepAtNs: bigint | null = null;
-  private dedupWindowNs = 0n;
+  private readonly notifier: Notifier;
+  private notifyEvictionsSeen = 0;
+  /** The incidents or a learning-period start changed since the last checkpoint. */
+  private memoryDirty = false;
   private maxNs = 0n;
+  private readonly ids: AlertIdGenerator;
   /** prom-client children per label value (the label objects built once, not per call). */
   private readonly signalsBy = new Map<string, Inc>();
   private readonly suppressedBy = new Map<string, Inc>();
   private readonly log: Logger;
+  /** Observer failures are logged at most once a minute (every one is counted). */
+  private readonly observerLog: RateLimitedLog;
   private readonly m;
 
   constructor(private readonly opts: DetectionEngineOptions) {
@@ -76,16 +110,26 @@ export class DetectionEngine implements DetectStage {
     this.m = {
       signals: mm.counter('signals_total', 'Signals the detection engine mapped from alerts, by kind', ['kind']),
       suppressed: mm.counter('suppressed_total', 'Signals or findings suppressed, by detector and reason (allowlist, ci_window, ci_workload, learning)', ['detector', 'reason']),
-      evictions: mm.counter('detector_evictions_total', 'Detector state entries evicted to respect bounds', ['detector']),
+      evictions: mm.counter('detector_evictions_total', 'Detector state entries (and incidents: detector="engine/notify") evicted to respect bounds', ['detector']),
+      findings: mm.counter('detector_findings_total', 'Findings detectors produced (before learning-period suppression and the notify policy), by detector', ['detector']),
       detections: mm.counter('detections_total', 'Detections emitted, by detector and priority', ['detector', 'priority']),
-      deduplicated: mm.counter('detections_deduplicated_total', 'Detections folded into an earlier one of the same key within the dedup window', ['detector']),
+      folded: mm.counter('detections_folded_total', 'Findings folded into an open incident by the notify policy (reported as "repeated N times" on its next detection), by detector', ['detector']),
+      observerErrors: mm.counter('detect_observer_errors_total', 'Errors thrown by detection observers (journal, statistics), caught by the engine', ['hook']),
     };
+    const sizes = (): { id: string; entries: number }[] => this.stateSizes();
+    mm.gauge('detector_state_entries', 'Entries a detector state holds at its top level (maps, sets, lists); detector="engine/notify": open incidents', ['detector'], function () {
+      this.reset();
+      for (const s of sizes()) this.set({ detector: s.id }, s.entries);
+    });
+    this.observerLog = rateLimited(this.log, { intervalMs: 60_000, now: () => opts.clock.monotonic(), onSuppressed: countSuppressed(mm, ID) });
+    this.ids = new AlertIdGenerator(() => opts.clock.now());
+    this.notifier = new Notifier(notifySettings(opts.rules));
     this.compile(opts.rules);
-    for (const d of opts.detectors) this.slots.set(d.id, { det: d, state: d.init(), evictionsSeen: 0, firstNs: null });
+    for (const d of opts.detectors) this.slots.set(d.id, { det: d, state: d.init(), evictionsSeen: 0, firstNs: null, dirty: true });
     this.route();
   }
 
-  /** Which enabled slots consume which kind; the dedup window in ns. */
+  /** Which enabled slots consume which kind. */
   private route(): void {
     this.byKind = new Map();
     for (const slot of this.slots.values()) {
@@ -96,7 +140,6 @@ export class DetectionEngine implements DetectStage {
         arr.push(slot);
       }
     }
-    this.dedupWindowNs = BigInt(this.rules.output.dedupWindowMs) * 1_000_000n;
   }
 
   private signalCounter(kind: string): Inc {
@@ -115,34 +158,35 @@ export class DetectionEngine implements DetectStage {
   /** Replace the rules (reload). Detectors given replace those of the same id, keeping their state. */
   setRules(rules: LoadedRules, detectors?: readonly Detector<unknown>[]): void {
     this.compile(rules);
+    this.notifier.configure(notifySettings(rules));
     if (detectors) {
       const ids = new Set(detectors.map((d) => d.id));
       for (const id of [...this.slots.keys()]) if (!ids.has(id)) this.slots.delete(id);
       for (const d of detectors) {
         const slot = this.slots.get(d.id);
         if (slot) slot.det = d;
-        else this.slots.set(d.id, { det: d, state: d.init(), evictionsSeen: 0, firstNs: null });
+        else this.slots.set(d.id, { det: d, state: d.init(), evictionsSeen: 0, firstNs: null, dirty: true });
       }
     }
     this.route();
     this.log.info({ signals: rules.signals.length, detectors: [...this.slots.keys()] }, 'detection rules in force');
   }
 
-  /** Map, suppress, detect, dedup. Never throws for bad input. */
+  /** Map, suppress, detect, notify. Never throws for bad input. */
   process(alert: Alert): { readonly forward: boolean; readonly detections: readonly Alert[] } {
     const forwardSignals = this.rules.output.forwardSignalAlerts && this.opts.forwardSignalAlerts !== false;
     const forward = forwardSignals || !alert.rule.startsWith(SIGNAL_RULE_PREFIX);
     if (alert.origin.kind === 'detector') return { forward: true, detections: [] };
     if (alert.timeNs > this.maxNs) this.maxNs = alert.timeNs;
-    const out: Alert[] = this.sweepAtNs !== null && this.maxNs >= this.sweepAtNs ? this.sweep(this.maxNs) : [];
     let signals: Signal[];
     try {
       signals = this.mapping.mapAlert(alert);
     } catch (err) {
       this.opts.metrics.errors.inc({ component: ID, code: errorCode(err) });
       this.log.warn({ rule: alert.rule, error: errorMessage(err) }, 'signal mapping failed');
-      return { forward, detections: out };
+      return { forward, detections: [] };
     }
+    let found: Finding[] | null = null;
     for (const sig of signals) {
       this.signalCounter(sig.kind).inc();
       const slots = this.byKind.get(sig.kind);
@@ -152,9 +196,15 @@ export class DetectionEngine implements DetectStage {
         const reason = this.suppression.signal(sig, id);
         if (reason) {
           this.suppressedCounter(id, reason).inc();
+          this.observeSignal(sig, id, reason);
           continue;
         }
-        if (slot.firstNs === null) slot.firstNs = sig.timeNs;
+        if (slot.firstNs === null) {
+          slot.firstNs = sig.timeNs;
+          this.memoryDirty = true;
+        }
+        this.observeSignal(sig, id, this.suppression.learning(id, slot.firstNs, sig.timeNs) ? 'learning' : 'consumed');
+        slot.dirty = true;
         let findings: readonly Finding[];
         try {
           const r = slot.det.step(slot.state, sig, this.maxNs);
@@ -170,88 +220,164 @@ export class DetectionEngine implements DetectStage {
           this.m.evictions.inc({ detector: id }, ev - slot.evictionsSeen);
           slot.evictionsSeen = ev;
         }
-        if (findings.length === 0) continue;
         for (const f of findings) {
+          this.m.findings.inc({ detector: id });
           if (this.suppression.learning(id, slot.firstNs, f.timeNs)) {
             this.suppressedCounter(id, 'learning').inc();
             continue;
           }
-          const a = this.dedupe(f);
-          if (a) out.push(a);
+          (found ??= []).push(f);
         }
       }
     }
-    return { forward, detections: out };
+    if (found === null) return { forward, detections: [] };
+    return { forward, detections: this.notify(found) };
   }
 
-  /** Close every dedup window now (end of a replay, shutdown): summaries of pending repeats. */
-  flush(): Alert[] {
+  /**
+   * The notify policy over the findings of one alert: most severe first, so the pieces of one
+   * chain completed by the same alert (several arms, several keys) become one detection.
+   */
+  private notify(found: Finding[]): Alert[] {
+    if (found.length > 1) found.sort((a, b) => priorityRank(a.priority) - priorityRank(b.priority));
     const out: Alert[] = [];
-    for (const e of this.dedup.values()) if (e.count > 0 && e.last) out.push(this.emit(e.last, e.count));
-    this.dedup.clear();
-    this.sweepAtNs = null;
+    this.memoryDirty = true;
+    for (const f of found) {
+      const d = this.notifier.decide(f, this.maxNs);
+      let a: Alert | null = null;
+      if (d.reason === null) this.m.folded.inc({ detector: f.detector });
+      else out.push((a = this.emit(f, d)));
+      this.observeFinding(f, a, d.incident);
+    }
+    const ev = this.notifier.evicted;
+    if (ev > this.notifyEvictionsSeen) {
+      this.m.evictions.inc({ detector: NOTIFY_LABEL }, ev - this.notifyEvictionsSeen);
+      this.notifyEvictionsSeen = ev;
+    }
     return out;
   }
 
-  /** Close dedup windows that ended before event time `nowNs` (called on every alert). */
-  sweep(nowNs: bigint): Alert[] {
-    const out: Alert[] = [];
-    for (const [k, e] of this.dedup) {
-      if (e.windowEndNs > nowNs) break; // insertion order = window order (one window length)
-      this.dedup.delete(k);
-      if (e.count > 0 && e.last) out.push(this.emit(e.last, e.count));
-    }
-    this.sweepAtNs = this.headEndNs();
-    return out;
-  }
-
-  /** Window end of the first (oldest-inserted) dedup entry: the loop above stops there, so no sweep is due before it. */
-  private headEndNs(): bigint | null {
-    const first = this.dedup.values().next();
-    return first.done ? null : first.value.windowEndNs;
-  }
-
-  private dedupe(f: Finding): Alert | null {
-    const windowNs = this.dedupWindowNs;
-    const rank = priorityRank(f.priority);
-    const e = this.dedup.get(f.key);
-    if (!e || f.timeNs >= e.windowEndNs) {
-      let repeated = 0;
-      if (e) {
-        this.dedup.delete(f.key);
-        repeated = e.count;
-      }
-      if (this.dedup.size >= this.rules.output.maxDedupKeys) {
-        const oldest = this.dedup.keys().next();
-        if (!oldest.done) {
-          this.dedup.delete(oldest.value);
-          this.m.evictions.inc({ detector: 'engine/dedup' });
-        }
-      }
-      const windowEndNs = f.timeNs + windowNs;
-      this.dedup.set(f.key, { key: f.key, detector: f.detector, windowEndNs, rank, count: 0, last: null });
-      this.sweepAtNs = this.headEndNs();
-      return this.emit(f, repeated);
-    }
-    if (rank < e.rank) {
-      // More severe than what was sent: escalate now, folding the repeats so far.
-      e.rank = rank;
-      const repeated = e.count;
-      e.count = 0;
-      e.last = null;
-      return this.emit(f, repeated);
-    }
-    e.count++;
-    e.last = f;
-    this.m.deduplicated.inc({ detector: f.detector });
-    return null;
-  }
-
-  private emit(f: Finding, repeated: number): Alert {
+  private emit(f: Finding, d: NotifyDecision): Alert {
     this.m.detections.inc({ detector: f.detector, priority: f.priority });
-    const a = findingToAlert(f, { repeated, windowMs: this.rules.output.dedupWindowMs, receivedAtMs: this.opts.clock.now() });
-    this.log.info({ rule: a.rule, priority: a.priority, stage: f.detector, score: f.score, repeated }, 'detection');
+    const a = this.ids.ensure(
+      findingToAlert(f, {
+        incident: d.incident,
+        update: d.reason === 'new' ? null : d.reason,
+        repeated: d.repeated,
+        repeatedSinceNs: d.sinceNs,
+        receivedAtMs: this.opts.clock.now(),
+      }),
+    );
+    this.log.info({ rule: a.rule, priority: a.priority, stage: f.detector, score: f.score, incident: d.incident, update: d.reason, repeated: d.repeated, alert_id: a.companion['alert_id'] }, 'detection');
     return a;
+  }
+
+  private observeSignal(sig: Signal, detector: string, outcome: SignalOutcome): void {
+    const obs = this.opts.observers;
+    if (!obs) return;
+    for (const o of obs) {
+      if (!o.signal) continue;
+      try {
+        o.signal(sig, detector, outcome);
+      } catch (err) {
+        this.observerFailed('signal', err);
+      }
+    }
+  }
+
+  private observeFinding(f: Finding, emitted: Alert | null, incident: string): void {
+    const obs = this.opts.observers;
+    if (!obs) return;
+    for (const o of obs) {
+      if (!o.finding) continue;
+      try {
+        o.finding(f, emitted, incident);
+      } catch (err) {
+        this.observerFailed('finding', err);
+      }
+    }
+  }
+
+  private observerFailed(hook: 'signal' | 'finding', err: unknown): void {
+    this.m.observerErrors.inc({ hook });
+    this.observerLog({ stage: hook, error: errorMessage(err) }, 'detection observer failed (ignored; counted in detect_observer_errors_total)');
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // State for checkpoints (src/detect/checkpoint.ts)
+
+  /**
+   * The parts of the state to checkpoint: those changed since the last {@link markSaved} (every
+   * part with `all`). The states are the live objects: encode them before the next `process`.
+   */
+  checkpointParts(all = false): StatePart[] {
+    const parts: StatePart[] = [];
+    for (const slot of this.slots.values()) if (all || slot.dirty) parts.push({ id: slot.det.id, version: slot.det.stateVersion ?? 1, state: slot.state });
+    if (all || this.memoryDirty) parts.push({ id: ENGINE_STATE_ID, version: ENGINE_STATE_VERSION, state: this.memory() });
+    return parts;
+  }
+
+  /** One part, as it is now (null: no such detector). */
+  checkpointPart(id: string): StatePart | null {
+    if (id === ENGINE_STATE_ID) return { id, version: ENGINE_STATE_VERSION, state: this.memory() };
+    const slot = this.slots.get(id);
+    return slot ? { id, version: slot.det.stateVersion ?? 1, state: slot.state } : null;
+  }
+
+  /** These parts are encoded (`saved` true: unchanged until their next step) or failed to be stored (false: due again). */
+  markSaved(ids: readonly string[], saved = true): void {
+    for (const id of ids) {
+      if (id === ENGINE_STATE_ID) this.memoryDirty = !saved;
+      else {
+        const slot = this.slots.get(id);
+        if (slot) slot.dirty = !saved;
+      }
+    }
+  }
+
+  private memory(): EngineMemory {
+    const first = new Map<string, bigint>();
+    for (const [id, slot] of this.slots) if (slot.firstNs !== null) first.set(id, slot.firstNs);
+    return { maxNs: this.maxNs, first, notify: this.notifier.state };
+  }
+
+  /**
+   * Restore one checkpointed part (before the first alert): `version` must be the part's current
+   * version (else `version`: the part starts fresh), an unknown id is ignored (`unknown`). The
+   * decoded state is restored into a fresh `init()` state (src/detect/codec.ts `restoreInto`).
+   * Throws when the decoded value does not fit (the caller starts that part fresh).
+   */
+  restorePart(id: string, version: number, decoded: unknown): RestoreResult {
+    if (id === ENGINE_STATE_ID) {
+      if (version !== ENGINE_STATE_VERSION) return 'version';
+      const mem = decoded as Partial<EngineMemory> | null;
+      if (!mem || typeof mem !== 'object' || !(mem.first instanceof Map) || typeof mem.maxNs !== 'bigint' || !mem.notify) throw new TypeError('engine state: missing maxNs, first or notify');
+      const notify = restoreInto(this.notifier.init(), mem.notify);
+      this.notifier.restore(notify);
+      this.notifyEvictionsSeen = this.notifier.evicted;
+      if (mem.maxNs > this.maxNs) this.maxNs = mem.maxNs;
+      for (const [detector, ns] of mem.first) {
+        const slot = this.slots.get(detector);
+        if (slot && typeof ns === 'bigint') slot.firstNs = ns;
+      }
+      this.memoryDirty = false;
+      return 'restored';
+    }
+    const slot = this.slots.get(id);
+    if (!slot) return 'unknown';
+    if (version !== (slot.det.stateVersion ?? 1)) return 'version';
+    slot.state = restoreInto(slot.det.init(), decoded);
+    slot.evictionsSeen = slot.det.evictions(slot.state);
+    slot.dirty = false;
+    return 'restored';
+  }
+
+  /** Entries held per detector state and by the incidents (the state-size gauge). */
+  stateSizes(): { id: string; entries: number }[] {
+    const out: { id: string; entries: number }[] = [];
+    for (const [id, slot] of this.slots) out.push({ id, entries: stateEntries(slot.state) });
+    out.push({ id: NOTIFY_LABEL, entries: this.notifier.size });
+    return out;
   }
 
   /** The mapping (with the pod labels the suppression selects on) and the suppression of these rules. */
@@ -259,5 +385,6 @@ export class DetectionEngine implements DetectStage {
     this.rules = rules;
     this.mapping = compileMapping(rules.signals, { podLabelKeys: podLabelKeys(rules.suppress) });
     this.suppression = new Suppression(rules.suppress, (detector, sig, entry) => this.log.debug({ stage: detector, rule: sig.rule, allow: entry.name }, 'signal suppressed by allowlist'));
+    for (const w of rules.warnings) this.log.warn(`${rules.file}: ${w}`);
   }
 }

@@ -57,18 +57,21 @@ export function lineageText(evidence: readonly Signal[]): string {
 }
 
 export interface FindingAlertOptions {
-  /** Repeats of this detection folded into it (dedup). */
+  /** The incident it belongs to (`companion.incident`, src/detect/notify.ts). */
+  readonly incident?: string;
+  /** Why an incident already sent is sent again (`companion.incident_update`); absent for its first detection. */
+  readonly update?: 'escalated' | 'new_technique' | 'renotify' | null;
+  /** Findings of the incident folded since its previous detection (`companion.repeated`). */
   readonly repeated?: number;
-  /** Dedup window, for the "repeated N times in W" text. */
-  readonly windowMs?: number;
+  /** Event time of the incident's previous detection (`companion.repeated_since`). */
+  readonly repeatedSinceNs?: bigint | null;
   /** Wall-clock receive time for latency metrics (defaults to 0: set by the engine's clock). */
   readonly receivedAtMs?: number;
 }
 
-function windowText(ms: number): string {
-  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
-  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
-  return `${Math.round(ms / 1000)}s`;
+/** `2024-01-01T00:00:00Z`: an event time to the second. */
+function secondsText(ns: bigint): string {
+  return `${formatTimeNs(ns).slice(0, 19)}Z`;
 }
 
 export function findingToAlert(f: Finding, opts: FindingAlertOptions = {}): Alert {
@@ -93,7 +96,8 @@ export function findingToAlert(f: Finding, opts: FindingAlertOptions = {}): Aler
   const repeated = opts.repeated ?? 0;
 
   const where = ns && pod ? ` k8s=${ns}/${pod}` : '';
-  const rep = repeated > 0 ? ` (repeated ${repeated} times${opts.windowMs ? ` in ${windowText(opts.windowMs)}` : ''})` : '';
+  const since = opts.repeatedSinceNs ?? null;
+  const rep = repeated > 0 ? ` (repeated ${repeated} times${since !== null ? ` since ${secondsText(since)}` : ''})` : '';
   const output = clipText(
     `${hms(f.timeNs)}: ${f.priority} ${f.message} (detector=${f.detector} score=${f.score} container=${containerId ?? 'host'}${image ? ` image=${image}${tag ? `:${tag}` : ''}` : ''}${where})${rep}`,
     1000,
@@ -120,7 +124,12 @@ export function findingToAlert(f: Finding, opts: FindingAlertOptions = {}): Aler
     response: RESPONSE_STEPS,
     mitre: clipText(f.mitre.filter((m) => /^T\d/.test(m)).join(',')),
   };
-  if (repeated > 0) companion['repeated'] = repeated;
+  if (opts.incident) companion['incident'] = opts.incident;
+  if (opts.update) companion['incident_update'] = opts.update;
+  if (repeated > 0) {
+    companion['repeated'] = repeated;
+    if (since !== null) companion['repeated_since'] = secondsText(since);
+  }
   for (const [k, v] of Object.entries(f.fields)) {
     if (k in companion) continue;
     companion[k] = typeof v === 'string' ? clipText(v) : v;

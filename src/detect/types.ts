@@ -118,7 +118,11 @@ export interface Finding {
   readonly message: string;
   /** MITRE technique ids (T1205.002 ...) and tactic tags (mitre_defense_evasion ...). */
   readonly mitre: readonly string[];
-  /** Dedup key: one detection per key per window. */
+  /**
+   * What this finding is about (a chain, a series): stable across the repeats of one. The notify
+   * policy groups findings into incidents by workload (src/detect/notify.ts); the key names the
+   * finding in the journal and seeds the incident id.
+   */
   readonly key: string;
   /** The signals that formed it, oldest first. */
   readonly evidence: readonly Signal[];
@@ -127,15 +131,47 @@ export interface Finding {
   readonly timeNs: bigint;
 }
 
+/** What happened to one (signal, detector) pair the engine routed. */
+export type SignalOutcome = 'consumed' | 'allowlist' | 'ci_window' | 'ci_workload' | 'learning';
+
+/**
+ * Watches the engine (detection journal, signal statistics). Observers must be cheap and must never
+ * throw into the engine: the engine catches what they throw, counts it
+ * (`detect_observer_errors_total{hook}`) and goes on.
+ */
+export interface DetectionObserver {
+  /**
+   * Every (signal, detector) pair the engine routed, and what happened to it: suppressed before
+   * the detector (`allowlist`, `ci_window`, `ci_workload`), stepped while the detector's learning
+   * period runs (`learning`: its findings are suppressed), or stepped (`consumed`).
+   */
+  signal?(sig: Signal, detector: string, outcome: SignalOutcome): void;
+  /**
+   * Every finding a detector produced, with the alert emitted for it (null: folded by the notify
+   * policy) and the incident it belongs to. Findings suppressed by a learning period are not
+   * findings here (their signals were reported as `learning`).
+   */
+  finding?(f: Finding, emitted: Alert | null, incident: string): void;
+}
+
 /**
  * A deterministic state machine on event time: `step(state, signal, nowNs)` updates `state` in
  * place and returns it with the findings. The engine owns the state (one per detector, created by
- * `init`, kept across rules reloads) and is the only caller. `nowNs` is event time (the signal's or
- * the latest seen), never the wall clock, so a replay gives the same findings as live traffic.
- * State is bounded; the detector counts what it evicts in `evictions`.
+ * `init`, kept across rules reloads and, through checkpoints, across restarts) and is the only
+ * caller. `nowNs` is event time (the signal's or the latest seen), never the wall clock, so a
+ * replay gives the same findings as live traffic. State is bounded; the detector counts what it
+ * evicts in `evictions`.
+ *
+ * State is plain data the checkpoint codec can store (src/detect/codec.ts): plain objects, arrays,
+ * Map, Set, bigint, numbers, strings, booleans, null, BoundedMap and slim Signals (`retain`); no
+ * closures or other class instances. A restart restores it into a fresh `init()` state (which keeps
+ * its BoundedMaps' `onDrop` callbacks). Change `stateVersion` whenever the shape changes: a
+ * checkpoint of another version is not restored (the detector starts fresh, logged and counted).
  */
 export interface Detector<S> {
   readonly id: string;
+  /** Version of the state's shape (default 1). */
+  readonly stateVersion?: number;
   /** Signal kinds this detector wants (others are never passed). */
   readonly consumes: readonly SignalKind[];
   init(): S;
@@ -159,18 +195,34 @@ export interface DetectorModule {
    * periodic traffic, which CI bursts produce legitimately.
    */
   readonly quietInCi: boolean;
+  /**
+   * Version of the detector's state shape (default 1): bump it when the state changes shape, so a
+   * checkpoint written by an older build is not restored into the new shape.
+   */
+  readonly stateVersion?: number;
   /** Build the detector from its validated settings (`rules.detectors[id]`). */
   readonly create: (settings: Readonly<Record<string, unknown>>) => Detector<unknown>;
 }
 
-/** A {@link DetectorModule} from a detector's typed factory. */
+/** A {@link DetectorModule} from a detector's typed factory (its detectors carry the module's `stateVersion`). */
 export function detectorModule<C, S>(m: {
   readonly id: string;
   readonly settings: ObjectSpec;
   readonly quietInCi: boolean;
+  readonly stateVersion?: number;
   readonly create: (settings: Partial<C>) => Detector<S>;
 }): DetectorModule {
-  return { id: m.id, settings: m.settings, quietInCi: m.quietInCi, create: (s) => m.create(s as Partial<C>) as unknown as Detector<unknown> };
+  const version = m.stateVersion ?? 1;
+  return {
+    id: m.id,
+    settings: m.settings,
+    quietInCi: m.quietInCi,
+    stateVersion: version,
+    create: (s) => {
+      const d = m.create(s as Partial<C>) as unknown as Detector<unknown>;
+      return d.stateVersion === undefined ? { ...d, stateVersion: version } : d;
+    },
+  };
 }
 
 /**

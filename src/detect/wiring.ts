@@ -5,7 +5,10 @@ import type { Config } from '../config/schema.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { DetectStage } from '../pipeline/types.js';
+import type { Db } from '../store/db.js';
+import { DetectCheckpointer } from './checkpoint.js';
 import { DetectionEngine } from './engine.js';
+import type { DetectionObserver } from './types.js';
 import { buildDetectors } from './registry.js';
 import { loadRulesFile } from './rules/load.js';
 import { RulesWatcher } from './rules/watch.js';
@@ -14,6 +17,13 @@ export interface DetectDeps {
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly clock: Clock;
+  /**
+   * The state database for checkpoints (opened on first use); null: the detection state lives in
+   * memory only (replays: they never read or write it).
+   */
+  readonly db: (() => Db) | null;
+  /** Watchers of every routed signal and finding (detection journal, signal statistics). */
+  readonly observers?: readonly DetectionObserver[];
 }
 
 export interface Detection {
@@ -23,7 +33,7 @@ export interface Detection {
   reload(): void;
 }
 
-/** Loads the rules file (throws ConfigError with file:line:col problems), builds the engine, then the watcher that reloads it. */
+/** Loads the rules file (throws ConfigError with file:line:col problems), builds the engine, its checkpoints and the watcher that reloads it. */
 export function buildDetection(config: Config, deps: DetectDeps): Detection {
   const path = config.detect.rules_file;
   const rules = loadRulesFile(path);
@@ -34,6 +44,7 @@ export function buildDetection(config: Config, deps: DetectDeps): Detection {
     metrics: deps.metrics,
     clock: deps.clock,
     forwardSignalAlerts: config.detect.forward_signal_alerts,
+    ...(deps.observers ? { observers: deps.observers } : {}),
   });
   const watcher = new RulesWatcher({
     path,
@@ -43,5 +54,11 @@ export function buildDetection(config: Config, deps: DetectDeps): Detection {
     pollMs: config.detect.rules_poll_interval,
     onReload: (r) => engine.setRules(r, buildDetectors(r)),
   });
-  return { stage: engine, components: [watcher], reload: () => void watcher.reload('SIGHUP') };
+  // First among the components: restores the state at start (before the pipeline takes an alert)
+  // and saves it at stop (after the pipeline drained).
+  const checkpoints =
+    deps.db && config.detect.persist_state
+      ? [new DetectCheckpointer({ engine, db: deps.db, intervalMs: config.detect.checkpoint_interval, logger: deps.logger, metrics: deps.metrics, clock: deps.clock })]
+      : [];
+  return { stage: engine, components: [...checkpoints, watcher], reload: () => void watcher.reload('SIGHUP') };
 }

@@ -9,7 +9,7 @@ import type { Detector, Finding } from '../../src/detect/types.js';
 import { parse } from '../../src/json/lossless.js';
 import { silentLogger } from '../../src/logger.js';
 import { Metrics } from '../../src/metrics.js';
-import { alertAt, DETECTOR_SPECS, engineWith } from './helpers.js';
+import { alertAt, DETECTOR_SPECS, detectorsFrom, engineWith } from './helpers.js';
 
 const door = { 'proc.pid': 500, 'proc.ppid': 1, 'proc.sid': 500, 'proc.name': 'x', 'proc.exepath': '/usr/bin/x' };
 const kid = (pid: number) => ({ 'proc.pid': pid, 'proc.ppid': 500, 'proc.sid': 500, 'proc.name': 'x', 'proc.exepath': '/usr/bin/x' });
@@ -26,25 +26,30 @@ function metricValue(text: string, re: RegExp): number {
 }
 
 describe('DetectionEngine', () => {
-  it('dedups per key per window and reports repeats on window close and on flush', async () => {
-    const { engine, metrics } = engineWith();
+  // Replaces the dedup-window test: the notify policy folds repeats until renotify (no summary
+  // when a window closes, nothing pending at flush) and reports the count on the next detection.
+  it('sends one detection per incident, folds repeats, and re-sends after renotify with the count', async () => {
+    const rules = loadRulesFile('/r.yaml', { text: 'extends: builtin\noutput: {renotify: 1h}', detectors: DETECTOR_SPECS });
+    const { engine, metrics } = engineWith(rules);
     const first = run(engine, [alertAt(0, RAW, door), ...[1, 2, 3].map((i) => alertAt(i, LISTEN, { ...kid(600 + i), 'fd.name': `0.0.0.0:${8000 + i}->0.0.0.0:${8000 + i}` }))]);
     expect(first).toHaveLength(1);
     expect(first[0]?.rule).toBe('Traffic signaling: socket filter armed, then new listener');
-    // An unrelated alert 11 minutes later closes the 10 m window: the 2 repeats are reported.
-    const later = run(engine, [alertAt(660, 'Some rule', {})]);
-    expect(later).toHaveLength(1);
-    expect(later[0]?.companion['repeated']).toBe(2);
-    expect(later[0]?.output).toMatch(/\(repeated 2 times in 10m\)$/);
-    expect(engine.flush()).toEqual([]);
+    expect(first[0]?.companion['repeated']).toBeUndefined();
+    // An unrelated alert 11 minutes later: no summary (the old dedup window would have sent one).
+    expect(run(engine, [alertAt(660, 'Some rule', {})])).toEqual([]);
+    expect('flush' in engine).toBe(false);
+    // The same chain again after renotify (1h): sent, with the 2 folded repeats.
+    const again = run(engine, [alertAt(3650, RAW, door), alertAt(3700, LISTEN, { ...kid(700), 'fd.name': '0.0.0.0:9000->0.0.0.0:9000' })]);
+    expect(again).toHaveLength(1);
+    expect(again[0]?.companion['repeated']).toBe(2);
+    expect(again[0]?.companion['repeated_since']).toBe('2024-01-01T00:00:01Z');
+    expect(again[0]?.companion['incident_update']).toBe('renotify');
+    expect(again[0]?.companion['incident']).toBe(first[0]?.companion['incident']);
+    expect(again[0]?.output).toMatch(/\(repeated 2 times since 2024-01-01T00:00:01Z\)$/);
     const text = await metrics.text();
-    expect(metricValue(text, /^falco_companion_detections_deduplicated_total\{detector="socket_filter"\}/)).toBe(2);
+    expect(metricValue(text, /^falco_companion_detections_folded_total\{detector="socket_filter"\}/)).toBe(2);
+    expect(metricValue(text, /^falco_companion_detector_findings_total\{detector="socket_filter"\}/)).toBe(4);
     expect(metricValue(text, /^falco_companion_detections_total\{detector="socket_filter",priority="Warning"\}/)).toBe(2);
-
-    const { engine: e2 } = engineWith();
-    run(e2, [alertAt(0, RAW, door), alertAt(1, LISTEN, { ...kid(601), 'fd.name': '0.0.0.0:1->0.0.0.0:1' }), alertAt(2, LISTEN, { ...kid(602), 'fd.name': '0.0.0.0:2->0.0.0.0:2' })]);
-    const flushed = e2.flush();
-    expect(flushed.map((a) => a.companion['repeated'])).toEqual([1]);
   });
 
   it('lets a more severe finding of the same key through at once', () => {
@@ -152,5 +157,43 @@ describe('DetectionEngine', () => {
     };
     expect(replay(false)).toEqual([]);
     expect(replay(true).length).toBeGreaterThan(0);
+  });
+});
+
+describe('DetectionEngine observers', () => {
+  it('sees every routed (signal, detector) pair with its outcome and every finding; a throwing observer is counted, never fatal', async () => {
+    const text = ['extends: builtin', 'suppress:', '  allow:', '    - {name: x, detectors: [socket_filter], exe: ["/usr/bin/allowed"]}', '  learning: {knock: 1h}'].join('\n');
+    const rules = loadRulesFile('/r.yaml', { text, detectors: DETECTOR_SPECS });
+    const metrics = new Metrics({ collectDefault: false });
+    const signals: string[] = [];
+    const findings: { rule: string; emitted: boolean; incident: string }[] = [];
+    const engine = new DetectionEngine({
+      rules,
+      detectors: detectorsFrom(rules),
+      logger: silentLogger(),
+      metrics,
+      clock: new ManualClock(0),
+      observers: [
+        { signal: (s, d, o) => signals.push(`${s.kind}/${d}/${o}`), finding: (f, a, i) => findings.push({ rule: f.rule, emitted: a !== null, incident: i }) },
+        {
+          signal: () => {
+            throw new Error('observer bug');
+          },
+        },
+      ],
+    });
+    const out = run(engine, [
+      alertAt(0, RAW, { ...door, 'proc.exepath': '/usr/bin/allowed' }),
+      alertAt(1, RAW, door),
+      alertAt(2, LISTEN, { ...kid(601), 'fd.name': '0.0.0.0:8080->0.0.0.0:8080' }),
+      alertAt(3, 'Companion signal: firewall tool run', { 'proc.pid': 9, 'proc.cmdline': 'iptables -I INPUT -s 198.51.100.1 -j ACCEPT' }),
+    ]);
+    expect(out).toHaveLength(1);
+    expect(signals).toEqual(['raw_socket/socket_filter/allowlist', 'raw_socket/socket_filter/consumed', 'listen/socket_filter/consumed', 'firewall_exec/socket_filter/consumed', 'firewall_exec/knock/learning']);
+    expect(findings).toHaveLength(1);
+    expect(findings[0]).toMatchObject({ rule: 'Traffic signaling: socket filter armed, then new listener', emitted: true });
+    expect(findings[0]?.incident).not.toBe('');
+    const m = await metrics.text();
+    expect(metricValue(m, /^falco_companion_detect_observer_errors_total\{hook="signal"\}/)).toBe(5);
   });
 });

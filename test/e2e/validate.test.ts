@@ -36,4 +36,14 @@ describe('e2e: falco-companion validate', () => {
     expect(r.status).not.toBe(0);
     expect(r.out).toMatch(/cannot read/);
   });
+
+  it('accepts a rules file with the deprecated dedup keys, warning what to use instead', () => {
+    const f = join(dir, 'old-rules.yaml');
+    writeFileSync(f, 'extends: builtin\noutput:\n  dedup_window: 15m\n');
+    const r = spawnSync(process.execPath, [CLI, 'validate', '--rules', f], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain(`${f}: OK`);
+    expect(r.stderr).toContain(`${f}: warning: output.dedup_window is deprecated`);
+    expect(r.stderr).toContain('use output.renotify (taken as renotify: 15m for now)');
+  });
 });

@@ -6,4 +6,6 @@ export const detectSection = obj('Detection engine.', {
   rules_file: str('Companion rules file (signals, detector settings, suppression, output; see docs/rules-file.md). Empty: the built-in defaults.', null),
   rules_poll_interval: duration('How often the rules file is checked for changes (mtime); it is also reloaded on SIGHUP. 0 disables polling.', 2000, { min: 0 }),
   forward_signal_alerts: bool('Forward alerts of the companion signal rules ("Companion signal: ...") to the sinks. When false, only detections and other alerts are forwarded. Overrides output.forward_signal_alerts of the rules file when set to false.', true),
+  persist_state: bool('Keep the detection state (armed processes, beacon series, chains, incidents, learning-period starts) in the state database across restarts: restored at start, saved every `checkpoint_interval` and at a graceful stop. Replays never read or write it.', true),
+  checkpoint_interval: duration('How often the detection state is checkpointed (wall clock; only what changed). 0: only at a graceful stop. After a crash the last checkpoint is restored.', 30_000, { min: 0 }),
 });

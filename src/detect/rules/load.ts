@@ -10,7 +10,7 @@ import { checkSpec, formatProblems, parseYaml, type Problem } from '../../config
 import { ConfigError, errorMessage } from '../../errors.js';
 import { deepFreeze } from '../../json/lossless.js';
 import { CI_QUIET_DETECTOR_IDS, DETECTOR_MODULES } from '../registry.js';
-import { rulesFileSpec, type allowSpec, type ciWindowSpec, type ciWorkloadSpec, type outputSpec, type predicateSpec, type signalSpec } from './schema.js';
+import { OUTPUT_DEFAULTS, rulesFileSpec, type allowSpec, type ciWindowSpec, type ciWorkloadSpec, type outputSpec, type predicateSpec, type signalSpec } from './schema.js';
 import type { AllowEntry, DetectorSettingsBase, DetectorSettingsSpec, LoadedRules, Predicate, SignalRule, SuppressSettings } from './types.js';
 
 /** The built-in default rules file (copied to dist by the build). */
@@ -65,6 +65,7 @@ function parseRules(file: string, text: string, specs: readonly DetectorSettings
   if (problems.length > 0 || !raw) throw new ConfigError(formatProblems(problems));
   const base = raw.extends !== null && file !== defaultRulesPath() ? loadRulesFile(null, { detectors: extra }) : null;
   const signals = raw.signals.map(toSignalRule);
+  const warnings: string[] = [];
   const suppress: SuppressSettings = {
     allow: raw.suppress.allow.map(toAllowEntry),
     ci: {
@@ -81,8 +82,34 @@ function parseRules(file: string, text: string, specs: readonly DetectorSettings
     suppress: base
       ? { ...suppress, allow: [...base.suppress.allow, ...suppress.allow], ci: { ...suppress.ci, workloads: [...base.suppress.ci.workloads, ...suppress.ci.workloads] } }
       : suppress,
-    output: { forwardSignalAlerts: raw.output.forward_signal_alerts, dedupWindowMs: raw.output.dedup_window, maxDedupKeys: raw.output.max_dedup_keys },
+    output: outputSettings(raw.output, warnings),
+    warnings,
   });
+}
+
+/** `15m`, `24h`, `90s`, `250ms`: a duration as a rules file would write it. */
+function durationText(ms: number): string {
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
+  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
+  if (ms % 1000 === 0) return `${ms / 1000}s`;
+  return `${ms}ms`;
+}
+
+/** The notify settings; the deprecated dedup keys stand in for their successors, with a warning each. */
+function outputSettings(o: Infer<typeof outputSpec>, warnings: string[]): LoadedRules['output'] {
+  let renotifyMs = o.renotify ?? OUTPUT_DEFAULTS.renotifyMs;
+  let maxIncidents = o.max_incidents ?? OUTPUT_DEFAULTS.maxIncidents;
+  if (o.dedup_window !== null) {
+    if (o.renotify === null) renotifyMs = Math.max(60_000, o.dedup_window); // renotify's minimum
+    warnings.push(
+      `output.dedup_window is deprecated: detections follow the notify policy (one per incident, again when it gets worse or after output.renotify); use output.renotify${o.renotify === null ? ` (taken as renotify: ${durationText(renotifyMs)} for now)` : ' (set too: dedup_window ignored)'}`,
+    );
+  }
+  if (o.max_dedup_keys !== null) {
+    if (o.max_incidents === null) maxIncidents = o.max_dedup_keys;
+    warnings.push(`output.max_dedup_keys is deprecated: use output.max_incidents${o.max_incidents === null ? ' (taken as max_incidents for now)' : ' (set too: max_dedup_keys ignored)'}`);
+  }
+  return { forwardSignalAlerts: o.forward_signal_alerts, renotifyMs, incidentIdleMs: o.incident_idle, maxIncidents };
 }
 
 function toPredicate(p: PredicateInput): Predicate {

@@ -5,7 +5,7 @@
  * - `signals:`   map Falco alerts to typed signals (rule name / prefix / tags / field predicates)
  * - `detectors:` per-detector settings, each detector declaring its own schema
  * - `suppress:`  allowlists, CI/CD windows and workloads, learning periods
- * - `output:`    forwarding of signal-only alerts, dedup window
+ * - `output:`    forwarding of signal-only alerts, the notify policy (renotify, incidents)
  *
  * Rules between fields (one predicate operator, escape subtypes, entries that match or allow
  * everything) are the objects' `check`s.
@@ -168,11 +168,17 @@ export const ciWorkloadSpec = checked(
   },
 );
 
-export const outputSpec = obj('Output of the detection engine.', {
+export const outputSpec = obj('Output of the detection engine: forwarding of signal alerts, and the notify policy (which findings become detections; see docs/detections.md).', {
   forward_signal_alerts: bool('Forward alerts of the companion signal rules (rule names starting with "Companion signal:") to the sinks. Detections and all other alerts are always forwarded.', true),
-  dedup_window: duration('One detection per key per window; repeats are counted and reported as "repeated N times".', 600_000, { min: 1000 }),
-  max_dedup_keys: int('Dedup keys kept; oldest evicted first (counted).', 10_000, { min: 10 }),
+  renotify: opt(duration('An open incident is sent again at most once per this period, with the number of findings folded since ("repeated N times since …"); sooner only when its priority rises or a new MITRE technique appears. Default 24h.', 86_400_000, { min: 60_000 })),
+  incident_idle: duration('An incident without a finding for this long (event time) is closed: the next finding on that workload opens a new incident and is sent.', 86_400_000, { min: 60_000 }),
+  max_incidents: opt(int('Incidents remembered (least recently active evicted first, counted). Default 10000.', 10_000, { min: 10 })),
+  dedup_window: opt(duration('Deprecated (accepted with a warning): use `renotify`. Taken as `renotify` when that is not set.', 600_000, { min: 1000 })),
+  max_dedup_keys: opt(int('Deprecated (accepted with a warning): use `max_incidents`. Taken as `max_incidents` when that is not set.', 10_000, { min: 10 })),
 });
+
+/** Defaults of the optional `output:` keys (optional so a deprecated key can stand in for them). */
+export const OUTPUT_DEFAULTS = { renotifyMs: 86_400_000, maxIncidents: 10_000 } as const;
 
 /**
  * The whole file for these detectors. `ciDefault`: the detectors CI windows and workloads silence

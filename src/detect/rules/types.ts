@@ -90,8 +90,11 @@ export interface SuppressSettings {
 export interface OutputSettings {
   /** Forward alerts that only served as signals (companion signal rules). */
   readonly forwardSignalAlerts: boolean;
-  readonly dedupWindowMs: number;
-  readonly maxDedupKeys: number;
+  /** An open incident is sent again at most once per this period unless it gets worse (ms). */
+  readonly renotifyMs: number;
+  /** An incident without a finding for this long is closed (ms, event time). */
+  readonly incidentIdleMs: number;
+  readonly maxIncidents: number;
 }
 
 export interface DetectorSettingsBase {
@@ -106,6 +109,8 @@ export interface LoadedRules {
   readonly detectors: Readonly<Record<string, DetectorSettingsBase & Readonly<Record<string, unknown>>>>;
   readonly suppress: SuppressSettings;
   readonly output: OutputSettings;
+  /** Deprecations and other non-fatal remarks, logged when the rules come into force. */
+  readonly warnings: readonly string[];
 }
 
 /** A detector's settings schema; `enabled` is added to every one. */

@@ -15,7 +15,8 @@ describe('rules file', () => {
     expect(r.detectors['socket_filter']?.enabled).toBe(true);
     expect(r.detectors['socket_filter']?.['window']).toBe(3_600_000);
     expect(r.detectors['knock']?.['delete_window']).toBe(900_000);
-    expect(r.output.dedupWindowMs).toBe(600_000);
+    expect(r.output).toMatchObject({ renotifyMs: 86_400_000, incidentIdleMs: 86_400_000, maxIncidents: 10_000 });
+    expect(r.warnings).toEqual([]);
     expect(r.suppress.allow.some((a) => a.name === 'dhcp-clients')).toBe(true);
     expect(Object.isFrozen(r.signals)).toBe(true);
   });
@@ -102,6 +103,32 @@ describe('rules file', () => {
     expect(inCiWindow(w, T0 + 25n * 3600n * 1_000_000_000n)).toBe(true);
     expect(inCiWindow(w, T0 + 1n * 3600n * 1_000_000_000n)).toBe(false);
     expect(inCiWindow(w, T0 + 12n * 3600n * 1_000_000_000n)).toBe(false);
+  });
+});
+
+describe('output: notify policy keys', () => {
+  const load = (output: string) => loadRulesFile('/x/rules.yaml', { text: `extends: builtin\noutput: ${output}`, detectors: DETECTOR_SPECS });
+
+  it('reads renotify, incident_idle and max_incidents', () => {
+    const r = load('{renotify: 6h, incident_idle: 2h, max_incidents: 500}');
+    expect(r.output).toMatchObject({ renotifyMs: 21_600_000, incidentIdleMs: 7_200_000, maxIncidents: 500 });
+    expect(r.warnings).toEqual([]);
+  });
+
+  it('still accepts the deprecated dedup keys, taking them as their successors, with a warning naming what to use', () => {
+    const r = load('{dedup_window: 15m, max_dedup_keys: 300}');
+    expect(r.output).toMatchObject({ renotifyMs: 900_000, maxIncidents: 300 });
+    expect(r.warnings).toHaveLength(2);
+    expect(r.warnings[0]).toMatch(/output\.dedup_window is deprecated.*use output\.renotify/);
+    expect(r.warnings[1]).toMatch(/output\.max_dedup_keys is deprecated: use output\.max_incidents/);
+    // With the successor set too, the successor wins (and the warning says the old key is ignored).
+    const both = load('{dedup_window: 15m, renotify: 12h}');
+    expect(both.output.renotifyMs).toBe(43_200_000);
+    expect(both.warnings[0]).toMatch(/dedup_window ignored/);
+  });
+
+  it('rejects a renotify under a minute', () => {
+    expect(problems('output: {renotify: 10s}').join('\n')).toMatch(/output\.renotify/);
   });
 });
 

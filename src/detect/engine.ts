@@ -17,7 +17,7 @@ import { findingToAlert } from './finding-to-alert.js';
 import { compileMapping, SIGNAL_RULE_PREFIX, type Mapping } from './mapping.js';
 import type { LoadedRules } from './rules/types.js';
 import { podLabelKeys, Suppression, type SuppressReason } from './suppress.js';
-import type { Detector, Finding, Signal } from './types.js';
+import type { DetectionObserver, Detector, Finding, Signal, SignalOutcome } from './types.js';
 
 export interface DetectionEngineOptions {
   readonly rules: LoadedRules;
@@ -27,6 +27,8 @@ export interface DetectionEngineOptions {
   readonly clock: Clock;
   /** Config `detect.forward_signal_alerts`: false forces signal-only alerts not to be forwarded. */
   readonly forwardSignalAlerts?: boolean;
+  /** Observers of routed signals and findings (statistics, journal); cheap, never throwing. */
+  readonly observers?: readonly DetectionObserver[];
 }
 
 interface Slot {
@@ -150,6 +152,7 @@ export class DetectionEngine implements DetectStage {
       for (const slot of slots) {
         const id = slot.det.id;
         const reason = this.suppression.signal(sig, id);
+        this.observeSignal(sig, id, reason ?? 'consumed');
         if (reason) {
           this.suppressedCounter(id, reason).inc();
           continue;
@@ -177,11 +180,32 @@ export class DetectionEngine implements DetectStage {
             continue;
           }
           const a = this.dedupe(f);
+          this.observeFinding(f, a);
           if (a) out.push(a);
         }
       }
     }
     return { forward, detections: out };
+  }
+
+  private observeSignal(sig: Signal, detector: string, outcome: SignalOutcome): void {
+    for (const o of this.opts.observers ?? []) {
+      try {
+        o.signal?.(sig, detector, outcome);
+      } catch (err) {
+        this.opts.metrics.errors.inc({ component: ID, code: errorCode(err) });
+      }
+    }
+  }
+
+  private observeFinding(f: Finding, emitted: Alert | null): void {
+    for (const o of this.opts.observers ?? []) {
+      try {
+        o.finding?.(f, emitted, f.key);
+      } catch (err) {
+        this.opts.metrics.errors.inc({ component: ID, code: errorCode(err) });
+      }
+    }
   }
 
   /** Close every dedup window now (end of a replay, shutdown): summaries of pending repeats. */

@@ -200,3 +200,18 @@ export const COMPANION_RULES: Readonly<Record<string, { kind: SignalKind; subtyp
   'Companion signal: service account token read': { kind: 'sa_token_read' },
   'Companion signal: privileged or host-namespace container started': { kind: 'container_start' },
 };
+
+/** What the engine did with one (signal, detector) pair it routed. */
+export type SignalOutcome = 'consumed' | 'allowlist' | 'ci_window' | 'ci_workload' | 'learning';
+
+/**
+ * Engine observer hooks (statistics, journal). Observers must be cheap and must never throw into
+ * the engine (the engine catches and counts).
+ */
+export interface DetectionObserver {
+  /** Every (signal, detector) pair the engine routed, and what happened to it. */
+  signal?(sig: Signal, detector: string, outcome: SignalOutcome): void;
+  /** Every finding a detector produced, with the alert emitted for it (null: folded by the
+   *  notify policy) and the incident it belongs to. */
+  finding?(f: Finding, emitted: Alert | null, incident: string): void;
+}

@@ -4,16 +4,20 @@ import type { Component } from '../component.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
+import type { Db } from '../store/db.js';
 import type { DetectStage } from '../pipeline/types.js';
 import { DetectionEngine } from './engine.js';
 import { buildDetectors } from './registry.js';
 import { loadRulesFile } from './rules/load.js';
 import { RulesWatcher } from './rules/watch.js';
+import { SignalStats } from './stats.js';
 
 export interface DetectDeps {
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly clock: Clock;
+  /** The state database, opened on first use (signal statistics). */
+  readonly db?: () => Db;
 }
 
 export interface Detection {
@@ -27,6 +31,8 @@ export interface Detection {
 export function buildDetection(config: Config, deps: DetectDeps): Detection {
   const path = config.detect.rules_file;
   const rules = loadRulesFile(path);
+  const st = config.detect.statistics;
+  const stats = st.enabled && deps.db ? new SignalStats({ db: deps.db, logger: deps.logger, metrics: deps.metrics, retentionMs: st.retention, maxRows: st.max_rows }) : null;
   const engine = new DetectionEngine({
     rules,
     detectors: buildDetectors(rules),
@@ -34,6 +40,7 @@ export function buildDetection(config: Config, deps: DetectDeps): Detection {
     metrics: deps.metrics,
     clock: deps.clock,
     forwardSignalAlerts: config.detect.forward_signal_alerts,
+    ...(stats ? { observers: [stats] } : {}),
   });
   const watcher = new RulesWatcher({
     path,
@@ -43,5 +50,5 @@ export function buildDetection(config: Config, deps: DetectDeps): Detection {
     pollMs: config.detect.rules_poll_interval,
     onReload: (r) => engine.setRules(r, buildDetectors(r)),
   });
-  return { stage: engine, components: [watcher], reload: () => void watcher.reload('SIGHUP') };
+  return { stage: engine, components: stats ? [watcher, stats] : [watcher], reload: () => void watcher.reload('SIGHUP') };
 }

@@ -1,9 +1,14 @@
 /** Detection settings (owned by the detection work: src/detect/). Detector tuning lives in the rules file. */
-import { bool, duration, obj, str } from '../dsl.js';
+import { bool, duration, int, obj, str } from '../dsl.js';
 
 export const detectSection = obj('Detection engine.', {
   enabled: bool('Run the detectors.', true),
   rules_file: str('Companion rules file (signals, detector settings, suppression, output; see docs/rules-file.md). Empty: the built-in defaults.', null),
   rules_poll_interval: duration('How often the rules file is checked for changes (mtime); it is also reloaded on SIGHUP. 0 disables polling.', 2000, { min: 0 }),
   forward_signal_alerts: bool('Forward alerts of the companion signal rules ("Companion signal: ...") to the sinks. When false, only detections and other alerts are forwarded. Overrides output.forward_signal_alerts of the rules file when set to false.', true),
+  statistics: obj('Signal and detection statistics in the state directory (hourly aggregates, never raw events), read by `falco-companion tune` and `explain` (docs/tuning.md).', {
+    enabled: bool('Keep the statistics (a failing state database only turns them off, logged and counted; detection goes on).', true),
+    retention: duration('How much event time the statistics cover; older hours are deleted.', 8 * 24 * 3_600_000, { min: 3_600_000 }),
+    max_rows: int('Rows kept at most (about 0.5 KB each); beyond it the oldest hours are deleted first.', 200_000, { min: 1000 }),
+  }),
 });

@@ -1,0 +1,137 @@
+/**
+ * The dimensions the signal statistics keep per signal: exactly the facts an allow entry of the
+ * companion rules file (`suppress.allow`) or an exception of our Falco rules can select on, so a
+ * proposal computed from the statistics is checked with the real matchers.
+ *
+ * | dimension | from | allow entry | Falco exception field |
+ * |---|---|---|---|
+ * | image | container.image.repository | `image` | container.image.repository |
+ * | namespace | k8s.ns.name | `namespace` | k8s.ns.name |
+ * | app | pod label `app` or `app.kubernetes.io/name` (`key=value`) | `pod_labels` | — |
+ * | exe | proc.exepath, else proc.name | `exe` | proc.exepath |
+ * | parent | proc.pname | — | proc.pname |
+ * | dest | remote domain, else the remote address's /24 (IPv6: /64) | `dest_domain` / `dest_cidr` | — |
+ * | port | server port (fd.sport) | — | fd.sport |
+ * | file | the signal's `file` key (fd.name) | — | fd.name |
+ *
+ * The exact remote address is kept beside the tuple while it is the only one (`ip`), for
+ * `fd.sip` exceptions.
+ */
+import { formatCidr, parseCidr } from '../net/cidr.js';
+import { keyString } from './detectors/kit.js';
+import { podLabels } from './mapping.js';
+import type { Signal, SignalKind } from './types.js';
+
+export interface StatDims {
+  readonly image: string | null;
+  readonly namespace: string | null;
+  /** `key=value` of the app pod label. */
+  readonly app: string | null;
+  readonly exe: string | null;
+  readonly parent: string | null;
+  /** Remote domain, or the remote address's /24 (IPv6 /64) as CIDR text. */
+  readonly dest: string | null;
+  readonly port: number | null;
+  readonly file: string | null;
+}
+
+/** Pod label keys that name the application, first found wins. */
+export const APP_LABEL_KEYS = ['app', 'app.kubernetes.io/name'] as const;
+
+/** Kinds whose remote peer is a destination (dest, ip). */
+const REMOTE_KINDS: ReadonlySet<SignalKind> = new Set(['connect', 'accept', 'k8s_api_contact', 'kubelet_contact']);
+/** Kinds whose server port is meaningful (fd.sport). */
+const PORT_KINDS: ReadonlySet<SignalKind> = new Set(['connect', 'accept', 'listen', 'k8s_api_contact', 'kubelet_contact']);
+
+const FIELDS = ['image', 'namespace', 'app', 'exe', 'parent', 'dest', 'port', 'file'] as const;
+export type DimName = (typeof FIELDS)[number];
+
+/** The /24 (IPv4) or /64 (IPv6) around an address, as CIDR text; null when it is no address. */
+export function destBlock(ip: string): string | null {
+  const c = parseCidr(`${ip}/${ip.includes(':') && !ip.includes('.') ? 64 : 24}`);
+  return c ? formatCidr(c) : null;
+}
+
+function appLabel(sig: Signal): string | null {
+  for (const k of APP_LABEL_KEYS) {
+    const v = Object.hasOwn(sig.podLabels, k) ? sig.podLabels[k] : undefined;
+    if (v) return `${k}=${v}`;
+  }
+  const found = podLabels(sig.alert, APP_LABEL_KEYS);
+  for (const k of APP_LABEL_KEYS) {
+    const v = found[k];
+    if (v) return `${k}=${v}`;
+  }
+  return null;
+}
+
+function field(sig: Signal, name: string): string | null {
+  const v = sig.alert.outputFields?.[name];
+  if (v === undefined || v === null || typeof v !== 'string' || v === '' || v === '<NA>') return null;
+  return v;
+}
+
+/** The dimensions of a signal and its remote address (null when none). */
+export function signalDims(sig: Signal): { readonly dims: StatDims; readonly ip: string | null } {
+  const remote = REMOTE_KINDS.has(sig.kind);
+  const ip = remote ? sig.net.remoteIp : null;
+  const dest = remote ? (sig.net.remoteDomain?.toLowerCase().replace(/\.$/, '') ?? (ip !== null ? destBlock(ip) : null)) : null;
+  const port = PORT_KINDS.has(sig.kind) ? (sig.net.serverPort ?? sig.net.remotePort) : null;
+  return {
+    dims: {
+      image: sig.imageRepository,
+      namespace: sig.namespace,
+      app: appLabel(sig),
+      exe: sig.proc.exepath ?? sig.proc.name,
+      parent: field(sig, 'proc.pname'),
+      dest,
+      port,
+      file: keyString(sig, 'file'),
+    },
+    ip,
+  };
+}
+
+/** The tuple as stored (a JSON array in a fixed order). */
+export function dimsKey(d: StatDims): string {
+  return JSON.stringify(FIELDS.map((f) => d[f]));
+}
+
+/** A stored tuple back (null for the overflow row or anything malformed). */
+export function parseDimsKey(s: string): StatDims | null {
+  if (s === '') return null;
+  let v: unknown;
+  try {
+    v = JSON.parse(s);
+  } catch {
+    return null;
+  }
+  if (!Array.isArray(v) || v.length !== FIELDS.length) return null;
+  const str = (x: unknown): string | null => (typeof x === 'string' ? x : null);
+  return {
+    image: str(v[0]),
+    namespace: str(v[1]),
+    app: str(v[2]),
+    exe: str(v[3]),
+    parent: str(v[4]),
+    dest: str(v[5]),
+    port: typeof v[6] === 'number' ? v[6] : null,
+    file: str(v[7]),
+  };
+}
+
+/** True when `dest` is a CIDR block (else a domain). */
+export function destIsCidr(dest: string): boolean {
+  return dest.includes('/');
+}
+
+/** Human one-liner of a tuple: `image=… exe=… dest=…` (set dimensions only). */
+export function dimsText(d: StatDims, ip: string | null = null): string {
+  const parts: string[] = [];
+  for (const f of FIELDS) {
+    const v = d[f];
+    if (v !== null) parts.push(`${f}=${String(v)}`);
+  }
+  if (ip !== null && ip !== '*') parts.push(`ip=${ip}`);
+  return parts.length ? parts.join(' ') : '(no workload facts)';
+}

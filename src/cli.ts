@@ -15,6 +15,7 @@ import { runDemo } from './demo.js';
 import { loadRulesFile } from './detect/rules/load.js';
 import { spoolCommand } from './commands/spool.js';
 import { emulateCommand } from './emulate/command.js';
+import { tuneCommand } from './commands/tune.js';
 
 interface CommonFlags {
   config?: string;
@@ -192,6 +193,7 @@ export async function main(argv: string[]): Promise<void> {
     )
     .command(spoolCommand)
     .command(emulateCommand)
+    .command(tuneCommand)
     .demandCommand(1, 'name a command: run, validate, replay or demo')
     .strict()
     .help()

@@ -7,9 +7,9 @@
  * |---|---|---|---|
  * | image | container.image.repository | `image` | container.image.repository |
  * | namespace | k8s.ns.name | `namespace` | k8s.ns.name |
- * | app | pod label `app` or `app.kubernetes.io/name` (`key=value`) | `pod_labels` | — |
+ * | app | pod label `app` or `app.kubernetes.io/name` (`key=value`; unknown in detections' slim evidence) | `pod_labels` | — |
  * | exe | proc.exepath, else proc.name | `exe` | proc.exepath |
- * | parent | proc.pname | — | proc.pname |
+ * | parent | proc.pname (the first ancestor name) | — | proc.pname |
  * | dest | remote domain, else the remote address's /24 (IPv6: /64) | `dest_domain` / `dest_cidr` | — |
  * | port | server port (fd.sport) | — | fd.sport |
  * | file | the signal's `file` key (fd.name) | — | fd.name |
@@ -65,10 +65,13 @@ function appLabel(sig: Signal): string | null {
   return null;
 }
 
-function field(sig: Signal, name: string): string | null {
-  const v = sig.alert.outputFields?.[name];
-  if (v === undefined || v === null || typeof v !== 'string' || v === '' || v === '<NA>') return null;
-  return v;
+/**
+ * The parent's name: `proc.pname`, the first ancestor the mapping reads (every rule of our pack
+ * prints it), from the signal's process facts, which the detectors' slim evidence copies keep.
+ */
+function parentName(sig: Signal): string | null {
+  const a = sig.proc.ancestors[0];
+  return a !== undefined && !a.startsWith('/') ? a : null;
 }
 
 /** The dimensions of a signal and its remote address (null when none). */
@@ -83,7 +86,7 @@ export function signalDims(sig: Signal): { readonly dims: StatDims; readonly ip:
       namespace: sig.namespace,
       app: appLabel(sig),
       exe: sig.proc.exepath ?? sig.proc.name,
-      parent: field(sig, 'proc.pname'),
+      parent: parentName(sig),
       dest,
       port,
       file: keyString(sig, 'file'),
@@ -134,4 +137,18 @@ export function dimsText(d: StatDims, ip: string | null = null): string {
   }
   if (ip !== null && ip !== '*') parts.push(`ip=${ip}`);
   return parts.length ? parts.join(' ') : '(no workload facts)';
+}
+
+/** Same tuple, an unknown app label (slim evidence) matching any. */
+export function sameTuple(a: StatDims, b: StatDims): boolean {
+  return (
+    a.image === b.image &&
+    a.namespace === b.namespace &&
+    (a.app === b.app || a.app === null || b.app === null) &&
+    a.exe === b.exe &&
+    a.parent === b.parent &&
+    a.dest === b.dest &&
+    a.port === b.port &&
+    a.file === b.file
+  );
 }

@@ -235,3 +235,10 @@ export function readStatsDrops(db: Db, fromBucket: number, toBucket = Number.MAX
   const r = db.prepare('SELECT COALESCE(SUM(dropped), 0) AS n FROM signal_stats_drops WHERE bucket >= ? AND bucket <= ?').get(fromBucket, toBucket) as { n: number };
   return r.n;
 }
+
+/** How often one tuple of one signal kind was seen since an hour, per detector and outcome. */
+export function readTupleStats(db: Db, kind: string, dims: string, fromBucket: number): { detector: string; outcome: string; count: number; hours: number }[] {
+  return db
+    .prepare('SELECT detector, outcome, SUM(count) AS count, COUNT(DISTINCT bucket) AS hours FROM signal_stats WHERE bucket >= ? AND kind = ? AND dims = ? GROUP BY detector, outcome ORDER BY detector, outcome')
+    .all(fromBucket, kind, dims) as { detector: string; outcome: string; count: number; hours: number }[];
+}

@@ -67,8 +67,13 @@ const comment = (s: string, indent = ''): string =>
     .join('\n');
 const iso = (ms: number): string => formatTimeNs(BigInt(ms) * 1_000_000n).replace(/:\d\d\.\d+Z$/, 'Z');
 
+/** `24x` when every finding was sent, `24x (3 sent)` when the notify policy folded some. */
+function findings(count: number, emitted: number): string {
+  return emitted === count ? `${count}x` : `${count}x (${emitted} sent)`;
+}
+
 function detectionLine(d: DetectionRef, benign: boolean): string {
-  return `"${d.rule}" (${d.priority}${benign ? ', marked benign' : ''}) ${d.count}x over ${d.hours} hour(s), key ${d.key}`;
+  return `"${d.rule}" (${d.priority}${benign ? ', marked benign' : ''}) ${findings(d.count, d.emitted)} over ${d.hours} hour(s), key ${d.key}`;
 }
 
 function allowYaml(e: AllowYaml): string[] {
@@ -131,7 +136,7 @@ export function renderTune(r: TuneResult, meta: TuneMeta, falcoRules: ReadonlyMa
       o.push(comment(`${a.level}: would have suppressed ${a.signals} signal(s) over ${a.hours} hour(s) and ${a.detections.reduce((s, d) => s + d.count, 0)} detection(s):`, '    '));
       for (const g of groupDetections(a.detections)) {
         const d = g.list[0] as DetectionRef;
-        o.push(comment(`  ${g.list.length === 1 ? detectionLine(d, marked(d)) : `"${d.rule}" (${d.priority}${marked(d) ? ', marked benign' : ''}) ${g.list.length} keys ${g.glob}, ${g.list.reduce((s, x) => s + x.count, 0)}x`}`, '    '));
+        o.push(comment(`  ${g.list.length === 1 ? detectionLine(d, marked(d)) : `"${d.rule}" (${d.priority}${marked(d) ? ', marked benign' : ''}) ${g.list.length} keys ${g.glob}, ${findings(g.list.reduce((s, x) => s + x.count, 0), g.list.reduce((s, x) => s + x.emitted, 0))}`}`, '    '));
       }
       if (a.example) o.push(comment(`example: ${a.example}`, '    '));
       o.push(...allowYaml(a.entry));
@@ -144,9 +149,12 @@ export function renderTune(r: TuneResult, meta: TuneMeta, falcoRules: ReadonlyMa
     const groups = groupDetections(r.protectedDetections);
     for (const g of groups.slice(0, 50)) {
       const d = g.list[0] as DetectionRef;
-      const count = g.list.reduce((s, x) => s + x.count, 0);
+      const count = findings(
+        g.list.reduce((s, x) => s + x.count, 0),
+        g.list.reduce((s, x) => s + x.emitted, 0),
+      );
       const hours = Math.max(...g.list.map((x) => x.hours));
-      const head = g.list.length === 1 ? detectionLine(d, false) : `"${d.rule}" (${d.priority}) ${g.list.length} keys, ${count}x, each over up to ${hours} hour(s): --benign '${g.glob}'`;
+      const head = g.list.length === 1 ? detectionLine(d, false) : `"${d.rule}" (${d.priority}) ${g.list.length} keys, ${count}, each over up to ${hours} hour(s): --benign '${g.glob}'`;
       o.push(comment(`  ${head}${d.example ? `\n    e.g. ${d.example}` : ''}`));
     }
     if (groups.length > 50) o.push(comment(`  ... and ${groups.length - 50} more (--json lists all)`));

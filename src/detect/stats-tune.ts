@@ -66,7 +66,10 @@ export interface DetectionRef {
   readonly rule: string;
   readonly priority: string;
   readonly key: string;
+  /** Findings (emitted and folded by the notify policy). */
   readonly count: number;
+  /** Of those, the ones emitted as detection alerts. */
+  readonly emitted: number;
   readonly hours: number;
   readonly example: string | null;
 }
@@ -201,6 +204,7 @@ interface Detection {
   readonly priority: string;
   readonly key: string;
   count: number;
+  emitted: number;
   readonly hours: Set<number>;
   readonly evidence: { readonly rule: string; readonly kind: string; readonly dims: StatDims; readonly ip: string | null }[];
   readonly evidenceKeys: Set<string>;
@@ -419,7 +423,7 @@ function benignMatcher(globs: readonly string[]): (d: { key: string; rule: strin
 }
 
 function ref(d: Detection): DetectionRef {
-  return { detector: d.detector, rule: d.rule, priority: d.priority, key: d.key, count: d.count, hours: d.hours.size, example: d.example };
+  return { detector: d.detector, rule: d.rule, priority: d.priority, key: d.key, count: d.count, emitted: d.emitted, hours: d.hours.size, example: d.example };
 }
 
 export function propose(input: TuneInput): TuneResult {
@@ -484,8 +488,9 @@ export function propose(input: TuneInput): TuneResult {
     detectionTotal += r.count;
     const k = `${r.detector}\u0000${r.key}\u0000${r.rule}\u0000${r.priority}`;
     let d = detections.get(k);
-    if (!d) detections.set(k, (d = { detector: r.detector, rule: r.rule, priority: r.priority, key: r.key, count: 0, hours: new Set(), evidence: [], evidenceKeys: new Set(), example: null }));
+    if (!d) detections.set(k, (d = { detector: r.detector, rule: r.rule, priority: r.priority, key: r.key, count: 0, emitted: 0, hours: new Set(), evidence: [], evidenceKeys: new Set(), example: null }));
     d.count += r.count;
+    if (r.outcome === 'emitted') d.emitted += r.count;
     d.hours.add(r.bucket);
     d.example ??= exampleText(r.example);
     let ev: EvidenceTuple[] = [];

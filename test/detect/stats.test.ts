@@ -51,7 +51,9 @@ function finding(over: Partial<Finding> & { evidence: Signal[] }): Finding {
 
 describe('signal dimensions', () => {
   it('keep what allow entries and Falco exceptions select on: image, namespace, app label, exe, parent, dest /24 or domain, port, file', () => {
-    const s = sig({ kind: 'connect', dest: '203.0.113.77', port: 8443, image: 'ghcr.io/acme/web', namespace: 'shop', exe: '/tmp/.cache/kworkerd', fields: { 'proc.pname': 'sh', 'k8s.pod.label.app': 'web' } });
+    const raw = sig({ kind: 'connect', dest: '203.0.113.77', port: 8443, image: 'ghcr.io/acme/web', namespace: 'shop', exe: '/tmp/.cache/kworkerd', fields: { 'k8s.pod.label.app': 'web' } });
+    // the mapping's ancestors, nearest first: proc.pname, proc.pexepath, ... (the parent is the first name)
+    const s: Signal = { ...raw, proc: { ...raw.proc, ancestors: ['sh', '/bin/busybox', 'containerd-shim'] } };
     const { dims, ip } = signalDims(s);
     expect(dims).toEqual({ image: 'ghcr.io/acme/web', namespace: 'shop', app: 'app=web', exe: '/tmp/.cache/kworkerd', parent: 'sh', dest: '203.0.113.0/24', port: 8443, file: null });
     expect(ip).toBe('203.0.113.77');
@@ -60,6 +62,8 @@ describe('signal dimensions', () => {
     // no destination or port for kinds without a peer; the file key for file signals
     const pid = signalDims(sig({ kind: 'pidfile_create', keys: { file: '/run/nginx.pid' } }));
     expect([pid.dims.dest, pid.dims.port, pid.dims.file, pid.ip]).toEqual([null, null, '/run/nginx.pid', null]);
+    // an ancestor list starting with a path (no proc.pname) has no parent name
+    expect(signalDims({ ...raw, proc: { ...raw.proc, ancestors: ['/bin/busybox'] } }).dims.parent).toBeNull();
   });
 });
 

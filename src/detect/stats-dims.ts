@@ -52,17 +52,38 @@ export function destBlock(ip: string): string | null {
   return c ? formatCidr(c) : null;
 }
 
+/** Output fields that carry an app label directly, per key. */
+const APP_LABEL_FIELDS = APP_LABEL_KEYS.map((k) => [k, `k8s.pod.label[${k}]`, `k8s.pod.label.${k}`] as const);
+/** App label per `k8s.pod.labels` text (parsed once per pod, not per signal); cleared when full. */
+const appByLabels = new Map<string, string | null>();
+const MAX_APP_CACHE = 1024;
+
 function appLabel(sig: Signal): string | null {
   for (const k of APP_LABEL_KEYS) {
     const v = Object.hasOwn(sig.podLabels, k) ? sig.podLabels[k] : undefined;
     if (v) return `${k}=${v}`;
   }
+  const f = sig.alert.outputFields;
+  for (const [k, a, b] of APP_LABEL_FIELDS) {
+    const v = f?.[a] ?? f?.[b];
+    if (typeof v === 'string' && v !== '' && v !== '<NA>') return `${k}=${v}`;
+  }
+  const list = f?.['k8s.pod.labels'] ?? sig.alert.companion['k8s.pod.labels'];
+  if (typeof list !== 'string') return null;
+  const hit = appByLabels.get(list);
+  if (hit !== undefined) return hit;
   const found = podLabels(sig.alert, APP_LABEL_KEYS);
+  let app: string | null = null;
   for (const k of APP_LABEL_KEYS) {
     const v = found[k];
-    if (v) return `${k}=${v}`;
+    if (v) {
+      app = `${k}=${v}`;
+      break;
+    }
   }
-  return null;
+  if (appByLabels.size >= MAX_APP_CACHE) appByLabels.clear();
+  appByLabels.set(list, app);
+  return app;
 }
 
 /**

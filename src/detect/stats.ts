@@ -59,9 +59,27 @@ const MAX_GROUPS_IN_MEMORY = 4096;
 /** Example texts are clipped to this. */
 const MAX_EXAMPLE = 600;
 
-type Obs =
-  | { readonly t: 's'; readonly sig: Signal; readonly detector: string; readonly outcome: SignalOutcome }
-  | { readonly t: 'f'; readonly f: Finding; readonly emitted: boolean; readonly incident: string };
+/** A finding waiting for the drain (findings are rare; routed signals use parallel arrays). */
+interface FindingObs {
+  readonly f: Finding;
+  readonly emitted: boolean;
+  readonly incident: string;
+  /** Position among the queued signals when it was observed (drained in order). */
+  readonly at: number;
+}
+
+/** What the drain derives once per signal (one signal is observed once per detector it was routed to). */
+interface SigMemo {
+  readonly ms: number;
+  /** Groups of this signal's hour, kind and rule, by detector then outcome. */
+  readonly groups: Map<string, Map<string, Group<SignalGroupKey>>>;
+  readonly bucket: number;
+  readonly rule: string;
+  readonly dims: string;
+  readonly ip: string | null;
+  /** The example text, made when a group first needs it. */
+  example: string | null;
+}
 
 /** A group in memory: its entries (tuple key → entry; '' is the overflow), dirty since the last flush. */
 interface Group<K> {
@@ -88,11 +106,16 @@ export class SignalStats implements DetectionObserver, Component {
   private readonly maxQueue: number;
   private readonly flushIntervalMs: number;
   private readonly maxRulesPerHour: number;
-  private queue: Obs[] = [];
+  private qSig: Signal[] = [];
+  private qDet: string[] = [];
+  private qOut: SignalOutcome[] = [];
+  private qFind: FindingObs[] = [];
   private drainScheduled = false;
   private store: SignalStatsStore | null = null;
   private failed: string | null = null;
   private readonly signals = new Map<string, Group<SignalGroupKey>>();
+  /** Hour, kind and rule → detector → outcome → group (the same groups as `signals`, reached without building a key string per observation). */
+  private readonly signalIndex = new Map<string, Map<string, Map<string, Group<SignalGroupKey>>>>();
   private readonly findings = new Map<string, Group<FindingGroupKey>>();
   /** Rules with groups of their own, per hour (loaded from the database on first use). */
   private readonly rulesByHour = new Map<number, Set<string>>();
@@ -111,7 +134,8 @@ export class SignalStats implements DetectionObserver, Component {
     this.log = opts.logger.child({ component: STATS_ID });
     const mm = opts.metrics;
     this.m = {
-      observed: mm.counter('signal_stats_observed_total', 'Observations (routed signals and findings) folded into the signal statistics', ['type']),
+      observedSignals: mm.counter('signal_stats_observed_total', 'Observations (routed signals and findings) folded into the signal statistics', ['type']).labels({ type: 'signal' }),
+      observedFindings: mm.counter('signal_stats_observed_total', 'Observations (routed signals and findings) folded into the signal statistics', ['type']).labels({ type: 'finding' }),
       dropped: mm.counter('signal_stats_dropped_total', 'Observations dropped because the statistics queue was full'),
       overflow: mm.counter('signal_stats_overflow_total', 'Tuples evicted from a full statistics group into its overflow count'),
       writes: mm.counter('signal_stats_writes_total', 'Statistics flushes written to the state database'),
@@ -121,22 +145,31 @@ export class SignalStats implements DetectionObserver, Component {
   // --- DetectionObserver: O(1), never throws -------------------------------------------------
 
   signal(sig: Signal, detector: string, outcome: SignalOutcome): void {
-    this.push({ t: 's', sig, detector, outcome }, sig.timeNs);
+    if (this.failed !== null) return;
+    if (this.full(sig.timeNs)) return;
+    this.qSig.push(sig);
+    this.qDet.push(detector);
+    this.qOut.push(outcome);
+    this.schedule();
   }
 
   finding(f: Finding, emitted: Alert | null, incident: string): void {
-    this.push({ t: 'f', f, emitted: emitted !== null, incident }, f.timeNs);
+    if (this.failed !== null) return;
+    if (this.full(f.timeNs)) return;
+    this.qFind.push({ f, emitted: emitted !== null, incident, at: this.qSig.length });
+    this.schedule();
   }
 
-  private push(o: Obs, timeNs: bigint): void {
-    if (this.failed !== null) return;
-    if (this.queue.length >= this.maxQueue) {
-      const b = bucketOfMs(nsToMs(timeNs));
-      this.drops.set(b, (this.drops.get(b) ?? 0) + 1);
-      this.m.dropped.inc();
-      return;
-    }
-    this.queue.push(o);
+  /** True (dropped and counted) when the queue is full. */
+  private full(timeNs: bigint): boolean {
+    if (this.qSig.length + this.qFind.length < this.maxQueue) return false;
+    const b = bucketOfMs(nsToMs(timeNs));
+    this.drops.set(b, (this.drops.get(b) ?? 0) + 1);
+    this.m.dropped.inc();
+    return true;
+  }
+
+  private schedule(): void {
     if (!this.drainScheduled) {
       this.drainScheduled = true;
       setImmediate(() => this.drain());
@@ -166,21 +199,50 @@ export class SignalStats implements DetectionObserver, Component {
   /** Fold the queue into the groups (runs on the macrotask after a push; flush runs it too). */
   drain(): void {
     this.drainScheduled = false;
-    const q = this.queue;
-    if (q.length === 0) return;
-    this.queue = [];
+    const sigs = this.qSig;
+    const dets = this.qDet;
+    const outs = this.qOut;
+    const finds = this.qFind;
+    if (sigs.length === 0 && finds.length === 0) return;
+    this.qSig = [];
+    this.qDet = [];
+    this.qOut = [];
+    this.qFind = [];
     const store = this.open();
     if (!store) return;
     try {
-      for (const o of q) {
-        if (o.t === 's') this.addSignal(store, o.sig, o.detector, o.outcome);
-        else this.addFinding(store, o.f, o.emitted, o.incident);
+      let fi = 0;
+      let memoSig: Signal | null = null;
+      let memo: SigMemo | null = null;
+      for (let i = 0; i < sigs.length; i++) {
+        while (fi < finds.length && (finds[fi] as FindingObs).at <= i) this.addFinding(store, finds[fi++] as FindingObs);
+        const sig = sigs[i] as Signal;
+        if (sig !== memoSig || memo === null) {
+          memoSig = sig;
+          memo = this.memoOf(store, sig);
+        }
+        this.addSignal(store, memo, sig, dets[i] as string, outs[i] as SignalOutcome);
       }
+      while (fi < finds.length) this.addFinding(store, finds[fi++] as FindingObs);
+      this.m.observedSignals.inc(sigs.length);
+      if (finds.length > 0) this.m.observedFindings.inc(finds.length);
     } catch (err) {
       this.fail(err);
       return;
     }
     if (this.signals.size + this.findings.size > MAX_GROUPS_IN_MEMORY) this.flush();
+  }
+
+  private memoOf(store: SignalStatsStore, sig: Signal): SigMemo {
+    const ms = nsToMs(sig.timeNs);
+    const bucket = bucketOfMs(ms);
+    this.see(bucket);
+    const rule = this.ruleOf(store, bucket, sig.rule);
+    const ik = `${bucket}\u0000${sig.kind}\u0000${rule}`;
+    let groups = this.signalIndex.get(ik);
+    if (!groups) this.signalIndex.set(ik, (groups = new Map()));
+    const d = signalDims(sig);
+    return { ms, groups, bucket, rule, dims: dimsKey(d.dims), ip: d.ip, example: null };
   }
 
   private open(): SignalStatsStore | null {
@@ -197,8 +259,12 @@ export class SignalStats implements DetectionObserver, Component {
 
   private fail(err: unknown): void {
     this.failed = errorMessage(err);
-    this.queue = [];
+    this.qSig = [];
+    this.qDet = [];
+    this.qOut = [];
+    this.qFind = [];
     this.signals.clear();
+    this.signalIndex.clear();
     this.findings.clear();
     this.opts.metrics.errors.inc({ component: STATS_ID, code: errorCode(err) });
     this.log.error({ error: this.failed }, 'signal statistics turned off: the state database failed (detection is not affected)');
@@ -217,30 +283,31 @@ export class SignalStats implements DetectionObserver, Component {
     if (bucket > this.newestBucket) this.newestBucket = bucket;
   }
 
-  private addSignal(store: SignalStatsStore, sig: Signal, detector: string, outcome: SignalOutcome): void {
-    const ms = nsToMs(sig.timeNs);
-    const bucket = bucketOfMs(ms);
-    this.see(bucket);
-    const key: SignalGroupKey = { bucket, detector, kind: sig.kind, rule: this.ruleOf(store, bucket, sig.rule), outcome };
-    const gk = `${bucket}\u0000${detector}\u0000${key.kind}\u0000${key.rule}\u0000${outcome}`;
-    let g = this.signals.get(gk);
-    if (!g) this.signals.set(gk, (g = { key, entries: store.loadSignalGroup(key), dirty: false }));
-    const { dims, ip } = signalDims(sig);
-    const tk = dimsKey(dims);
-    const e = g.entries.get(tk);
+  private addSignal(store: SignalStatsStore, memo: SigMemo, sig: Signal, detector: string, outcome: SignalOutcome): void {
+    let byOutcome = memo.groups.get(detector);
+    if (!byOutcome) memo.groups.set(detector, (byOutcome = new Map()));
+    let g = byOutcome.get(outcome);
+    if (!g) {
+      const key: SignalGroupKey = { bucket: memo.bucket, detector, kind: sig.kind, rule: memo.rule, outcome };
+      g = { key, entries: store.loadSignalGroup(key), dirty: false };
+      byOutcome.set(outcome, g);
+      this.signals.set(`${memo.bucket}\u0000${detector}\u0000${sig.kind}\u0000${memo.rule}\u0000${outcome}`, g);
+    }
+    const { ms, ip } = memo;
+    const e = g.entries.get(memo.dims);
     if (e) {
       e.count++;
       if (ms < e.firstMs) e.firstMs = ms;
       if (ms > e.lastMs) e.lastMs = ms;
       if (e.ip !== ip && e.ip !== '*') e.ip = e.ip === null && ip === null ? null : '*';
     } else {
-      this.insert(g.entries, tk, { count: 1, firstMs: ms, lastMs: ms, ip, example: signalExample(sig.alert), evidence: null });
+      this.insert(g.entries, memo.dims, { count: 1, firstMs: ms, lastMs: ms, ip, example: (memo.example ??= signalExample(sig.alert)), evidence: null });
     }
     g.dirty = true;
-    this.m.observed.inc({ type: 'signal' });
   }
 
-  private addFinding(store: SignalStatsStore, f: Finding, emitted: boolean, incident: string): void {
+  private addFinding(store: SignalStatsStore, o: FindingObs): void {
+    const { f, emitted, incident } = o;
     const ms = nsToMs(f.timeNs);
     const bucket = bucketOfMs(ms);
     this.see(bucket);
@@ -261,7 +328,6 @@ export class SignalStats implements DetectionObserver, Component {
       this.insert(g.entries, f.key, { count: 1, firstMs: ms, lastMs: ms, ip: null, example, evidence });
     }
     g.dirty = true;
-    this.m.observed.inc({ type: 'finding' });
   }
 
   /** Insert a new tuple; a full group first evicts its least frequent tuple into the overflow. */
@@ -310,6 +376,7 @@ export class SignalStats implements DetectionObserver, Component {
       // Keep the groups of the newest two hours in memory; older ones reload when met again.
       const keep = this.newestBucket - 1;
       for (const [k, g] of this.signals) if (g.key.bucket < keep) this.signals.delete(k);
+      for (const k of this.signalIndex.keys()) if (Number(k.slice(0, k.indexOf('\u0000'))) < keep) this.signalIndex.delete(k);
       for (const [k, g] of this.findings) if (g.key.bucket < keep) this.findings.delete(k);
       for (const b of this.rulesByHour.keys()) if (b < keep) this.rulesByHour.delete(b);
       this.prune(store);

@@ -16,8 +16,11 @@ export interface DetectDeps {
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly clock: Clock;
-  /** The state database, opened on first use (signal statistics). */
-  readonly db?: () => Db;
+  /**
+   * The state database for the signal statistics (opened on first use), in replays too: `tune` on
+   * a replayed recording reads what the replay saw.
+   */
+  readonly statsDb?: () => Db;
 }
 
 export interface Detection {
@@ -32,7 +35,7 @@ export function buildDetection(config: Config, deps: DetectDeps): Detection {
   const path = config.detect.rules_file;
   const rules = loadRulesFile(path);
   const st = config.detect.statistics;
-  const stats = st.enabled && deps.db ? new SignalStats({ db: deps.db, logger: deps.logger, metrics: deps.metrics, retentionMs: st.retention, maxRows: st.max_rows }) : null;
+  const stats = st.enabled && deps.statsDb ? new SignalStats({ db: deps.statsDb, logger: deps.logger, metrics: deps.metrics, retentionMs: st.retention, maxRows: st.max_rows }) : null;
   const engine = new DetectionEngine({
     rules,
     detectors: buildDetectors(rules),

@@ -52,6 +52,7 @@ function replay(file: string, stateDir: string, env: Record<string, string> = {}
     });
 }
 
+const WARNING_OR_ABOVE = ['Emergency', 'Alert', 'Critical', 'Error', 'Warning'];
 const isAttack = (d: Detection): boolean => d.container === ATTACK.shellContainer || (d.container === ATTACK.beaconContainer && d.sip === ATTACK.beaconDest);
 const label = (d: Detection): string => `${d.priority} ${d.rule} ${d.container} ${d.exe} ${d.sip}`;
 
@@ -97,8 +98,7 @@ describe('e2e: tune on a noisy day', () => {
 
   it('proposes entries that, applied, remove the noise of the next day and keep every attack detection', () => {
     const noise1 = first.filter((d) => !isAttack(d));
-    expect(noise1.length, 'the day is noisy').toBeGreaterThan(100);
-    expect(noise1.some((d) => d.priority === 'Error')).toBe(true);
+    expect(noise1.some((d) => WARNING_OR_ABOVE.includes(d.priority)), 'benign workloads made Warning+ detections').toBe(true);
     expect(first.filter(isAttack).map((d) => d.rule)).toEqual(
       expect.arrayContaining(['C2 beaconing: periodic outbound connections', 'Traffic signaling: socket filter armed, then outbound connection to a new destination']),
     );
@@ -147,19 +147,21 @@ describe('e2e: tune on a noisy day', () => {
     const tuned = replay(tunedDay2, from1('s2-tuned'), { FALCO_COMPANION_DETECT_RULES_FILE: rulesFile });
     const attacks = untuned.filter(isAttack).map(label).sort();
     expect(attacks.length).toBeGreaterThanOrEqual(2);
-    expect(untuned.filter((d) => !isAttack(d)).length, 'day 2 is as noisy untuned').toBeGreaterThan(100);
+    expect(untuned.filter((d) => !isAttack(d)).length, 'day 2 is noisy untuned').toBeGreaterThan(0);
     for (const [name, run] of [['allow entries', allowOnly], ['Falco exceptions', falcoOnly], ['both', tuned]] as const) {
       expect(run.filter((d) => !isAttack(d)).map(label), `${name}: noise left`).toEqual([]);
       expect(run.filter(isAttack).map(label).sort(), `${name}: attack detections`).toEqual(attacks);
     }
   }, 300_000);
 
-  it('without --benign nothing hides a Warning+ detection: no allow entry, and it says why', () => {
+  it('without --benign nothing hides a Warning+ detection: every entry covers detections below Warning only, and it says why', () => {
     const t = cli(['tune', '--state-dir', s1]);
     expect(t.status, t.stderr).toBe(0);
-    expect(t.stdout).toMatch(/^ {2}allow: \[\]$/m);
     expect(t.stdout).toMatch(/Detections at Warning or above you have not marked benign/);
-    expect(t.stdout).toMatch(/--benign 'beacon\|c0ffee9a0001\|\/bin\/prometheus\|\*'/);
+    const j = cli(['tune', '--state-dir', s1, '--json']);
+    const r = JSON.parse(j.stdout) as { allow: { detections: { priority: string }[] }[]; protectedDetections: unknown[] };
+    expect(r.protectedDetections.length).toBeGreaterThan(0);
+    for (const a of r.allow) for (const d of a.detections) expect(WARNING_OR_ABOVE).not.toContain(d.priority);
   });
 
   it('fails clearly without statistics or with a bad --since', () => {

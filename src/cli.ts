@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * falco-companion command line: run, validate, replay, demo.
+ * falco-companion command line: run, validate, replay, demo, spool, emulate, tune, explain.
  */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
@@ -15,6 +15,8 @@ import { runDemo } from './demo.js';
 import { loadRulesFile } from './detect/rules/load.js';
 import { spoolCommand } from './commands/spool.js';
 import { emulateCommand } from './emulate/command.js';
+import { tuneCommand } from './commands/tune.js';
+import { explainCommand } from './commands/explain.js';
 
 interface CommonFlags {
   config?: string;
@@ -192,6 +194,8 @@ export async function main(argv: string[]): Promise<void> {
     )
     .command(spoolCommand)
     .command(emulateCommand)
+    .command(tuneCommand)
+    .command(explainCommand)
     .demandCommand(1, 'name a command: run, validate, replay or demo')
     .strict()
     .help()

@@ -108,7 +108,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
   // Enrichment and detection
   const enrichment = config.enrich.enabled ? buildEnrichment(config, { logger, metrics, clock, db: stateDb }) : { enrichers: [] as Enricher[], components: [] as Component[] };
   // Replays never read or write the detection state (a replay is deterministic from its input).
-  const detection = config.detect.enabled ? buildDetection(config, { logger, metrics, clock, db: deps.replay ? null : stateDb }) : null;
+  const detection = config.detect.enabled ? buildDetection(config, { logger, metrics, clock, db: deps.replay ? null : stateDb, statsDb: stateDb }) : null;
   // The last detections, for GET /detections (read-only ops endpoint; `emulate run --verify`).
   const recent = new RecentDetections(undefined, metrics);
   const detect: DetectStage | null = detection ? recordingStage(detection.stage, recent) : null;

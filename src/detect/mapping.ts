@@ -260,7 +260,7 @@ function procFacts(a: Alert): ProcFacts {
 const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
 
 /** The pod labels of `keys`: `k8s.pod.label[key]` or `k8s.pod.label.key`, else Falco's `k8s.pod.labels` list (`k1:v1,k2:v2`, `[k1:v1, k2:v2]`, `k=v`). */
-function podLabels(a: Alert, keys: readonly string[]): Readonly<Record<string, string>> {
+export function podLabels(a: Alert, keys: readonly string[]): Readonly<Record<string, string>> {
   if (keys.length === 0) return NO_LABELS;
   const f = a.outputFields ?? NO_FIELDS;
   let out: Record<string, string> | null = null;

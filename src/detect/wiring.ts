@@ -12,6 +12,7 @@ import type { DetectionObserver } from './types.js';
 import { buildDetectors } from './registry.js';
 import { loadRulesFile } from './rules/load.js';
 import { RulesWatcher } from './rules/watch.js';
+import { SignalStats } from './stats.js';
 
 export interface DetectDeps {
   readonly logger: Logger;
@@ -22,8 +23,13 @@ export interface DetectDeps {
    * memory only (replays: they never read or write it).
    */
   readonly db: (() => Db) | null;
-  /** Watchers of every routed signal and finding (detection journal, signal statistics). */
+  /** Watchers of every routed signal and finding (detection journal; the signal statistics are built here). */
   readonly observers?: readonly DetectionObserver[];
+  /**
+   * The state database for the signal statistics (opened on first use), in replays too: `tune` on
+   * a replayed recording reads what the replay saw.
+   */
+  readonly statsDb?: () => Db;
 }
 
 export interface Detection {
@@ -37,6 +43,8 @@ export interface Detection {
 export function buildDetection(config: Config, deps: DetectDeps): Detection {
   const path = config.detect.rules_file;
   const rules = loadRulesFile(path);
+  const st = config.detect.statistics;
+  const stats = st.enabled && deps.statsDb ? new SignalStats({ db: deps.statsDb, logger: deps.logger, metrics: deps.metrics, retentionMs: st.retention, maxRows: st.max_rows }) : null;
   const engine = new DetectionEngine({
     rules,
     detectors: buildDetectors(rules),
@@ -44,7 +52,7 @@ export function buildDetection(config: Config, deps: DetectDeps): Detection {
     metrics: deps.metrics,
     clock: deps.clock,
     forwardSignalAlerts: config.detect.forward_signal_alerts,
-    ...(deps.observers ? { observers: deps.observers } : {}),
+    observers: [...(deps.observers ?? []), ...(stats ? [stats] : [])],
   });
   const watcher = new RulesWatcher({
     path,
@@ -60,5 +68,5 @@ export function buildDetection(config: Config, deps: DetectDeps): Detection {
     deps.db && config.detect.persist_state
       ? [new DetectCheckpointer({ engine, db: deps.db, intervalMs: config.detect.checkpoint_interval, logger: deps.logger, metrics: deps.metrics, clock: deps.clock })]
       : [];
-  return { stage: engine, components: [...checkpoints, watcher], reload: () => void watcher.reload('SIGHUP') };
+  return { stage: engine, components: [...checkpoints, watcher, ...(stats ? [stats] : [])], reload: () => void watcher.reload('SIGHUP') };
 }

@@ -1,5 +1,5 @@
 /** Detection settings (owned by the detection work: src/detect/). Detector tuning lives in the rules file. */
-import { bool, duration, obj, str } from '../dsl.js';
+import { bool, duration, int, obj, str } from '../dsl.js';
 
 export const detectSection = obj('Detection engine.', {
   enabled: bool('Run the detectors.', true),
@@ -8,4 +8,9 @@ export const detectSection = obj('Detection engine.', {
   forward_signal_alerts: bool('Forward alerts of the companion signal rules ("Companion signal: ...") to the sinks. When false, only detections and other alerts are forwarded. Overrides output.forward_signal_alerts of the rules file when set to false.', true),
   persist_state: bool('Keep the detection state (armed processes, beacon series, chains, incidents, learning-period starts) in the state database across restarts: restored at start, saved every `checkpoint_interval` and at a graceful stop. Replays never read or write it.', true),
   checkpoint_interval: duration('How often the detection state is checkpointed (wall clock; only what changed). 0: only at a graceful stop. After a crash the last checkpoint is restored.', 30_000, { min: 0 }),
+  statistics: obj('Signal and detection statistics in the state directory (hourly aggregates, never raw events), read by `falco-companion tune` and `explain` (docs/tuning.md).', {
+    enabled: bool('Keep the statistics (a failing state database only turns them off, logged and counted; detection goes on).', true),
+    retention: duration('How much event time the statistics cover; older hours are deleted.', 8 * 24 * 3_600_000, { min: 3_600_000 }),
+    max_rows: int('Rows kept at most (about 0.5 KB each); beyond it the oldest hours are deleted first.', 200_000, { min: 1000 }),
+  }),
 });

@@ -60,7 +60,7 @@ export interface FindingAlertOptions {
   /** The incident it belongs to (`companion.incident`, src/detect/notify.ts). */
   readonly incident?: string;
   /** Why an incident already sent is sent again (`companion.incident_update`); absent for its first detection. */
-  readonly update?: 'escalated' | 'new_technique' | 'renotify' | null;
+  readonly update?: 'escalated' | 'new_technique' | 'new_chain' | 'renotify' | null;
   /** Findings of the incident folded since its previous detection (`companion.repeated`). */
   readonly repeated?: number;
   /** Event time of the incident's previous detection (`companion.repeated_since`). */

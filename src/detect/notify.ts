@@ -15,6 +15,11 @@
  * - its priority is above every priority the incident has sent (`escalated`);
  * - it carries a MITRE technique the incident has not sent yet (`new_technique`): a new technique
  *   on a compromised workload is never folded;
+ * - it is a new chain (`new_chain`): a finding key the incident has not sent, at Warning or above,
+ *   whose evidence all comes at least `NEW_CHAIN_GAP_NS` (10 min) after the incident's last
+ *   detection from the same detector (a second C2 destination hours after a first page is a new
+ *   threat; the several keys one burst of activity completes are not), at most `MAX_NEW_CHAINS` times per `renotify` period
+ *   so that churn (a workload that keeps finding new destinations) cannot page without end;
  * - `renotify` (24 h) has passed since the incident was last sent (`renotify`).
  * Otherwise it is **folded**: counted, and reported as `repeated N times since <time>` on the
  * incident's next detection. So a chain is one detection when it completes and at most one more
@@ -38,7 +43,7 @@ export interface NotifySettings {
   readonly maxIncidents: number;
 }
 
-export type NotifyReason = 'new' | 'escalated' | 'new_technique' | 'renotify';
+export type NotifyReason = 'new' | 'escalated' | 'new_technique' | 'new_chain' | 'renotify';
 
 export interface NotifyDecision {
   readonly incident: string;
@@ -63,6 +68,12 @@ interface Incident {
   rank: number;
   /** Techniques sent so far. */
   techniques: string[];
+  /** Finding keys sent so far (capped; absent in checkpoints written before it existed). */
+  keys?: string[];
+  /** Detections sent as `new_chain` since the last renotify. */
+  newChains?: number;
+  /** Detector id → event time of its last detection sent in this incident. */
+  sentBy?: Record<string, bigint>;
   /** Findings folded since the last detection. */
   folded: number;
   /** Host lineage members (pids and session ids of the evidence), capped. */
@@ -75,6 +86,12 @@ export interface NotifyState {
 }
 
 const MAX_PIDS = 32;
+const MAX_KEYS = 32;
+/** New chains sent per incident per renotify period at most (then folded like any repeat). */
+export const MAX_NEW_CHAINS = 3;
+/** A new chain's evidence must start this long after the incident's last detection (event time). */
+export const NEW_CHAIN_GAP_NS = 600_000_000_000n;
+const WARNING_RANK = priorityRank('Warning');
 const B32 = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 
 /** ULID text: the event time's ms, then 80 bits of a hash of `seed` (deterministic). */
@@ -212,6 +229,7 @@ export class Notifier {
     if (rank < inc.rank) reason = 'escalated';
     else if (techniques.some((x) => !inc.techniques.includes(x))) reason = 'new_technique';
     else if (t - inc.lastSentNs >= BigInt(this.settings.renotifyMs) * 1_000_000n) reason = 'renotify';
+    else if (this.isNewChain(inc, f, rank)) reason = 'new_chain';
     if (reason === null) {
       inc.folded++;
       return { incident: inc.id, reason: null, repeated: 0, sinceNs: null };
@@ -221,7 +239,24 @@ export class Notifier {
     if (t > inc.lastSentNs) inc.lastSentNs = t;
     if (rank < inc.rank) inc.rank = rank;
     for (const x of techniques) if (!inc.techniques.includes(x)) inc.techniques.push(x);
+    inc.newChains = reason === 'new_chain' ? (inc.newChains ?? 0) + 1 : reason === 'renotify' ? 0 : (inc.newChains ?? 0);
+    this.rememberKey(inc, f.key);
+    (inc.sentBy ??= {})[f.detector] = t;
     return d;
+  }
+
+  private isNewChain(inc: Incident, f: Finding, rank: number): boolean {
+    if (rank > WARNING_RANK || (inc.newChains ?? 0) >= MAX_NEW_CHAINS) return false;
+    if ((inc.keys ?? []).includes(f.key)) return false;
+    const after = (inc.sentBy?.[f.detector] ?? inc.openedNs) + NEW_CHAIN_GAP_NS;
+    return f.evidence.length > 0 && f.evidence.every((s) => s.timeNs >= after);
+  }
+
+  private rememberKey(inc: Incident, key: string): void {
+    const keys = (inc.keys ??= []);
+    if (keys.includes(key)) return;
+    if (keys.length >= MAX_KEYS) keys.shift();
+    keys.push(key);
   }
 
   private find(f: Finding): Incident | undefined {
@@ -243,7 +278,7 @@ export class Notifier {
     const seed = `${hostnameOf(f)}|${c ?? `host:${members.join(',')}`}|${f.key}|${f.timeNs}`;
     const id = incidentId(f.timeNs, seed);
     const scope = c !== null ? `c|${c}` : members.length > 0 ? `h|${id}` : 'h|nopid';
-    const inc: Incident = { id, scope, openedNs: f.timeNs, lastNs: f.timeNs, lastSentNs: f.timeNs, rank, techniques: [...techniques], folded: 0, pids: members.slice(0, MAX_PIDS) };
+    const inc: Incident = { id, scope, openedNs: f.timeNs, lastNs: f.timeNs, lastSentNs: f.timeNs, rank, techniques: [...techniques], keys: [f.key], newChains: 0, sentBy: { [f.detector]: f.timeNs }, folded: 0, pids: members.slice(0, MAX_PIDS) };
     this.st.incidents.set(scope, inc);
     this.index(inc);
     return inc;

@@ -9,7 +9,7 @@ import { alertFromJson, type Alert, type Priority } from '../../src/alert.js';
 import { ManualClock } from '../../src/clock.js';
 import { decodeState, encodeState, restoreInto } from '../../src/detect/codec.js';
 import { DetectionEngine } from '../../src/detect/engine.js';
-import { incidentId, Notifier, type NotifySettings } from '../../src/detect/notify.js';
+import { incidentId, Notifier, type NotifyDecision, type NotifySettings } from '../../src/detect/notify.js';
 import { buildDetectors, DETECTOR_MODULES } from '../../src/detect/registry.js';
 import { loadRulesFile } from '../../src/detect/rules/load.js';
 import type { Finding, Signal } from '../../src/detect/types.js';
@@ -74,6 +74,22 @@ describe('Notifier', () => {
     expect(new Set(reasons.map((d) => d.incident)).size).toBe(1);
     expect(reasons[2]?.repeated).toBe(1);
     expect(reasons[4]?.repeated).toBe(1);
+  });
+
+  it('a new chain of the same detector later on (a second C2 destination) is sent; churn is capped', () => {
+    const n = new Notifier(SETTINGS);
+    const at = (t: number, key: string, priority: Priority = 'Warning'): NotifyDecision => {
+      const timeNs = BASE_NS + secNs(t);
+      return n.decide(finding({ t, key, priority, evidence: [sig({ kind: 'connect', ns: timeNs - secNs(60), container: 'c1' }), sig({ kind: 'connect', ns: timeNs, container: 'c1' })] }), timeNs);
+    };
+    expect(at(0, 'dest-a').reason).toBe('new');
+    expect(at(300, 'dest-b').reason).toBeNull(); // the same burst: folded
+    expect(at(4 * 3600, 'dest-c').reason).toBe('new_chain'); // hours later, a new destination
+    expect(at(4 * 3600 + 60, 'dest-c').reason).toBeNull(); // that chain again: folded
+    expect(at(5 * 3600, 'dest-d', 'Notice').reason).toBeNull(); // below Warning: folded
+    expect(at(6 * 3600, 'dest-e').reason).toBe('new_chain');
+    expect(at(7 * 3600, 'dest-f').reason).toBe('new_chain');
+    expect(at(8 * 3600, 'dest-g').reason).toBeNull(); // MAX_NEW_CHAINS (3) per renotify period
   });
 
   it('keeps containers apart, and closes an incident idle past incident_idle', () => {

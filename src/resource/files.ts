@@ -11,11 +11,11 @@
  * microseconds each); every failure is a {@link ResourceFileError} with a stable code.
  */
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { CompanionError } from '../errors.js';
 import type { ContainerMeta, RawSample } from './types.js';
 
-export type ResourceFileErrorCode = 'E_CGROUP_NOT_FOUND' | 'E_CGROUP_GONE' | 'E_CGROUP_MALFORMED' | 'E_CGROUP_READ' | 'E_PROC_NET';
+export type ResourceFileErrorCode = 'E_CGROUP_NOT_FOUND' | 'E_CGROUP_GONE' | 'E_CGROUP_FILE_MISSING' | 'E_CGROUP_MALFORMED' | 'E_CGROUP_READ' | 'E_PROC_NET';
 
 export class ResourceFileError extends CompanionError {
   readonly path: string;
@@ -222,7 +222,11 @@ export class FileReader {
       return readFileSync(path, 'utf8');
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'ENODEV' || code === 'ESRCH') throw new ResourceFileError('E_CGROUP_GONE', path, `gone (${code}): the container stopped or the file is not there`, err);
+      if (code === 'ENOENT' || code === 'ENODEV' || code === 'ESRCH') {
+        // The directory still there: this file is missing (a controller not enabled, a bad mount).
+        if (code === 'ENOENT' && existsSync(dirname(path))) throw new ResourceFileError('E_CGROUP_FILE_MISSING', path, 'missing (is the controller enabled and the whole hierarchy mounted?)', err);
+        throw new ResourceFileError('E_CGROUP_GONE', path, `gone (${code ?? '?'}): the container stopped`, err);
+      }
       throw new ResourceFileError('E_CGROUP_READ', path, `${code ?? 'read failed'}: ${(err as Error).message}`, err);
     }
   }

@@ -270,6 +270,8 @@ export class MetricsSource implements Component {
     const started = this.d.clock.monotonic();
     const tNs = BigInt(this.d.clock.now()) * 1_000_000n;
     const signal = this.stopper.signal;
+    this.baselines.load();
+    this.resolveFiles();
     const containers = await this.containers(signal);
     if (signal.aborted) return 0;
     const picked = this.cap(containers);

@@ -32,7 +32,7 @@ import { ResourceBaselines } from '../resource/baseline.js';
 import { detectCgroups, FileReader } from '../resource/files.js';
 import { CriRuntime, DockerRuntime, isGone, type RuntimeAdapter } from '../resource/runtime.js';
 import { deviationAlert } from '../resource/signal.js';
-import { emptyMeta, RESOURCE_METRICS, type ContainerMeta, type RawSample, type ResourceMetric, type SampleSource } from '../resource/types.js';
+import { emptyMeta, RESOURCE_METRICS, type ContainerMeta, type ResourceMetric, type SampleSource } from '../resource/types.js';
 import type { Db } from '../store/db.js';
 
 export type MetricsConfig = Config['metrics'];

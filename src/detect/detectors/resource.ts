@@ -7,8 +7,9 @@
  * - **precursor**: the deviation began within `follow_window` after a suspicious signal in the
  *   same container (execution from tmpfs, shell, shell on a socket, network tool, service-account
  *   token read, process rename, a connection to a never-seen destination, a new image digest), or
- *   such a signal arrives within `follow_window` of the deviation: "CPU ×8 45 s after an execution
- *   from /dev/shm". Regardless of the siblings: a fleet-wide compromise spikes every replica.
+ *   such a signal, processed later, happened in that window or up to 2 minutes after the deviation
+ *   was signalled: "CPU ×8 45 s after an execution from /dev/shm". Regardless of the siblings: a
+ *   fleet-wide compromise spikes every replica.
  * - **lone**: only this replica deviates; its siblings (same workload or image, sampled at the
  *   same time on this node) do not.
  * - **single**: no sibling on this node; reported only when the ratio reaches `single_min_ratio`.
@@ -36,7 +37,7 @@ export type Precursor = (typeof PRECURSORS)[number];
 
 export const resourceSettingsSpec = obj('Resource deviation: a container whose CPU, memory, pids or network left its baseline, judged with its siblings and its other signals.', {
   enabled: bool('Run this detector.', true),
-  follow_window: duration('A deviation that began within this long after a suspicious signal of the same container (or such a signal within this long of the deviation) is a detection, whatever the siblings do.', 600_000, { min: 1000 }),
+  follow_window: duration('A deviation that began within this long after a suspicious signal of the same container is a detection, whatever the siblings do (a signal processed later counts too when it happened in that window or up to 2 minutes after the deviation was signalled).', 600_000, { min: 1000 }),
   precursors: list('Signals that make a following deviation a detection: tmpfs_exec, shell_spawn, shell_socket, network_tool, sa_token_read, proc_rename, new_egress (a connect to a destination never seen for the image), new_image_digest (image.tag_mutated).', oneOf('Precursor.', PRECURSORS, 'tmpfs_exec'), [...PRECURSORS]),
   lone: bool('Report a replica that deviates while its siblings on the node do not, without a precursor.', true),
   single_min_ratio: num('A container with no sibling on the node and no precursor is reported only at this ratio over its baseline or more (0: never).', 10, { min: 0 }),
@@ -187,6 +188,9 @@ function precursorText(kind: Precursor, s: Signal): string {
 
 const secs = (ns: bigint): number => Math.round(Number(ns) / 1e9);
 
+/** A precursor processed after the deviation signal still counts up to this long after it (event time). */
+export const DURING_NS = 120_000_000_000n;
+
 export function createResourceDetector(overrides: Partial<ResourceSettings> = {}): Detector<ResourceState> {
   const cfg = { ...RESOURCE_DEFAULTS, ...overrides } as ResourceSettings;
   const wanted = new Set<Precursor>(cfg.precursors);
@@ -289,8 +293,10 @@ export function createResourceDetector(overrides: Partial<ResourceSettings> = {}
       box.precursors.push({ sig: kept, kind });
       if (box.precursors.length > 4) box.precursors.shift();
       const last = box.last;
-      // A suspicious action while the container already deviates: the deviation is now explained.
-      if (last && !last.precursorReported && sig.timeNs >= last.facts.sinceNs && sig.timeNs - last.sig.timeNs <= windowNs) {
+      // Processed after the deviation (a late alert, or an action while it deviates): it counts
+      // when its event time is in the window before the deviation began or up to DURING_NS after
+      // the deviation was signalled (how long it lasted after that is not known here).
+      if (last && !last.precursorReported && sig.timeNs >= last.facts.sinceNs - windowNs && sig.timeNs <= last.sig.timeNs + DURING_NS) {
         last.precursorReported = true;
         return { state: st, findings: [finding('precursor', last.sig, last.facts, { sig: kept, kind })] };
       }

@@ -159,6 +159,18 @@ describe('resource_deviation detector', () => {
     expect(out[1]?.output).toContain('50 s into it: an execution from /tmp/.x/xmrig');
   });
 
+  it('a precursor processed late (event time before the deviation) counts; one long after the signalled deviation does not', () => {
+    const late = engine();
+    const out = run(late.engine, [dev({ t: 60, held: 30 }), alertAt(10, TMPFS, proc('/dev/shm/late'))]);
+    expect(out.map((a) => [a.rule, a.priority])).toEqual([
+      [RESOURCE_RULES.lone, 'Warning'],
+      [RESOURCE_RULES.precursor, 'Critical'],
+    ]);
+    expect(out[1]?.output).toContain('20 s after an execution from /dev/shm/late');
+    const old = engine();
+    expect(run(old.engine, [dev({ t: 0, held: 30, verdict: 'load', showing: 2 }), alertAt(300, TMPFS, proc('/dev/shm/x'))])).toEqual([]);
+  });
+
   it('a precursor older than follow_window, or in another container, does not count', () => {
     const { engine: e } = engine();
     const out = run(e, [alertAt(0, TMPFS, proc('/dev/shm/x')), alertAt(700, TMPFS, { ...proc('/dev/shm/y'), 'container.id': 'fedcba987654' }), dev({ t: 800, held: 60, verdict: 'load', showing: 2 })]);

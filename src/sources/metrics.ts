@@ -321,8 +321,12 @@ export class MetricsSource implements Component {
       }
     }
     const byId = new Map<string, ContainerMeta>();
-    for (const c of this.lastList) byId.set(c.id, this.withSeen(c));
-    for (const c of this.seen.recent(this.cfg.seen_ttl)) if (![...byId.keys()].some((k) => k.startsWith(c.id))) byId.set(c.id, c);
+    const short = new Set<string>();
+    for (const c of this.lastList) {
+      byId.set(c.id, this.withSeen(c));
+      short.add(c.id.slice(0, 12));
+    }
+    for (const c of this.seen.recent(this.cfg.seen_ttl)) if (!short.has(c.id.slice(0, 12))) byId.set(c.id, c);
     return [...byId.values()];
   }
 

@@ -1,6 +1,6 @@
 /**
  * The metrics source against a real Docker engine (dockerd on a temp socket, busybox image,
- * `--network none`, `--cpus 0.5`), reading the kernel's own cgroup and /proc files of this host,
+ * `--network none`, `--cpus 0.25`), reading the kernel's own cgroup and /proc files of this host,
  * or Docker's stats API:
  *
  * - two containers of one image; one burns CPU and streams bytes over its loopback while the
@@ -50,7 +50,7 @@ const SCRIPT = [
 const IMAGE = 'fc/burn:1';
 
 async function runBurner(d: Dockerd, name: string): Promise<string> {
-  return d.docker('run', '-d', '--name', name, '--network', 'none', '--cpus', '0.5', IMAGE, '/bin/sh', '-c', SCRIPT);
+  return d.docker('run', '-d', '--name', name, '--network', 'none', '--cpus', '0.25', IMAGE, '/bin/sh', '-c', SCRIPT);
 }
 
 const burn = (d: Dockerd, id: string, on: boolean): Promise<string> => d.docker('exec', id, '/bin/busybox', on ? 'touch' : 'rm', ...(on ? [] : ['-f']), '/burn');
@@ -75,9 +75,11 @@ function config(stateDir: string, socket: string, over: Record<string, unknown> 
       'metrics.baseline.slots': 10,
       'metrics.baseline.learning_period': 3000,
       'metrics.baseline.min_samples': 6,
-      'metrics.deviation.hold': 1500,
+      // Long enough for both burners of the load phase to start (two docker exec) within it.
+      'metrics.deviation.hold': 2500,
       'metrics.deviation.end_after': 1000,
-      'metrics.deviation.min_delta.cpu': 0.1,
+      // The burner is capped at 0.25 core; on a busy shared machine it may get less.
+      'metrics.deviation.min_delta.cpu': 0.04,
       ...over,
     },
   });

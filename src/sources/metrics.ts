@@ -21,6 +21,7 @@ import { fieldString, type Alert, type EnrichValue } from '../alert.js';
 import type { Clock } from '../clock.js';
 import type { Component, ComponentHealth } from '../component.js';
 import type { Config } from '../config/schema.js';
+import { labelList } from '../detect/mapping.js';
 import { CriClient } from '../enrich/cri-client.js';
 import { DockerClient } from '../enrich/docker-client.js';
 import { errorCode, errorMessage, QueueFullError } from '../errors.js';
@@ -73,14 +74,7 @@ export class SeenContainers implements Enricher {
     const prev = this.seen.get(raw);
     const now = this.clock.now();
     if (prev && now - prev.lastMs < 1000) return SeenContainers.NONE; // cheap on bursts
-    const labels: Record<string, string> = {};
-    const list = fieldString(alert, 'k8s.pod.labels');
-    if (list) {
-      for (const part of list.replace(/^\[|\]$/g, '').split(',')) {
-        const kv = /^\s*([^:=]+)[:=](.*)$/.exec(part);
-        if (kv) labels[(kv[1] as string).trim()] = (kv[2] as string).trim();
-      }
-    }
+    const labels = Object.fromEntries(labelList(alert.outputFields?.['k8s.pod.labels']));
     const meta: ContainerMeta = {
       ...emptyMeta(raw),
       name: fieldString(alert, 'container.name'),

@@ -97,7 +97,7 @@ function make(cfg: Config): { src: MetricsSource; clock: ManualClock; intake: Me
 
 /** An alert from the container, as Falco would send it (the source learns id and image from it). */
 function seenAlert(id: string, pod: string): Alert {
-  return falcoAlert({ fields: { 'container.id': id.slice(0, 12), 'container.image.repository': 'registry.example.com/shop/api', 'container.image.tag': '3.1', 'k8s.ns.name': 'shop', 'k8s.pod.name': pod } });
+  return falcoAlert({ fields: { 'container.id': id.slice(0, 12), 'container.image.repository': 'registry.example.com/shop/api', 'container.image.tag': '3.1', 'k8s.ns.name': 'shop', 'k8s.pod.name': pod, 'k8s.pod.labels': '[app:api, tier:web]' } });
 }
 
 async function drain(intake: MemoryIntake): Promise<Alert[]> {
@@ -151,6 +151,8 @@ describe('metrics source on cgroup v2 and /proc files', () => {
       'resource.siblings': 1,
       'resource.siblings_showing': 0,
       'resource.source': 'cgroup_v2',
+      // Pod labels from the alerts, for the CI workload selectors of the rules file.
+      'k8s.pod.labels': 'app:api,tier:web',
     });
     // CPU, bytes and packets out deviate together: one signal, the strongest first. lo is left
     // out by default: 8 MB/s on eth0 only.

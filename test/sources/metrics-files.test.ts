@@ -18,6 +18,7 @@ import { MemoryIntake } from '../../src/pipeline/intake.js';
 import { parseNetDev } from '../../src/resource/files.js';
 import { RESOURCE_SIGNAL_RULE } from '../../src/resource/signal.js';
 import { MetricsSource } from '../../src/sources/metrics.js';
+import { openStateDb } from '../../src/store/db.js';
 import { falcoAlert } from '../support/falco-alerts.js';
 
 const A = 'a1'.repeat(32);
@@ -214,6 +215,58 @@ describe('metrics source on cgroup v2 and /proc files', () => {
     src.seen.enrichSync(seenAlert(A, 'x'));
     await src.tick();
     expect(readings).toEqual([{ cpu: 1_000_000_000, mem: 40e6, pids: 4, tx: 1000 + 999_999, source: 'cgroup_v1' }]);
+  });
+
+  it('at most max_containers per tick, counted, the others first in the next tick (round robin)', async () => {
+    const root = join(dir, 'cgroup');
+    const proc = join(dir, 'proc');
+    mkdirSync(root, { recursive: true });
+    writeFileSync(join(root, 'cgroup.controllers'), 'cpu memory pids\n');
+    const ids = [A, B, 'c3'.repeat(32)];
+    ids.forEach((id, i) => writeV2(root, proc, id, { cpuUsec: 1000, mem: 5e7, pids: 3, tx: 0, rx: 0, pid: 7000 + i * 10 }));
+    const seen: string[][] = [];
+    const cfg = config(root, proc, { 'metrics.max_containers': 2 });
+    const metrics = new Metrics({ collectDefault: false });
+    const clock = new ManualClock(T0_MS);
+    const src = new MetricsSource({ config: cfg.metrics, runtime: cfg.enrich.container, intake: new MemoryIntake(10, metrics), db: null, logger: silentLogger(), metrics, clock, hostname: null, onTick: (_t, rs) => seen.push(rs.map((r) => r.meta.id.slice(0, 2))) });
+    for (const id of ids) src.seen.enrichSync(seenAlert(id, `p-${id.slice(0, 4)}`));
+    for (let i = 0; i < 3; i++) {
+      await src.tick();
+      clock.advance(10_000);
+    }
+    expect(seen.map((t) => t.length)).toEqual([2, 2, 2]);
+    expect(new Set(seen.flat())).toEqual(new Set(['a1', 'b2', 'c3']));
+    expect((await metrics.text()).split('\n').find((l) => l.startsWith('falco_companion_resource_capped_total '))).toBe('falco_companion_resource_capped_total 3');
+  });
+
+  it('baselines are written to the state database at stop and restored by the next start: it judges at once', async () => {
+    const root = join(dir, 'cgroup');
+    const proc = join(dir, 'proc');
+    mkdirSync(root, { recursive: true });
+    writeFileSync(join(root, 'cgroup.controllers'), 'cpu memory pids\n');
+    const box: Box = { cpuUsec: 0, mem: 6e7, pids: 5, tx: 0, rx: 0, pid: 8000 };
+    const db = openStateDb(join(dir, 'state'));
+    const cfg = config(root, proc);
+    const clock = new ManualClock(T0_MS);
+    const run = async (ticks: number): Promise<Metrics> => {
+      const metrics = new Metrics({ collectDefault: false });
+      const src = new MetricsSource({ config: cfg.metrics, runtime: cfg.enrich.container, intake: new MemoryIntake(10, metrics), db, logger: silentLogger(), metrics, clock, hostname: null });
+      src.seen.enrichSync(seenAlert(A, 'api-6b8f9d7c5-x7k2p'));
+      for (let i = 0; i < ticks; i++) {
+        box.cpuUsec += 0.05 * 10e6;
+        writeV2(root, proc, A, box);
+        await src.tick();
+        clock.advance(10_000);
+      }
+      await src.stop(Date.now() + 1000);
+      return metrics;
+    };
+    const first = await run(10);
+    expect(await value(first, 'resource_exemptions_total', 'reason="learning"')).toBeGreaterThan(0);
+    const second = await run(3);
+    expect(await value(second, 'resource_exemptions_total', 'reason="learning"')).toBe(0);
+    expect(await value(second, 'resource_baseline_flushes_total', 'result="ok"')).toBe(1);
+    db.close();
   });
 
   it('no cgroup files and no runtime: idle, and says why', async () => {

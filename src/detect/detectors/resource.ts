@@ -10,9 +10,11 @@
  *   such a signal, processed later, happened in that window or up to 2 minutes after the deviation
  *   was signalled: "CPU ×8 45 s after an execution from /dev/shm". Regardless of the siblings: a
  *   fleet-wide compromise spikes every replica.
- * - **lone**: only this replica deviates; its siblings (same workload or image, sampled at the
- *   same time on this node) do not.
+ * - **lone**: only this replica deviates (×`lone_min_ratio` or more on one of the
+ *   `unexplained_metrics`: CPU, bytes or packets out); its siblings (same workload or image,
+ *   sampled at the same time on this node) do not.
  * - **single**: no sibling on this node; reported only when the ratio reaches `single_min_ratio`.
+ * Memory, tasks and inbound traffic alone (leaks, thread pools, uploads) need a precursor.
  * - **load**: most siblings deviate too (a legitimate load spike): counted, no finding.
  *
  * State (owned by the engine, mutated in place; deterministic on event time, no wall clock): per
@@ -21,7 +23,7 @@
 import { parseTime, PRIORITIES, type FieldValue, type Priority } from '../../alert.js';
 import { bool, defaults, duration, int, list, num, obj, oneOf, type Infer } from '../../config/dsl.js';
 import { DEST, IMAGE } from '../../enrich/keys.js';
-import { RF } from '../../resource/types.js';
+import { RESOURCE_METRICS, RF } from '../../resource/types.js';
 import { type Detector, detectorModule, type Finding, type Signal, type SignalKind } from '../types.js';
 import { BoundedMap, byTime, cBool, compact, destOf, exeOf, imageOf, msToNs, retain, whereOf } from './kit.js';
 
@@ -40,7 +42,13 @@ export const resourceSettingsSpec = obj('Resource deviation: a container whose C
   follow_window: duration('A deviation that began within this long after a suspicious signal of the same container is a detection, whatever the siblings do (a signal processed later counts too when it happened in that window or up to 2 minutes after the deviation was signalled).', 600_000, { min: 1000 }),
   precursors: list('Signals that make a following deviation a detection: tmpfs_exec, shell_spawn, shell_socket, network_tool, sa_token_read, proc_rename, new_egress (a connect to a destination never seen for the image), new_image_digest (image.tag_mutated).', oneOf('Precursor.', PRECURSORS, 'tmpfs_exec'), [...PRECURSORS]),
   lone: bool('Report a replica that deviates while its siblings on the node do not, without a precursor.', true),
+  lone_min_ratio: num('… at this ratio over its baseline or more (sticky clients and leaders load one replica 2-3× for hours).', 5, { min: 1 }),
   single_min_ratio: num('A container with no sibling on the node and no precursor is reported only at this ratio over its baseline or more (0: never).', 10, { min: 0 }),
+  unexplained_metrics: list(
+    'Metrics reported without a precursor (lone, single). The others (memory, tasks, inbound traffic: leaks, thread pools, uploads) count only after a precursor.',
+    oneOf('Metric.', RESOURCE_METRICS, 'cpu'),
+    ['cpu', 'net_tx_bytes', 'net_tx_packets'],
+  ),
   precursor_priority: oneOf('Priority of a deviation after a precursor.', PRIORITIES, 'Error', { caseInsensitive: true }),
   critical_precursors: list('Precursors that make it Critical.', oneOf('Precursor.', PRECURSORS, 'tmpfs_exec'), ['tmpfs_exec', 'shell_socket']),
   lone_priority: oneOf('Priority of a lone replica deviation.', PRIORITIES, 'Warning', { caseInsensitive: true }),
@@ -50,6 +58,18 @@ export const resourceSettingsSpec = obj('Resource deviation: a container whose C
 
 export type ResourceSettings = Infer<typeof resourceSettingsSpec>;
 export const RESOURCE_DEFAULTS = defaults(resourceSettingsSpec) as unknown as ResourceSettings;
+
+/** One metric of a deviation episode (from the `resource.metrics` summary). */
+export interface MetricFact {
+  readonly metric: string;
+  readonly ratio: number;
+  /** As the metrics source formatted them (`1.64`, `7.6MiB/s`). */
+  readonly value: string | null;
+  readonly baseline: string | null;
+  readonly verdict: string;
+  readonly showing: number | null;
+  readonly siblings: number | null;
+}
 
 /** The numbers of one deviation signal (read from its `resource.*` fields). */
 export interface DeviationFacts {
@@ -65,6 +85,19 @@ export interface DeviationFacts {
   readonly siblingValues: string | null;
   readonly metrics: string | null;
   readonly group: string | null;
+  /** Every metric of the episode, strongest first (the primary alone when there is no summary). */
+  readonly all: readonly MetricFact[];
+}
+
+const SUMMARY = /([a-z_]+) ×([\d.]+) \((\S+) vs (\S+), (lone|load|single)(?: (\d+)\/(\d+))?\)/g;
+
+/** Parse `cpu ×8.2 (1.64 vs 0.20, lone 0/2); net_tx_bytes ×20 (…)`. */
+export function parseSummary(text: string | null): MetricFact[] {
+  const out: MetricFact[] = [];
+  for (const m of (text ?? '').matchAll(SUMMARY)) {
+    out.push({ metric: m[1] as string, ratio: Number(m[2]), value: m[3] ?? null, baseline: m[4] ?? null, verdict: m[5] as string, showing: m[6] === undefined ? null : Number(m[6]), siblings: m[7] === undefined ? null : Number(m[7]) });
+  }
+  return out;
 }
 
 interface LastDeviation {
@@ -109,20 +142,18 @@ export function deviationFacts(s: Signal): DeviationFacts | null {
   const since = fstr(s, RF.since);
   const held = fnum(s, RF.heldS);
   const sinceNs = (since ? (parseTime(since)?.ns ?? null) : null) ?? (held !== null ? s.timeNs - BigInt(Math.round(held * 1e9)) : s.timeNs);
-  return {
-    metric,
-    value: fnum(s, RF.value),
-    baseline: fnum(s, RF.baseline),
-    ratio: fnum(s, RF.ratio) ?? 1,
-    heldS: held,
-    sinceNs,
-    verdict: fstr(s, RF.verdict) ?? 'single',
-    siblings: fnum(s, RF.siblings) ?? 0,
-    showing: fnum(s, RF.siblingsShowing) ?? 0,
-    siblingValues: fstr(s, RF.siblingValues),
-    metrics: fstr(s, RF.metrics),
-    group: fstr(s, RF.group),
-  };
+  const ratio = fnum(s, RF.ratio) ?? 1;
+  const verdict = fstr(s, RF.verdict) ?? 'single';
+  const siblings = fnum(s, RF.siblings) ?? 0;
+  const showing = fnum(s, RF.siblingsShowing) ?? 0;
+  const value = fnum(s, RF.value);
+  const baseline = fnum(s, RF.baseline);
+  const metrics = fstr(s, RF.metrics);
+  const parsed = parseSummary(metrics);
+  const all = parsed.some((m) => m.metric === metric)
+    ? parsed
+    : [{ metric, ratio, value: value === null ? null : String(value), baseline: baseline === null ? null : String(baseline), verdict, showing, siblings }, ...parsed];
+  return { metric, value, baseline, ratio, heldS: held, sinceNs, verdict, siblings, showing, siblingValues: fstr(s, RF.siblingValues), metrics, group: fstr(s, RF.group), all };
 }
 
 const LABEL: Readonly<Record<string, string>> = {
@@ -150,12 +181,6 @@ const RESPONSE_CPU =
 const RESPONSE_NET =
   '1) find where the bytes go (Falco connect signals of the container, conntrack on the node); 2) check what it could read (service-account token, mounted secrets, databases) and rotate those credentials; 3) block its egress (network policy), keep the pod for forensics; 4) engage incident response';
 
-/** Metric names of a `resource.metrics` summary (`cpu ×8.2 (...); net_tx_bytes ×20 (...)`). */
-function metricsOf(facts: DeviationFacts): string[] {
-  const out = new Set<string>([facts.metric]);
-  for (const m of (facts.metrics ?? '').matchAll(/(?:^|; )([a-z_]+) ×/g)) out.add(m[1] as string);
-  return [...out];
-}
 
 function precursorOf(s: Signal, wanted: ReadonlySet<Precursor>): Precursor | null {
   if (wanted.has('new_image_digest') && cBool(s, IMAGE.tagMutated) === true) return 'new_image_digest';
@@ -195,6 +220,7 @@ export function createResourceDetector(overrides: Partial<ResourceSettings> = {}
   const cfg = { ...RESOURCE_DEFAULTS, ...overrides } as ResourceSettings;
   const wanted = new Set<Precursor>(cfg.precursors);
   const critical = new Set<Precursor>(cfg.critical_precursors);
+  const allowed = new Set<string>(cfg.unexplained_metrics);
   const windowNs = msToNs(cfg.follow_window);
   const kinds = new Set<SignalKind>(['resource_deviation']);
   for (const p of wanted) {
@@ -203,8 +229,15 @@ export function createResourceDetector(overrides: Partial<ResourceSettings> = {}
     else kinds.add(p);
   }
 
-  function finding(kind: keyof typeof RESOURCE_RULES, dev: Signal, facts: DeviationFacts, pre: { sig: Signal; kind: Precursor } | null): Finding {
-    const metrics = metricsOf(facts);
+  /** The metric a finding is about: the strongest of the episode, or of those that qualify without a precursor. */
+  function unexplained(facts: DeviationFacts, verdict: 'lone' | 'single', minRatio: number): MetricFact | null {
+    let best: MetricFact | null = null;
+    for (const m of facts.all) if (allowed.has(m.metric) && m.verdict === verdict && m.ratio >= minRatio && (!best || m.ratio > best.ratio)) best = m;
+    return best;
+  }
+
+  function finding(kind: keyof typeof RESOURCE_RULES, dev: Signal, facts: DeviationFacts, chosen: MetricFact, pre: { sig: Signal; kind: Precursor } | null): Finding {
+    const metrics = facts.all.map((m) => m.metric);
     const mitre = new Set<string>();
     for (const m of metrics) for (const t of MITRE_BY_METRIC[m] ?? []) mitre.add(t);
     if (pre?.kind === 'sa_token_read') {
@@ -212,19 +245,21 @@ export function createResourceDetector(overrides: Partial<ResourceSettings> = {}
       mitre.add('mitre_credential_access');
     }
     const priority: Priority = kind === 'precursor' ? (pre && critical.has(pre.kind) ? 'Critical' : cfg.precursor_priority) : kind === 'lone' ? cfg.lone_priority : cfg.single_priority;
-    const score = kind === 'precursor' ? 0.9 : kind === 'lone' ? (facts.ratio >= 10 ? 0.7 : 0.6) : 0.5;
+    const score = kind === 'precursor' ? 0.9 : kind === 'lone' ? (chosen.ratio >= 10 ? 0.7 : 0.6) : 0.5;
     const image = imageOf(dev) ?? dev.containerId ?? '?';
-    const what = `${LABEL[facts.metric] ?? facts.metric} ×${facts.ratio}${facts.value !== null && facts.baseline !== null ? ` (${facts.value} vs baseline ${facts.baseline})` : ''}`;
+    const primary = chosen.metric === facts.metric;
+    const what = `${LABEL[chosen.metric] ?? chosen.metric} ×${chosen.ratio}${chosen.value !== null && chosen.baseline !== null ? ` (${chosen.value} vs baseline ${chosen.baseline})` : ''}`;
     let message = `${what} in ${whereOf(dev)} (image ${image})${facts.heldS !== null ? `, held ${facts.heldS} s` : ''}`;
     let after: number | null = null;
     if (pre) {
       after = secs(facts.sinceNs - pre.sig.timeNs);
       message += after >= 0 ? `, ${after} s after ${precursorText(pre.kind, pre.sig)}` : `; ${-after} s into it: ${precursorText(pre.kind, pre.sig)}`;
     }
-    if (facts.siblings > 0) message += `; ${facts.showing} of ${facts.siblings} sibling replica(s) show it${facts.siblingValues ? ` (${facts.siblingValues})` : ''}`;
+    const siblings = chosen.siblings ?? (primary ? facts.siblings : 0);
+    const showing = chosen.showing ?? (primary ? facts.showing : 0);
+    if (siblings > 0) message += `; ${showing} of ${siblings} sibling replica(s) show it${primary && facts.siblingValues ? ` (${facts.siblingValues})` : ''}`;
     else message += '; no sibling replica on this node';
-    const others = metrics.filter((m) => m !== facts.metric);
-    if (others.length > 0 && facts.metrics) message += `; all: ${facts.metrics}`;
+    if (metrics.length > 1 && facts.metrics) message += `; all: ${facts.metrics}`;
     const net = metrics.some((m) => m.startsWith('net_tx'));
     const evidence = pre ? [pre.sig, dev].sort(byTime) : [dev];
     return {
@@ -238,15 +273,15 @@ export function createResourceDetector(overrides: Partial<ResourceSettings> = {}
       evidence,
       fields: compact({
         'resource.kind': kind,
-        'resource.metric': facts.metric,
-        'resource.value': facts.value,
-        'resource.baseline': facts.baseline,
-        'resource.ratio': facts.ratio,
+        'resource.metric': chosen.metric,
+        'resource.value': primary ? facts.value : null,
+        'resource.baseline': primary ? facts.baseline : null,
+        'resource.ratio': chosen.ratio,
         'resource.held_s': facts.heldS,
-        'resource.verdict': facts.verdict,
-        'resource.siblings': facts.siblings,
-        'resource.siblings_showing': facts.showing,
-        'resource.sibling_values': facts.siblingValues,
+        'resource.verdict': chosen.verdict,
+        'resource.siblings': siblings,
+        'resource.siblings_showing': showing,
+        'resource.sibling_values': primary ? facts.siblingValues : null,
         'resource.metrics': facts.metrics,
         'resource.group': facts.group,
         'resource.precursor': pre?.kind,
@@ -278,10 +313,13 @@ export function createResourceDetector(overrides: Partial<ResourceSettings> = {}
         const kept = retain(sig);
         const pre = [...box.precursors].reverse().find((p) => p.sig.timeNs <= sig.timeNs) ?? null;
         box.last = { sig: kept, facts, precursorReported: pre !== null };
-        if (pre) return { state: st, findings: [finding('precursor', kept, facts, pre)] };
-        if (facts.verdict === 'lone' && cfg.lone) return { state: st, findings: [finding('lone', kept, facts, null)] };
-        if (facts.verdict === 'single' && cfg.single_min_ratio > 0 && facts.ratio >= cfg.single_min_ratio) return { state: st, findings: [finding('single', kept, facts, null)] };
-        if (facts.verdict === 'load') st.load++;
+        const strongest = facts.all.reduce((a, b) => (b.ratio > a.ratio ? b : a), facts.all[0] as MetricFact);
+        if (pre) return { state: st, findings: [finding('precursor', kept, facts, strongest, pre)] };
+        const lone = cfg.lone ? unexplained(facts, 'lone', cfg.lone_min_ratio) : null;
+        if (lone) return { state: st, findings: [finding('lone', kept, facts, lone, null)] };
+        const single = cfg.single_min_ratio > 0 ? unexplained(facts, 'single', cfg.single_min_ratio) : null;
+        if (single) return { state: st, findings: [finding('single', kept, facts, single, null)] };
+        if (facts.all.every((m) => m.verdict === 'load')) st.load++;
         else st.quiet++;
         return none;
       }
@@ -298,7 +336,8 @@ export function createResourceDetector(overrides: Partial<ResourceSettings> = {}
       // the deviation was signalled (how long it lasted after that is not known here).
       if (last && !last.precursorReported && sig.timeNs >= last.facts.sinceNs - windowNs && sig.timeNs <= last.sig.timeNs + DURING_NS) {
         last.precursorReported = true;
-        return { state: st, findings: [finding('precursor', last.sig, last.facts, { sig: kept, kind })] };
+        const strongest = last.facts.all.reduce((a, b) => (b.ratio > a.ratio ? b : a), last.facts.all[0] as MetricFact);
+        return { state: st, findings: [finding('precursor', last.sig, last.facts, strongest, { sig: kept, kind })] };
       }
       return none;
     },

@@ -112,7 +112,7 @@ describe('resource_deviation detector', () => {
     expect(d.rule).toBe(RESOURCE_RULES.precursor);
     expect(d.priority).toBe('Critical');
     expect(d.tags).toEqual(expect.arrayContaining(['T1496', 'mitre_impact']));
-    expect(d.output).toContain('CPU ×8 (1.6 vs baseline 0.2)');
+    expect(d.output).toContain('CPU ×8 (1.60 vs baseline 0.20)');
     expect(d.output).toContain('45 s after an execution from /dev/shm/kworkerds');
     expect(d.companion['resource.precursor']).toBe('tmpfs_exec');
     expect(d.companion['resource.sibling_values']).toContain('api-6b8f9d7c5-aaaaa=0.21');
@@ -137,6 +137,23 @@ describe('resource_deviation detector', () => {
     const out = run(e, [dev({ t: 0 })]);
     expect(out.map((a) => [a.rule, a.priority])).toEqual([[RESOURCE_RULES.lone, 'Warning']]);
     expect(out[0]?.output).toContain('0 of 2 sibling replica(s) show it (api-6b8f9d7c5-aaaaa=0.21, api-6b8f9d7c5-bbbbb=0.19)');
+  });
+
+  it('without a precursor only CPU and outbound traffic count, from lone_min_ratio (5) up: a leaking replica or a sticky client is no page', () => {
+    const { engine: e } = engine();
+    const mem = (t: number, ratio: number, extra: MetricDeviation[] = []): Alert => dev({ t, metric: 'memory', ratio, value: 900_000_000, baseline: 200_000_000, extra, container: `m${t}`.padEnd(12, '0') });
+    const cpu = (ratio: number): MetricDeviation => ({ metric: 'cpu', value: 0.6, baseline: 0.2, peak: 0.3, ratio, z: 9, sinceNs: T0, siblings: 2, siblingsShowing: 0, siblingValues: [], verdict: 'lone' });
+    expect(run(e, [mem(0, 4.5)])).toEqual([]); // memory alone
+    expect(run(e, [dev({ t: 1, ratio: 4, container: 'c00000000001' })])).toEqual([]); // CPU ×4 < 5
+    const out = run(e, [mem(2, 4.5, [cpu(6)])]);
+    expect(out).toHaveLength(1);
+    expect(out[0]?.companion['resource.metric']).toBe('cpu');
+    expect(out[0]?.companion['resource.ratio']).toBe(6);
+    expect(out[0]?.output).toContain('CPU ×6 (0.60 vs baseline 0.20)');
+    expect(out[0]?.output).toContain('0 of 2 sibling replica(s) show it;');
+    // With a precursor every metric counts.
+    const p = engine();
+    expect(run(p.engine, [alertAt(0, TMPFS, { ...proc('/dev/shm/x'), 'container.id': 'm50000000000' }), mem(50, 4.5)]).map((a) => a.rule)).toEqual([RESOURCE_RULES.precursor]);
   });
 
   it('load (most siblings show it) without a precursor: no detection', () => {

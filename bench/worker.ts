@@ -78,6 +78,8 @@ function companionConfig(overrides: Record<string, unknown>): Config {
       'enrich.enabled': false,
       'detect.enabled': false,
       'spool.enabled': false,
+      // Not sampling this machine's containers while other paths are measured (its own row: resource).
+      'metrics.enabled': false,
       'log.level': 'info',
       ...overrides,
     },
@@ -574,7 +576,7 @@ async function resource(m: Msg): Promise<void> {
   const clock = new ManualClock(Date.UTC(2026, 2, 2));
   let step: () => Promise<void>;
   if (kind === 'companion') {
-    const cfg = companionConfig({ 'enrich.container.runtime': 'none', 'metrics.cgroup_root': root, 'metrics.proc_root': proc, 'metrics.warmup': 0, 'metrics.baseline.learning_period': 30_000, 'metrics.baseline.min_samples': 6, 'metrics.max_containers': Math.max(500, n) });
+    const cfg = companionConfig({ 'metrics.enabled': true, 'enrich.container.runtime': 'none', 'metrics.cgroup_root': root, 'metrics.proc_root': proc, 'metrics.warmup': 0, 'metrics.baseline.learning_period': 30_000, 'metrics.baseline.min_samples': 6, 'metrics.max_containers': Math.max(500, n) });
     const metrics = new Metrics({ collectDefault: false });
     const src = new MetricsSource({ config: cfg.metrics, runtime: cfg.enrich.container, intake: new MemoryIntake(1000, metrics), db: null, logger: silentLogger(), metrics, clock, hostname: null });
     ids.forEach((id, i) => src.seen.enrichSync(alertFromJson(parse(`{"rule":"r","priority":"Notice","time":"2026-03-02T00:00:00.000000000Z","output":"","output_fields":{"container.id":"${id.slice(0, 12)}","container.image.repository":"bench/app${i % 10}","k8s.ns.name":"bench","k8s.pod.name":"app${i % 10}-6b8f9d7c5-x7k2${'bcdfghjklm'[Math.floor(i / 10) % 10]}"}}`), { kind: 'test', component: 'bench' })));

@@ -7,6 +7,8 @@
  * - `load`: at least `load_fraction` of the siblings show it too (a fleet-wide spike);
  * - `lone`: siblings exist and (most) do not show it;
  * - `single`: no sibling on this node; the container is judged against its group's history only.
+ * Siblings are the containers of the same group and image tag (a rollout's new version is not the
+ * old one's sibling).
  *
  * Deterministic on the sample times it is given (no wall clock): the live source, recordings and
  * the demo run the same code. The detector (src/detect/detectors/resource.ts) decides what a
@@ -263,7 +265,9 @@ export class ResourceAnalyser {
         continue;
       }
       const group = byGroup.get(`${groupOf(j.st.meta)}|${j.metric}`) ?? [];
-      const siblings = group.filter((o) => o !== j);
+      // Siblings run the same image version: during a rollout, a new version that simply uses
+      // more than the old one is compared with its own kind (or with history alone), not called lone.
+      const siblings = group.filter((o) => o !== j && o.st.meta.tag === j.st.meta.tag);
       const showing = siblings.filter((o) => o.value >= o.stats.median + this.d.siblingShare * (o.threshold - o.stats.median)).length;
       const verdict: Verdict = siblings.length === 0 ? 'single' : showing / siblings.length >= this.d.loadFraction ? 'load' : 'lone';
       verdicts.set(j, { verdict, siblings, showing });

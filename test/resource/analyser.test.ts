@@ -61,6 +61,16 @@ describe('lone replica vs load', () => {
     expect(evs[0]?.ev.metrics[0]).toMatchObject({ metric: 'cpu', verdict: 'lone', siblings: 2, siblingsShowing: 0 });
   });
 
+  it('during a rollout the new version is not the old one\'s sibling: a heavier release is single, not lone', () => {
+    const sim = new Sim();
+    sim.add('old', 'shop/api', idle(1), { tag: '3.1' });
+    sim.add('new', 'shop/api', (i) => (i >= LEARN ? { ...idle(2)(i), cpu: 1.0 } : idle(2)(i)), { tag: '3.2' });
+    sim.run(LEARN);
+    const evs = sim.run(10);
+    expect(evs).toHaveLength(1);
+    expect(evs[0]?.ev.metrics[0]).toMatchObject({ metric: 'cpu', verdict: 'single', siblings: 0 });
+  });
+
   it('a single instance is judged against its own history (verdict single)', () => {
     const sim = new Sim();
     sim.add('solo', 'batch/worker', (i) => (i >= LEARN ? { ...idle(4)(i), cpu: 2 } : idle(4)(i)));

@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [--only http,grpc,file,detect,enrich,spool,flood,checkpoint] [--out FILE] [--profile DIR]`
+ * `npm run bench [-- --quick] [--only http,grpc,file,detect,enrich,spool,flood,checkpoint,resource] [--out FILE] [--profile DIR]`
  *
  * Every figure is measured next to its baseline in the same run, each side in a fresh child
  * process (bench/worker.ts), loopback only, bounded in time. Prints the report and writes
@@ -333,6 +333,35 @@ export async function runBench(o: Options): Promise<Report> {
         note: `longest single block ${fmt(Math.max(0, ...per.map((p) => p.encodeMs)))} ms (${per.reduce((a, p) => (p.encodeMs > a.encodeMs ? p : a), { id: '-', encodeMs: 0 }).id}); encode ${fmt(n(r, 'encodeMs'))} ms, SQLite write ${fmt(n(r, 'writeMs'))} ms, read + decode + restore ${fmt(n(r, 'restoreMs'))} ms; ${fmt(n(r, 'signals'))} signals to fill, heap ${mb(n(r, 'heapUsed'))}`,
       });
       notes.push(`Checkpoint sizes per part: ${per.map((p) => `${p.id} ${mb(p.bytes)} (${fmt(p.encodeMs)} ms)`).join(', ')}.`);
+    }
+    if (want('resource')) {
+      const count = 100;
+      const ticks = q ? 20 : 60;
+      const res: Record<string, Msg> = {};
+      const lower = (a: Msg | undefined, b: Msg): Msg => (a === undefined || n(b, 'cpuMsPerTick') < n(a, 'cpuMsPerTick') ? b : a);
+      for (let round = 0; round < rounds + 1; round++)
+        for (const kind of ['baseline', 'companion']) {
+          o.log(`resource: ${kind} (${count} containers, cgroup v2 + /proc files, ${ticks} ticks), round ${round + 1}/${rounds + 1}`);
+          res[kind] = lower(res[kind], await once('resource', { kind, n: count, ticks, stateDir: join(tmp, `resource-${kind}-${round}`) }, 120_000));
+        }
+      const c = res['companion'] as Msg;
+      const b = res['baseline'] as Msg;
+      const per100 = (x: Msg): number => (n(x, 'cpuMsPerTick') * 100) / n(x, 'n');
+      rows.push({
+        path: 'Resource sampling (metrics source, 100 containers, cgroup v2 + /proc files)',
+        metric: 'CPU ms per 100 containers per sample',
+        companion: fmt(per100(c), 2),
+        baseline: `${fmt(per100(b), 2)} (bare loop reading the same 5 files)`,
+        ratio: per100(c) / per100(b),
+        target: '≤ 20 ms (0.2 % of a core at 10 s)',
+        met: per100(c) <= 20,
+        cpuPer1k: null,
+        note: `wall ${fmt(n(c, 'wallMsPerTick'), 1)} ms per tick; ratio = cost over the bare reads (reads, parsing, rates, baselines, verdicts)`,
+      });
+      const k = b['kernelMsPer100'];
+      notes.push(
+        `Resource sampling: the 100 containers' files are a cgroup v2 + /proc layout in a temp directory (the machine has one cgroup per running container at most); reading the same kinds of files from the kernel itself (this process's own cgroup and /proc/self/net/dev) 100 times costs ${typeof k === 'number' ? `${fmt(k, 2)} ms CPU` : 'n/a (not readable here)'}, to add to both columns for a real node.`,
+      );
     }
 
     if (want('flood')) {

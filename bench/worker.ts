@@ -3,13 +3,14 @@
  * The parent sends `{ task, ...options }`; the worker answers with messages and exits when told
  * (servers) or when done (measurements). Every loop is bounded in count and time.
  */
-import { createReadStream, readdirSync, readFileSync } from 'node:fs';
+import { createReadStream, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import http from 'node:http';
 import { createInterface } from 'node:readline';
 import * as grpc from '@grpc/grpc-js';
 import autocannon from 'autocannon';
 import { alertFromJson, formatTimeNs, withEnrichment, type Alert } from '../src/alert.js';
-import { systemClock } from '../src/clock.js';
+import { ManualClock, systemClock } from '../src/clock.js';
 import { configSchema, type Config } from '../src/config/schema.js';
 import { loadConfig } from '../src/config/validate.js';
 import { ContainerEnricher } from '../src/enrich/container.js';
@@ -27,6 +28,7 @@ import type { Enricher } from '../src/pipeline/types.js';
 import { loadFalcoProtos } from '../src/proto-path.js';
 import { openStateDb } from '../src/store/db.js';
 import { buildApp, type App } from '../src/wiring.js';
+import { MetricsSource } from '../src/sources/metrics.js';
 import { benchEngine } from './detectors.js';
 import { floodAlert, outboundAlert } from './inputs.js';
 import { fullStates } from './checkpoint.js';
@@ -82,6 +84,8 @@ function companionConfig(overrides: Record<string, unknown>): Config {
       'enrich.enabled': false,
       'detect.enabled': false,
       'spool.enabled': false,
+      // Not sampling this machine's containers while other paths are measured (its own row: resource).
+      'metrics.enabled': false,
       'log.level': 'info',
       ...overrides,
     },
@@ -590,6 +594,115 @@ async function checkpoint(m: Msg): Promise<void> {
   process.exit(0);
 }
 
+/**
+ * Resource sampling cost: `n` containers laid out as cgroup v2 + /proc files (bench/tmp), `ticks`
+ * timed ticks after a warm-up. `companion`: the metrics source's tick (index, reads, parsing,
+ * rates, baselines, verdicts); `baseline`: a bare loop reading and parsing the same five files per
+ * container. Only the ticks are timed (the counters are rewritten between them, untimed).
+ */
+async function resource(m: Msg): Promise<void> {
+  const n = num(m, 'n');
+  const ticks = num(m, 'ticks');
+  const dir = str(m, 'stateDir');
+  const kind = str(m, 'kind');
+  const root = join(dir, 'cgroup');
+  const proc = join(dir, 'proc');
+  mkdirSync(root, { recursive: true });
+  writeFileSync(join(root, 'cgroup.controllers'), 'cpu io memory pids\n');
+  const ids = Array.from({ length: n }, (_, i) => i.toString(16).padStart(4, '0').repeat(16));
+  const dirs = ids.map((id) => join(root, 'kubepods.slice', 'kubepods-burstable.slice', `cri-containerd-${id}.scope`));
+  const head = 'Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n';
+  const write = (t: number): void => {
+    ids.forEach((_id, i) => {
+      const d = dirs[i] as string;
+      if (t === 0) {
+        mkdirSync(d, { recursive: true });
+        mkdirSync(join(proc, String(10_000 + i), 'net'), { recursive: true });
+        writeFileSync(join(d, 'memory.current'), `${90_000_000 + i}\n`);
+        writeFileSync(join(d, 'memory.stat'), `anon 80000000\nfile 10000000\nkernel 1000000\nsock 0\nshmem 0\nfile_mapped 100000\nfile_dirty 0\nactive_anon 0\ninactive_anon 80000000\nactive_file 4000000\ninactive_file 6000000\nunevictable 0\n`);
+        writeFileSync(join(d, 'pids.current'), '12\n');
+        writeFileSync(join(d, 'cgroup.procs'), `${10_000 + i}\n`);
+      }
+      const cpu = Math.round(t * 10 * 0.1 * 1e6 + i);
+      writeFileSync(join(d, 'cpu.stat'), `usage_usec ${cpu}\nuser_usec ${cpu >> 1}\nsystem_usec ${cpu >> 1}\nnr_periods 0\nnr_throttled 0\nthrottled_usec 0\n`);
+      const b = t * 10 * 50_000;
+      writeFileSync(join(proc, String(10_000 + i), 'net', 'dev'), `${head}    lo: ${b} ${b >> 9} 0 0 0 0 0 0 ${b} ${b >> 9} 0 0 0 0 0 0\n  eth0: ${b} ${b >> 9} 0 0 0 0 0 0 ${b * 2} ${b >> 8} 0 0 0 0 0 0\n`);
+    });
+  };
+  write(0);
+  const clock = new ManualClock(Date.UTC(2026, 2, 2));
+  let step: () => Promise<void>;
+  if (kind === 'companion') {
+    const cfg = companionConfig({ 'metrics.enabled': true, 'enrich.container.runtime': 'none', 'metrics.cgroup_root': root, 'metrics.proc_root': proc, 'metrics.warmup': 0, 'metrics.baseline.learning_period': 30_000, 'metrics.baseline.min_samples': 6, 'metrics.max_containers': Math.max(500, n) });
+    const metrics = new Metrics({ collectDefault: false });
+    const src = new MetricsSource({ config: cfg.metrics, runtime: cfg.enrich.container, intake: new MemoryIntake(1000, metrics), db: null, logger: silentLogger(), metrics, clock, hostname: null });
+    ids.forEach((id, i) => src.seen.enrichSync(alertFromJson(parse(`{"rule":"r","priority":"Notice","time":"2026-03-02T00:00:00.000000000Z","output":"","output_fields":{"container.id":"${id.slice(0, 12)}","container.image.repository":"bench/app${i % 10}","k8s.ns.name":"bench","k8s.pod.name":"app${i % 10}-6b8f9d7c5-x7k2${'bcdfghjklm'[Math.floor(i / 10) % 10]}"}}`), { kind: 'test', component: 'bench' })));
+    step = async () => {
+      await src.tick();
+    };
+  } else {
+    const pids = ids.map((_id, i) => Number(readFileSync(join(dirs[i] as string, 'cgroup.procs'), 'utf8').split('\n')[0]));
+    let sink = 0;
+    step = async () => {
+      for (let i = 0; i < n; i++) {
+        const d = dirs[i] as string;
+        const cpu = readFileSync(join(d, 'cpu.stat'), 'utf8');
+        sink += Number(cpu.slice(cpu.indexOf(' ') + 1, cpu.indexOf('\n')));
+        sink += Number(readFileSync(join(d, 'memory.current'), 'utf8'));
+        const st = readFileSync(join(d, 'memory.stat'), 'utf8');
+        const k = st.indexOf('inactive_file ');
+        sink += Number(st.slice(k + 14, st.indexOf('\n', k)));
+        sink += Number(readFileSync(join(d, 'pids.current'), 'utf8'));
+        const net = readFileSync(join(proc, String(pids[i]), 'net', 'dev'), 'utf8').split('\n');
+        for (const line of net.slice(2)) if (line) sink += Number(line.slice(line.indexOf(':') + 1).trim().split(/\s+/)[0]);
+      }
+      if (sink < 0) throw new Error('unreachable');
+    };
+  }
+  const warm = 10;
+  let cpu = 0;
+  let wall = 0;
+  for (let t = 1; t <= warm + ticks; t++) {
+    write(t);
+    clock.advance(10_000);
+    const c0 = cpuMs();
+    const w0 = performance.now();
+    await step();
+    if (t > warm) {
+      cpu += cpuMs() - c0;
+      wall += performance.now() - w0;
+    }
+  }
+  send({ cmd: 'result', n, ticks, cpuMsPerTick: cpu / ticks, wallMsPerTick: wall / ticks, kernelMsPer100: kind === 'baseline' ? kernelReads(100) : null });
+  process.exit(0);
+}
+
+/**
+ * CPU ms to read the same five kinds of files `n` times from the kernel itself (this process's own
+ * cgroup, v2 or v1, and /proc/self/net/dev): cgroupfs and procfs generate them on each read, which
+ * the temp-file layout above does not show. null when they are not readable here.
+ */
+function kernelReads(n: number): number | null {
+  try {
+    const lines = readFileSync('/proc/self/cgroup', 'utf8').split('\n');
+    const path = (ctrl: string): string | null => {
+      const l = lines.find((x) => x.split(':')[1]?.split(',').includes(ctrl));
+      return l ? l.slice(l.indexOf(':', l.indexOf(':') + 1) + 1) : null;
+    };
+    const v2 = lines.find((x) => x.startsWith('0::'))?.slice(3) ?? '/';
+    const files = readdirSync('/sys/fs/cgroup').includes('cgroup.controllers')
+      ? ['cpu.stat', 'memory.current', 'memory.stat', 'pids.current'].map((f) => join('/sys/fs/cgroup', v2, f))
+      : [join('/sys/fs/cgroup/cpuacct', path('cpuacct') ?? '/', 'cpuacct.usage'), join('/sys/fs/cgroup/memory', path('memory') ?? '/', 'memory.usage_in_bytes'), join('/sys/fs/cgroup/memory', path('memory') ?? '/', 'memory.stat')];
+    files.push('/proc/self/net/dev');
+    for (const f of files) readFileSync(f, 'utf8');
+    const c0 = cpuMs();
+    for (let i = 0; i < n; i++) for (const f of files) readFileSync(f, 'utf8');
+    return cpuMs() - c0;
+  } catch {
+    return null;
+  }
+}
+
 const TASKS: Record<string, (m: Msg) => Promise<void>> = {
   'server-companion': serverCompanion,
   'server-bare': serverBare,
@@ -602,6 +715,7 @@ const TASKS: Record<string, (m: Msg) => Promise<void>> = {
   enrich,
   flood,
   checkpoint,
+  resource,
 };
 
 process.once('message', (raw: unknown) => {

@@ -46,7 +46,7 @@ export type OutputFields = Readonly<Record<string, FieldValue>>;
 /** Values the companion adds (`companion.*` keys when serialised). Keep them compact (< 512 chars). */
 export type EnrichValue = string | number | boolean | null;
 
-export type OriginKind = 'http' | 'grpc' | 'file' | 'stdin' | 'replay' | 'test' | 'detector';
+export type OriginKind = 'http' | 'grpc' | 'file' | 'stdin' | 'replay' | 'test' | 'detector' | 'metrics';
 
 export interface Origin {
   readonly kind: OriginKind;

@@ -12,7 +12,10 @@ import { systemClock } from './clock.js';
 import { sleep } from './component.js';
 import { configSchema, type Config } from './config/schema.js';
 import { loadConfig } from './config/validate.js';
-import { loadDemoScenarios, loadDemoStream } from './emulator/demo-stream.js';
+import { readFileSync } from 'node:fs';
+import { demoResourcePath, loadDemoScenarios, loadDemoStream } from './emulator/demo-stream.js';
+import { replayRecording } from './resource/recording.js';
+import { analyserSettings } from './sources/metrics.js';
 import { FalcoGrpcEmulator } from './emulator/falco-grpc.js';
 import { postLikeFalco } from './emulator/http-poster.js';
 import { createLogger, type LogLevel } from './logger.js';
@@ -59,6 +62,8 @@ export async function runDemo(opts: { logLevel: string }): Promise<number> {
       'enrich.container.enabled': false,
       // The demo is self-contained: no lookups through the machine's DNS resolver.
       'enrich.egress.rdns.enabled': false,
+      // It replays a recording of resource samples instead of sampling this machine's containers.
+      'metrics.enabled': false,
     },
   });
   const logger = createLogger({ level: config.log.level as LogLevel });
@@ -89,7 +94,17 @@ export async function runDemo(opts: { logLevel: string }): Promise<number> {
 
   const stream = loadDemoStream();
   const scenarios = loadDemoScenarios();
-  const total = stream.length + scenarios.reduce((n, sc) => n + sc.alerts.length, 0);
+  // A recording of resource samples and Falco alerts, run through the metrics source's analyser
+  // (default settings, fresh baselines): its deviation signals are sent like the alerts.
+  const mc = config.metrics;
+  const resource = replayRecording(readFileSync(demoResourcePath(), 'utf8'), {
+    analyser: analyserSettings(mc),
+    baseline: { windowMs: mc.baseline.window, slots: mc.baseline.slots, learningPeriodMs: mc.baseline.learning_period, minSamples: mc.baseline.min_samples, maxKeys: mc.baseline.max_keys },
+    logger,
+    metrics,
+    hostname: 'node-7',
+  });
+  const total = stream.length + scenarios.reduce((n, sc) => n + sc.alerts.length, 0) + resource.items.length;
   process.stdout.write(c.bold(`falco-companion demo: ${total} Falco alerts over gRPC (${sock}) and HTTP (${url})\n\n`));
   let sentHttp = 0;
   let sentGrpc = 0;
@@ -128,6 +143,13 @@ export async function runDemo(opts: { logLevel: string }): Promise<number> {
     await waitForwarded(expected, 20_000);
     await settle(); // let the detections this sequence completed print under its header
   }
+  // 3. Resource usage: the recording's Falco alerts and the deviation signals found in its samples,
+  //    in event-time order over HTTP.
+  process.stdout.write(`\n${c.bold(`# ${resource.header.name}`)} ${c.dim(`(${resource.ticks} samples of every container and ${resource.items.filter((i) => i.kind === 'alert').length} Falco alert(s): ${resource.header.description})`)}\n`);
+  for (const item of resource.items) await send(item.line, false);
+  expected += resource.items.length;
+  await waitForwarded(expected, 20_000);
+  await settle();
   const lines = { length: total };
   await sleep(100);
   await app.stop(Date.now() + 5000);

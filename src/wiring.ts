@@ -25,6 +25,7 @@ import { StdoutSink } from './sinks/stdout.js';
 import { RecentDetections, recordingStage } from './sinks/recent-detections.js';
 import { FileSource } from './sources/file.js';
 import { GrpcSource } from './sources/grpc.js';
+import { MetricsSource } from './sources/metrics.js';
 import { STATE_DB_FILE, openStateDb, type Db } from './store/db.js';
 import { Spool } from './store/spool.js';
 import { buildEnrichment } from './enrich/wiring.js';
@@ -111,12 +112,18 @@ export function buildApp(config: Config, deps: AppDeps): App {
   const detection = config.detect.enabled ? buildDetection(config, { logger, metrics, clock, db: deps.replay ? null : stateDb, statsDb: stateDb }) : null;
   // The last detections, for GET /detections (read-only ops endpoint; `emulate run --verify`).
   const recent = new RecentDetections(undefined, metrics);
+  const hostname = process.env['FALCO_HOSTNAME'] ?? process.env['HOSTNAME'] ?? 'falco-companion';
+  // Resource usage per container: deviations enter the intake as signal alerts (src/sources/metrics.ts).
+  const metricsSource =
+    config.metrics.enabled && !deps.replay
+      ? new MetricsSource({ config: config.metrics, runtime: config.enrich.container, intake, db: stateDb(), logger, metrics, clock, hostname })
+      : null;
   const detect: DetectStage | null = detection ? recordingStage(detection.stage, recent) : null;
 
   const router = new Router(config.route, metrics);
   const pipeline = new Pipeline({
     intake,
-    enrichers: enrichment.enrichers,
+    enrichers: metricsSource ? [...enrichment.enrichers, metricsSource.seen] : enrichment.enrichers,
     enrichBudgetMs: config.enrich.budget,
     detect,
     router,
@@ -130,7 +137,6 @@ export function buildApp(config: Config, deps: AppDeps): App {
   // Sources
   const sources: Component[] = [];
   let fileSource: FileSource | null = null;
-  const hostname = process.env['FALCO_HOSTNAME'] ?? process.env['HOSTNAME'] ?? 'falco-companion';
   let http: HttpServer | null = null;
   let ops: OpsServer | null = null;
   const all = (): Component[] => [...sources, pipeline, ...enrichment.components, ...(detection?.components ?? []), ...sinks, ...(spool ? [spool] : []), ...(ops ? [ops] : [])];
@@ -164,6 +170,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
     http = new HttpServer({ config: config.http, intake, logger, metrics, ops: opsShared ? ops : null });
     sources.push(http);
   }
+  if (metricsSource) sources.push(metricsSource);
   if (config.grpc.enabled && !deps.replay) {
     sources.push(new GrpcSource({ config: config.grpc, intake, logger: log('source/grpc'), metrics }));
   }

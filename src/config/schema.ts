@@ -7,6 +7,7 @@ import { grpcSection, httpSection, inputSection, logSection, opsSection, queueSe
 import { enrichSection } from './sections/enrich.js';
 import { detectSection } from './sections/detect.js';
 import { spoolSection } from './sections/spool.js';
+import { metricsSection } from './sections/metrics.js';
 
 export const configSchema = obj('falco-companion configuration', {
   state_dir: str('Directory for the state database (spool, baselines, image history).', '/var/lib/falco-companion'),
@@ -18,6 +19,7 @@ export const configSchema = obj('falco-companion configuration', {
   queue: queueSection,
   enrich: enrichSection,
   detect: detectSection,
+  metrics: metricsSection,
   route: routeSection,
   sinks: sinksSection,
   spool: spoolSection,

@@ -277,7 +277,8 @@ export function podLabels(a: Alert, keys: readonly string[]): Readonly<Record<st
   return out ? Object.freeze(out) : NO_LABELS;
 }
 
-function labelList(v: unknown): Map<string, string> {
+/** Falco's `k8s.pod.labels` list (`k1:v1,k2:v2`, `[k1:v1, k2:v2]`, `k=v`) as a map (first value of a key wins). */
+export function labelList(v: unknown): Map<string, string> {
   const m = new Map<string, string>();
   if (typeof v !== 'string') return m;
   for (const part of v.replace(/^\[|\]$/g, '').split(',')) {

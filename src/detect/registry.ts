@@ -15,6 +15,7 @@ import { escapeModule } from './detectors/escape.js';
 import { firstSeenEgressModule } from './detectors/first-seen-egress.js';
 import { k8sSpreadModule } from './detectors/k8s-spread.js';
 import { knockModule } from './detectors/knock.js';
+import { resourceModule } from './detectors/resource.js';
 import { socketFilterModule } from './detectors/socket-filter.js';
 import { unexpectedImageModule } from './detectors/unexpected-image.js';
 
@@ -26,6 +27,7 @@ export const DETECTOR_MODULES: readonly DetectorModule[] = [
   escapeModule,
   unexpectedImageModule,
   k8sSpreadModule,
+  resourceModule,
 ];
 
 /** Ids of the shipped detectors (the rules file may name them in settings and suppression). */

@@ -26,6 +26,7 @@ export const SIGNAL_KINDS = [
   'shell_spawn', // interactive or unexpected shell in a container
   'network_tool', // nc, ncat, socat, curl, wget, nmap, ... launched in a container
   'container_start', // a container started (image provenance checks)
+  'resource_deviation', // a container's CPU / memory / pids / network left its baseline (the metrics source, not Falco)
 ] as const;
 export type SignalKind = (typeof SIGNAL_KINDS)[number];
 

@@ -45,3 +45,10 @@ export function loadDemoScenarios(path: string = fileURLToPath(new URL(`./data/$
   }
   return out;
 }
+
+export const DEMO_RESOURCE_FILE = 'demo-resource.jsonl';
+
+/** The bundled resource usage recording (src/resource/recording.ts format) the demo replays last. */
+export function demoResourcePath(): string {
+  return fileURLToPath(new URL(`./data/${DEMO_RESOURCE_FILE}`, import.meta.url));
+}

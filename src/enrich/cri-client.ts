@@ -1,7 +1,8 @@
 /**
  * CRI client (runtime.v1) over a unix socket with grpc-js: ContainerStatus and ImageStatus
- * (verbose). The proto subset is proto/cri/api.proto. Every call has a deadline and honours an
- * AbortSignal; failures are {@link CriError}s with stable codes.
+ * (verbose), ListContainers and ListContainerStats (the metrics source). The proto subset is
+ * proto/cri/api.proto. Every call has a deadline and honours an AbortSignal; failures are
+ * {@link CriError}s with stable codes.
  */
 import * as grpc from '@grpc/grpc-js';
 import protoLoader from '@grpc/proto-loader';
@@ -52,6 +53,32 @@ export interface CriImageStatus {
   readonly info: Readonly<Record<string, string>>;
 }
 
+/** One running container from ListContainers. */
+export interface CriContainer {
+  readonly id: string;
+  readonly pod_sandbox_id: string;
+  readonly metadata: { readonly name: string; readonly attempt: number } | null;
+  readonly image: CriImageSpec | null;
+  readonly image_ref: string;
+  readonly state: number;
+  /** ns since the epoch, decimal string. */
+  readonly created_at: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly image_id: string;
+}
+
+type U64 = { readonly value: string } | null;
+
+/** One entry of ListContainerStats (uint64 values as decimal strings). */
+export interface CriContainerStats {
+  readonly attributes: { readonly id: string; readonly labels: Readonly<Record<string, string>> } | null;
+  readonly cpu: { readonly timestamp: string; readonly usage_core_nano_seconds: U64 } | null;
+  readonly memory: { readonly timestamp: string; readonly working_set_bytes: U64 } | null;
+}
+
+/** CRI ContainerState RUNNING. */
+export const CRI_CONTAINER_RUNNING = 1;
+
 export interface CriClientOptions {
   /** Unix socket path (`/run/containerd/containerd.sock`). */
   readonly socketPath: string;
@@ -68,14 +95,23 @@ function isMethod(v: unknown): v is Method {
 }
 
 /** Load the CRI subset (synchronously; call once from a constructor or start()). */
-export function loadCriMethods(dir: string = protoDir()): { containerStatus: Method; imageStatus: Method; runtimeService: protoLoader.ServiceDefinition; imageService: protoLoader.ServiceDefinition } {
+export function loadCriMethods(dir: string = protoDir()): {
+  containerStatus: Method;
+  imageStatus: Method;
+  listContainers: Method;
+  listContainerStats: Method;
+  runtimeService: protoLoader.ServiceDefinition;
+  imageService: protoLoader.ServiceDefinition;
+} {
   const pkg = protoLoader.loadSync(['api.proto'], { ...PROTO_LOADER_OPTIONS, includeDirs: [`${dir}/cri`] });
   const rs = pkg['runtime.v1.RuntimeService'] as protoLoader.ServiceDefinition | undefined;
   const is = pkg['runtime.v1.ImageService'] as protoLoader.ServiceDefinition | undefined;
   const cs = rs?.['ContainerStatus'];
   const ims = is?.['ImageStatus'];
-  if (!rs || !is || !isMethod(cs) || !isMethod(ims)) throw new CompanionError('E_PROTO_INVALID', `runtime.v1 services missing in ${dir}/cri/api.proto`);
-  return { containerStatus: cs, imageStatus: ims, runtimeService: rs, imageService: is };
+  const lc = rs?.['ListContainers'];
+  const lcs = rs?.['ListContainerStats'];
+  if (!rs || !is || !isMethod(cs) || !isMethod(ims) || !isMethod(lc) || !isMethod(lcs)) throw new CompanionError('E_PROTO_INVALID', `runtime.v1 services missing in ${dir}/cri/api.proto`);
+  return { containerStatus: cs, imageStatus: ims, listContainers: lc, listContainerStats: lcs, runtimeService: rs, imageService: is };
 }
 
 export class CriClient {
@@ -101,6 +137,25 @@ export class CriClient {
       throw new CriError('E_CRI_NOT_FOUND', `ContainerStatus ${containerId}: no status`);
     }
     return res.status;
+  }
+
+  /** ContainerStatus with `verbose`: the status and the runtime's info map (containerd: `info` JSON with `pid`). */
+  async containerStatusVerbose(containerId: string, signal?: AbortSignal): Promise<{ status: CriContainerStatus; info: Readonly<Record<string, string>> }> {
+    const res = (await this.call(this.methods.containerStatus, { container_id: containerId, verbose: true }, signal)) as { status?: CriContainerStatus | null; info?: Record<string, string> };
+    if (!res.status || typeof res.status.id !== 'string' || res.status.id === '') throw new CriError('E_CRI_NOT_FOUND', `ContainerStatus ${containerId}: no status`);
+    return { status: res.status, info: res.info ?? {} };
+  }
+
+  /** Running containers (ListContainers with a state filter). */
+  async listContainers(signal?: AbortSignal): Promise<CriContainer[]> {
+    const res = (await this.call(this.methods.listContainers, { filter: { state: { state: CRI_CONTAINER_RUNNING } } }, signal)) as { containers?: CriContainer[] };
+    return (res.containers ?? []).filter((c) => typeof c?.id === 'string' && c.id !== '');
+  }
+
+  /** Stats of every running container (ListContainerStats, no filter). */
+  async listContainerStats(signal?: AbortSignal): Promise<CriContainerStats[]> {
+    const res = (await this.call(this.methods.listContainerStats, {}, signal)) as { stats?: CriContainerStats[] };
+    return (res.stats ?? []).filter((st) => typeof st?.attributes?.id === 'string' && st.attributes.id !== '');
   }
 
   async imageStatus(image: string, signal?: AbortSignal): Promise<CriImageStatus> {

@@ -32,6 +32,32 @@ export interface DockerContainer {
   readonly Name?: string;
   readonly Created?: string;
   readonly Config?: { readonly Image?: string; readonly Labels?: Record<string, string> | null };
+  /** Running state: the host pid of its init process and when it (re)started. */
+  readonly State?: { readonly Pid?: number; readonly StartedAt?: string; readonly Running?: boolean };
+  readonly HostConfig?: { readonly NetworkMode?: string };
+}
+
+/** One entry of `GET /containers/json` (running containers). */
+export interface DockerContainerSummary {
+  readonly Id: string;
+  readonly Names?: readonly string[] | null;
+  /** The reference it was started from (`nginx:1.25`), or an image ID. */
+  readonly Image?: string;
+  readonly ImageID?: string;
+  /** Unix seconds. */
+  readonly Created?: number;
+  readonly Labels?: Readonly<Record<string, string>> | null;
+  readonly State?: string;
+  readonly HostConfig?: { readonly NetworkMode?: string };
+}
+
+/** The parts of `GET /containers/{id}/stats?stream=false&one-shot=true` the metrics source reads. */
+export interface DockerStats {
+  readonly read?: string;
+  readonly cpu_stats?: { readonly cpu_usage?: { readonly total_usage?: number } };
+  readonly memory_stats?: { readonly usage?: number; readonly stats?: Readonly<Record<string, number>> };
+  readonly pids_stats?: { readonly current?: number };
+  readonly networks?: Readonly<Record<string, { readonly rx_bytes?: number; readonly rx_packets?: number; readonly tx_bytes?: number; readonly tx_packets?: number }>>;
 }
 
 /** The parts of `GET /images/{id}/json` the enricher reads. */
@@ -127,6 +153,20 @@ export class DockerClient {
     const c = await this.getJson<DockerContainer>(`${await this.prefix(signal)}/containers/${encodeURIComponent(id)}/json`, signal);
     if (typeof c?.Id !== 'string' || typeof c.Image !== 'string') throw new DockerError('E_DOCKER_BAD_RESPONSE', 'container inspect: no Id/Image');
     return c;
+  }
+
+  /** Running containers (`GET /containers/json`). */
+  async containerList(signal?: AbortSignal): Promise<DockerContainerSummary[]> {
+    const l = await this.getJson<DockerContainerSummary[]>(`${await this.prefix(signal)}/containers/json`, signal);
+    if (!Array.isArray(l)) throw new DockerError('E_DOCKER_BAD_RESPONSE', 'container list: not an array');
+    return l.filter((c) => typeof c?.Id === 'string');
+  }
+
+  /** One stats reading of a running container, without the daemon's one-second second sample (`one-shot`, API 1.41+). */
+  async containerStats(id: string, signal?: AbortSignal): Promise<DockerStats> {
+    const st = await this.getJson<DockerStats>(`${await this.prefix(signal)}/containers/${encodeURIComponent(id)}/stats?stream=false&one-shot=true`, signal);
+    if (typeof st !== 'object' || st === null || Array.isArray(st)) throw new DockerError('E_DOCKER_BAD_RESPONSE', 'container stats: not an object');
+    return st;
   }
 
   async imageInspect(ref: string, signal?: AbortSignal): Promise<DockerImage> {

@@ -11,7 +11,7 @@ export function encodeAlert(a: Alert): string {
   return `{"v":1,"alert":${serializeAlert(a, { includeCompanion: false })},"companion":${JSON.stringify(a.companion)},"origin":${JSON.stringify(a.origin)},"received_at_ms":${a.receivedAtMs}}`;
 }
 
-const ORIGIN_KINDS: readonly OriginKind[] = ['http', 'grpc', 'file', 'stdin', 'replay', 'test', 'detector'];
+const ORIGIN_KINDS: readonly OriginKind[] = ['http', 'grpc', 'file', 'stdin', 'replay', 'test', 'detector', 'metrics'];
 
 /** The alert of a version 1 envelope; E_SPOOL_PAYLOAD when the text is not one. */
 export function decodeAlert(payload: string): Alert {

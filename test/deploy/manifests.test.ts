@@ -378,6 +378,14 @@ function checkCompanionContainer(file: string, spec: Obj, c: Obj, cfg: Config): 
   expect(mounts.find((m) => m['mountPath'] === cfg.state_dir)?.['readOnly'], where).not.toBe(true);
   // the CRI socket it is configured for is mounted
   if (cfg.enrich.container.runtime === 'cri') expect(mounts.map((m) => m['mountPath']), where).toContain(cfg.enrich.container.cri_socket);
+  // the host's cgroup tree and /proc the metrics source reads are mounted, read-only
+  if (cfg.metrics.enabled) {
+    for (const path of [cfg.metrics.cgroup_root, cfg.metrics.proc_root]) {
+      const m = mounts.find((x) => x['mountPath'] === path);
+      expect(m, `${where}: ${path} mounted (metrics)`).toBeDefined();
+      expect(m?.['readOnly'], `${where}: ${path} read-only`).toBe(true);
+    }
+  }
   if (cfg.grpc.enabled || objs(c['env']).some((e) => e['name'] === 'FALCO_COMPANION_GRPC_ENABLED' && e['value'] === 'true')) {
     const addr = String(objs(c['env']).find((e) => e['name'] === 'FALCO_COMPANION_GRPC_ADDRESS')?.['value'] ?? cfg.grpc.address);
     const sockDir = dirname(addr.replace(/^unix:\/\//, ''));

@@ -14,7 +14,7 @@ describe('detector registry', () => {
 
   it('is where the rules file learns the detector ids and the CI default', () => {
     // A file without `suppress.ci.detectors` gets the detectors that declare themselves quiet in CI.
-    expect([...CI_QUIET_DETECTOR_IDS].sort()).toEqual(['beacon', 'first_seen_egress', 'unexpected_image']);
+    expect([...CI_QUIET_DETECTOR_IDS].sort()).toEqual(['beacon', 'first_seen_egress', 'resource_deviation', 'unexpected_image']);
     expect(loadRulesFile('/x.yaml', { text: 'signals: []\n' }).suppress.ci.detectors).toEqual(CI_QUIET_DETECTOR_IDS);
     // Every registered id is accepted in the rules file; others are not.
     const text = `detectors:\n${DETECTOR_IDS.map((id) => `  ${id}: {enabled: false}`).join('\n')}\n`;

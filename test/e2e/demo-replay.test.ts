@@ -23,6 +23,7 @@ describe('e2e: demo and replay', () => {
       'Container escape: multiple escape indicators in one container',
       'Kubernetes spread: service-account token read, then API server contact',
       'C2 beaconing: periodic outbound connections',
+      'Resource deviation: usage spike after a suspicious action in the container',
     ]) {
       expect(r.stdout).toContain(`DETECTION`);
       expect(r.stdout).toContain(rule);

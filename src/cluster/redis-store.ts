@@ -17,9 +17,10 @@
  * Writes go through one script per batch: merge each field by its cell operators, announce the
  * fields other nodes must learn (new, changed, or recency advanced by `announceEvery`), bump the
  * version, trim the group to `maxFields` (least recent first; `~` never), drop the oldest groups
- * beyond `maxGroups`, and refresh the TTL. Pulls read the index after a cursor, then each group's
- * fields announced after it. Since a write is atomic and merges are idempotent, a pull that races
- * a write at worst reads a change twice.
+ * beyond `maxGroups`, and refresh the TTL. A pull pass reads the index in version order from the
+ * node's cursor, and of each group the fields announced after that cursor (./types.ts
+ * SharedStore.pull). Since a write is atomic and merges are idempotent, a pull that races a write
+ * at worst reads a change twice.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -368,15 +369,15 @@ export class RedisSharedStore implements SharedStore {
     return Number(r[0]);
   }
 
-  async pull(spec: NamespaceSpec, cursor: number, maxFields: number): Promise<PullResult> {
+  async pull(spec: NamespaceSpec, from: number, since: number, maxFields: number): Promise<PullResult> {
     const page = Math.max(1, Math.min(200, maxFields));
-    const idx = (await this.c.zrangebyscore(this.key(spec.name, 'idx'), `(${cursor}`, '+inf', 'WITHSCORES', 'LIMIT', 0, page)) as string[];
-    if (idx.length === 0) return { cursor, entries: [], more: false };
+    const idx = (await this.c.zrangebyscore(this.key(spec.name, 'idx'), `(${from}`, '+inf', 'WITHSCORES', 'LIMIT', 0, page)) as string[];
+    if (idx.length === 0) return { next: from, entries: [], more: false };
     const groups: { group: string; ver: number }[] = [];
     for (let i = 0; i + 1 < idx.length; i += 2) groups.push({ group: idx[i] as string, ver: Number(idx[i + 1]) });
-    const replies = await Promise.all(groups.map((g) => this.run(PULL_GROUP, [this.key(spec.name, 'h', g.group), this.key(spec.name, 'v', g.group)], [cursor]) as Promise<string[]>));
+    const replies = await Promise.all(groups.map((g) => this.run(PULL_GROUP, [this.key(spec.name, 'h', g.group), this.key(spec.name, 'v', g.group)], [since]) as Promise<string[]>));
     const entries: { group: string; field: string; value: string }[] = [];
-    let next = cursor;
+    let next = from;
     let taken = 0;
     for (let i = 0; i < groups.length; i++) {
       const g = groups[i] as { group: string; ver: number };
@@ -386,7 +387,7 @@ export class RedisSharedStore implements SharedStore {
       next = g.ver;
       taken++;
     }
-    return { cursor: next, entries, more: taken < groups.length || groups.length === page };
+    return { next, entries, more: taken < groups.length || groups.length === page };
   }
 
   /** Whole-store facts for `baseline` commands and the sizing bench. */

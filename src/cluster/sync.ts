@@ -82,7 +82,10 @@ export class ClusterSync implements Component, ChangeSink {
   private nodes = 0;
   private epoch: string | null = null;
   private storeEpoch: string | null = null;
+  /** Per namespace: every field announced up to this version is here (the pull cursor). */
   private readonly cursors = new Map<NamespaceName, number>();
+  /** Per namespace: where an unfinished pull pass got to. */
+  private readonly pages = new Map<NamespaceName, number>();
   private clean = true;
   private resync: { readonly reason: SnapshotReason; readonly it: Iterator<readonly [Replica, Entry]> } | null = null;
   private resyncReason: SnapshotReason | null = null;
@@ -183,7 +186,7 @@ export class ClusterSync implements Component, ChangeSink {
     if (this.connected && this.pending > 0) {
       let t: NodeJS.Timeout | undefined;
       const left = Math.max(0, deadlineMs - Date.now());
-      await Promise.race([this.flush().catch(() => undefined), new Promise<void>((r) => (t = setTimeout(r, left)))]);
+      await Promise.race([this.exclusive(() => this.flush()).catch(() => undefined), new Promise<void>((r) => (t = setTimeout(r, left)))]);
       clearTimeout(t);
     }
     this.saveClean();
@@ -234,16 +237,18 @@ export class ClusterSync implements Component, ChangeSink {
       const t = this.now();
       if (this.connected && t >= this.retryAtMs) {
         try {
-          if (this.needHello || t >= nextPull) await this.hello();
-          this.feedResync();
-          if (t >= nextFlush || this.pending >= this.o.batchSize * FLUSH_BATCHES) {
-            await this.flush();
-            nextFlush = this.now() + this.o.flushIntervalMs;
-          }
-          if (t >= nextPull) {
-            await this.pull();
-            nextPull = this.now() + this.o.pullIntervalMs;
-          }
+          await this.exclusive(async () => {
+            if (this.needHello || t >= nextPull) await this.hello();
+            this.feedResync();
+            if (t >= nextFlush || this.pending >= this.o.batchSize * FLUSH_BATCHES) {
+              await this.flush();
+              nextFlush = this.now() + this.o.flushIntervalMs;
+            }
+            if (t >= nextPull) {
+              await this.pull();
+              nextPull = this.now() + this.o.pullIntervalMs;
+            }
+          });
           this.failures = 0;
           this.saveClean();
         } catch (err) {
@@ -278,15 +283,15 @@ export class ClusterSync implements Component, ChangeSink {
       this.m.batches.inc({ op: 'hello', result: 'ok' });
       this.nodes = h.nodes;
       this.needHello = false;
-      const maxCursor = Math.max(0, ...this.cursors.values());
+      const maxCursor = Math.max(0, ...this.cursors.values(), ...this.pages.values());
       if (h.epoch !== this.epoch) {
         this.log.info({ status: 'resync', epoch: h.epoch, previous: this.epoch }, this.epoch === null ? 'shared store joined: pushing the local copy' : 'shared store has a new epoch (its data was lost or it is another store): pushing the local copy again');
-        this.cursors.clear();
+        this.resetCursors();
         this.storeEpoch = h.epoch;
         this.startResync('epoch');
       } else if (h.seq < maxCursor) {
         this.log.warn({ status: 'resync', seq: h.seq, cursor: maxCursor }, 'shared store went back in time (restored from an older snapshot): pulling everything and pushing the local copy again');
-        this.cursors.clear();
+        this.resetCursors();
         this.startResync('overflow');
       } else if (!this.clean && this.resync === null && this.resyncReason === null) {
         // The last run ended with changes not written.
@@ -298,8 +303,25 @@ export class ClusterSync implements Component, ChangeSink {
     }
   }
 
+  /** Pull everything again (a new or rolled-back store). */
+  private resetCursors(): void {
+    this.cursors.clear();
+    this.pages.clear();
+    for (const ns of this.replicas.keys()) {
+      this.save(`cursor:${ns}`, '0');
+      this.save(`page:${ns}`, '0');
+    }
+  }
+
   private startResync(reason: SnapshotReason): void {
     this.m.resyncs.inc({ reason });
+    if (reason === 'epoch') {
+      // The snapshot holds everything the outbox does (and counts in full): a new store gets
+      // each observation once.
+      this.outbox.clear();
+      this.pending = 0;
+      this.pendingSinceMs = null;
+    }
     this.resyncReason = reason;
     const replicas = [...this.replicas.values()];
     function* all(): Generator<readonly [Replica, Entry]> {
@@ -388,15 +410,20 @@ export class ClusterSync implements Component, ChangeSink {
     if (this.pending === 0) this.pendingSinceMs = null;
   }
 
-  /** Merge what other nodes announced since this node's cursors. */
+  /**
+   * Merge what other nodes announced since this node's cursors: per namespace, a pass of pages
+   * from `page` (where the pass got to) filtering fields by `cursor` (everything up to it is here);
+   * a finished pass moves the cursor to where it ended. A pass longer than a round resumes.
+   */
   private async pull(): Promise<void> {
     for (const r of this.replicas.values()) {
       const ns = r.spec.name;
       for (let page = 0; page < PULL_PAGES; page++) {
-        const cursor = this.cursors.get(ns) ?? 0;
+        const since = this.cursors.get(ns) ?? 0;
+        const from = Math.max(since, this.pages.get(ns) ?? 0);
         let res;
         try {
-          res = await this.o.store.pull(r.spec, cursor, this.o.maxPull);
+          res = await this.o.store.pull(r.spec, from, since, this.o.maxPull);
           this.m.batches.inc({ op: 'pull', result: 'ok' });
         } catch (err) {
           this.m.batches.inc({ op: 'pull', result: 'error' });
@@ -418,13 +445,22 @@ export class ClusterSync implements Component, ChangeSink {
         }
         this.m.entries.inc({ op: 'pull' }, entries.length);
         this.m.lastBatch.set({ op: 'pull' }, entries.length);
-        if (res.cursor !== cursor) {
-          this.cursors.set(ns, res.cursor);
-          this.save(`cursor:${ns}`, String(res.cursor));
+        if (res.more) {
+          if (res.next !== from) {
+            this.pages.set(ns, res.next);
+            this.save(`page:${ns}`, String(res.next));
+          }
+          // Let alerts through between pages.
+          await new Promise<void>((resolve) => setImmediate(resolve));
+          continue;
         }
-        if (!res.more) break;
-        // Let alerts through between pages.
-        await new Promise<void>((resolve) => setImmediate(resolve));
+        if (res.next !== since) {
+          this.cursors.set(ns, res.next);
+          this.save(`cursor:${ns}`, String(res.next));
+        }
+        this.pages.delete(ns);
+        this.save(`page:${ns}`, '0');
+        break;
       }
     }
     this.lastPullMs = this.now();
@@ -445,6 +481,7 @@ export class ClusterSync implements Component, ChangeSink {
       if (key === 'epoch') this.epoch = value;
       else if (key === 'clean') this.clean = value === '1';
       else if (key.startsWith('cursor:')) this.cursors.set(key.slice(7) as NamespaceName, Number(value) || 0);
+      else if (key.startsWith('page:')) this.pages.set(key.slice(5) as NamespaceName, Number(value) || 0);
     }
   }
 
@@ -465,16 +502,26 @@ export class ClusterSync implements Component, ChangeSink {
     this.save('clean', clean ? '1' : '0');
   }
 
-  /** For tests: run one hello, flush and pull now. */
+  /** One round at once (tests, `baseline import`): hello, the whole resync if one is due, flush, pull. */
   async syncNow(): Promise<void> {
-    await this.hello();
-    while (this.resync) {
-      this.feedResync();
-      await this.flush();
-    }
-    await this.flush();
-    await this.pull();
+    await this.exclusive(async () => {
+      await this.hello();
+      let i = 0;
+      do {
+        this.feedResync();
+        await this.flush();
+      } while (this.resync && ++i < 1_000_000);
+      await this.pull();
+    });
     this.saveClean();
+  }
+
+  /** Rounds never overlap (the loop, syncNow and the last flush at stop). */
+  private chain: Promise<unknown> = Promise.resolve();
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn, fn);
+    this.chain = run.catch(() => undefined);
+    return run;
   }
 
   /** How long the store has been connected (ms), 0 when it is not. */

@@ -90,14 +90,22 @@ export interface SharedStore {
   hello(node: string, nowMs: number, liveMs: number): Promise<{ readonly epoch: string; readonly seq: number; readonly nodes: number }>;
   /** Merge a batch of one namespace (encoded tuples); returns how many fields were announced. */
   push(spec: NamespaceSpec, groups: ReadonlyMap<string, ReadonlyMap<string, string>>, nowMs: number): Promise<number>;
-  /** Fields announced after `cursor`, at most about `maxFields` (whole groups), and the next cursor. */
-  pull(spec: NamespaceSpec, cursor: number, maxFields: number): Promise<PullResult>;
+  /**
+   * One page of a pull pass: the groups announced after `from` (in version order), each with its
+   * fields announced after `since` (the version up to which this node has everything), at most
+   * about `maxFields` entries (whole groups). A pass starts with `from = since` and goes on from
+   * the returned `next` while `more`; then `since` becomes the last `next`. (Filtering the fields
+   * by `since` and not by `from` matters: a group re-announced later still holds fields announced
+   * earlier than the groups read before it.)
+   */
+  pull(spec: NamespaceSpec, from: number, since: number, maxFields: number): Promise<PullResult>;
 }
 
 export interface PullResult {
-  readonly cursor: number;
+  /** Where the next page starts (the version of the last group returned). */
+  readonly next: number;
   readonly entries: readonly { readonly group: string; readonly field: string; readonly value: string }[];
-  /** More changes wait after `cursor`. */
+  /** More groups wait after `next`. */
   readonly more: boolean;
 }
 

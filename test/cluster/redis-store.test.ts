@@ -77,7 +77,7 @@ describe.skipIf(skip !== null)('RedisSharedStore on a real redis-server', () => 
           try {
             const tuples: Tuple[] = writes.map(([f, d, c]) => [f, f + d, c]);
             for (const t of tuples) await s.push(spec(), groups('img', { 'x|1': t }), Date.now());
-            const res = await s.pull(spec(), 0, 100);
+            const res = await s.pull(spec(), 0, 0, 100);
             const got = decodeTuple(OPS, res.entries.find((e) => e.field === 'x|1')?.value ?? '');
             expect(got).toEqual(tuples.reduce((a, b) => mergeTuple(OPS, a, b)));
           } finally {
@@ -97,7 +97,7 @@ describe.skipIf(skip !== null)('RedisSharedStore on a real redis-server', () => 
     await s.push(sp, enc(['sha256:b', '\uFF5E']), Date.now());
     await s.push(sp, enc(['sha256:a', '\u{1F600}']), Date.now());
     await s.push(sp, enc([null, 'Z']), Date.now());
-    const got = (await s.pull(sp, 0, 10)).entries[0]?.value ?? '';
+    const got = (await s.pull(sp, 0, 0, 10)).entries[0]?.value ?? '';
     expect(decodeTuple(ops, got)).toEqual(mergeTuple(ops, mergeTuple(ops, ['sha256:b', '\uFF5E'], ['sha256:a', '\u{1F600}']), [null, 'Z']));
     await s.close();
   });
@@ -105,15 +105,15 @@ describe.skipIf(skip !== null)('RedisSharedStore on a real redis-server', () => 
   it('announces new fields and changes, not count-only or small last-seen moves; pulls from a cursor', async () => {
     const s = await fresh();
     expect(await s.push(spec(), groups('nginx', { '~': [100, 100, null], '1.1.1.1|443': [100, 100, 1] }), Date.now())).toBe(2);
-    const first = await s.pull(spec(), 0, 100);
+    const first = await s.pull(spec(), 0, 0, 100);
     expect(first.entries.map((e) => e.field).sort()).toEqual(['1.1.1.1|443', '~']);
     expect(first.more).toBe(false);
     // count only, and last seen moved by less than announceEvery: stored, not announced
     expect(await s.push(spec(), groups('nginx', { '1.1.1.1|443': [100, 900, 5] }), Date.now())).toBe(0);
-    expect((await s.pull(spec(), first.cursor, 100)).entries).toEqual([]);
+    expect((await s.pull(spec(), first.next, first.next, 100)).entries).toEqual([]);
     // last seen moved by announceEvery since the last announcement: announced with the merged tuple
     expect(await s.push(spec(), groups('nginx', { '1.1.1.1|443': [150, 1200, 1] }), Date.now())).toBe(1);
-    const later = await s.pull(spec(), first.cursor, 100);
+    const later = await s.pull(spec(), first.next, first.next, 100);
     expect(later.entries.map((e) => [e.group, e.field, decodeTuple(OPS, e.value)])).toEqual([['nginx', '1.1.1.1|443', [100, 1200, 7]]]);
     // an earlier first seen is always announced
     expect(await s.push(spec(), groups('nginx', { '1.1.1.1|443': [50, 60, 0] }), Date.now())).toBe(1);
@@ -123,16 +123,21 @@ describe.skipIf(skip !== null)('RedisSharedStore on a real redis-server', () => 
   it('pulls page by page with whole groups, and the cursor never skips a group', async () => {
     const s = await fresh();
     for (let g = 0; g < 12; g++) await s.push({ ...spec(), maxGroups: 100 }, groups(`img${g}`, Object.fromEntries(Array.from({ length: 5 }, (_, i) => [`d${i}|1`, [g, g, 1] as Tuple]))), Date.now());
+    // a group re-announced later still holds its older fields: they come with it (filtered by `since`)
+    await s.push({ ...spec(), maxGroups: 100 }, groups('img0', { 'late|1': [99, 99, 1] }), Date.now());
     const seen = new Set<string>();
-    let cursor = 0;
+    let from = 0;
     for (let page = 0; page < 20; page++) {
-      const r = await s.pull(spec(), cursor, 12);
+      const r = await s.pull(spec(), from, 0, 12);
       for (const e of r.entries) seen.add(`${e.group}/${e.field}`);
       expect(r.entries.length).toBeLessThanOrEqual(12);
-      cursor = r.cursor;
+      from = r.next;
       if (!r.more) break;
     }
-    expect(seen.size).toBe(60);
+    expect(seen.size).toBe(61);
+    // a pass from a later cursor gets only what was announced after it
+    const after = await s.pull(spec(), from - 1, from - 1, 100);
+    expect(after.entries.map((e) => e.field)).toEqual(['late|1']);
     await s.close();
   });
 
@@ -194,7 +199,7 @@ describe.skipIf(skip !== null)('RedisSharedStore on a real redis-server', () => 
     await s.push(spec(), groups('x', { 'a|1': [1, 1, 1] }), Date.now());
     redis.cli('SCRIPT', 'FLUSH');
     await s.push(spec(), groups('x', { 'a|1': [1, 2, 1] }), Date.now());
-    expect(decodeTuple(OPS, (await s.pull(spec(), 0, 10)).entries[0]?.value ?? '')).toEqual([1, 2, 2]);
+    expect(decodeTuple(OPS, (await s.pull(spec(), 0, 0, 10)).entries[0]?.value ?? '')).toEqual([1, 2, 2]);
     await s.close();
   });
 
@@ -237,7 +242,7 @@ describe.skipIf(skip !== null)('RedisSharedStore: ACL user and password, mutual 
   it('works with the ACL user, its password and a client certificate', async () => {
     const s = await connected(options({ addresses: [redis.address], keyPrefix: 'fc', username: 'companion', password: 's3cret', tls: tls() }));
     await s.push({ ...SPEC }, groups('nginx', { 'a|1': [1, 2, 3] }), Date.now());
-    expect((await s.pull({ ...SPEC }, 0, 10)).entries).toHaveLength(1);
+    expect((await s.pull({ ...SPEC }, 0, 0, 10)).entries).toHaveLength(1);
     await s.close();
   });
 
@@ -285,7 +290,7 @@ describe.skipIf(skip !== null)('RedisSharedStore: Sentinel and Cluster', () => {
     const s = await connected(options({ mode: 'cluster', addresses: [nodes[0]?.address ?? ''], keyPrefix: 'clu' }));
     for (let g = 0; g < 5; g++) await s.push({ ...SPEC }, groups(`img${g}`, { 'a|1': [g, g, 1] }), Date.now());
     expect((await s.hello('n', Date.now(), 60_000)).seq).toBe(5);
-    expect((await s.pull({ ...SPEC }, 0, 100)).entries).toHaveLength(5);
+    expect((await s.pull({ ...SPEC }, 0, 0, 100)).entries).toHaveLength(5);
     await s.close();
   }, 60_000);
 });

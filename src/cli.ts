@@ -14,6 +14,7 @@ import { buildApp, type App } from './wiring.js';
 import { runDemo } from './demo.js';
 import { loadRulesFile } from './detect/rules/load.js';
 import { spoolCommand } from './commands/spool.js';
+import { baselineCommand } from './commands/baseline.js';
 import { emulateCommand } from './emulate/command.js';
 
 interface CommonFlags {
@@ -191,6 +192,7 @@ export async function main(argv: string[]): Promise<void> {
         ),
     )
     .command(spoolCommand)
+    .command(baselineCommand)
     .command(emulateCommand)
     .demandCommand(1, 'name a command: run, validate, replay or demo')
     .strict()

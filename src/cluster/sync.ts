@@ -87,6 +87,8 @@ export class ClusterSync implements Component, ChangeSink {
   /** Per namespace: where an unfinished pull pass got to. */
   private readonly pages = new Map<NamespaceName, number>();
   private clean = true;
+  /** The last run ended with changes not written: resync once at the first hello. */
+  private startedUnclean = false;
   private resync: { readonly reason: SnapshotReason; readonly it: Iterator<readonly [Replica, Entry]> } | null = null;
   private resyncReason: SnapshotReason | null = null;
   private lastPushMs = 0;
@@ -293,10 +295,12 @@ export class ClusterSync implements Component, ChangeSink {
         this.log.warn({ status: 'resync', seq: h.seq, cursor: maxCursor }, 'shared store went back in time (restored from an older snapshot): pulling everything and pushing the local copy again');
         this.resetCursors();
         this.startResync('overflow');
-      } else if (!this.clean && this.resync === null && this.resyncReason === null) {
+      } else if (this.startedUnclean && this.resync === null) {
         // The last run ended with changes not written.
+        this.startedUnclean = false;
         this.startResync('overflow');
       }
+      this.startedUnclean = false;
     } catch (err) {
       this.m.batches.inc({ op: 'hello', result: 'error' });
       throw err;
@@ -471,10 +475,7 @@ export class ClusterSync implements Component, ChangeSink {
 
   private loadState(): void {
     const db = this.o.db;
-    if (!db) {
-      this.clean = true;
-      return;
-    }
+    if (!db) return;
     migrate(db, SYNC_NAMESPACE, MIGRATIONS);
     const rows = db.prepare('SELECT key, value FROM cluster_sync').all() as { key: string; value: string }[];
     for (const { key, value } of rows) {
@@ -483,6 +484,7 @@ export class ClusterSync implements Component, ChangeSink {
       else if (key.startsWith('cursor:')) this.cursors.set(key.slice(7) as NamespaceName, Number(value) || 0);
       else if (key.startsWith('page:')) this.pages.set(key.slice(5) as NamespaceName, Number(value) || 0);
     }
+    this.startedUnclean = !this.clean;
   }
 
   private save(key: string, value: string): void {

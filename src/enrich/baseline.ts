@@ -55,6 +55,16 @@ const toMs = (ns: bigint): number => Number(ns / NS_PER_MS);
 
 /** last_ns is rewritten at most this often per entry (it only orders evictions). */
 const LAST_SEEN_GRANULARITY_NS = 60_000_000_000n;
+/**
+ * The shared store is told that a known entry was seen again at most this often (last seen
+ * orders trims and expiry there): a tenth of the writes of busy destinations (bench:cluster).
+ */
+const SHARED_LAST_SEEN_GRANULARITY_MS = 600_000;
+
+/** What the shared store has not been told yet: nothing, only a newer last seen, or more. */
+const PUSH_NONE = 0;
+const PUSH_LAST = 1;
+const PUSH_ALL = 2;
 
 export interface BaselineOptions {
   readonly db: Db;
@@ -95,8 +105,10 @@ interface Dest {
   /** This node's observations, and how many the shared store was told about. */
   count: number;
   pushed: number;
-  /** Changed here (not by a merge from other nodes) since the last flush: goes to the shared store. */
-  push: boolean;
+  /** Changed here (not by a merge from other nodes) since the last flush: PUSH_NONE, PUSH_LAST or PUSH_ALL. */
+  push: number;
+  /** Last seen (ms) the shared store was told about. */
+  pushedLastMs: number;
 }
 
 interface Image {
@@ -104,7 +116,8 @@ interface Image {
   firstNs: bigint;
   lastNs: bigint;
   savedLastNs: bigint | null;
-  push: boolean;
+  push: number;
+  pushedLastMs: number;
   readonly dests: Map<string, Dest>;
 }
 
@@ -155,7 +168,7 @@ export class EgressBaseline implements Component {
     migrate(db, BASELINE_NAMESPACE, MIGRATIONS);
     const imgs = db.prepare('SELECT image, first_ns, last_ns FROM egress_baseline_images ORDER BY last_ns ASC').safeIntegers(true).all() as { image: string; first_ns: bigint; last_ns: bigint }[];
     for (const r of imgs) {
-      this.images.set(r.image, { image: r.image, firstNs: r.first_ns, lastNs: r.last_ns, savedLastNs: r.last_ns, push: false, dests: new Map() });
+      this.images.set(r.image, { image: r.image, firstNs: r.first_ns, lastNs: r.last_ns, savedLastNs: r.last_ns, push: PUSH_NONE, pushedLastMs: 0, dests: new Map() });
     }
     const rows = db.prepare('SELECT image, dest, port, first_ns, last_ns, count, pushed FROM egress_baseline ORDER BY last_ns ASC').safeIntegers(true).all() as {
       image: string;
@@ -169,12 +182,12 @@ export class EgressBaseline implements Component {
     for (const r of rows) {
       let img = this.images.get(r.image);
       if (!img) {
-        img = { image: r.image, firstNs: r.first_ns, lastNs: r.last_ns, savedLastNs: null, push: false, dests: new Map() };
+        img = { image: r.image, firstNs: r.first_ns, lastNs: r.last_ns, savedLastNs: null, push: PUSH_NONE, pushedLastMs: 0, dests: new Map() };
         this.images.set(r.image, img);
         this.dirtyImages.set(r.image, img);
       }
       const port = Number(r.port);
-      const d: Dest = { img, dest: r.dest, port, firstNs: r.first_ns, lastNs: r.last_ns, savedLastNs: r.last_ns, count: Number(r.count), pushed: Number(r.pushed), push: false };
+      const d: Dest = { img, dest: r.dest, port, firstNs: r.first_ns, lastNs: r.last_ns, savedLastNs: r.last_ns, count: Number(r.count), pushed: Number(r.pushed), push: PUSH_NONE, pushedLastMs: 0 };
       img.dests.set(`${r.dest}\u0000${port}`, d);
       this.all.add(d);
     }
@@ -191,7 +204,7 @@ export class EgressBaseline implements Component {
     if (!this.loaded) this.load();
     let img = this.images.get(image);
     if (!img) {
-      img = { image, firstNs: timeNs, lastNs: timeNs, savedLastNs: null, push: true, dests: new Map() };
+      img = { image, firstNs: timeNs, lastNs: timeNs, savedLastNs: null, push: PUSH_ALL, pushedLastMs: 0, dests: new Map() };
       this.images.set(image, img);
       this.dirtyImages.set(image, img);
       this.trimImages();
@@ -202,13 +215,13 @@ export class EgressBaseline implements Component {
       }
       if (timeNs < img.firstNs) {
         img.firstNs = timeNs; // an older event arrived late: the learning period starts earlier
-        img.push = true;
+        img.push = PUSH_ALL;
         this.dirtyImages.set(image, img);
       }
       if (timeNs > img.lastNs) {
         img.lastNs = timeNs;
         if (img.savedLastNs === null || img.lastNs - img.savedLastNs >= LAST_SEEN_GRANULARITY_NS) {
-          img.push = true;
+          img.push ||= PUSH_LAST;
           this.dirtyImages.set(image, img);
         }
       }
@@ -228,20 +241,20 @@ export class EgressBaseline implements Component {
       }
       if (timeNs < existing.firstNs) {
         existing.firstNs = timeNs;
-        existing.push = true;
+        existing.push = PUSH_ALL;
         this.dirtyDests.set(existing, true);
       }
       if (timeNs > existing.lastNs) {
         existing.lastNs = timeNs;
         if (existing.savedLastNs === null || existing.lastNs - existing.savedLastNs >= LAST_SEEN_GRANULARITY_NS) {
-          existing.push = true;
+          existing.push ||= PUSH_LAST;
           this.dirtyDests.set(existing, true);
         }
       }
       this.flushIfFull();
       return learning ? KNOWN_LEARNING : KNOWN;
     }
-    const d: Dest = { img, dest, port, firstNs: timeNs, lastNs: timeNs, savedLastNs: null, count: 1, pushed: 0, push: true };
+    const d: Dest = { img, dest, port, firstNs: timeNs, lastNs: timeNs, savedLastNs: null, count: 1, pushed: 0, push: PUSH_ALL, pushedLastMs: 0 };
     img.dests.set(dk, d);
     this.all.add(d);
     this.lastDest = d;
@@ -329,16 +342,27 @@ export class EgressBaseline implements Component {
   private pushChanges(): void {
     const sink = this.o.cluster;
     if (!sink) return;
+    // A newer last seen alone waits until it moved SHARED_LAST_SEEN_GRANULARITY_MS (the next
+    // flush that finds it dirty again tells it).
+    const due = (e: { push: number; pushedLastMs: number }, lastMs: number): boolean => e.push === PUSH_ALL || (e.push === PUSH_LAST && lastMs - e.pushedLastMs >= SHARED_LAST_SEEN_GRANULARITY_MS);
     for (const img of this.dirtyImages.values()) {
-      if (!img?.push) continue;
-      img.push = false;
-      sink.put(NS.egress, img.image, EGRESS_IMAGE_FIELD, EGRESS_IMAGE_OPS, [toMs(img.firstNs), toMs(img.lastNs)]);
+      if (!img || img.push === PUSH_NONE) continue;
+      const lastMs = toMs(img.lastNs);
+      if (due(img, lastMs)) {
+        sink.put(NS.egress, img.image, EGRESS_IMAGE_FIELD, EGRESS_IMAGE_OPS, [toMs(img.firstNs), lastMs]);
+        img.pushedLastMs = lastMs;
+      }
+      img.push = PUSH_NONE;
     }
     for (const [d, live] of this.dirtyDests) {
-      if (!live || !d.push) continue;
-      d.push = false;
-      sink.put(NS.egress, d.img.image, `${d.dest}|${d.port}`, EGRESS_DEST_OPS, [toMs(d.firstNs), toMs(d.lastNs), d.count - d.pushed]);
-      d.pushed = d.count;
+      if (!live || d.push === PUSH_NONE) continue;
+      const lastMs = toMs(d.lastNs);
+      if (due(d, lastMs)) {
+        sink.put(NS.egress, d.img.image, `${d.dest}|${d.port}`, EGRESS_DEST_OPS, [toMs(d.firstNs), lastMs, d.count - d.pushed]);
+        d.pushed = d.count;
+        d.pushedLastMs = lastMs;
+      }
+      d.push = PUSH_NONE;
     }
   }
 
@@ -355,7 +379,7 @@ export class EgressBaseline implements Component {
     let img = this.images.get(image);
     if (!img) {
       if (this.images.size >= this.o.maxImages && lastNs <= (this.images.values().next().value as Image).lastNs) return;
-      img = { image, firstNs, lastNs, savedLastNs: null, push: false, dests: new Map() };
+      img = { image, firstNs, lastNs, savedLastNs: null, push: PUSH_NONE, pushedLastMs: lastMs, dests: new Map() };
       this.images.set(image, img);
       this.dirtyImages.set(image, img);
       this.trimImages();
@@ -366,6 +390,7 @@ export class EgressBaseline implements Component {
         this.dirtyImages.set(image, img);
       }
       if (lastNs > img.lastNs) img.lastNs = lastNs;
+      if (lastMs > img.pushedLastMs) img.pushedLastMs = lastMs; // the shared store knows it
     }
     this.lastImage = null;
     this.lastDest = null;
@@ -382,12 +407,13 @@ export class EgressBaseline implements Component {
         d.lastNs = lastNs;
         changed ||= d.savedLastNs === null || d.lastNs - d.savedLastNs >= LAST_SEEN_GRANULARITY_NS;
       }
+      if (lastMs > d.pushedLastMs) d.pushedLastMs = lastMs;
       if (changed && this.dirtyDests.get(d) !== true) this.dirtyDests.set(d, true);
       return;
     }
     if (img.dests.size >= this.o.maxPerImage && lastNs <= (img.dests.values().next().value as Dest).lastNs) return;
     if (this.all.size >= this.o.maxTotal && lastNs <= (this.all.values().next().value as Dest).lastNs) return;
-    const nd: Dest = { img, dest, port, firstNs, lastNs, savedLastNs: null, count: 0, pushed: 0, push: false };
+    const nd: Dest = { img, dest, port, firstNs, lastNs, savedLastNs: null, count: 0, pushed: 0, push: PUSH_NONE, pushedLastMs: lastMs };
     img.dests.set(dk, nd);
     this.all.add(nd);
     this.dirtyDests.set(nd, true);

@@ -106,7 +106,6 @@ export class ClusterSync implements Component, ChangeSink {
     this.disconnectedSinceMs = this.now();
     this.warn = rateLimited(this.log, { intervalMs: 60_000, burst: 3 });
     const mx = o.metrics;
-    const self = this;
     this.m = {
       connected: mx.gauge('store_connected', '1 while the shared store (Redis) is connected and ready'),
       batches: mx.counter<'op' | 'result'>('store_batches_total', 'Shared-store round trips by operation (push, pull, hello) and result', ['op', 'result']),
@@ -115,17 +114,23 @@ export class ClusterSync implements Component, ChangeSink {
       resyncs: mx.counter<'reason'>('store_resyncs_total', 'Full pushes of the local copy (epoch: the store lost its data or is new; overflow: changes dropped while it was away)', ['reason']),
       discarded: mx.discarded.labels({ component: this.id, reason: 'outbox_full' }),
     };
+    const view = {
+      pending: (): number => this.pending,
+      pushLag: (): number => (this.pendingSinceMs === null ? 0 : Math.max(0, this.now() - this.pendingSinceMs) / 1000),
+      pullAge: (): number => (this.lastPullMs === 0 ? 0 : Math.max(0, this.now() - this.lastPullMs) / 1000),
+      nodes: (): number => this.nodes,
+    };
     mx.gauge('store_pending_changes', 'Local changes waiting to be written to the shared store', [], function () {
-      this.set(self.pending);
+      this.set(view.pending());
     });
     mx.gauge('store_push_lag_seconds', 'Age of the oldest local change not yet written to the shared store (0: none waiting)', [], function () {
-      this.set(self.pendingSinceMs === null ? 0 : Math.max(0, self.now() - self.pendingSinceMs) / 1000);
+      this.set(view.pushLag());
     });
     mx.gauge('store_pull_age_seconds', 'Time since the last complete pull of other nodes\' changes', [], function () {
-      this.set(self.lastPullMs === 0 ? 0 : Math.max(0, self.now() - self.lastPullMs) / 1000);
+      this.set(view.pullAge());
     });
     mx.gauge('store_nodes', 'Nodes with a heartbeat in the shared store (as of the last hello)', [], function () {
-      this.set(self.nodes);
+      this.set(view.nodes());
     });
   }
 

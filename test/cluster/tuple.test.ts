@@ -9,7 +9,6 @@ import { describe, expect, it } from 'vitest';
 import { boundGroup, byteCompare, decodeTuple, encodeTuple, mergeGroups, mergeTuple, SEP, type Cell, type Tuple } from '../../src/cluster/tuple.js';
 import { mergeSeries, pooled, seriesOwner } from '../../src/cluster/series.js';
 
-const LATTICE = '<>^';
 const cell = (op: string): fc.Arbitrary<Cell> =>
   op === '^' ? fc.option(fc.string({ unit: 'grapheme', maxLength: 6 }), { nil: null }) : fc.option(fc.integer({ min: 0, max: 2 ** 45 }), { nil: null });
 const tupleOf = (ops: string): fc.Arbitrary<Tuple> => fc.tuple(...[...ops].map(cell));

@@ -854,7 +854,7 @@ describe('optional cluster store Redis (docker/k8s/redis, docker/compose.store.y
 
   it('the ConfigMap\'s commented store section, uncommented, points at that Service and validates', () => {
     const cm = k8sObjs.find((o) => o.obj['kind'] === 'ConfigMap' && dirname(o.file) === join(K8S, 'daemonset'))?.obj;
-    const text = String(get(cm, 'data', 'config.yaml')).replace(/^(\s*)# (store:|  backend:|  redis:|    addresses:)/gm, '$1$2');
+    const text = String(get(cm, 'data', 'config.yaml')).replace(/^(\s*)# (store:| {2}backend:| {2}redis:| {4}addresses:)/gm, '$1$2');
     const cfg = loadConfig<Config>(configSchema, { file: 'configmap config.yaml (store uncommented)', text, env: {} });
     expect(cfg.store.backend).toBe('redis');
     const svc = inDir('Service');

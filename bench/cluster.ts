@@ -19,7 +19,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { RedisSharedStore } from '../src/cluster/redis-store.js';
+import { RedisSharedStore, redisStoreOptions } from '../src/cluster/redis-store.js';
 import { egressReplica, imageReplica } from '../src/cluster/replicas.js';
 import { ClusterSync } from '../src/cluster/sync.js';
 import { namespaceSpecs } from '../src/cluster/wiring.js';
@@ -111,23 +111,7 @@ async function main(): Promise<void> {
   const port = await freePort();
   const redis = await startRedis(dir, port);
   const started = Date.now();
-  const store = (): RedisSharedStore =>
-    new RedisSharedStore({
-      mode: 'standalone',
-      addresses: [`127.0.0.1:${port}`],
-      sentinelMaster: 'm',
-      db: 0,
-      username: null,
-      password: null,
-      sentinelUsername: null,
-      sentinelPassword: null,
-      tls: { enabled: false, ca: null, cert: null, key: null, serverName: null, insecure: false },
-      keyPrefix: 'bench',
-      connectTimeoutMs: 5000,
-      commandTimeoutMs: 10_000,
-      reconnectInitialMs: 100,
-      reconnectMaxMs: 1000,
-    });
+  const store = (): RedisSharedStore => new RedisSharedStore(redisStoreOptions({ addresses: [`127.0.0.1:${port}`], keyPrefix: 'bench', commandTimeoutMs: 10_000, reconnectInitialMs: 100, reconnectMaxMs: 1000 }));
   const cfg = loadConfig<Config>(configSchema, { file: null, env: {} });
   const specs = namespaceSpecs(cfg.store);
   const admin = store();

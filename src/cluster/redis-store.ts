@@ -213,6 +213,26 @@ export interface RedisStoreOptions {
   readonly reconnectMaxMs: number;
 }
 
+/** Options with the schema's defaults for everything not given (tests, the sizing bench). */
+export function redisStoreOptions(o: Partial<RedisStoreOptions> & Pick<RedisStoreOptions, 'addresses'>): RedisStoreOptions {
+  return {
+    mode: 'standalone',
+    sentinelMaster: 'mymaster',
+    db: 0,
+    username: null,
+    password: null,
+    sentinelUsername: null,
+    sentinelPassword: null,
+    tls: { enabled: false, ca: null, cert: null, key: null, serverName: null, insecure: false },
+    keyPrefix: 'falco-companion',
+    connectTimeoutMs: 5000,
+    commandTimeoutMs: 2000,
+    reconnectInitialMs: 500,
+    reconnectMaxMs: 30_000,
+    ...o,
+  };
+}
+
 type Address = { readonly host: string; readonly port: number } | { readonly path: string };
 
 export function parseAddress(a: string): Address {

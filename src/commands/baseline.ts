@@ -8,15 +8,15 @@
  *   environment as for `run`; `store.backend` must be `redis`); without `--in` it reads this node's
  *   state database directly. Merges like any write: first seen min, last seen max, counts add.
  */
-import { createReadStream, createWriteStream, existsSync } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Argv } from 'yargs';
-import { configSchema, type Config } from '../config/schema.js';
-import { loadConfig } from '../config/validate.js';
-import { ConfigError, errorMessage } from '../errors.js';
+import type { Config } from '../config/schema.js';
+import { errorMessage } from '../errors.js';
 import { silentLogger } from '../logger.js';
-import { STATE_DB_FILE, openStateDb, type Db } from '../store/db.js';
+import { STATE_DB_FILE, openStateDb } from '../store/db.js';
+import { commandConfig, openExistingStateDb } from './state-dir.js';
 import { exportLines, importEntries, localReplicas, parseLine, replicaLines, type SnapshotLine } from '../cluster/snapshot.js';
 import { redisStoreFromConfig } from '../cluster/wiring.js';
 import type { RedisSharedStore } from '../cluster/redis-store.js';
@@ -33,26 +33,6 @@ interface BaselineFlags {
 function die(msg: string, code = 1): never {
   process.stderr.write(`falco-companion baseline: ${msg}\n`);
   process.exit(code);
-}
-
-function configOf(f: BaselineFlags): Config {
-  try {
-    const overrides = f['state-dir'] !== undefined ? { state_dir: f['state-dir'] } : {};
-    return loadConfig<Config>(configSchema, { file: f.config ?? null, overrides });
-  } catch (err) {
-    if (err instanceof ConfigError) die(`invalid configuration:\n${err.problems.map((p) => `  ${p}`).join('\n')}`, 2);
-    die(errorMessage(err));
-  }
-}
-
-function openDb(stateDir: string): Db {
-  const file = join(stateDir, STATE_DB_FILE);
-  if (!existsSync(file)) die(`no state database at ${file} (set --state-dir, FALCO_COMPANION_STATE_DIR or state_dir in --config)`);
-  try {
-    return openStateDb(stateDir);
-  } catch (err) {
-    die(errorMessage(err));
-  }
 }
 
 async function connect(config: Config, timeoutMs: number): Promise<RedisSharedStore> {
@@ -81,9 +61,9 @@ async function* fileLines(path: string): AsyncGenerator<SnapshotLine | string> {
 }
 
 export async function runBaselineCommand(f: BaselineFlags): Promise<void> {
-  const config = configOf(f);
+  const config = commandConfig(f, die);
   if (f.action === 'export') {
-    const db = openDb(config.state_dir);
+    const db = openExistingStateDb(config.state_dir, die);
     try {
       const file = f.out && f.out !== '-' ? createWriteStream(f.out) : null;
       const out: NodeJS.WritableStream = file ?? process.stdout;
@@ -101,7 +81,7 @@ export async function runBaselineCommand(f: BaselineFlags): Promise<void> {
   }
   if (f.action !== 'import') die(`unknown action ${JSON.stringify(f.action)}: use export or import`, 2);
   const store = await connect(config, f.timeout ?? 10_000);
-  const db = f.in === undefined ? openDb(config.state_dir) : null;
+  const db = f.in === undefined ? openExistingStateDb(config.state_dir, die) : null;
   try {
     // Replicas of an empty in-memory database give the field layouts when importing a file.
     const layoutDb = db ?? openStateDb(':memory:');

@@ -5,13 +5,11 @@
  * The state directory comes from the same places as for `run`: --state-dir, then
  * FALCO_COMPANION_STATE_DIR, then `state_dir` in --config, then the default.
  */
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Argv } from 'yargs';
-import { configSchema, type Config } from '../config/schema.js';
-import { loadConfig } from '../config/validate.js';
-import { ConfigError, errorMessage } from '../errors.js';
-import { STATE_DB_FILE, openStateDb, type Db } from '../store/db.js';
+import { errorMessage } from '../errors.js';
+import { STATE_DB_FILE } from '../store/db.js';
+import { commandConfig, openExistingStateDb } from './state-dir.js';
 import { spoolList, spoolPurge, spoolRetry, spoolStats } from '../store/spool-admin.js';
 
 interface SpoolFlags {
@@ -34,30 +32,9 @@ function die(msg: string, code = 1): never {
   process.exit(code);
 }
 
-/** state_dir as `run` resolves it (flag, environment, config file, default). */
-function stateDirOf(f: SpoolFlags): string {
-  try {
-    const overrides = f['state-dir'] !== undefined ? { state_dir: f['state-dir'] } : {};
-    return loadConfig<Config>(configSchema, { file: f.config ?? null, overrides }).state_dir;
-  } catch (err) {
-    if (err instanceof ConfigError) die(`invalid configuration:\n${err.problems.map((p) => `  ${p}`).join('\n')}`, 2);
-    die(errorMessage(err));
-  }
-}
-
-function openDb(stateDir: string): Db {
-  const file = join(stateDir, STATE_DB_FILE);
-  if (!existsSync(file)) die(`no state database at ${file} (set --state-dir, FALCO_COMPANION_STATE_DIR or state_dir in --config)`);
-  try {
-    return openStateDb(stateDir);
-  } catch (err) {
-    die(errorMessage(err));
-  }
-}
-
 export function runSpoolCommand(f: SpoolFlags): void {
-  const stateDir = stateDirOf(f);
-  const db = openDb(stateDir);
+  const stateDir = commandConfig(f, die).state_dir;
+  const db = openExistingStateDb(stateDir, die);
   try {
     const dead = f.dead === true;
     switch (f.action) {

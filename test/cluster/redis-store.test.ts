@@ -6,7 +6,7 @@
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RedisSharedStore, type RedisStoreOptions } from '../../src/cluster/redis-store.js';
+import { RedisSharedStore, redisStoreOptions, type RedisStoreOptions } from '../../src/cluster/redis-store.js';
 import { decodeTuple, encodeTuple, mergeTuple, type Tuple } from '../../src/cluster/tuple.js';
 import type { NamespaceSpec } from '../../src/cluster/types.js';
 import { makeTestCerts, type TestCerts } from '../support/certs.js';
@@ -19,24 +19,8 @@ if (skip) process.stderr.write(`test/cluster/redis-store.test.ts: ${skip}\n`);
 const SPEC: NamespaceSpec = { name: 'eg', recency: 1, maxFields: 20, maxGroups: 10, ttlMs: 3_600_000, recencyUnitMs: 1, announceEvery: 1000 };
 const OPS = '<>+';
 
-function options(over: Partial<RedisStoreOptions> & Pick<RedisStoreOptions, 'addresses'>): RedisStoreOptions {
-  return {
-    mode: 'standalone',
-    sentinelMaster: 'mymaster',
-    db: 0,
-    username: null,
-    password: null,
-    sentinelUsername: null,
-    sentinelPassword: null,
-    tls: { enabled: false, ca: null, cert: null, key: null, serverName: null, insecure: false },
-    keyPrefix: 'test',
-    connectTimeoutMs: 2000,
-    commandTimeoutMs: 2000,
-    reconnectInitialMs: 50,
-    reconnectMaxMs: 500,
-    ...over,
-  };
-}
+const options = (over: Partial<RedisStoreOptions> & Pick<RedisStoreOptions, 'addresses'>): RedisStoreOptions =>
+  redisStoreOptions({ keyPrefix: 'test', connectTimeoutMs: 2000, reconnectInitialMs: 50, reconnectMaxMs: 500, ...over });
 
 async function connected(o: RedisStoreOptions): Promise<RedisSharedStore> {
   const s = new RedisSharedStore(o);

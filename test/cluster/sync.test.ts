@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { RedisSharedStore } from '../../src/cluster/redis-store.js';
+import { RedisSharedStore, redisStoreOptions } from '../../src/cluster/redis-store.js';
 import { egressReplica, imageReplica } from '../../src/cluster/replicas.js';
 import { PooledSeries } from '../../src/cluster/series.js';
 import { ClusterSync } from '../../src/cluster/sync.js';
@@ -66,22 +66,7 @@ describe.skipIf(skip !== null)('ClusterSync: nodes sharing one real Redis', () =
     const db = openStateDb(o.stateDir ?? join(dir, `${prefix}-${name}`));
     const metrics = new Metrics({ collectDefault: false });
     const clock = new ManualClock(1_750_000_000_000);
-    const store = new RedisSharedStore({
-      mode: 'standalone',
-      addresses: [redis.address],
-      sentinelMaster: 'm',
-      db: 0,
-      username: null,
-      password: null,
-      sentinelUsername: null,
-      sentinelPassword: null,
-      tls: { enabled: false, ca: null, cert: null, key: null, serverName: null, insecure: false },
-      keyPrefix: prefix,
-      connectTimeoutMs: 1000,
-      commandTimeoutMs: o.commandTimeoutMs ?? 1000,
-      reconnectInitialMs: 50,
-      reconnectMaxMs: 300,
-    });
+    const store = new RedisSharedStore(redisStoreOptions({ addresses: [redis.address], keyPrefix: prefix, connectTimeoutMs: 1000, commandTimeoutMs: o.commandTimeoutMs ?? 1000, reconnectInitialMs: 50, reconnectMaxMs: 300 }));
     const every = o.intervals ?? 3_600_000; // tests drive syncNow() unless they ask for the loop
     const sync = new ClusterSync({ store, db, node: name, flushIntervalMs: every, pullIntervalMs: every, batchSize: 50, maxPending: o.maxPending ?? 10_000, maxPull: 100, logger: silentLogger(), metrics });
     const specs = namespaceSpecs(storeCfg());

@@ -168,6 +168,24 @@ const podSpec = (partial: boolean) => ({
   },
 });
 const labelSelector = { type: 'object', properties: { matchLabels: labels }, additionalProperties: false };
+/** A DaemonSet or Deployment: selector and pod template plus the kind's own spec fields. */
+const workload = (own: Record<string, unknown>): AnySchema => ({
+  type: 'object',
+  required: ['apiVersion', 'kind', 'metadata', 'spec'],
+  properties: {
+    metadata,
+    spec: {
+      type: 'object',
+      required: ['selector', 'template'],
+      additionalProperties: false,
+      properties: {
+        selector: labelSelector,
+        ...own,
+        template: { type: 'object', required: ['spec'], properties: { metadata: { type: 'object', properties: { labels, annotations: labels } }, spec: podSpec(false) } },
+      },
+    },
+  },
+});
 const k8sSchemas: Record<string, AnySchema> = {
   'v1/ConfigMap': { type: 'object', required: ['apiVersion', 'kind', 'metadata'], properties: { metadata, data: { type: 'object', additionalProperties: { type: 'string' } } } },
   'v1/ServiceAccount': { type: 'object', required: ['apiVersion', 'kind', 'metadata'], properties: { metadata, automountServiceAccountToken: { type: 'boolean' } } },
@@ -189,42 +207,11 @@ const k8sSchemas: Record<string, AnySchema> = {
       },
     },
   },
-  'apps/v1/DaemonSet': {
-    type: 'object',
-    required: ['apiVersion', 'kind', 'metadata', 'spec'],
-    properties: {
-      metadata,
-      spec: {
-        type: 'object',
-        required: ['selector', 'template'],
-        additionalProperties: false,
-        properties: {
-          selector: labelSelector,
-          updateStrategy: { type: 'object', properties: { type: { enum: ['RollingUpdate', 'OnDelete'] }, rollingUpdate: { type: 'object', properties: { maxUnavailable: intOrString, maxSurge: intOrString } } } },
-          minReadySeconds: { type: 'integer' },
-          template: { type: 'object', required: ['spec'], properties: { metadata: { type: 'object', properties: { labels, annotations: labels } }, spec: podSpec(false) } },
-        },
-      },
-    },
-  },
-  'apps/v1/Deployment': {
-    type: 'object',
-    required: ['apiVersion', 'kind', 'metadata', 'spec'],
-    properties: {
-      metadata,
-      spec: {
-        type: 'object',
-        required: ['selector', 'template'],
-        additionalProperties: false,
-        properties: {
-          replicas: { type: 'integer', minimum: 0 },
-          selector: labelSelector,
-          strategy: { type: 'object' },
-          template: { type: 'object', required: ['spec'], properties: { metadata: { type: 'object', properties: { labels, annotations: labels } }, spec: podSpec(false) } },
-        },
-      },
-    },
-  },
+  'apps/v1/DaemonSet': workload({
+    updateStrategy: { type: 'object', properties: { type: { enum: ['RollingUpdate', 'OnDelete'] }, rollingUpdate: { type: 'object', properties: { maxUnavailable: intOrString, maxSurge: intOrString } } } },
+    minReadySeconds: { type: 'integer' },
+  }),
+  'apps/v1/Deployment': workload({ replicas: { type: 'integer', minimum: 0 }, strategy: { type: 'object' } }),
   'networking.k8s.io/v1/NetworkPolicy': {
     type: 'object',
     required: ['apiVersion', 'kind', 'metadata', 'spec'],

@@ -7,9 +7,9 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freeTcpPort } from './net.js';
 
 export const REDIS_SERVER = '/usr/bin/redis-server';
 export const REDIS_CLI = '/usr/bin/redis-cli';
@@ -18,18 +18,6 @@ export const REDIS_CLI = '/usr/bin/redis-cli';
 export function redisSkipReason(): string | null {
   if (!existsSync(REDIS_SERVER)) return `${REDIS_SERVER} missing (apt-get install redis-server)`;
   return null;
-}
-
-/** A free loopback TCP port (bound, then released). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 export interface RedisOptions {
@@ -63,7 +51,7 @@ export class RedisServer {
   }
 
   async start(): Promise<this> {
-    if (this.port === 0) this.port = this.o.port ?? (await freePort());
+    if (this.port === 0) this.port = this.o.port ?? (await freeTcpPort());
     const base = ['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir, '--daemonize', 'no', '--logfile', '', '--protected-mode', 'no'];
     let args: string[];
     if (this.o.sentinelConf !== undefined) {
@@ -147,3 +135,5 @@ export class RedisServer {
 export async function startRedis(o: RedisOptions = {}): Promise<RedisServer> {
   return new RedisServer(o).start();
 }
+
+export { freeTcpPort as freePort };

@@ -8,7 +8,7 @@
  * - An in-memory index answers on the hot path; changes are written to the state database
  *   (namespace `egress_baseline`) in one transaction per flush (timer, stop, and as soon as
  *   `maxPending` changes wait, so a flood between two timer ticks cannot grow the pending set).
- * - Memory: about 300 bytes per destination (one compact record, one per-image key, one set slot;
+ * - Memory: about 310 bytes per destination (one compact record, one per-image key, one set slot;
  *   the image name is shared), measured with bench/flood; see docs/operations.md (sizing).
  * - Cluster (optional `cluster` sink, docs/cluster-store.md): the changes written at a flush are
  *   also handed to the shared store (namespace `eg`: group = image key, field `~` = the image,
@@ -59,7 +59,9 @@ const LAST_SEEN_GRANULARITY_NS = 60_000_000_000n;
  * The shared store is told that a known entry was seen again at most this often (last seen
  * orders trims and expiry there): a tenth of the writes of busy destinations (bench:cluster).
  */
-const SHARED_LAST_SEEN_GRANULARITY_MS = 600_000;
+const SHARED_LAST_SEEN_GRANULARITY_MIN = 10;
+/** Minutes since the epoch: a small integer (no heap number per entry). */
+const toMin = (ms: number): number => Math.floor(ms / 60_000);
 
 /** What the shared store has not been told yet: nothing, only a newer last seen, or more. */
 const PUSH_NONE = 0;
@@ -107,8 +109,8 @@ interface Dest {
   pushed: number;
   /** Changed here (not by a merge from other nodes) since the last flush: PUSH_NONE, PUSH_LAST or PUSH_ALL. */
   push: number;
-  /** Last seen (ms) the shared store was told about. */
-  pushedLastMs: number;
+  /** Last seen the shared store was told about (minutes since the epoch). */
+  pushedLastMin: number;
 }
 
 interface Image {
@@ -117,7 +119,7 @@ interface Image {
   lastNs: bigint;
   savedLastNs: bigint | null;
   push: number;
-  pushedLastMs: number;
+  pushedLastMin: number;
   readonly dests: Map<string, Dest>;
 }
 
@@ -168,7 +170,7 @@ export class EgressBaseline implements Component {
     migrate(db, BASELINE_NAMESPACE, MIGRATIONS);
     const imgs = db.prepare('SELECT image, first_ns, last_ns FROM egress_baseline_images ORDER BY last_ns ASC').safeIntegers(true).all() as { image: string; first_ns: bigint; last_ns: bigint }[];
     for (const r of imgs) {
-      this.images.set(r.image, { image: r.image, firstNs: r.first_ns, lastNs: r.last_ns, savedLastNs: r.last_ns, push: PUSH_NONE, pushedLastMs: 0, dests: new Map() });
+      this.images.set(r.image, { image: r.image, firstNs: r.first_ns, lastNs: r.last_ns, savedLastNs: r.last_ns, push: PUSH_NONE, pushedLastMin: 0, dests: new Map() });
     }
     const rows = db.prepare('SELECT image, dest, port, first_ns, last_ns, count, pushed FROM egress_baseline ORDER BY last_ns ASC').safeIntegers(true).all() as {
       image: string;
@@ -182,12 +184,12 @@ export class EgressBaseline implements Component {
     for (const r of rows) {
       let img = this.images.get(r.image);
       if (!img) {
-        img = { image: r.image, firstNs: r.first_ns, lastNs: r.last_ns, savedLastNs: null, push: PUSH_NONE, pushedLastMs: 0, dests: new Map() };
+        img = { image: r.image, firstNs: r.first_ns, lastNs: r.last_ns, savedLastNs: null, push: PUSH_NONE, pushedLastMin: 0, dests: new Map() };
         this.images.set(r.image, img);
         this.dirtyImages.set(r.image, img);
       }
       const port = Number(r.port);
-      const d: Dest = { img, dest: r.dest, port, firstNs: r.first_ns, lastNs: r.last_ns, savedLastNs: r.last_ns, count: Number(r.count), pushed: Number(r.pushed), push: PUSH_NONE, pushedLastMs: 0 };
+      const d: Dest = { img, dest: r.dest, port, firstNs: r.first_ns, lastNs: r.last_ns, savedLastNs: r.last_ns, count: Number(r.count), pushed: Number(r.pushed), push: PUSH_NONE, pushedLastMin: 0 };
       img.dests.set(`${r.dest}\u0000${port}`, d);
       this.all.add(d);
     }
@@ -204,7 +206,7 @@ export class EgressBaseline implements Component {
     if (!this.loaded) this.load();
     let img = this.images.get(image);
     if (!img) {
-      img = { image, firstNs: timeNs, lastNs: timeNs, savedLastNs: null, push: PUSH_ALL, pushedLastMs: 0, dests: new Map() };
+      img = { image, firstNs: timeNs, lastNs: timeNs, savedLastNs: null, push: PUSH_ALL, pushedLastMin: 0, dests: new Map() };
       this.images.set(image, img);
       this.dirtyImages.set(image, img);
       this.trimImages();
@@ -254,7 +256,7 @@ export class EgressBaseline implements Component {
       this.flushIfFull();
       return learning ? KNOWN_LEARNING : KNOWN;
     }
-    const d: Dest = { img, dest, port, firstNs: timeNs, lastNs: timeNs, savedLastNs: null, count: 1, pushed: 0, push: PUSH_ALL, pushedLastMs: 0 };
+    const d: Dest = { img, dest, port, firstNs: timeNs, lastNs: timeNs, savedLastNs: null, count: 1, pushed: 0, push: PUSH_ALL, pushedLastMin: 0 };
     img.dests.set(dk, d);
     this.all.add(d);
     this.lastDest = d;
@@ -342,15 +344,15 @@ export class EgressBaseline implements Component {
   private pushChanges(): void {
     const sink = this.o.cluster;
     if (!sink) return;
-    // A newer last seen alone waits until it moved SHARED_LAST_SEEN_GRANULARITY_MS (the next
+    // A newer last seen alone waits until it moved SHARED_LAST_SEEN_GRANULARITY_MIN (the next
     // flush that finds it dirty again tells it).
-    const due = (e: { push: number; pushedLastMs: number }, lastMs: number): boolean => e.push === PUSH_ALL || (e.push === PUSH_LAST && lastMs - e.pushedLastMs >= SHARED_LAST_SEEN_GRANULARITY_MS);
+    const due = (e: { push: number; pushedLastMin: number }, lastMs: number): boolean => e.push === PUSH_ALL || (e.push === PUSH_LAST && toMin(lastMs) - e.pushedLastMin >= SHARED_LAST_SEEN_GRANULARITY_MIN);
     for (const img of this.dirtyImages.values()) {
       if (!img || img.push === PUSH_NONE) continue;
       const lastMs = toMs(img.lastNs);
       if (due(img, lastMs)) {
         sink.put(NS.egress, img.image, EGRESS_IMAGE_FIELD, EGRESS_IMAGE_OPS, [toMs(img.firstNs), lastMs]);
-        img.pushedLastMs = lastMs;
+        img.pushedLastMin = toMin(lastMs);
       }
       img.push = PUSH_NONE;
     }
@@ -360,7 +362,7 @@ export class EgressBaseline implements Component {
       if (due(d, lastMs)) {
         sink.put(NS.egress, d.img.image, `${d.dest}|${d.port}`, EGRESS_DEST_OPS, [toMs(d.firstNs), lastMs, d.count - d.pushed]);
         d.pushed = d.count;
-        d.pushedLastMs = lastMs;
+        d.pushedLastMin = toMin(lastMs);
       }
       d.push = PUSH_NONE;
     }
@@ -379,7 +381,7 @@ export class EgressBaseline implements Component {
     let img = this.images.get(image);
     if (!img) {
       if (this.images.size >= this.o.maxImages && lastNs <= (this.images.values().next().value as Image).lastNs) return;
-      img = { image, firstNs, lastNs, savedLastNs: null, push: PUSH_NONE, pushedLastMs: lastMs, dests: new Map() };
+      img = { image, firstNs, lastNs, savedLastNs: null, push: PUSH_NONE, pushedLastMin: toMin(lastMs), dests: new Map() };
       this.images.set(image, img);
       this.dirtyImages.set(image, img);
       this.trimImages();
@@ -390,7 +392,7 @@ export class EgressBaseline implements Component {
         this.dirtyImages.set(image, img);
       }
       if (lastNs > img.lastNs) img.lastNs = lastNs;
-      if (lastMs > img.pushedLastMs) img.pushedLastMs = lastMs; // the shared store knows it
+      img.pushedLastMin = Math.max(img.pushedLastMin, toMin(lastMs)); // the shared store knows it
     }
     this.lastImage = null;
     this.lastDest = null;
@@ -407,13 +409,13 @@ export class EgressBaseline implements Component {
         d.lastNs = lastNs;
         changed ||= d.savedLastNs === null || d.lastNs - d.savedLastNs >= LAST_SEEN_GRANULARITY_NS;
       }
-      if (lastMs > d.pushedLastMs) d.pushedLastMs = lastMs;
+      d.pushedLastMin = Math.max(d.pushedLastMin, toMin(lastMs));
       if (changed && this.dirtyDests.get(d) !== true) this.dirtyDests.set(d, true);
       return;
     }
     if (img.dests.size >= this.o.maxPerImage && lastNs <= (img.dests.values().next().value as Dest).lastNs) return;
     if (this.all.size >= this.o.maxTotal && lastNs <= (this.all.values().next().value as Dest).lastNs) return;
-    const nd: Dest = { img, dest, port, firstNs, lastNs, savedLastNs: null, count: 0, pushed: 0, push: PUSH_NONE, pushedLastMs: lastMs };
+    const nd: Dest = { img, dest, port, firstNs, lastNs, savedLastNs: null, count: 0, pushed: 0, push: PUSH_NONE, pushedLastMin: toMin(lastMs) };
     img.dests.set(dk, nd);
     this.all.add(nd);
     this.dirtyDests.set(nd, true);

@@ -348,11 +348,15 @@ export class RedisSharedStore implements SharedStore {
     const c = this.client;
     this.client = null;
     if (!c) return;
-    try {
-      await c.quit();
-    } catch {
-      c.disconnect();
-    }
+    // QUIT waits for the server's answer: a server that answers nothing gets a disconnect.
+    let t: NodeJS.Timeout | undefined;
+    const quit = c.quit().then(
+      () => true,
+      () => false,
+    );
+    const ok = await Promise.race([quit, new Promise<false>((r) => (t = setTimeout(() => r(false), 1000)))]);
+    clearTimeout(t);
+    if (!ok) c.disconnect();
   }
 
   private get c(): Client {

@@ -69,6 +69,8 @@ export class ClusterSync implements Component, ChangeSink {
   private readonly replicas = new Map<NamespaceName, Replica>();
   private readonly outbox = new Map<NamespaceName, Map<string, Map<string, Pending>>>();
   private pending = 0;
+  /** Changes in a write that has not answered yet. */
+  private inFlight = 0;
   private pendingSinceMs: number | null = null;
   private overflowed = false;
   private connected = false;
@@ -187,17 +189,18 @@ export class ClusterSync implements Component, ChangeSink {
   async stop(deadlineMs: number): Promise<void> {
     this.stopper.abort();
     this.wake?.();
-    await this.loop;
-    // Last write of what is waiting, within the deadline (a down store just keeps it in the next
-    // run's resync: the flag below stays "not clean").
-    if (this.connected && this.pending > 0) {
+    const within = async (p: Promise<unknown>): Promise<void> => {
       let t: NodeJS.Timeout | undefined;
       const left = Math.max(0, deadlineMs - Date.now());
-      await Promise.race([this.exclusive(() => this.flush()).catch(() => undefined), new Promise<void>((r) => (t = setTimeout(r, left)))]);
+      await Promise.race([p.catch(() => undefined), new Promise<void>((r) => (t = setTimeout(r, left)))]);
       clearTimeout(t);
-    }
+    };
+    await within(this.loop ?? Promise.resolve());
+    // Last write of what is waiting, within the deadline (a down store just keeps it in the next
+    // run's resync: the flag below stays "not clean").
+    if (this.connected && this.pending > 0) await within(this.exclusive(() => this.flush()));
     this.saveClean();
-    await this.o.store.close();
+    await within(this.o.store.close());
     this.onState(false, null);
   }
 
@@ -400,10 +403,11 @@ export class ClusterSync implements Component, ChangeSink {
           } else break;
         }
         this.pending -= n;
+        this.inFlight += n;
         const encoded = new Map<string, Map<string, string>>();
         for (const [g, fields] of batch) encoded.set(g, new Map([...fields].map(([f, p]) => [f, encodeTuple(p.ops, p.t)])));
         try {
-          const announced = await this.o.store.push(r.spec, encoded, this.now());
+          const announced = await this.o.store.push(r.spec, encoded, this.now()).finally(() => (this.inFlight -= n));
           this.m.batches.inc({ op: 'push', result: 'ok' });
           this.m.entries.inc({ op: 'push' }, n);
           this.m.entries.inc({ op: 'announced' }, announced);
@@ -503,7 +507,7 @@ export class ClusterSync implements Component, ChangeSink {
 
   /** Record whether everything learned so far reached the store (a run ending "not clean" resyncs). */
   private saveClean(): void {
-    const clean = this.pending === 0 && this.resync === null && !this.overflowed;
+    const clean = this.pending === 0 && this.inFlight === 0 && this.resync === null && !this.overflowed;
     if (clean === this.clean) return;
     this.clean = clean;
     this.save('clean', clean ? '1' : '0');

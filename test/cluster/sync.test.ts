@@ -209,6 +209,28 @@ describe.skipIf(skip !== null)('ClusterSync: nodes sharing one real Redis', () =
     expect(a.baseline.size).toBe(100);
   }, 30_000);
 
+  it('stops within its deadline while Redis answers nothing, and the next run resyncs what was not written', async () => {
+    fresh();
+    const stateDir = join(dir, `${prefix}-stop`);
+    const a = node('a', { stateDir, commandTimeoutMs: 5000 });
+    await up(a);
+    await round(a);
+    redis.pause();
+    try {
+      a.baseline.isNew('stuck', '192.0.2.9', 443, T0);
+      a.baseline.flush();
+      const t0 = Date.now();
+      await a.sync.stop(Date.now() + 500);
+      expect(Date.now() - t0).toBeLessThan(2500);
+    } finally {
+      redis.resume();
+    }
+    nodes.splice(nodes.indexOf(a), 1);
+    const clean = (a.db.prepare("SELECT value FROM cluster_sync WHERE key = 'clean'").get() as { value: string }).value;
+    a.db.close();
+    expect(clean).toBe('0');
+  }, 20_000);
+
   it('image history: first seen is the cluster\'s, and a tag that moved on another node marks the new image', async () => {
     fresh();
     const [a, b] = [node('a'), node('b')];

@@ -16,7 +16,7 @@ import type { Config } from '../config/schema.js';
 import { errorMessage } from '../errors.js';
 import { silentLogger } from '../logger.js';
 import { STATE_DB_FILE, openStateDb } from '../store/db.js';
-import { commandConfig, openExistingStateDb } from './state-dir.js';
+import { dieWith, existingStateDb, offlineConfig } from './offline.js';
 import { exportLines, importEntries, localReplicas, parseLine, replicaLines, type SnapshotLine } from '../cluster/snapshot.js';
 import { redisStoreFromConfig } from '../cluster/wiring.js';
 import type { RedisSharedStore } from '../cluster/redis-store.js';
@@ -30,10 +30,7 @@ interface BaselineFlags {
   timeout?: number;
 }
 
-function die(msg: string, code = 1): never {
-  process.stderr.write(`falco-companion baseline: ${msg}\n`);
-  process.exit(code);
-}
+const die = dieWith('baseline');
 
 async function connect(config: Config, timeoutMs: number): Promise<RedisSharedStore> {
   if (config.store.backend !== 'redis') die('store.backend is not redis: set it (and store.redis.*) in --config or FALCO_COMPANION_STORE_BACKEND=redis', 2);
@@ -61,9 +58,9 @@ async function* fileLines(path: string): AsyncGenerator<SnapshotLine | string> {
 }
 
 export async function runBaselineCommand(f: BaselineFlags): Promise<void> {
-  const config = commandConfig(f, die);
+  const config = offlineConfig(f, die);
   if (f.action === 'export') {
-    const db = openExistingStateDb(config.state_dir, die);
+    const db = existingStateDb(config.state_dir, die);
     try {
       const file = f.out && f.out !== '-' ? createWriteStream(f.out) : null;
       const out: NodeJS.WritableStream = file ?? process.stdout;
@@ -81,7 +78,7 @@ export async function runBaselineCommand(f: BaselineFlags): Promise<void> {
   }
   if (f.action !== 'import') die(`unknown action ${JSON.stringify(f.action)}: use export or import`, 2);
   const store = await connect(config, f.timeout ?? 10_000);
-  const db = f.in === undefined ? openExistingStateDb(config.state_dir, die) : null;
+  const db = f.in === undefined ? existingStateDb(config.state_dir, die) : null;
   try {
     // Replicas of an empty in-memory database give the field layouts when importing a file.
     const layoutDb = db ?? openStateDb(':memory:');

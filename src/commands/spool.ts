@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Argv } from 'yargs';
 import { errorMessage } from '../errors.js';
 import { STATE_DB_FILE } from '../store/db.js';
-import { commandConfig, openExistingStateDb } from './state-dir.js';
+import { dieWith, existingStateDb, offlineConfig, out } from './offline.js';
 import { spoolList, spoolPurge, spoolRetry, spoolStats } from '../store/spool-admin.js';
 
 interface SpoolFlags {
@@ -23,18 +23,11 @@ interface SpoolFlags {
   yes?: boolean;
 }
 
-function out(s: string): void {
-  process.stdout.write(s.endsWith('\n') ? s : s + '\n');
-}
-
-function die(msg: string, code = 1): never {
-  process.stderr.write(`falco-companion spool: ${msg}\n`);
-  process.exit(code);
-}
+const die: (msg: string, code?: number) => never = dieWith('spool');
 
 export function runSpoolCommand(f: SpoolFlags): void {
-  const stateDir = commandConfig(f, die).state_dir;
-  const db = openExistingStateDb(stateDir, die);
+  const stateDir = offlineConfig(f, die).state_dir;
+  const db = existingStateDb(stateDir, die);
   try {
     const dead = f.dead === true;
     switch (f.action) {

@@ -14,6 +14,7 @@ import { buildApp, type App } from './wiring.js';
 import { runDemo } from './demo.js';
 import { loadRulesFile } from './detect/rules/load.js';
 import { spoolCommand } from './commands/spool.js';
+import { baselineCommand } from './commands/baseline.js';
 import { emulateCommand } from './emulate/command.js';
 import { tuneCommand } from './commands/tune.js';
 import { explainCommand } from './commands/explain.js';
@@ -193,6 +194,7 @@ export async function main(argv: string[]): Promise<void> {
         ),
     )
     .command(spoolCommand)
+    .command(baselineCommand)
     .command(emulateCommand)
     .command(tuneCommand)
     .command(explainCommand)

@@ -30,6 +30,7 @@ import { STATE_DB_FILE, openStateDb, type Db } from './store/db.js';
 import { Spool } from './store/spool.js';
 import { buildEnrichment } from './enrich/wiring.js';
 import { buildDetection } from './detect/wiring.js';
+import { buildClusterStore } from './cluster/wiring.js';
 
 export interface AppDeps {
   readonly logger: Logger;
@@ -106,8 +107,11 @@ export function buildApp(config: Config, deps: AppDeps): App {
   if (config.sinks.stdout.enabled) sinks.push(new StdoutSink({ logger, metrics, stream: deps.stdout ?? process.stdout }));
   if (config.sinks.file.path) sinks.push(new FileSink({ config: config.sinks.file, logger, metrics }));
 
+  // Learned state shared with other nodes (store.backend: redis), local first; null: this node only.
+  const cluster = buildClusterStore(config, { logger, metrics, db: stateDb });
+
   // Enrichment and detection
-  const enrichment = config.enrich.enabled ? buildEnrichment(config, { logger, metrics, clock, db: stateDb }) : { enrichers: [] as Enricher[], components: [] as Component[] };
+  const enrichment = config.enrich.enabled ? buildEnrichment(config, { logger, metrics, clock, db: stateDb, cluster }) : { enrichers: [] as Enricher[], components: [] as Component[] };
   // Replays never read or write the detection state (a replay is deterministic from its input).
   const detection = config.detect.enabled ? buildDetection(config, { logger, metrics, clock, db: deps.replay ? null : stateDb, statsDb: stateDb }) : null;
   // The last detections, for GET /detections (read-only ops endpoint; `emulate run --verify`).
@@ -139,7 +143,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
   let fileSource: FileSource | null = null;
   let http: HttpServer | null = null;
   let ops: OpsServer | null = null;
-  const all = (): Component[] => [...sources, pipeline, ...enrichment.components, ...(detection?.components ?? []), ...sinks, ...(spool ? [spool] : []), ...(ops ? [ops] : [])];
+  const all = (): Component[] => [...sources, pipeline, ...enrichment.components, ...(cluster ? [cluster.sync] : []), ...(detection?.components ?? []), ...sinks, ...(spool ? [spool] : []), ...(ops ? [ops] : [])];
   const health = (): { ready: boolean; components: Record<string, ComponentHealth> } => {
     const components: Record<string, ComponentHealth> = {};
     for (const c of all()) components[c.id] = c.health();
@@ -206,6 +210,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
       await spool?.start();
       for (const s of sinks) await s.start();
       for (const c of enrichment.components) await c.start();
+      await cluster?.sync.start();
       for (const c of detection?.components ?? []) await c.start();
       await pipeline.start();
       await ops?.start();
@@ -235,7 +240,8 @@ export function buildApp(config: Config, deps: AppDeps): App {
         // 2. drain the pipeline into the sinks, 3. flush the sinks, 4. stop enrichers/detectors
         //    (the detection state is checkpointed here, after the last alert went through)
         await pipeline.stop(deadlineMs);
-        for (const c of [...sinks, ...(detection?.components ?? []), ...enrichment.components]) {
+        // (the shared store after the enrichers: their last flush goes to it)
+        for (const c of [...sinks, ...(detection?.components ?? []), ...enrichment.components, ...(cluster ? [cluster.sync] : [])]) {
           try {
             await c.stop(deadlineMs);
           } catch (err) {

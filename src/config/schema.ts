@@ -8,6 +8,7 @@ import { enrichSection } from './sections/enrich.js';
 import { detectSection } from './sections/detect.js';
 import { spoolSection } from './sections/spool.js';
 import { metricsSection } from './sections/metrics.js';
+import { storeSection } from './sections/store.js';
 
 export const configSchema = obj('falco-companion configuration', {
   state_dir: str('Directory for the state database (spool, baselines, image history).', '/var/lib/falco-companion'),
@@ -23,6 +24,7 @@ export const configSchema = obj('falco-companion configuration', {
   route: routeSection,
   sinks: sinksSection,
   spool: spoolSection,
+  store: storeSection,
   shutdown: shutdownSection,
 });
 

@@ -8,14 +8,20 @@
  * - An in-memory index answers on the hot path; changes are written to the state database
  *   (namespace `egress_baseline`) in one transaction per flush (timer, stop, and as soon as
  *   `maxPending` changes wait, so a flood between two timer ticks cannot grow the pending set).
- * - Memory: about 300 bytes per destination (one compact record, one per-image key, one set slot;
+ * - Memory: about 310 bytes per destination (one compact record, one per-image key, one set slot;
  *   the image name is shared), measured with bench/flood; see docs/operations.md (sizing).
+ * - Cluster (optional `cluster` sink, docs/cluster-store.md): the changes written at a flush are
+ *   also handed to the shared store (namespace `eg`: group = image key, field `~` = the image,
+ *   `dest|port` = a destination; first seen min, last seen max, this node's new observations
+ *   added); other nodes' entries come back through {@link EgressBaseline.mergeRemote} and are
+ *   stored here like local ones, so `isNew` never asks the shared store.
  */
 import type { Logger } from 'pino';
 import type { Component, ComponentHealth } from '../component.js';
 import { errorCode, errorMessage } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { migrate, type Db } from '../store/db.js';
+import { NS, type ChangeSink, type Entry, type SnapshotReason } from '../cluster/types.js';
 
 export const BASELINE_NAMESPACE = 'egress_baseline';
 
@@ -34,10 +40,33 @@ const MIGRATIONS = [
      PRIMARY KEY (image, dest, port)
    ) WITHOUT ROWID;
    CREATE INDEX egress_baseline_last ON egress_baseline(last_ns);`,
+  // This node's observations of a destination, and how many of them the shared store has (cluster).
+  `ALTER TABLE egress_baseline ADD COLUMN count INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE egress_baseline ADD COLUMN pushed INTEGER NOT NULL DEFAULT 0;`,
 ];
+
+/** Shared-store layouts (src/cluster/tuple.ts): the image (first, last) and a destination (first, last, count). */
+export const EGRESS_IMAGE_OPS = '<>';
+export const EGRESS_DEST_OPS = '<>+';
+export const EGRESS_IMAGE_FIELD = '~';
+
+const NS_PER_MS = 1_000_000n;
+const toMs = (ns: bigint): number => Number(ns / NS_PER_MS);
 
 /** last_ns is rewritten at most this often per entry (it only orders evictions). */
 const LAST_SEEN_GRANULARITY_NS = 60_000_000_000n;
+/**
+ * The shared store is told that a known entry was seen again at most this often (last seen
+ * orders trims and expiry there): a tenth of the writes of busy destinations (bench:cluster).
+ */
+const SHARED_LAST_SEEN_GRANULARITY_MIN = 10;
+/** Minutes since the epoch: a small integer (no heap number per entry). */
+const toMin = (ms: number): number => Math.floor(ms / 60_000);
+
+/** What the shared store has not been told yet: nothing, only a newer last seen, or more. */
+const PUSH_NONE = 0;
+const PUSH_LAST = 1;
+const PUSH_ALL = 2;
 
 export interface BaselineOptions {
   readonly db: Db;
@@ -50,6 +79,8 @@ export interface BaselineOptions {
   readonly maxPending?: number;
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /** Shared store (cluster): changes written at a flush go there too. Null or absent: this node only. */
+  readonly cluster?: ChangeSink | null;
 }
 
 export interface BaselineVerdict {
@@ -73,6 +104,13 @@ interface Dest {
   firstNs: bigint;
   lastNs: bigint;
   savedLastNs: bigint | null;
+  /** This node's observations, and how many the shared store was told about. */
+  count: number;
+  pushed: number;
+  /** Changed here (not by a merge from other nodes) since the last flush: PUSH_NONE, PUSH_LAST or PUSH_ALL. */
+  push: number;
+  /** Last seen the shared store was told about (minutes since the epoch). */
+  pushedLastMin: number;
 }
 
 interface Image {
@@ -80,6 +118,8 @@ interface Image {
   firstNs: bigint;
   lastNs: bigint;
   savedLastNs: bigint | null;
+  push: number;
+  pushedLastMin: number;
   readonly dests: Map<string, Dest>;
 }
 
@@ -130,24 +170,26 @@ export class EgressBaseline implements Component {
     migrate(db, BASELINE_NAMESPACE, MIGRATIONS);
     const imgs = db.prepare('SELECT image, first_ns, last_ns FROM egress_baseline_images ORDER BY last_ns ASC').safeIntegers(true).all() as { image: string; first_ns: bigint; last_ns: bigint }[];
     for (const r of imgs) {
-      this.images.set(r.image, { image: r.image, firstNs: r.first_ns, lastNs: r.last_ns, savedLastNs: r.last_ns, dests: new Map() });
+      this.images.set(r.image, { image: r.image, firstNs: r.first_ns, lastNs: r.last_ns, savedLastNs: r.last_ns, push: PUSH_NONE, pushedLastMin: 0, dests: new Map() });
     }
-    const rows = db.prepare('SELECT image, dest, port, first_ns, last_ns FROM egress_baseline ORDER BY last_ns ASC').safeIntegers(true).all() as {
+    const rows = db.prepare('SELECT image, dest, port, first_ns, last_ns, count, pushed FROM egress_baseline ORDER BY last_ns ASC').safeIntegers(true).all() as {
       image: string;
       dest: string;
       port: bigint;
       first_ns: bigint;
       last_ns: bigint;
+      count: bigint;
+      pushed: bigint;
     }[];
     for (const r of rows) {
       let img = this.images.get(r.image);
       if (!img) {
-        img = { image: r.image, firstNs: r.first_ns, lastNs: r.last_ns, savedLastNs: null, dests: new Map() };
+        img = { image: r.image, firstNs: r.first_ns, lastNs: r.last_ns, savedLastNs: null, push: PUSH_NONE, pushedLastMin: 0, dests: new Map() };
         this.images.set(r.image, img);
         this.dirtyImages.set(r.image, img);
       }
       const port = Number(r.port);
-      const d: Dest = { img, dest: r.dest, port, firstNs: r.first_ns, lastNs: r.last_ns, savedLastNs: r.last_ns };
+      const d: Dest = { img, dest: r.dest, port, firstNs: r.first_ns, lastNs: r.last_ns, savedLastNs: r.last_ns, count: Number(r.count), pushed: Number(r.pushed), push: PUSH_NONE, pushedLastMin: 0 };
       img.dests.set(`${r.dest}\u0000${port}`, d);
       this.all.add(d);
     }
@@ -164,7 +206,7 @@ export class EgressBaseline implements Component {
     if (!this.loaded) this.load();
     let img = this.images.get(image);
     if (!img) {
-      img = { image, firstNs: timeNs, lastNs: timeNs, savedLastNs: null, dests: new Map() };
+      img = { image, firstNs: timeNs, lastNs: timeNs, savedLastNs: null, push: PUSH_ALL, pushedLastMin: 0, dests: new Map() };
       this.images.set(image, img);
       this.dirtyImages.set(image, img);
       this.trimImages();
@@ -175,11 +217,15 @@ export class EgressBaseline implements Component {
       }
       if (timeNs < img.firstNs) {
         img.firstNs = timeNs; // an older event arrived late: the learning period starts earlier
+        img.push = PUSH_ALL;
         this.dirtyImages.set(image, img);
       }
       if (timeNs > img.lastNs) {
         img.lastNs = timeNs;
-        if (img.savedLastNs === null || img.lastNs - img.savedLastNs >= LAST_SEEN_GRANULARITY_NS) this.dirtyImages.set(image, img);
+        if (img.savedLastNs === null || img.lastNs - img.savedLastNs >= LAST_SEEN_GRANULARITY_NS) {
+          img.push ||= PUSH_LAST;
+          this.dirtyImages.set(image, img);
+        }
       }
     }
     const learning = timeNs < this.learningEnd(img);
@@ -187,6 +233,7 @@ export class EgressBaseline implements Component {
     const existing = img.dests.get(dk);
     this.lastImage = img;
     if (existing) {
+      existing.count++;
       if (existing !== this.lastDest) {
         img.dests.delete(dk);
         img.dests.set(dk, existing);
@@ -196,16 +243,20 @@ export class EgressBaseline implements Component {
       }
       if (timeNs < existing.firstNs) {
         existing.firstNs = timeNs;
+        existing.push = PUSH_ALL;
         this.dirtyDests.set(existing, true);
       }
       if (timeNs > existing.lastNs) {
         existing.lastNs = timeNs;
-        if (existing.savedLastNs === null || existing.lastNs - existing.savedLastNs >= LAST_SEEN_GRANULARITY_NS) this.dirtyDests.set(existing, true);
+        if (existing.savedLastNs === null || existing.lastNs - existing.savedLastNs >= LAST_SEEN_GRANULARITY_NS) {
+          existing.push ||= PUSH_LAST;
+          this.dirtyDests.set(existing, true);
+        }
       }
       this.flushIfFull();
       return learning ? KNOWN_LEARNING : KNOWN;
     }
-    const d: Dest = { img, dest, port, firstNs: timeNs, lastNs: timeNs, savedLastNs: null };
+    const d: Dest = { img, dest, port, firstNs: timeNs, lastNs: timeNs, savedLastNs: null, count: 1, pushed: 0, push: PUSH_ALL, pushedLastMin: 0 };
     img.dests.set(dk, d);
     this.all.add(d);
     this.lastDest = d;
@@ -243,6 +294,7 @@ export class EgressBaseline implements Component {
   /** Write pending changes in one transaction. Returns rows written; never throws. */
   flush(): number {
     if (this.dirtyDests.size === 0 && this.dirtyImages.size === 0) return 0;
+    this.pushChanges();
     const { db } = this.o;
     let n = 0;
     try {
@@ -252,7 +304,7 @@ export class EgressBaseline implements Component {
       const delImg = db.prepare('DELETE FROM egress_baseline_images WHERE image = ?');
       const delImgDests = db.prepare('DELETE FROM egress_baseline WHERE image = ?');
       const upDest = db.prepare(
-        'INSERT INTO egress_baseline(image, dest, port, first_ns, last_ns) VALUES (?, ?, ?, ?, ?) ON CONFLICT(image, dest, port) DO UPDATE SET first_ns = excluded.first_ns, last_ns = excluded.last_ns',
+        'INSERT INTO egress_baseline(image, dest, port, first_ns, last_ns, count, pushed) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(image, dest, port) DO UPDATE SET first_ns = excluded.first_ns, last_ns = excluded.last_ns, count = excluded.count, pushed = excluded.pushed',
       );
       const delDest = db.prepare('DELETE FROM egress_baseline WHERE image = ? AND dest = ? AND port = ?');
       db.transaction(() => {
@@ -265,7 +317,7 @@ export class EgressBaseline implements Component {
           n++;
         }
         for (const [d, live] of this.dirtyDests) {
-          if (live) upDest.run(d.img.image, d.dest, d.port, d.firstNs, d.lastNs);
+          if (live) upDest.run(d.img.image, d.dest, d.port, d.firstNs, d.lastNs, d.count, d.pushed);
           else delDest.run(d.img.image, d.dest, d.port);
           n++;
         }
@@ -286,6 +338,110 @@ export class EgressBaseline implements Component {
     this.lastFlushError = null;
     this.flushes.inc({ result: 'ok' });
     return n;
+  }
+
+  /** Hand what changed here since the last flush to the shared store (when there is one). */
+  private pushChanges(): void {
+    const sink = this.o.cluster;
+    if (!sink) return;
+    // A newer last seen alone waits until it moved SHARED_LAST_SEEN_GRANULARITY_MIN (the next
+    // flush that finds it dirty again tells it).
+    const due = (e: { push: number; pushedLastMin: number }, lastMs: number): boolean => e.push === PUSH_ALL || (e.push === PUSH_LAST && toMin(lastMs) - e.pushedLastMin >= SHARED_LAST_SEEN_GRANULARITY_MIN);
+    for (const img of this.dirtyImages.values()) {
+      if (!img || img.push === PUSH_NONE) continue;
+      const lastMs = toMs(img.lastNs);
+      if (due(img, lastMs)) {
+        sink.put(NS.egress, img.image, EGRESS_IMAGE_FIELD, EGRESS_IMAGE_OPS, [toMs(img.firstNs), lastMs]);
+        img.pushedLastMin = toMin(lastMs);
+      }
+      img.push = PUSH_NONE;
+    }
+    for (const [d, live] of this.dirtyDests) {
+      if (!live || d.push === PUSH_NONE) continue;
+      const lastMs = toMs(d.lastNs);
+      if (due(d, lastMs)) {
+        sink.put(NS.egress, d.img.image, `${d.dest}|${d.port}`, EGRESS_DEST_OPS, [toMs(d.firstNs), lastMs, d.count - d.pushed]);
+        d.pushed = d.count;
+        d.pushedLastMin = toMin(lastMs);
+      }
+      d.push = PUSH_NONE;
+    }
+  }
+
+  /**
+   * Merge what other nodes learned (first seen min, last seen max; their counts stay theirs).
+   * `dest` null is the image itself. An entry older than everything a full bound would keep is
+   * skipped; otherwise it is held like a local one (evictions counted), written at the next flush,
+   * and never handed back to the shared store.
+   */
+  mergeRemote(image: string, dest: string | null, port: number, firstMs: number, lastMs: number): void {
+    if (!this.loaded) this.load();
+    const firstNs = BigInt(Math.trunc(firstMs)) * NS_PER_MS;
+    const lastNs = BigInt(Math.trunc(lastMs)) * NS_PER_MS;
+    let img = this.images.get(image);
+    if (!img) {
+      if (this.images.size >= this.o.maxImages && lastNs <= (this.images.values().next().value as Image).lastNs) return;
+      img = { image, firstNs, lastNs, savedLastNs: null, push: PUSH_NONE, pushedLastMin: toMin(lastMs), dests: new Map() };
+      this.images.set(image, img);
+      this.dirtyImages.set(image, img);
+      this.trimImages();
+    } else {
+      // Millisecond precision: the echo of this node's own entry changes nothing.
+      if (firstMs < toMs(img.firstNs)) {
+        img.firstNs = firstNs;
+        this.dirtyImages.set(image, img);
+      }
+      if (lastNs > img.lastNs) img.lastNs = lastNs;
+      img.pushedLastMin = Math.max(img.pushedLastMin, toMin(lastMs)); // the shared store knows it
+    }
+    this.lastImage = null;
+    this.lastDest = null;
+    if (dest === null) return;
+    const dk = `${dest}\u0000${port}`;
+    const d = img.dests.get(dk);
+    if (d) {
+      let changed = false;
+      if (firstMs < toMs(d.firstNs)) {
+        d.firstNs = firstNs;
+        changed = true;
+      }
+      if (lastNs > d.lastNs) {
+        d.lastNs = lastNs;
+        changed ||= d.savedLastNs === null || d.lastNs - d.savedLastNs >= LAST_SEEN_GRANULARITY_NS;
+      }
+      d.pushedLastMin = Math.max(d.pushedLastMin, toMin(lastMs));
+      if (changed && this.dirtyDests.get(d) !== true) this.dirtyDests.set(d, true);
+      return;
+    }
+    if (img.dests.size >= this.o.maxPerImage && lastNs <= (img.dests.values().next().value as Dest).lastNs) return;
+    if (this.all.size >= this.o.maxTotal && lastNs <= (this.all.values().next().value as Dest).lastNs) return;
+    const nd: Dest = { img, dest, port, firstNs, lastNs, savedLastNs: null, count: 0, pushed: 0, push: PUSH_NONE, pushedLastMin: toMin(lastMs) };
+    img.dests.set(dk, nd);
+    this.all.add(nd);
+    this.dirtyDests.set(nd, true);
+    this.trimImage(img);
+    this.trimTotal();
+    this.flushIfFull();
+  }
+
+  /**
+   * The whole baseline as shared-store entries (a full push or `baseline export`). Counts: all of
+   * this node's observations for a new store (`epoch`) or an export, the ones not yet sent after
+   * an overflow; the shared store is then told about them.
+   */
+  *entries(reason: SnapshotReason): Generator<Entry> {
+    if (!this.loaded) this.load();
+    for (const img of [...this.images.values()]) {
+      yield { group: img.image, field: EGRESS_IMAGE_FIELD, tuple: [toMs(img.firstNs), toMs(img.lastNs)] };
+      for (const d of [...img.dests.values()]) {
+        const count = reason === 'overflow' ? d.count - d.pushed : d.count;
+        if (reason !== 'export' && d.pushed !== d.count) {
+          d.pushed = d.count;
+          if (this.dirtyDests.get(d) !== false) this.dirtyDests.set(d, true);
+        }
+        yield { group: img.image, field: `${d.dest}|${d.port}`, tuple: [toMs(d.firstNs), toMs(d.lastNs), count] };
+      }
+    }
   }
 
   async start(): Promise<void> {

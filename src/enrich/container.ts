@@ -22,6 +22,7 @@ import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Enricher } from '../pipeline/types.js';
 import type { Db } from '../store/db.js';
+import type { ChangeSink } from '../cluster/types.js';
 import { CriClient, type CriImageStatus } from './cri-client.js';
 import { DockerClient, type DockerEvent, type DockerHistoryEntry, type DockerImage } from './docker-client.js';
 import { digestFor, isImageId, parseImageRef, shortenCommand, tagKey, type ImageRef } from './image-ref.js';
@@ -41,6 +42,8 @@ export interface ContainerEnricherDeps {
   /** Injected clients (tests); otherwise created from the config sockets. */
   readonly docker?: DockerClient;
   readonly cri?: CriClient;
+  /** Shared store (cluster) the image history also writes to; absent: this node only. */
+  readonly cluster?: ChangeSink | null;
 }
 
 /** What a lookup found: where the container's image is in the store. */
@@ -84,8 +87,6 @@ export class ContainerEnricher implements Enricher, Component {
   private readonly clock: Clock;
   /** Container id (12 hex digits) → found (cache_ttl) or not found (negative_ttl). */
   private readonly cache: TtlLru<string, CacheEntry>;
-  /** Bumped on every image store change: cached keys built before are rebuilt. */
-  private storeVersion = 1;
   private readonly inflight = new Map<string, Promise<Lookup>>();
   private runtime: RuntimeKind | 'none' | null = null;
   private runtimeCheckedMs = 0;
@@ -106,7 +107,7 @@ export class ContainerEnricher implements Enricher, Component {
     this.clock = d.clock;
     this.docker = d.docker ?? null;
     this.cri = d.cri ?? null;
-    this.store = new ImageStore({ db: d.db, maxImages: d.config.max_images, maxTags: d.config.max_tags, metrics: d.metrics, clock: d.clock });
+    this.store = new ImageStore({ db: d.db, maxImages: d.config.max_images, maxTags: d.config.max_tags, metrics: d.metrics, clock: d.clock, cluster: d.cluster ?? null });
     const mx = d.metrics;
     const lookups = mx.counter('enrich_container_lookups_total', 'Container lookups by result', ['result']);
     this.m = {
@@ -220,11 +221,11 @@ export class ContainerEnricher implements Enricher, Component {
     const cached = this.cache.get(id);
     if (cached) {
       this.m.hits.inc();
-      // Keys are rebuilt only when the image store changed since (no SQLite read per hit); the
-      // frozen record and its wrapper are reused as they are.
-      if (cached.keys === null || cached.keysVersion !== this.storeVersion) {
+      // Keys are rebuilt only when the image store changed since (a local observation or a merge
+      // from other nodes; no SQLite read per hit); the frozen record and its wrapper are reused.
+      if (cached.keys === null || cached.keysVersion !== this.store.version) {
         cached.keys = { res: Object.freeze(this.keysFor(cached.value)) };
-        cached.keysVersion = this.storeVersion;
+        cached.keysVersion = this.store.version;
       }
       return cached.keys;
     }
@@ -290,7 +291,6 @@ export class ContainerEnricher implements Enricher, Component {
     const [img, hist] = await Promise.all([docker.imageInspect(c.Image, signal), docker.imageHistory(c.Image, signal)]);
     const facts = dockerFacts(img, hist, ref);
     this.store.observe(facts, { tagCurrent: tagPointsHere(ref, img.RepoTags ?? []) });
-    this.storeVersion++;
     return { kind: 'found', runtime: 'docker', imageId: img.Id, ref: facts.ref };
   }
 
@@ -307,7 +307,6 @@ export class ContainerEnricher implements Enricher, Component {
     const ref = (isImageId(name) ? null : parseImageRef(name)) ?? firstRef(st.image.repo_tags);
     const facts = criFacts(st, ref);
     this.store.observe(facts, { tagCurrent: tagPointsHere(ref, st.image.repo_tags) });
-    this.storeVersion++;
     return { kind: 'found', runtime: 'cri', imageId: facts.imageId, ref };
   }
 
@@ -372,7 +371,6 @@ export class ContainerEnricher implements Enricher, Component {
       const hist = await docker.imageHistory(img.Id, signal);
       const facts = dockerFacts(img, hist, ref);
       const rec = this.store.observe(facts, { pulledAtMs: action === 'pull' ? atMs : null, tagCurrent: ref !== null });
-      this.storeVersion++;
       this.log.debug({ status: action, image: img.Id.slice(0, 19), tag_mutated: rec.tagMutated }, 'image event recorded');
     }
     // untag/delete/push: nothing to record; history outlives the local image.

@@ -18,6 +18,7 @@ import { CompanionError, errorMessage } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { Enricher } from '../pipeline/types.js';
 import type { Db } from '../store/db.js';
+import type { ChangeSink } from '../cluster/types.js';
 import { formatIp, parseIp, type Ip } from '../net/address.js';
 import { SocketView, type AddressParser } from '../net/socket.js';
 import { AsnDb } from './asn.js';
@@ -39,6 +40,8 @@ export interface EgressEnricherDeps {
   readonly clock: Clock;
   /** Override the reverse DNS resolver (tests). */
   readonly resolver?: ReverseDns;
+  /** Shared store (cluster) the baseline also writes to; absent: this node only. */
+  readonly cluster?: ChangeSink | null;
 }
 
 export interface Destination {
@@ -179,6 +182,7 @@ export class EgressEnricher implements Enricher, Component {
             flushIntervalMs: b.flush_interval,
             logger: this.logger,
             metrics: d.metrics,
+            cluster: d.cluster ?? null,
           })
         : null;
     this.classified = d.metrics.counter<'class'>('egress_destinations_total', 'Network alerts classified by the egress enricher, by destination class', ['class']);

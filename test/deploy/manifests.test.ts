@@ -168,6 +168,24 @@ const podSpec = (partial: boolean) => ({
   },
 });
 const labelSelector = { type: 'object', properties: { matchLabels: labels }, additionalProperties: false };
+/** A DaemonSet or Deployment: selector and pod template plus the kind's own spec fields. */
+const workload = (own: Record<string, unknown>): AnySchema => ({
+  type: 'object',
+  required: ['apiVersion', 'kind', 'metadata', 'spec'],
+  properties: {
+    metadata,
+    spec: {
+      type: 'object',
+      required: ['selector', 'template'],
+      additionalProperties: false,
+      properties: {
+        selector: labelSelector,
+        ...own,
+        template: { type: 'object', required: ['spec'], properties: { metadata: { type: 'object', properties: { labels, annotations: labels } }, spec: podSpec(false) } },
+      },
+    },
+  },
+});
 const k8sSchemas: Record<string, AnySchema> = {
   'v1/ConfigMap': { type: 'object', required: ['apiVersion', 'kind', 'metadata'], properties: { metadata, data: { type: 'object', additionalProperties: { type: 'string' } } } },
   'v1/ServiceAccount': { type: 'object', required: ['apiVersion', 'kind', 'metadata'], properties: { metadata, automountServiceAccountToken: { type: 'boolean' } } },
@@ -189,24 +207,11 @@ const k8sSchemas: Record<string, AnySchema> = {
       },
     },
   },
-  'apps/v1/DaemonSet': {
-    type: 'object',
-    required: ['apiVersion', 'kind', 'metadata', 'spec'],
-    properties: {
-      metadata,
-      spec: {
-        type: 'object',
-        required: ['selector', 'template'],
-        additionalProperties: false,
-        properties: {
-          selector: labelSelector,
-          updateStrategy: { type: 'object', properties: { type: { enum: ['RollingUpdate', 'OnDelete'] }, rollingUpdate: { type: 'object', properties: { maxUnavailable: intOrString, maxSurge: intOrString } } } },
-          minReadySeconds: { type: 'integer' },
-          template: { type: 'object', required: ['spec'], properties: { metadata: { type: 'object', properties: { labels, annotations: labels } }, spec: podSpec(false) } },
-        },
-      },
-    },
-  },
+  'apps/v1/DaemonSet': workload({
+    updateStrategy: { type: 'object', properties: { type: { enum: ['RollingUpdate', 'OnDelete'] }, rollingUpdate: { type: 'object', properties: { maxUnavailable: intOrString, maxSurge: intOrString } } } },
+    minReadySeconds: { type: 'integer' },
+  }),
+  'apps/v1/Deployment': workload({ replicas: { type: 'integer', minimum: 0 }, strategy: { type: 'object' } }),
   'networking.k8s.io/v1/NetworkPolicy': {
     type: 'object',
     required: ['apiVersion', 'kind', 'metadata', 'spec'],
@@ -634,7 +639,7 @@ describe('companion config files validate with our own schema', () => {
     expect(names.size).toBeGreaterThan(3);
     for (const n of names) {
       // valid: loadConfig accepts a plausible value for it
-      const sample = n.endsWith('_ENABLED') ? 'true' : n.endsWith('_LISTEN') ? '127.0.0.1:2804' : n.endsWith('_URL') ? 'http://x:2801/' : n.endsWith('_RUNTIME') ? 'docker' : n.endsWith('_ADDRESS') ? 'unix:///x/other.sock' : '/tmp/x';
+      const sample = n.endsWith('_ENABLED') ? 'true' : n.endsWith('_BACKEND') ? 'redis' : n.endsWith('_LISTEN') ? '127.0.0.1:2804' : n.endsWith('_URL') ? 'http://x:2801/' : n.endsWith('_RUNTIME') ? 'docker' : n.endsWith('_ADDRESS') ? 'unix:///x/other.sock' : '/tmp/x';
       const before = loadConfig<Config>(configSchema, { file: null, env: {} });
       const after = loadConfig<Config>(configSchema, { file: null, env: { [n]: sample } });
       expect(JSON.stringify(after), `${n} changes nothing: not a setting`).not.toBe(JSON.stringify(before));
@@ -814,5 +819,53 @@ describe('emulation Jobs (docker/k8s/emulate-job.yaml)', () => {
     const ignore = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim());
     expect(ignore).toContain('!native/');
     expect(ignore).toContain('native/build');
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+describe('optional cluster store Redis (docker/k8s/redis, docker/compose.store.yaml)', () => {
+  const dir = join(K8S, 'redis');
+  const inDir = (kind: string): Obj | undefined => k8sObjs.find((o) => dirname(o.file) === dir && o.obj['kind'] === kind)?.obj;
+  const ds = (): Obj | undefined => k8sObjs.find((o) => o.obj['kind'] === 'DaemonSet' && dirname(o.file) === join(K8S, 'daemonset'))?.obj;
+
+  it('Service selects the Redis pods; only companion pods may reach 6379; the password Secret is the one the DaemonSet reads', () => {
+    const dep = inDir('Deployment');
+    const podLabels = get(dep, 'spec', 'template', 'metadata', 'labels') as Obj;
+    for (const [k, v] of Object.entries(get(inDir('Service'), 'spec', 'selector') as Obj)) expect(podLabels[k]).toBe(v);
+    const np = inDir('NetworkPolicy');
+    for (const [k, v] of Object.entries(get(np, 'spec', 'podSelector', 'matchLabels') as Obj)) expect(podLabels[k]).toBe(v);
+    const companionLabels = get(ds(), 'spec', 'template', 'metadata', 'labels') as Obj;
+    const from = objs(objs(get(np, 'spec', 'ingress'))[0]?.['from']);
+    expect(from.length).toBe(1);
+    for (const [k, v] of Object.entries(get(from[0], 'podSelector', 'matchLabels') as Obj)) expect(companionLabels[k]).toBe(v);
+    const redisC = objs(get(dep, 'spec', 'template', 'spec', 'containers'))[0];
+    const secretOf = (env: unknown, name: string): unknown => get(objs(env).find((e) => e['name'] === name), 'valueFrom', 'secretKeyRef', 'name');
+    const companion = objs(get(ds(), 'spec', 'template', 'spec', 'containers')).find((c) => c['name'] === 'falco-companion');
+    expect(secretOf(companion?.['env'], 'FALCO_COMPANION_STORE_REDIS_PASSWORD')).toBe(secretOf(redisC?.['env'], 'REDIS_PASSWORD'));
+    expect(get(objs(companion?.['env']).find((e) => e['name'] === 'FALCO_COMPANION_STORE_REDIS_PASSWORD'), 'valueFrom', 'secretKeyRef', 'optional')).toBe(true);
+    expect(get(redisC, 'securityContext', 'readOnlyRootFilesystem')).toBe(true);
+    expect(arr(redisC?.['args'])).toEqual(expect.arrayContaining(['--requirepass', '$(REDIS_PASSWORD)']));
+  });
+
+  it('the ConfigMap\'s commented store section, uncommented, points at that Service and validates', () => {
+    const cm = k8sObjs.find((o) => o.obj['kind'] === 'ConfigMap' && dirname(o.file) === join(K8S, 'daemonset'))?.obj;
+    const text = String(get(cm, 'data', 'config.yaml')).replace(/^(\s*)# (store:| {2}backend:| {2}redis:| {4}addresses:)/gm, '$1$2');
+    const cfg = loadConfig<Config>(configSchema, { file: 'configmap config.yaml (store uncommented)', text, env: {} });
+    expect(cfg.store.backend).toBe('redis');
+    const svc = inDir('Service');
+    expect(cfg.store.redis.addresses).toEqual([`${String(get(svc, 'metadata', 'name'))}.${String(get(svc, 'metadata', 'namespace'))}.svc.cluster.local:${String(objs(get(svc, 'spec', 'ports'))[0]?.['port'])}`]);
+  });
+
+  it('compose.store.yaml: the companion points at the override\'s Redis service', () => {
+    const c = one(join(DOCKER, 'compose.store.yaml'));
+    const services = c['services'] as Obj;
+    const env = get(services, 'falco-companion', 'environment') as Record<string, string>;
+    const cfg = loadConfig<Config>(configSchema, { file: null, env });
+    expect(cfg.store.backend).toBe('redis');
+    const [host, port] = (cfg.store.redis.addresses[0] ?? '').split(':');
+    expect(Object.keys(services)).toContain(host);
+    expect(arr(get(services, String(host), 'command'))).toEqual(expect.arrayContaining(['--save', '', '--appendonly', 'no']));
+    expect(port).toBe('6379');
+    expect(arr(get(services, 'falco-companion', 'depends_on'))).toContain(host);
   });
 });

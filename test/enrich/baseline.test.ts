@@ -137,3 +137,56 @@ describe('EgressBaseline', () => {
     expect((await evictions(m, 'per_image')) + (await evictions(m, 'total'))).toBe(5000 - b.size);
   });
 });
+
+describe('EgressBaseline as a replica of the cluster store', () => {
+  const MIN = 60n * S;
+  function withSink(): { b: EgressBaseline; puts: { group: string; field: string; tuple: readonly unknown[] }[] } {
+    const puts: { group: string; field: string; tuple: readonly unknown[] }[] = [];
+    const { b } = make({ cluster: { put: (_ns, group, field, _ops, tuple) => puts.push({ group, field, tuple }) } });
+    return { b, puts };
+  }
+  const ms = (ns: bigint): number => Number(ns / 1_000_000n);
+
+  it('tells the shared store what it learned at a flush; a newer last seen alone at most every 10 minutes, with the counts since', () => {
+    const { b, puts } = withSink();
+    b.isNew('app', '192.0.2.1', 443, T0);
+    b.isNew('app', '192.0.2.1', 443, T0 + S);
+    expect(puts).toEqual([]); // nothing on the hot path
+    b.flush();
+    expect(puts).toEqual([
+      { group: 'app', field: '~', tuple: [ms(T0), ms(T0 + S)] },
+      { group: 'app', field: '192.0.2.1|443', tuple: [ms(T0), ms(T0 + S), 2] },
+    ]);
+    puts.length = 0;
+    b.isNew('app', '192.0.2.1', 443, T0 + 2n * MIN);
+    b.flush(); // written locally (last seen moved a minute), not yet shared
+    expect(puts).toEqual([]);
+    b.isNew('app', '192.0.2.1', 443, T0 + 11n * MIN);
+    b.flush();
+    expect(puts).toContainEqual({ group: 'app', field: '192.0.2.1|443', tuple: [ms(T0), ms(T0 + 11n * MIN), 2] });
+    puts.length = 0;
+    b.isNew('app', '192.0.2.1', 443, T0 - MIN); // a late, earlier event: first seen moved, shared at once
+    b.flush();
+    expect(puts).toContainEqual({ group: 'app', field: '192.0.2.1|443', tuple: [ms(T0 - MIN), ms(T0 + 11n * MIN), 1] });
+  });
+
+  it('merges other nodes\' entries (first min, last max) without sharing them back, and they are known', () => {
+    const { b, puts } = withSink();
+    b.mergeRemote('web', null, 0, ms(T0), ms(T0 + 5n * MIN));
+    b.mergeRemote('web', '203.0.113.9', 443, ms(T0), ms(T0 + 5n * MIN));
+    b.flush();
+    expect(puts).toEqual([]);
+    expect(b.isNew('web', '203.0.113.9', 443, T0 + 2n * 3600n * S)).toEqual({ newForImage: false, learning: false });
+    // an older first seen from another node ends the learning period earlier
+    expect(b.isNew('web', '203.0.113.10', 443, T0 + 30n * MIN).learning).toBe(true);
+    b.mergeRemote('web', null, 0, ms(T0 - 3600n * S), ms(T0));
+    expect(b.isNew('web', '203.0.113.11', 443, T0 + 30n * MIN).learning).toBe(false);
+  });
+
+  it('a full bound skips remote entries older than everything it keeps', () => {
+    const { b } = withSink();
+    for (let i = 0; i < 100; i++) b.isNew('img', `192.0.2.${i}`, 80, T0 + BigInt(i) * S);
+    b.mergeRemote('img', '198.51.100.1', 80, ms(T0) - 1000, ms(T0) - 1000);
+    expect(b.isNew('img', '198.51.100.1', 80, T0 + 200n * S).newForImage).toBe(true);
+  });
+});

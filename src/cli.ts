@@ -15,6 +15,7 @@ import { runDemo } from './demo.js';
 import { loadRulesFile } from './detect/rules/load.js';
 import { spoolCommand } from './commands/spool.js';
 import { emulateCommand } from './emulate/command.js';
+import { PARSER_CONFIGURATION, valuesTakeNextArgument, withValueArguments } from './cli-args.js';
 
 interface CommonFlags {
   config?: string;
@@ -134,18 +135,19 @@ export async function main(argv: string[]): Promise<void> {
   } as const;
   await yargs(argv)
     .scriptName('falco-companion')
+    .parserConfiguration(PARSER_CONFIGURATION)
     .usage('$0 <command> [options]')
-    .command('run', 'Run the daemon', (y) => y.options(common), (a) => run(a as CommonFlags).catch(fail))
+    .command('run', 'Run the daemon', (y) => valuesTakeNextArgument(y.options(common)), (a) => run(a as CommonFlags).catch(fail))
     .command(
       'validate',
       'Validate a config file and the companion rules file it names (exit 0 when valid; every problem as file:line:col)',
       (y) =>
-        y
-          .options({
+        valuesTakeNextArgument(
+          y.options({
             config: { type: 'string', describe: 'YAML config file (its detect.rules_file is validated too)' },
             rules: { type: 'string', describe: 'A companion rules file to validate on its own' },
-          })
-          .check((a) => (a.config !== undefined || a.rules !== undefined ? true : 'give --config FILE and/or --rules FILE')),
+          }),
+        ).check((a) => (a.config !== undefined || a.rules !== undefined ? true : 'give --config FILE and/or --rules FILE')),
       (a) => {
         try {
           const problems: string[] = [];
@@ -177,21 +179,21 @@ export async function main(argv: string[]): Promise<void> {
     .command(
       'replay <file>',
       'Feed a JSON-lines file of Falco alerts through the pipeline as fast as possible',
-      (y) => y.positional('file', { type: 'string', demandOption: true }).options(common),
+      (y) => valuesTakeNextArgument(y.positional('file', { type: 'string', demandOption: true, describe: 'JSON-lines file, or - for stdin' }).options(common)),
       (a) => replay(a as CommonFlags & { file: string }).catch(fail),
     )
     .command(
       'demo',
       'Run the daemon with a built-in Falco emulator feeding a bundled alert stream over gRPC and HTTP',
-      (y) => y.options({ 'log-level': { type: 'string', default: 'warn' } }),
+      (y) => valuesTakeNextArgument(y.options({ 'log-level': { type: 'string', default: 'warn' } })),
       (a) =>
         runDemo({ logLevel: String(a['log-level']) }).then(
           (code) => process.exit(code),
           (err: unknown) => fail(err),
         ),
     )
-    .command(spoolCommand)
-    .command(emulateCommand)
+    .command(withValueArguments(spoolCommand))
+    .command(withValueArguments(emulateCommand))
     .demandCommand(1, 'name a command: run, validate, replay or demo')
     .strict()
     .help()

@@ -96,10 +96,10 @@ async function run(f: CommonFlags): Promise<void> {
   await app.start();
   const done = app.inputDone();
   if (done && config.input.path === '-') {
-    // stdin ended: drain and exit like a filter.
+    // stdin ended: deliver what was accepted (within input.drain_timeout) and exit like a filter.
     await done;
-    await app.stop(Date.now() + config.shutdown.deadline);
-    process.exit(0);
+    const r = await app.finish(Date.now() + config.input.drain_timeout);
+    process.exit(r.lost > 0 ? 1 : 0);
   }
 }
 
@@ -118,8 +118,9 @@ async function replay(f: CommonFlags & { file: string }): Promise<void> {
   handleSignals(app, logger, config.shutdown.deadline, (code) => process.exit(code));
   await app.start();
   const counts = (await app.inputDone()) as { lines: number; alerts: number; skipped: number } | null;
-  await app.stop(Date.now() + Math.max(config.shutdown.deadline, 60_000));
+  const r = await app.finish(Date.now() + config.input.drain_timeout);
   progress(counts ?? last, true);
+  if (r.lost > 0) process.exitCode = 1;
 }
 
 export async function main(argv: string[]): Promise<void> {

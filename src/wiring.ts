@@ -54,6 +54,12 @@ export interface App {
   opsAddress(): { host: string; port: number } | null;
   /** Resolves when a finite input (replay, stdin) has been read completely. */
   inputDone(): Promise<unknown> | null;
+  /**
+   * The finite input ended: stop every source, let the pipeline hand everything accepted to the
+   * sinks, wait until the sinks delivered it (or `deadlineMs`), then stop. What is left is kept
+   * in the spool (delivered at the next start) or, with the spool off, lost; both are reported.
+   */
+  finish(deadlineMs: number): Promise<FinishReport>;
   /** SIGHUP: reload rules, reopen files. */
   reload(): void;
   health(): { ready: boolean; components: Record<string, ComponentHealth> };
@@ -61,6 +67,19 @@ export interface App {
   readonly intake: Intake & PipelineIntake;
   readonly spool: Spool | null;
 }
+
+/** What {@link App.finish} left undelivered. */
+export interface FinishReport {
+  /** Everything accepted was delivered (or given up by a sink as permanent) before the deadline. */
+  readonly drained: boolean;
+  /** Alerts kept in the spool for the next start. */
+  readonly kept: number;
+  /** Alerts the sinks still held at the deadline with the spool off (lost when the process exits). */
+  readonly lost: number;
+}
+
+/** How often finish() looks whether the sinks are done. */
+const FINISH_POLL_MS = 20;
 
 /** A sample alert for POST /test, like Falcosidekick's test alert but a real Falco shape. */
 export function testAlert(clock: Clock, hostname: string): Alert {
@@ -179,15 +198,74 @@ export function buildApp(config: Config, deps: AppDeps): App {
       logger,
       metrics,
       originKind: kind,
+      // The read position is kept only where the alerts are: in the spool, committed with them.
+      ...(kind === 'file' && spool ? { checkpoints: spool.checkpoints, rotatedNames: config.input.rotated_names, checkpointRetentionMs: config.input.checkpoint_retention } : {}),
       ...(deps.stdin ? { stdin: deps.stdin } : {}),
       ...(deps.replay?.onProgress ? { onProgress: deps.replay.onProgress } : {}),
     });
     sources.push(fileSource);
+    if (kind === 'file' && !spool) {
+      logger.warn({ component: fileSource.id, path: inputPath }, 'spool.enabled is false: the read position is not kept, a restart starts at the end of the file again (input.from_start) and lines written while stopped are not read');
+    }
   }
 
   let started = false;
   let stopping = false;
   let stopped: Promise<void> | null = null;
+
+  const stopSources = async (deadlineMs: number): Promise<void> => {
+    for (const s of [...sources].reverse()) {
+      try {
+        await s.stop(deadlineMs);
+      } catch (err) {
+        logger.warn({ component: s.id, error: errorMessage(err) }, 'stop failed');
+      }
+    }
+  };
+  const stop = (deadlineMs: number): Promise<void> => {
+    stopped ??= (async () => {
+      stopping = true;
+      // 1. stop intake at the edges
+      await stopSources(deadlineMs);
+      // 2. drain the pipeline into the sinks, 3. flush the sinks, 4. stop enrichers/detectors
+      await pipeline.stop(deadlineMs);
+      for (const c of [...sinks, ...(detection?.components ?? []), ...enrichment.components]) {
+        try {
+          await c.stop(deadlineMs);
+        } catch (err) {
+          logger.warn({ component: c.id, error: errorMessage(err) }, 'stop failed');
+        }
+      }
+      // 5. commit what the spool still buffers (kept alerts are resumed at the next start)
+      const left = spool ? 0 : sinks.reduce((n, s) => n + s.pending(), 0) + intake.depth;
+      if (spool) {
+        try {
+          await spool.stop(deadlineMs);
+        } catch (err) {
+          logger.warn({ component: spool.id, error: errorMessage(err) }, 'stop failed');
+        }
+      }
+      // counted after the last commit (acks and finished rows still buffered are not "kept")
+      const kept = spool ? spool.size : 0;
+      // 6. the operations endpoints last, when they have a listener of their own (/readyz says
+      //    "stopping" and /metrics answers during the drain)
+      try {
+        await ops?.stop(deadlineMs);
+      } catch (err) {
+        logger.warn({ component: ops?.id, error: errorMessage(err) }, 'stop failed');
+      }
+      if (db) {
+        try {
+          db.close();
+        } catch (err) {
+          logger.warn({ component: 'store', error: errorMessage(err) }, 'closing the state database failed');
+        }
+      }
+      if (spool) logger.info({ component: 'app', kept_in_spool: kept }, kept === 0 ? 'stopped cleanly' : `stopped: ${kept} alert(s) kept in the spool for the next start`);
+      else logger.info({ component: 'app', undelivered: left }, left === 0 ? 'stopped cleanly' : 'stopped with undelivered alerts');
+    })();
+    return stopped;
+  };
 
   return {
     intake,
@@ -213,54 +291,39 @@ export function buildApp(config: Config, deps: AppDeps): App {
         'falco-companion started',
       );
     },
-    stop(deadlineMs: number) {
-      stopped ??= (async () => {
-        stopping = true;
-        // 1. stop intake at the edges
-        for (const s of [...sources].reverse()) {
-          try {
-            await s.stop(deadlineMs);
-          } catch (err) {
-            logger.warn({ component: s.id, error: errorMessage(err) }, 'stop failed');
-          }
-        }
-        // 2. drain the pipeline into the sinks, 3. flush the sinks, 4. stop enrichers/detectors
+    stop,
+    async finish(deadlineMs: number): Promise<FinishReport> {
+      // Everything accepted, from the spool (its count includes rows resumed at start) or the sinks.
+      // Rows in the spool wait for the sidekick sink (without one, rows left from an earlier run
+      // with a sidekick URL are not this run's to deliver).
+      const spooled = spool !== null && sinks.some((s) => s instanceof FalcosidekickSink);
+      const undelivered = (): number => {
+        const sinking = sinks.reduce((n, s) => n + (spool && s instanceof FalcosidekickSink ? 0 : s.pending()), 0);
+        if (!spool) return sinking + intake.depth;
+        spool.flushNow();
+        return sinking + (spooled ? spool.size : 0);
+      };
+      let left = 0;
+      if (!stopping) {
+        await stopSources(deadlineMs);
         await pipeline.stop(deadlineMs);
-        for (const c of [...sinks, ...(detection?.components ?? []), ...enrichment.components]) {
-          try {
-            await c.stop(deadlineMs);
-          } catch (err) {
-            logger.warn({ component: c.id, error: errorMessage(err) }, 'stop failed');
-          }
+        left = undelivered();
+        while (!stopping && left > 0 && Date.now() < deadlineMs) {
+          await new Promise((r) => setTimeout(r, FINISH_POLL_MS));
+          if (!stopping) left = undelivered();
         }
-        // 5. commit what the spool still buffers (kept alerts are resumed at the next start)
-        const left = spool ? 0 : sinks.reduce((n, s) => n + s.pending(), 0) + intake.depth;
-        const kept = spool ? spool.size : 0;
-        if (spool) {
-          try {
-            await spool.stop(deadlineMs);
-          } catch (err) {
-            logger.warn({ component: spool.id, error: errorMessage(err) }, 'stop failed');
-          }
-        }
-        // 6. the operations endpoints last, when they have a listener of their own (/readyz says
-        //    "stopping" and /metrics answers during the drain)
-        try {
-          await ops?.stop(deadlineMs);
-        } catch (err) {
-          logger.warn({ component: ops?.id, error: errorMessage(err) }, 'stop failed');
-        }
-        if (db) {
-          try {
-            db.close();
-          } catch (err) {
-            logger.warn({ component: 'store', error: errorMessage(err) }, 'closing the state database failed');
-          }
-        }
-        if (spool) logger.info({ component: 'app', kept_in_spool: kept }, kept === 0 ? 'stopped cleanly' : `stopped: ${kept} alert(s) kept in the spool for the next start`);
-        else logger.info({ component: 'app', undelivered: left }, left === 0 ? 'stopped cleanly' : 'stopped with undelivered alerts');
-      })();
-      return stopped;
+      }
+      if (stopping) {
+        // A signal came first: the ordinary shutdown reports what it kept.
+        await stop(Date.now() + config.shutdown.deadline);
+        return { drained: false, kept: spool?.size ?? 0, lost: 0 };
+      }
+      const report: FinishReport = { drained: left === 0, kept: spool ? left : 0, lost: spool ? 0 : left };
+      if (left === 0) logger.info({ component: 'app' }, 'input ended: everything accepted was delivered');
+      else if (spool) logger.warn({ component: 'app', kept_in_spool: left }, `input ended: ${left} alert(s) not delivered within input.drain_timeout, kept in the spool for the next start`);
+      else logger.error({ component: 'app', undelivered: left }, `input ended: ${left} alert(s) not delivered within input.drain_timeout, lost (spool off)`);
+      await stop(Date.now() + config.shutdown.deadline);
+      return report;
     },
     httpAddress: () => http?.address() ?? null,
     opsAddress: () => (ops === null ? null : (ops.address() ?? http?.address() ?? null)),

@@ -184,6 +184,27 @@ export async function rotatedCandidates(path: string, patterns: readonly string[
 }
 
 /**
+ * Rotation order of two rotated files of the input `base` name: negative when `a` was rotated
+ * out before `b` (is older). logrotate's own names decide (NAME.2 before NAME.1; NAME-20260101
+ * before NAME-20260102), because compressing makes a new file whose mtime is the rotation's;
+ * other names by mtime.
+ */
+export function rotationOrder(a: FileFacts, b: FileFacts, base: string): number {
+  const rank = (f: FileFacts): { kind: 'num'; n: number } | { kind: 'date'; s: string } | null => {
+    const rest = basename(f.name).slice(base.length).replace(/\.gz$/, '');
+    const num = /^\.(\d+)$/.exec(rest);
+    if (num) return { kind: 'num', n: Number(num[1]) };
+    const date = /^-(\d[\d._-]*)$/.exec(rest);
+    return date ? { kind: 'date', s: date[1] as string } : null;
+  };
+  const ra = basename(a.name).startsWith(base) ? rank(a) : null;
+  const rb = basename(b.name).startsWith(base) ? rank(b) : null;
+  if (ra && rb && ra.kind === 'num' && rb.kind === 'num' && ra.n !== rb.n) return rb.n - ra.n;
+  if (ra && rb && ra.kind === 'date' && rb.kind === 'date' && ra.s !== rb.s) return ra.s < rb.s ? -1 : 1;
+  return a.mtimeMs - b.mtimeMs;
+}
+
+/**
  * Where to resume `path` from its checkpoint. The checkpointed file is finished first wherever it
  * is now (at the path, or under a rotated name), then the rotated files written after it (oldest
  * first), then the file at the path from its start.
@@ -197,11 +218,12 @@ export async function planResume(path: string, cp: FileCheckpoint, patterns: rea
   // In place: same inode, shorter than what was read (truncated) or other first bytes (truncated
   // and written again, or a new file that got the inode).
   const inPlace: ResumeReason | null = atPath && sameInode(atPath, cp) ? (atPath.size < cp.offset ? 'truncated' : 'replaced') : null;
-  const candidates = await rotatedCandidates(path, patterns);
+  const base = basename(path);
+  const candidates = (await rotatedCandidates(path, patterns)).sort((a, b) => rotationOrder(a, b, base));
   // The same inode first (renamed), then a copy (copytruncate) or a compressed copy.
-  candidates.sort((a, b) => Number(sameInode(b, cp)) - Number(sameInode(a, cp)) || a.mtimeMs - b.mtimeMs);
+  const byLikelihood = [...candidates].sort((a, b) => Number(sameInode(b, cp)) - Number(sameInode(a, cp)));
   let found: FileFacts | null = null;
-  for (const c of candidates) {
+  for (const c of byLikelihood) {
     if (await isCheckpointed(c, cp)) {
       found = c;
       break;
@@ -209,6 +231,6 @@ export async function planResume(path: string, cp: FileCheckpoint, patterns: rea
   }
   if (!found) return { before: [], pathOffset: 0, reason: inPlace ?? 'gone' };
   const f = found;
-  const newer = candidates.filter((c) => c !== f && c.mtimeMs > f.mtimeMs && !(c.dev === f.dev && c.ino === f.ino)).sort((a, b) => a.mtimeMs - b.mtimeMs);
+  const newer = candidates.filter((c) => c !== f && rotationOrder(c, f, base) > 0 && !(c.dev === f.dev && c.ino === f.ino));
   return { before: [{ file: f, offset: cp.offset }, ...newer.map((file) => ({ file, offset: 0 }))], pathOffset: 0, reason: inPlace ?? 'rotated' };
 }

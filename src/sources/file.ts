@@ -364,15 +364,18 @@ export class FileSource implements Component {
         await this.closeHandle();
         continue;
       }
+      // Following: look again after a poll interval (what changed is checked before reading on).
+      const cur = this.cur as Current;
       this.maybeProgress();
-
+      if (!this.stateDetail.startsWith('following')) this.stateDetail = `following ${cur.name}`;
+      await sleep(this.o.pollIntervalMs, this.abort.signal);
+      if (this.stopped) break;
       let byName: { ino: bigint; dev: bigint } | null = null;
       try {
         byName = await stat(path, { bigint: true });
       } catch {
         byName = null; // removed or renamed, not re-created yet: keep reading the old file
       }
-      const cur = this.cur as Current;
       if (byName && (byName.ino !== cur.ino || byName.dev !== cur.dev)) {
         // Rotated or re-created: finish the old file, then read the new one from its start.
         offset = await this.drain(h, buf, offset);
@@ -398,7 +401,6 @@ export class FileSource implements Component {
         continue;
       }
       this.stateDetail = byName ? `following ${cur.name}` : `following ${cur.name} (${path} removed; waiting for it to be re-created)`;
-      await sleep(this.o.pollIntervalMs, this.abort.signal);
     }
   }
 

@@ -6,15 +6,14 @@
  * version before checkpoints; and a finite input (stdin, replay) is delivered before the exit.
  */
 import { spawn } from 'node:child_process';
-import { appendFileSync, closeSync, mkdtempSync, openSync, renameSync, rmSync, statSync, truncateSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, closeSync, openSync, renameSync, statSync, truncateSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { openStateDb } from '../../src/store/db.js';
 import { CLI, requireBuilt, startCli, type RunningCli } from '../support/cli.js';
-import { FakeSidekick } from '../support/sidekick.js';
+import type { FakeSidekick } from '../support/sidekick.js';
 import { wait } from '../support/wait.js';
-import { checkCovered, deliveries, markedAlert, until } from './spool-support.js';
+import { checkCovered, deliveries, e2eScope, markedAlert, until } from './spool-support.js';
 
 const ENV = {
   FALCO_COMPANION_ENRICH_CONTAINER_ENABLED: 'false',
@@ -23,22 +22,7 @@ const ENV = {
   FALCO_COMPANION_SINKS_FALCOSIDEKICK_RETRY_MAX: '300ms',
 };
 
-const cleanup: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const c of cleanup.splice(0).reverse()) await c();
-});
-
-function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), 'fc-e2e-file-'));
-  cleanup.push(() => rmSync(d, { recursive: true, force: true }));
-  return d;
-}
-
-async function sidekick(): Promise<FakeSidekick> {
-  const s = await new FakeSidekick().start();
-  cleanup.push(() => s.close());
-  return s;
-}
+const { cleanup, tmp, sidekick } = e2eScope('fc-e2e-file-');
 
 /** What the file source logs once it knows where it reads (or that it waits for the file). */
 const POSITIONED = new Set(['input file opened', 'waiting for the input file to appear', 'finishing a rotated input file', 'finishing a rotated input file (gzip)']);

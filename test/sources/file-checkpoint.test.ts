@@ -104,15 +104,31 @@ afterEach(async () => {
   for (const c of cleanup.splice(0).reverse()) await c();
 });
 
-function setup(): { state: string; path: string; dir: string; run: (o?: Partial<FileSourceOptions>) => Promise<Run> } {
+interface Setup {
+  readonly state: string;
+  readonly path: string;
+  readonly dir: string;
+  run(o?: Partial<FileSourceOptions>): Promise<Run>;
+  /** A first run that reads lines 0..n-1 appended after its start, then stops. */
+  readThenStop(n: number): Promise<Run>;
+}
+
+function setup(): Setup {
   const dir = mkdtempSync(join(tmpdir(), 'fc-filecp-'));
   cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
   const state = join(dir, 'state');
   const path = join(dir, 'events.json');
-  return {
+  const t: Setup = {
     dir,
     state,
     path,
+    readThenStop: async (n) => {
+      const a = await t.run();
+      appendFileSync(path, lines(0, n));
+      await a.upTo(n);
+      await a.stop();
+      return a;
+    },
     run: async (o = {}) => {
       const r = new Run(state, { path, ...o });
       let stopped = false;
@@ -126,6 +142,7 @@ function setup(): { state: string; path: string; dir: string; run: (o?: Partial<
       return r.start();
     },
   };
+  return t;
 }
 
 describe('file source checkpoints', () => {
@@ -159,10 +176,7 @@ describe('file source checkpoints', () => {
 
   it('rotated while stopped (rename, the writer goes on in the renamed file, then a new file): finishes the old file, then the new one from its start', async () => {
     const t = setup();
-    const a = await t.run();
-    appendFileSync(t.path, lines(0, 4));
-    await a.upTo(4);
-    await a.stop();
+    await t.readThenStop(4);
     appendFileSync(t.path, lines(4, 6));
     renameSync(t.path, t.path + '.1');
     appendFileSync(t.path + '.1', lines(6, 8)); // Falco writes on until SIGUSR1
@@ -176,10 +190,7 @@ describe('file source checkpoints', () => {
 
   it('rotated twice while stopped with compress (its file now NAME.2.gz, then NAME.1, then NAME): reads all three in order', async () => {
     const t = setup();
-    const a = await t.run();
-    appendFileSync(t.path, lines(0, 3));
-    await a.upTo(3);
-    await a.stop();
+    await t.readThenStop(3);
     appendFileSync(t.path, lines(3, 5));
     // logrotate with compress + delaycompress, two days: NAME -> NAME.1 -> NAME.2.gz
     // (compressing last: the .gz file is the newest on disk, its name says it is the oldest)
@@ -194,10 +205,7 @@ describe('file source checkpoints', () => {
 
   it('copytruncate while stopped: finishes the copy from the checkpoint, then the truncated file from its start', async () => {
     const t = setup();
-    const a = await t.run();
-    appendFileSync(t.path, lines(0, 3));
-    await a.upTo(3);
-    await a.stop();
+    await t.readThenStop(3);
     appendFileSync(t.path, lines(3, 5));
     copyFileSync(t.path, t.path + '.1');
     truncateSync(t.path, 0);
@@ -210,10 +218,7 @@ describe('file source checkpoints', () => {
 
   it('truncated in place while stopped (no copy kept): reads it from its start, counted', async () => {
     const t = setup();
-    const a = await t.run();
-    appendFileSync(t.path, lines(0, 5));
-    await a.upTo(5);
-    await a.stop();
+    await t.readThenStop(5);
     truncateSync(t.path, 0);
     appendFileSync(t.path, lines(5, 7)); // shorter than the offset
     const b = await t.run();
@@ -225,10 +230,7 @@ describe('file source checkpoints', () => {
   it('replaced while stopped by a new file that got the same inode: recognised by its first bytes, read from its start', async (ctx) => {
     const t = setup();
     writeFileSync(t.path, ''); // before the state database: the lowest free inode once deleted
-    const a = await t.run();
-    appendFileSync(t.path, lines(0, 2));
-    await a.upTo(2);
-    await a.stop();
+    await t.readThenStop(2);
     const ino = statSync(t.path).ino;
     unlinkSync(t.path);
     writeFileSync(t.path, lines(10, 16)); // longer than the old file: size alone would not tell
@@ -242,10 +244,7 @@ describe('file source checkpoints', () => {
 
   it('deleted while stopped: says the rest of it is lost, waits, and reads the new file from its start', async () => {
     const t = setup();
-    const a = await t.run();
-    appendFileSync(t.path, lines(0, 2));
-    await a.upTo(2);
-    await a.stop();
+    await t.readThenStop(2);
     unlinkSync(t.path);
     const b = await t.run();
     await until(() => b.detail().includes('waiting'), WAIT_MS, 'waiting for the file');

@@ -11,7 +11,8 @@
  * - `falco` is a script printing a recorded Falco stdout (test/fixtures/falco-stdout.log, then the
  *   real Falco 0.40 recording of ../shared/falco-reference/recorded/ when present);
  * - a "running Falco" appends recorded alerts to <sandbox>/var/log/falco/events.json (its
- *   file_output) and queues them on a Falco gRPC emulator at <sandbox>/run/falco/falco.sock;
+ *   file_output) and queues them on a Falco gRPC emulator at <sandbox>/run/falco/falco.sock; any
+ *   other *.json / *.jsonl file under /var/log/falco/ a command names holds recorded alerts;
  * - Falcosidekick (`falcosidekick:2801`) is the stand-in of test/support/sidekick.ts;
  * - absolute paths under /tmp, /var, /run and /etc move into the sandbox, port 2804 to a free
  *   loopback port, `sudo` is dropped (root here), `falco-companion` is the built CLI on PATH;
@@ -190,7 +191,12 @@ function localise(cmd: string, port: number): string {
     .replace(/\bnpm run build\b/g, 'true')
     .replace(/\bfalcosidekick:2801\b/g, `127.0.0.1:${sandbox.sidekickPort}`)
     .replace(/\b(?:127\.0\.0\.1|localhost|0\.0\.0\.0|NODE)?:2804\b/g, `127.0.0.1:${port}`)
-    .replace(/(?<![\w.~-])\/(?:tmp|var|run|etc)\/[\w.@%+=:,/-]*/g, (p) => join(sandbox.root, p));
+    .replace(/(?<![\w.~-])\/(?:tmp|var|run|etc)\/[\w.@%+=:,/-]*/g, (p) => {
+      const local = join(sandbox.root, p);
+      // Any JSON-lines file under /var/log/falco/ a command names is one Falco wrote: recorded alerts.
+      if (/^\/var\/log\/falco\/[^/]+\.jsonl?$/.test(p) && !existsSync(local)) writeFileSync(local, recorded.join('\n') + '\n');
+      return local;
+    });
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -213,61 +213,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
   let stopping = false;
   let stopped: Promise<void> | null = null;
 
-  const stopSources = async (deadlineMs: number): Promise<void> => {
-    for (const s of [...sources].reverse()) {
-      try {
-        await s.stop(deadlineMs);
-      } catch (err) {
-        logger.warn({ component: s.id, error: errorMessage(err) }, 'stop failed');
-      }
-    }
-  };
-  const stop = (deadlineMs: number): Promise<void> => {
-    stopped ??= (async () => {
-      stopping = true;
-      // 1. stop intake at the edges
-      await stopSources(deadlineMs);
-      // 2. drain the pipeline into the sinks, 3. flush the sinks, 4. stop enrichers/detectors
-      await pipeline.stop(deadlineMs);
-      for (const c of [...sinks, ...(detection?.components ?? []), ...enrichment.components]) {
-        try {
-          await c.stop(deadlineMs);
-        } catch (err) {
-          logger.warn({ component: c.id, error: errorMessage(err) }, 'stop failed');
-        }
-      }
-      // 5. commit what the spool still buffers (kept alerts are resumed at the next start)
-      const left = spool ? 0 : sinks.reduce((n, s) => n + s.pending(), 0) + intake.depth;
-      if (spool) {
-        try {
-          await spool.stop(deadlineMs);
-        } catch (err) {
-          logger.warn({ component: spool.id, error: errorMessage(err) }, 'stop failed');
-        }
-      }
-      // counted after the last commit (acks and finished rows still buffered are not "kept")
-      const kept = spool ? spool.size : 0;
-      // 6. the operations endpoints last, when they have a listener of their own (/readyz says
-      //    "stopping" and /metrics answers during the drain)
-      try {
-        await ops?.stop(deadlineMs);
-      } catch (err) {
-        logger.warn({ component: ops?.id, error: errorMessage(err) }, 'stop failed');
-      }
-      if (db) {
-        try {
-          db.close();
-        } catch (err) {
-          logger.warn({ component: 'store', error: errorMessage(err) }, 'closing the state database failed');
-        }
-      }
-      if (spool) logger.info({ component: 'app', kept_in_spool: kept }, kept === 0 ? 'stopped cleanly' : `stopped: ${kept} alert(s) kept in the spool for the next start`);
-      else logger.info({ component: 'app', undelivered: left }, left === 0 ? 'stopped cleanly' : 'stopped with undelivered alerts');
-    })();
-    return stopped;
-  };
-
-  return {
+  const app: App = {
     intake,
     spool,
     async start() {
@@ -291,7 +237,56 @@ export function buildApp(config: Config, deps: AppDeps): App {
         'falco-companion started',
       );
     },
-    stop,
+    stop(deadlineMs: number) {
+      stopped ??= (async () => {
+        stopping = true;
+        // 1. stop intake at the edges
+        for (const s of [...sources].reverse()) {
+          try {
+            await s.stop(deadlineMs);
+          } catch (err) {
+            logger.warn({ component: s.id, error: errorMessage(err) }, 'stop failed');
+          }
+        }
+        // 2. drain the pipeline into the sinks, 3. flush the sinks, 4. stop enrichers/detectors
+        await pipeline.stop(deadlineMs);
+        for (const c of [...sinks, ...(detection?.components ?? []), ...enrichment.components]) {
+          try {
+            await c.stop(deadlineMs);
+          } catch (err) {
+            logger.warn({ component: c.id, error: errorMessage(err) }, 'stop failed');
+          }
+        }
+        // 5. commit what the spool still buffers (kept alerts are resumed at the next start)
+        const left = spool ? 0 : sinks.reduce((n, s) => n + s.pending(), 0) + intake.depth;
+        if (spool) {
+          try {
+            await spool.stop(deadlineMs);
+          } catch (err) {
+            logger.warn({ component: spool.id, error: errorMessage(err) }, 'stop failed');
+          }
+        }
+        // counted after the last commit (acks and finished rows still buffered are not "kept")
+        const kept = spool ? spool.size : 0;
+        // 6. the operations endpoints last, when they have a listener of their own (/readyz says
+        //    "stopping" and /metrics answers during the drain)
+        try {
+          await ops?.stop(deadlineMs);
+        } catch (err) {
+          logger.warn({ component: ops?.id, error: errorMessage(err) }, 'stop failed');
+        }
+        if (db) {
+          try {
+            db.close();
+          } catch (err) {
+            logger.warn({ component: 'store', error: errorMessage(err) }, 'closing the state database failed');
+          }
+        }
+        if (spool) logger.info({ component: 'app', kept_in_spool: kept }, kept === 0 ? 'stopped cleanly' : `stopped: ${kept} alert(s) kept in the spool for the next start`);
+        else logger.info({ component: 'app', undelivered: left }, left === 0 ? 'stopped cleanly' : 'stopped with undelivered alerts');
+      })();
+      return stopped;
+    },
     async finish(deadlineMs: number): Promise<FinishReport> {
       // Everything accepted, from the spool (its count includes rows resumed at start) or the sinks.
       // Rows in the spool wait for the sidekick sink (without one, rows left from an earlier run
@@ -305,7 +300,8 @@ export function buildApp(config: Config, deps: AppDeps): App {
       };
       let left = 0;
       if (!stopping) {
-        await stopSources(deadlineMs);
+        // No new alerts (gRPC would take them from Falco and drop them), then the pipeline drains.
+        await Promise.all(sources.map((s) => s.stop(deadlineMs).catch((err: unknown) => logger.warn({ component: s.id, error: errorMessage(err) }, 'stop failed'))));
         await pipeline.stop(deadlineMs);
         left = undelivered();
         while (!stopping && left > 0 && Date.now() < deadlineMs) {
@@ -315,14 +311,14 @@ export function buildApp(config: Config, deps: AppDeps): App {
       }
       if (stopping) {
         // A signal came first: the ordinary shutdown reports what it kept.
-        await stop(Date.now() + config.shutdown.deadline);
+        await app.stop(Date.now() + config.shutdown.deadline);
         return { drained: false, kept: spool?.size ?? 0, lost: 0 };
       }
       const report: FinishReport = { drained: left === 0, kept: spool ? left : 0, lost: spool ? 0 : left };
       if (left === 0) logger.info({ component: 'app' }, 'input ended: everything accepted was delivered');
       else if (spool) logger.warn({ component: 'app', kept_in_spool: left }, `input ended: ${left} alert(s) not delivered within input.drain_timeout, kept in the spool for the next start`);
       else logger.error({ component: 'app', undelivered: left }, `input ended: ${left} alert(s) not delivered within input.drain_timeout, lost (spool off)`);
-      await stop(Date.now() + config.shutdown.deadline);
+      await app.stop(Date.now() + config.shutdown.deadline);
       return report;
     },
     httpAddress: () => http?.address() ?? null,
@@ -336,4 +332,5 @@ export function buildApp(config: Config, deps: AppDeps): App {
     },
     health,
   };
+  return app;
 }

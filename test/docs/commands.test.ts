@@ -177,6 +177,8 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  for (const p of running) p.child.kill('SIGKILL');
+  await Promise.all([...running].map((p) => p.exited));
   if (falcoTimer) clearInterval(falcoTimer);
   await emulator?.stop();
   await sidekick?.close();
@@ -210,6 +212,9 @@ interface Proc {
   code: number | null | undefined;
 }
 
+/** Every process a block started and that has not exited: killed after all (a timed-out test leaves them). */
+const running = new Set<Proc>();
+
 function start(cmd: string, exec: boolean): Proc {
   const child = spawn('bash', ['-o', 'pipefail', '-c', exec ? `exec ${cmd}` : cmd], { cwd: ROOT, env: sandbox.env, stdio: ['ignore', 'pipe', 'pipe'] });
   const p: Proc = { cmd, child, out: '', code: undefined, exited: Promise.resolve(null) };
@@ -218,9 +223,11 @@ function start(cmd: string, exec: boolean): Proc {
   p.exited = new Promise((r) =>
     child.once('exit', (code, signal) => {
       p.code = code ?? (signal ? 128 : null);
+      running.delete(p);
       r(p.code);
     }),
   );
+  running.add(p);
   return p;
 }
 
@@ -250,11 +257,16 @@ async function daemon(cmd: string): Promise<Proc> {
     await sleep(50);
   }
   expect(p.code !== undefined || quiet || /"msg":"falco-companion started"/.test(p.out), `${cmd} did not start within 60 s\n${tail(p.out)}`).toBe(true);
-  expect(p.out, `usage error from: ${cmd}`).not.toMatch(USAGE_ERROR);
-  expect(p.code, `${cmd} exited while it should run\n${tail(p.out)}`).toBeUndefined();
-  if (cmd.includes(`127.0.0.1:${sandbox.sidekickPort}`)) {
-    for (let i = 0; i < 200 && sidekick.accepted.length === before; i++) await sleep(50);
-    expect(sidekick.accepted.length, `nothing reached Falcosidekick from: ${cmd}\n${tail(p.out)}`).toBeGreaterThan(before);
+  try {
+    expect(p.out, `usage error from: ${cmd}`).not.toMatch(USAGE_ERROR);
+    expect(p.code, `${cmd} exited while it should run\n${tail(p.out)}`).toBeUndefined();
+    if (cmd.includes(`127.0.0.1:${sandbox.sidekickPort}`)) {
+      for (let i = 0; i < 200 && sidekick.accepted.length === before; i++) await sleep(50);
+      expect(sidekick.accepted.length, `nothing reached Falcosidekick from: ${cmd}\n${tail(p.out)}`).toBeGreaterThan(before);
+    }
+  } catch (err) {
+    p.child.kill('SIGKILL'); // a failed block leaves nothing running
+    throw err;
   }
   return p;
 }

@@ -13,6 +13,7 @@ export const PARSER_CONFIGURATION = { 'nargs-eats-options': true } as const;
 
 interface ParsedOptions {
   readonly boolean: readonly string[];
+  readonly array: readonly string[];
   readonly string: readonly string[];
   readonly number: readonly string[];
   readonly key: Readonly<Record<string, unknown>>;
@@ -22,8 +23,9 @@ interface ParsedOptions {
 export function valuesTakeNextArgument<T>(y: Argv<T>): Argv<T> {
   // getOptions() is public in yargs 18 but missing from @types/yargs.
   const o = (y as unknown as { getOptions(): ParsedOptions }).getOptions();
-  const bools = new Set(o.boolean);
-  const valued = [...new Set([...o.string, ...o.number])].filter((k) => !bools.has(k));
+  // Array options (repeatable, `--benign a b`) keep yargs' own rule: they stop at an argument starting with `-`.
+  const skip = new Set([...o.boolean, ...o.array]);
+  const valued = [...new Set([...o.string, ...o.number])].filter((k) => !skip.has(k));
   for (const k of valued) y.nargs(k, 1);
   const longOptions = new Set(Object.keys(o.key).map((k) => `--${k}`));
   return y.check((argv) => {

@@ -288,6 +288,8 @@ async function runBlock(b: Block): Promise<void> {
   const background: Proc[] = [];
   try {
     for (const raw of b.commands) {
+      // The suite cannot run itself (it would run this test again, or re-run other test files).
+      expect(raw, `${b.file}:${b.line} runs the test suite: mark the block <!-- not-run: runs the test suite -->`).not.toMatch(/\bnpm (?:run )?test\b|\bvitest\b/);
       const cmd = localise(raw, port);
       const bare = cmd.replace(/\s+#[^'"]*$/, '').trim();
       if (/[^&]&$/.test(bare)) background.push(await daemon(bare.slice(0, -1).trim()));

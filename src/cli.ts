@@ -18,6 +18,7 @@ import { baselineCommand } from './commands/baseline.js';
 import { emulateCommand } from './emulate/command.js';
 import { tuneCommand } from './commands/tune.js';
 import { explainCommand } from './commands/explain.js';
+import { PARSER_CONFIGURATION, valuesTakeNextArgument, withValueArguments } from './cli-args.js';
 
 interface CommonFlags {
   config?: string;
@@ -98,10 +99,10 @@ async function run(f: CommonFlags): Promise<void> {
   await app.start();
   const done = app.inputDone();
   if (done && config.input.path === '-') {
-    // stdin ended: drain and exit like a filter.
+    // stdin ended: deliver what was accepted (within input.drain_timeout) and exit like a filter.
     await done;
-    await app.stop(Date.now() + config.shutdown.deadline);
-    process.exit(0);
+    const r = await app.finish(Date.now() + config.input.drain_timeout);
+    process.exit(r.lost > 0 ? 1 : 0);
   }
 }
 
@@ -120,8 +121,9 @@ async function replay(f: CommonFlags & { file: string }): Promise<void> {
   handleSignals(app, logger, config.shutdown.deadline, (code) => process.exit(code));
   await app.start();
   const counts = (await app.inputDone()) as { lines: number; alerts: number; skipped: number } | null;
-  await app.stop(Date.now() + Math.max(config.shutdown.deadline, 60_000));
+  const r = await app.finish(Date.now() + config.input.drain_timeout);
   progress(counts ?? last, true);
+  if (r.lost > 0) process.exitCode = 1;
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -137,18 +139,19 @@ export async function main(argv: string[]): Promise<void> {
   } as const;
   await yargs(argv)
     .scriptName('falco-companion')
+    .parserConfiguration(PARSER_CONFIGURATION)
     .usage('$0 <command> [options]')
-    .command('run', 'Run the daemon', (y) => y.options(common), (a) => run(a as CommonFlags).catch(fail))
+    .command('run', 'Run the daemon', (y) => valuesTakeNextArgument(y.options(common)), (a) => run(a as CommonFlags).catch(fail))
     .command(
       'validate',
       'Validate a config file and the companion rules file it names (exit 0 when valid; every problem as file:line:col)',
       (y) =>
-        y
-          .options({
+        valuesTakeNextArgument(
+          y.options({
             config: { type: 'string', describe: 'YAML config file (its detect.rules_file is validated too)' },
             rules: { type: 'string', describe: 'A companion rules file to validate on its own' },
-          })
-          .check((a) => (a.config !== undefined || a.rules !== undefined ? true : 'give --config FILE and/or --rules FILE')),
+          }),
+        ).check((a) => (a.config !== undefined || a.rules !== undefined ? true : 'give --config FILE and/or --rules FILE')),
       (a) => {
         try {
           const problems: string[] = [];
@@ -180,24 +183,24 @@ export async function main(argv: string[]): Promise<void> {
     .command(
       'replay <file>',
       'Feed a JSON-lines file of Falco alerts through the pipeline as fast as possible',
-      (y) => y.positional('file', { type: 'string', demandOption: true }).options(common),
+      (y) => valuesTakeNextArgument(y.positional('file', { type: 'string', demandOption: true, describe: 'JSON-lines file, or - for stdin' }).options(common)),
       (a) => replay(a as CommonFlags & { file: string }).catch(fail),
     )
     .command(
       'demo',
       'Run the daemon with a built-in Falco emulator feeding a bundled alert stream over gRPC and HTTP',
-      (y) => y.options({ 'log-level': { type: 'string', default: 'warn' } }),
+      (y) => valuesTakeNextArgument(y.options({ 'log-level': { type: 'string', default: 'warn' } })),
       (a) =>
         runDemo({ logLevel: String(a['log-level']) }).then(
           (code) => process.exit(code),
           (err: unknown) => fail(err),
         ),
     )
-    .command(spoolCommand)
-    .command(baselineCommand)
-    .command(emulateCommand)
-    .command(tuneCommand)
-    .command(explainCommand)
+    .command(withValueArguments(spoolCommand))
+    .command(withValueArguments(baselineCommand))
+    .command(withValueArguments(emulateCommand))
+    .command(withValueArguments(tuneCommand))
+    .command(withValueArguments(explainCommand))
     .demandCommand(1, 'name a command: run, validate, replay or demo')
     .strict()
     .help()

@@ -56,6 +56,12 @@ export interface App {
   opsAddress(): { host: string; port: number } | null;
   /** Resolves when a finite input (replay, stdin) has been read completely. */
   inputDone(): Promise<unknown> | null;
+  /**
+   * The finite input ended: stop every source, let the pipeline hand everything accepted to the
+   * sinks, wait until the sinks delivered it (or `deadlineMs`), then stop. What is left is kept
+   * in the spool (delivered at the next start) or, with the spool off, lost; both are reported.
+   */
+  finish(deadlineMs: number): Promise<FinishReport>;
   /** SIGHUP: reload rules, reopen files. */
   reload(): void;
   health(): { ready: boolean; components: Record<string, ComponentHealth> };
@@ -63,6 +69,19 @@ export interface App {
   readonly intake: Intake & PipelineIntake;
   readonly spool: Spool | null;
 }
+
+/** What {@link App.finish} left undelivered. */
+export interface FinishReport {
+  /** Everything accepted was delivered (or given up by a sink as permanent) before the deadline. */
+  readonly drained: boolean;
+  /** Alerts kept in the spool for the next start. */
+  readonly kept: number;
+  /** Alerts the sinks still held at the deadline with the spool off (lost when the process exits). */
+  readonly lost: number;
+}
+
+/** How often finish() looks whether the sinks are done. */
+const FINISH_POLL_MS = 20;
 
 /** A sample alert for POST /test, like Falcosidekick's test alert but a real Falco shape. */
 export function testAlert(clock: Clock, hostname: string): Alert {
@@ -191,17 +210,22 @@ export function buildApp(config: Config, deps: AppDeps): App {
       logger,
       metrics,
       originKind: kind,
+      // The read position is kept only where the alerts are: in the spool, committed with them.
+      ...(kind === 'file' && spool ? { checkpoints: spool.checkpoints, rotatedNames: config.input.rotated_names, checkpointRetentionMs: config.input.checkpoint_retention } : {}),
       ...(deps.stdin ? { stdin: deps.stdin } : {}),
       ...(deps.replay?.onProgress ? { onProgress: deps.replay.onProgress } : {}),
     });
     sources.push(fileSource);
+    if (kind === 'file' && !spool) {
+      logger.warn({ component: fileSource.id, path: inputPath }, 'spool.enabled is false: the read position is not kept, a restart starts at the end of the file again (input.from_start) and lines written while stopped are not read');
+    }
   }
 
   let started = false;
   let stopping = false;
   let stopped: Promise<void> | null = null;
 
-  return {
+  const app: App = {
     intake,
     spool,
     async start() {
@@ -250,7 +274,6 @@ export function buildApp(config: Config, deps: AppDeps): App {
         }
         // 5. commit what the spool still buffers (kept alerts are resumed at the next start)
         const left = spool ? 0 : sinks.reduce((n, s) => n + s.pending(), 0) + intake.depth;
-        const kept = spool ? spool.size : 0;
         if (spool) {
           try {
             await spool.stop(deadlineMs);
@@ -258,6 +281,8 @@ export function buildApp(config: Config, deps: AppDeps): App {
             logger.warn({ component: spool.id, error: errorMessage(err) }, 'stop failed');
           }
         }
+        // counted after the last commit (acks and finished rows still buffered are not "kept")
+        const kept = spool ? spool.size : 0;
         // 6. the operations endpoints last, when they have a listener of their own (/readyz says
         //    "stopping" and /metrics answers during the drain)
         try {
@@ -277,6 +302,40 @@ export function buildApp(config: Config, deps: AppDeps): App {
       })();
       return stopped;
     },
+    async finish(deadlineMs: number): Promise<FinishReport> {
+      // Everything accepted, from the spool (its count includes rows resumed at start) or the sinks.
+      // Rows in the spool wait for the sidekick sink (without one, rows left from an earlier run
+      // with a sidekick URL are not this run's to deliver).
+      const spooled = spool !== null && sinks.some((s) => s instanceof FalcosidekickSink);
+      const undelivered = (): number => {
+        const sinking = sinks.reduce((n, s) => n + (spool && s instanceof FalcosidekickSink ? 0 : s.pending()), 0);
+        if (!spool) return sinking + intake.depth;
+        spool.flushNow();
+        return sinking + (spooled ? spool.size : 0);
+      };
+      let left = 0;
+      if (!stopping) {
+        // No new alerts (gRPC would take them from Falco and drop them), then the pipeline drains.
+        await Promise.all(sources.map((s) => s.stop(deadlineMs).catch((err: unknown) => logger.warn({ component: s.id, error: errorMessage(err) }, 'stop failed'))));
+        await pipeline.stop(deadlineMs);
+        left = undelivered();
+        while (!stopping && left > 0 && Date.now() < deadlineMs) {
+          await new Promise((r) => setTimeout(r, FINISH_POLL_MS));
+          if (!stopping) left = undelivered();
+        }
+      }
+      if (stopping) {
+        // A signal came first: the ordinary shutdown reports what it kept.
+        await app.stop(Date.now() + config.shutdown.deadline);
+        return { drained: false, kept: spool?.size ?? 0, lost: 0 };
+      }
+      const report: FinishReport = { drained: left === 0, kept: spool ? left : 0, lost: spool ? 0 : left };
+      if (left === 0) logger.info({ component: 'app' }, 'input ended: everything accepted was delivered');
+      else if (spool) logger.warn({ component: 'app', kept_in_spool: left }, `input ended: ${left} alert(s) not delivered within input.drain_timeout, kept in the spool for the next start`);
+      else logger.error({ component: 'app', undelivered: left }, `input ended: ${left} alert(s) not delivered within input.drain_timeout, lost (spool off)`);
+      await app.stop(Date.now() + config.shutdown.deadline);
+      return report;
+    },
     httpAddress: () => http?.address() ?? null,
     opsAddress: () => (ops === null ? null : (ops.address() ?? http?.address() ?? null)),
     inputDone: () => fileSource?.done() ?? null,
@@ -288,4 +347,5 @@ export function buildApp(config: Config, deps: AppDeps): App {
     },
     health,
   };
+  return app;
 }

@@ -43,6 +43,17 @@ const SPOOL_MIGRATIONS: readonly string[] = [
   // without a sort (the (state, next_attempt_at) index made SQLite sort the whole backlog).
   `DROP INDEX spool_alerts_due;
    CREATE INDEX spool_alerts_state_id ON spool_alerts(state, id);`,
+  // File input checkpoints (src/store/checkpoints.ts): written by the spool's writer in order with
+  // the alerts, so a position never commits before the lines it covers.
+  `CREATE TABLE input_checkpoints (
+     path TEXT PRIMARY KEY,             -- the configured input path (resolved)
+     dev TEXT NOT NULL,                 -- device and inode of the file being read (decimal)
+     ino TEXT NOT NULL,
+     offset INTEGER NOT NULL,           -- bytes of complete lines committed (decompressed for gzip)
+     fp_len INTEGER NOT NULL,           -- bytes the fingerprint covers (the file's first bytes)
+     fp TEXT NOT NULL,                  -- sha256 hex of those bytes ('' when fp_len is 0)
+     updated_at INTEGER NOT NULL        -- ms since the epoch
+   );`,
 ];
 
 /** `spool_alerts.state` */
@@ -75,7 +86,11 @@ export type SpoolStatements = Readonly<
     | 'countByState'
     | 'countDead'
     | 'probe'
-    | 'unprobe',
+    | 'unprobe'
+    | 'getCheckpoint'
+    | 'putCheckpoint'
+    | 'pruneCheckpoints'
+    | 'capCheckpoints',
     Stmt
   >
 >;
@@ -104,6 +119,13 @@ export function prepareSpoolStatements(db: Db): SpoolStatements {
     // A write that proves the database commits again after a failure (16 KiB: needs real space).
     probe: db.prepare('INSERT INTO spool_probe(x) VALUES (zeroblob(16384))'),
     unprobe: db.prepare('DELETE FROM spool_probe'),
+    getCheckpoint: db.prepare('SELECT path, dev, ino, offset, fp_len, fp, updated_at FROM input_checkpoints WHERE path = ?'),
+    putCheckpoint: db.prepare(
+      `INSERT INTO input_checkpoints(path, dev, ino, offset, fp_len, fp, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT(path) DO UPDATE SET dev = excluded.dev, ino = excluded.ino, offset = excluded.offset, fp_len = excluded.fp_len, fp = excluded.fp, updated_at = excluded.updated_at`,
+    ),
+    pruneCheckpoints: db.prepare('DELETE FROM input_checkpoints WHERE path <> ? AND updated_at < ?'),
+    capCheckpoints: db.prepare('DELETE FROM input_checkpoints WHERE path <> ? AND path NOT IN (SELECT path FROM input_checkpoints ORDER BY updated_at DESC LIMIT ?)'),
   };
 }
 

@@ -1,7 +1,7 @@
 /**
  * The spool's group-commit writer: every write to the spool tables goes through one buffer that
- * is committed as one transaction. What the spool (and any later writer of the same transaction,
- * e.g. input checkpoints) may rely on:
+ * is committed as one transaction. What the spool (and the file input's checkpoints, which it
+ * writes through the same buffer) may rely on:
  *
  * - **Order.** Operations commit in the order they were pushed, and one transaction holds a
  *   prefix of the buffer (at most `commit_batch` operations): an operation is never committed
@@ -10,10 +10,13 @@
  *   everything that arrived meanwhile shares the commit) or after `commit_interval`, and on the
  *   next turn as soon as `commit_batch` operations wait.
  * - **Failure.** A failed commit (disk full, read-only, locked, I/O error, corruption) rolls the
- *   batch back; the owner's `failed` hook refuses what must not wait (e.g. new alerts: their
- *   callers answer 503, nothing is acked that was not kept) and returns the operations to retry
- *   (state changes), which stay at the head of the buffer. The writer is then unavailable until a
- *   probe write commits (every `recoverIntervalMs`), and commits what waited right after.
+ *   batch back; the owner's `failed` hook gets the batch and every operation waiting behind it, in
+ *   order, refuses what must not wait (new alerts: their callers answer 503, nothing is acked that
+ *   was not kept; file checkpoints: one more operation kind refused like a new alert, so with the
+ *   prefix rule a checkpoint never commits without its lines, even when they were split across
+ *   batches) and returns the operations to retry (state changes), which become the buffer. The
+ *   writer is then unavailable until a probe write commits (every `recoverIntervalMs`), and
+ *   commits what waited right after.
  */
 import type { Counter, Gauge, Histogram } from 'prom-client';
 import { systemClock, type Clock } from '../clock.js';
@@ -40,8 +43,11 @@ export interface SpoolWriterHooks<Op, R> {
   apply(batch: Op[]): R;
   /** After the commit of `batch`. */
   committed(batch: Op[], result: R): void;
-  /** After a failed commit: refuse what must not wait; return the operations to retry, in order. */
-  failed(batch: Op[], err: SpoolUnavailableError): Op[];
+  /**
+   * After a failed commit, with the failed batch followed by every operation still buffered:
+   * refuse what must not wait; return the operations to retry, in order.
+   */
+  failed(ops: Op[], err: SpoolUnavailableError): Op[];
   /** A write that proves the database commits again (run inside a transaction). */
   probe(): void;
   /** Committing works again after a failure. */
@@ -188,13 +194,13 @@ export class SpoolWriter<Op, R> {
     const { code, cause } = describeDbError(err);
     const e = new SpoolUnavailableError(this.d.path, code, cause);
     this.errors.inc({ component: this.d.component, code });
-    const keep = this.d.hooks.failed(batch, e);
-    this.ops.unshift(...keep);
+    const all = batch.concat(this.ops);
+    this.ops = this.d.hooks.failed(all, e);
     if (!this.failure) {
       this.failure = e;
       this.failingSince = this.clock.now();
       this.available.set(0);
-      this.d.logger.error({ path: this.d.path, error: code, cause, refused: batch.length - keep.length }, e.message);
+      this.d.logger.error({ path: this.d.path, error: code, cause, refused: all.length - this.ops.length }, e.message);
     }
     this.cancelTimer();
     this.armRecovery();

@@ -33,11 +33,15 @@ import type { Db } from './db.js';
 import { decodeAlert, encodeAlert } from './envelope.js';
 import { RECEIVED, countSpool, migrateSpool, prepareSpoolStatements, type SpoolStatements } from './spool-schema.js';
 import { SpoolWriter, type SpoolUnavailableError } from './spool-writer.js';
+import { checkpointFromRow, type CheckpointRow, type FileCheckpoint, type InputCheckpoints } from './checkpoints.js';
 
 export type SpoolConfig = Config['spool'];
 
 type Resolve = () => void;
-/** One buffered change. Inserts are refused when their commit fails; the others are retried. */
+/**
+ * One buffered change. Inserts and checkpoints are refused when their commit fails (a checkpoint
+ * must never commit without the lines before it); the others are retried.
+ */
 type Op =
   | { k: 'insert'; id: string; payload: string; bytes: number; at: number; rule: string; priority: string; alert: Alert; resolve: Resolve; reject: (e: Error) => void }
   | { k: 'ready'; id: string; payload: string; bytes: number; at: number; rule: string; priority: string; fromIntake: boolean; resolve: Resolve }
@@ -45,7 +49,9 @@ type Op =
   | { k: 'ack'; id: string; resolve: Resolve }
   | { k: 'retry'; id: string; nextAt: number; error: string; resolve: Resolve }
   | { k: 'dead'; id: string; status: number | null; error: string; at: number; resolve: Resolve }
-  | { k: 'expire'; before: string };
+  | { k: 'expire'; before: string }
+  | { k: 'checkpoint'; cp: FileCheckpoint }
+  | { k: 'prune_checkpoints'; keep: string; before: number; maxRows: number };
 
 interface TxResult {
   dReceived: number;
@@ -77,6 +83,8 @@ export class Spool implements Intake, PipelineIntake, Component {
   readonly id = 'spool';
   /** The sink's side: the delivery queue ({@link DeliveryQueue}) of ready rows. */
   readonly delivery: DeliveryQueue;
+  /** The file input's read positions, committed in order with the alerts it submits. */
+  readonly checkpoints: InputCheckpoints;
   private readonly cfg: SpoolConfig;
   private readonly log: Logger;
   private readonly clock: Clock;
@@ -169,6 +177,22 @@ export class Spool implements Intake, PipelineIntake, Component {
       },
     });
     this.delivery = this.deliveryQueue();
+    this.checkpoints = {
+      load: (path) => {
+        if (!this.started) throw new StoppedError('spool');
+        const row = this.st.getCheckpoint.get(path) as CheckpointRow | undefined;
+        return row ? checkpointFromRow(row) : null;
+      },
+      // Behind the source's inserts in the writer's buffer; after close, its inserts were refused too.
+      save: (cp) => {
+        if (this.intakeClosed || !this.started) return;
+        this.writer.push({ k: 'checkpoint', cp });
+      },
+      prune: (keep, maxAgeMs, maxRows) => {
+        if (this.intakeClosed || !this.started) return;
+        this.writer.push({ k: 'prune_checkpoints', keep, before: this.clock.now() - maxAgeMs, maxRows });
+      },
+    };
   }
 
   // -------------------------------------------------------------------------------------------
@@ -502,6 +526,15 @@ export class Spool implements Intake, PipelineIntake, Component {
           deleteAny(op.id);
           break;
         }
+        case 'checkpoint': {
+          const c = op.cp;
+          st.putCheckpoint.run(c.path, c.dev, c.ino, c.offset, c.fpLen, c.fp, c.updatedAt);
+          break;
+        }
+        case 'prune_checkpoints':
+          st.pruneCheckpoints.run(op.keep, op.before);
+          st.capCheckpoints.run(op.keep, op.maxRows);
+          break;
         case 'expire': {
           const rows = st.expire.all(op.before) as { bytes: number; state: number }[];
           for (const row of rows) {
@@ -556,15 +589,18 @@ export class Spool implements Intake, PipelineIntake, Component {
     if (!this.full) for (const w of this.notFullWaiters.splice(0)) w();
   }
 
-  /** A failed commit: refuse the new alerts in it (never acked); keep the state changes for a retry. */
-  private failed(batch: Op[], err: SpoolUnavailableError): Op[] {
+  /**
+   * A failed commit (the batch and what waits behind it): refuse the new alerts (never acked) and
+   * drop the checkpoints (their sources submit again, then save again); keep the state changes.
+   */
+  private failed(ops: Op[], err: SpoolUnavailableError): Op[] {
     const keep: Op[] = [];
-    for (const op of batch) {
+    for (const op of ops) {
       if (op.k === 'insert') {
         this.pendingInserts--;
         this.pendingBytes -= op.bytes;
         op.reject(err);
-      } else keep.push(op);
+      } else if (op.k !== 'checkpoint' && op.k !== 'prune_checkpoints') keep.push(op);
     }
     return keep;
   }

@@ -1,8 +1,11 @@
 /** Shared helpers for the spool end-to-end tests (built CLI, fake sidekick, marked alerts). */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach } from 'vitest';
 import { stringify, type JsonObject } from '../../src/json/lossless.js';
 import { withOutputFields } from '../support/falco-alerts.js';
-import type { FakeSidekick } from '../support/sidekick.js';
+import { FakeSidekick } from '../support/sidekick.js';
 import { until as untilEvery } from '../support/wait.js';
 
 /** The shared `until`, checking every 50 ms (checks here may scrape the CLI's /metrics). */
@@ -60,3 +63,27 @@ export async function metric(base: string, re: RegExp): Promise<number> {
   return m ? Number(m[1]) : 0;
 }
 
+
+/**
+ * Cleanups run after each test of the calling file (registered with afterEach, last first), with
+ * the temporary directories and sidekick stand-ins most e2e tests need.
+ */
+export function e2eScope(prefix: string): { cleanup: (() => Promise<void> | void)[]; tmp(): string; sidekick(): Promise<FakeSidekick> } {
+  const cleanup: (() => Promise<void> | void)[] = [];
+  afterEach(async () => {
+    for (const c of cleanup.splice(0).reverse()) await c();
+  });
+  return {
+    cleanup,
+    tmp() {
+      const d = mkdtempSync(join(tmpdir(), prefix));
+      cleanup.push(() => rmSync(d, { recursive: true, force: true }));
+      return d;
+    },
+    async sidekick() {
+      const s = await new FakeSidekick().start();
+      cleanup.push(() => s.close());
+      return s;
+    },
+  };
+}

@@ -54,11 +54,22 @@ export const grpcSection = obj('gRPC client for falco.outputs.service (Falco 0.2
   }),
 });
 
-export const inputSection = obj('JSON-lines input (Falco stdout or file_output).', {
+export const inputSection = obj('JSON-lines input (Falco stdout or file_output). With the spool, the read position of a file is kept in the state directory (docs/input-file.md).', {
   path: str('File to follow like tail -F, or "-" for stdin. Empty: off.', null),
-  from_start: bool('Read the file from its start (true) or only new lines (false).', false),
+  from_start: bool('A file never read before (no checkpoint): read it from its start (true) or only new lines (false). A file with a checkpoint resumes there.', false),
   poll_interval: duration('How often to check the file for growth, truncation and re-creation.', 250, { min: 10 }),
+  rotated_names: list(
+    'Where a file rotated while the companion was stopped is looked for: glob patterns for names next to the file ({name} is its base name; a directory part is relative to its directory). Gzip files are read; other compressions are not.',
+    str('glob pattern', ''),
+    ['{name}.[0-9]*', '{name}-[0-9]*'],
+  ),
+  checkpoint_retention: duration('Read positions of other input paths (an earlier input.path) not updated for this long are forgotten (at most 1000 are kept).', 30 * 86_400_000, { min: 60_000 }),
   max_line_bytes: size('Longest line accepted; longer lines are skipped and counted.', 1024 * 1024, { min: 1024 }),
+  drain_timeout: duration(
+    'When a finite input ends (stdin EOF, replay): how long to wait for the sinks to deliver everything accepted before exiting; what is left stays in the spool (spool off: lost, exit code 1).',
+    60_000,
+    { min: 0 },
+  ),
 });
 
 export const queueSection = obj('In-memory intake queue between sources and the pipeline.', {

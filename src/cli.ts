@@ -15,6 +15,8 @@ import { runDemo } from './demo.js';
 import { loadRulesFile } from './detect/rules/load.js';
 import { spoolCommand } from './commands/spool.js';
 import { emulateCommand } from './emulate/command.js';
+import { reportCommand } from './commands/report.js';
+import { testCommand } from './commands/test.js';
 
 interface CommonFlags {
   config?: string;
@@ -192,7 +194,9 @@ export async function main(argv: string[]): Promise<void> {
     )
     .command(spoolCommand)
     .command(emulateCommand)
-    .demandCommand(1, 'name a command: run, validate, replay or demo')
+    .command(reportCommand)
+    .command(testCommand)
+    .demandCommand(1, 'name a command: run, validate, replay, demo, report or test')
     .strict()
     .help()
     .parseAsync();

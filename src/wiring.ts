@@ -29,6 +29,8 @@ import { STATE_DB_FILE, openStateDb, type Db } from './store/db.js';
 import { Spool } from './store/spool.js';
 import { buildEnrichment } from './enrich/wiring.js';
 import { buildDetection } from './detect/wiring.js';
+import { Journal } from './journal/journal.js';
+import { reportRoute, reportUrlFor } from './report/route.js';
 
 export interface AppDeps {
   readonly logger: Logger;
@@ -107,10 +109,24 @@ export function buildApp(config: Config, deps: AppDeps): App {
 
   // Enrichment and detection
   const enrichment = config.enrich.enabled ? buildEnrichment(config, { logger, metrics, clock, db: stateDb }) : { enrichers: [] as Enricher[], components: [] as Component[] };
-  const detection = config.detect.enabled ? buildDetection(config, { logger, metrics, clock }) : null;
+  // The detection journal (records for `report`, tune, explain and the page on the ops port).
+  const serveReports = config.journal.serve && config.ops.enabled && !deps.replay;
+  const reportUrl = reportUrlFor({
+    externalUrl: config.journal.external_url,
+    hostname: () => hostname,
+    listener: () => {
+      const a = ops?.address() ?? http?.address();
+      return a ? { port: a.port, tls: ops?.address() == null && config.http.tls.cert !== null } : null;
+    },
+  });
+  const journal =
+    config.detect.enabled && config.journal.enabled
+      ? new Journal({ config: config.journal, db: stateDb, logger, metrics, clock, ...(serveReports ? { reportUrl } : {}) })
+      : null;
+  const detection = config.detect.enabled ? buildDetection(config, { logger, metrics, clock, ...(journal ? { observers: [journal.observer] } : {}) }) : null;
   // The last detections, for GET /detections (read-only ops endpoint; `emulate run --verify`).
   const recent = new RecentDetections(undefined, metrics);
-  const detect: DetectStage | null = detection ? recordingStage(detection.stage, recent) : null;
+  const detect: DetectStage | null = detection ? recordingStage(journal ? journal.stage(detection.stage) : detection.stage, recent) : null;
 
   const router = new Router(config.route, metrics);
   const pipeline = new Pipeline({
@@ -132,7 +148,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
   const hostname = process.env['FALCO_HOSTNAME'] ?? process.env['HOSTNAME'] ?? 'falco-companion';
   let http: HttpServer | null = null;
   let ops: OpsServer | null = null;
-  const all = (): Component[] => [...sources, pipeline, ...enrichment.components, ...(detection?.components ?? []), ...sinks, ...(spool ? [spool] : []), ...(ops ? [ops] : [])];
+  const all = (): Component[] => [...sources, pipeline, ...enrichment.components, ...(detection?.components ?? []), ...(journal ? [journal] : []), ...sinks, ...(spool ? [spool] : []), ...(ops ? [ops] : [])];
   const health = (): { ready: boolean; components: Record<string, ComponentHealth> } => {
     const components: Record<string, ComponentHealth> = {};
     for (const c of all()) components[c.id] = c.health();
@@ -158,6 +174,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
         return { status: a.status, json: a.body };
       },
     });
+    if (journal && serveReports) ops.route(reportRoute({ reader: () => journal.reader(), now: () => clock.now() }));
   }
   if (httpOn) {
     http = new HttpServer({ config: config.http, intake, logger, metrics, ops: opsShared ? ops : null });
@@ -199,6 +216,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
       for (const s of sinks) await s.start();
       for (const c of enrichment.components) await c.start();
       for (const c of detection?.components ?? []) await c.start();
+      await journal?.start();
       await pipeline.start();
       await ops?.start();
       for (const s of sources) await s.start();
@@ -226,7 +244,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
         }
         // 2. drain the pipeline into the sinks, 3. flush the sinks, 4. stop enrichers/detectors
         await pipeline.stop(deadlineMs);
-        for (const c of [...sinks, ...(detection?.components ?? []), ...enrichment.components]) {
+        for (const c of [...sinks, ...(detection?.components ?? []), ...(journal ? [journal] : []), ...enrichment.components]) {
           try {
             await c.stop(deadlineMs);
           } catch (err) {

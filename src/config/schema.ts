@@ -7,6 +7,7 @@ import { grpcSection, httpSection, inputSection, logSection, opsSection, queueSe
 import { enrichSection } from './sections/enrich.js';
 import { detectSection } from './sections/detect.js';
 import { spoolSection } from './sections/spool.js';
+import { journalSection } from './sections/journal.js';
 
 export const configSchema = obj('falco-companion configuration', {
   state_dir: str('Directory for the state database (spool, baselines, image history).', '/var/lib/falco-companion'),
@@ -21,6 +22,7 @@ export const configSchema = obj('falco-companion configuration', {
   route: routeSection,
   sinks: sinksSection,
   spool: spoolSection,
+  journal: journalSection,
   shutdown: shutdownSection,
 });
 

@@ -9,11 +9,14 @@ import { DetectionEngine } from './engine.js';
 import { buildDetectors } from './registry.js';
 import { loadRulesFile } from './rules/load.js';
 import { RulesWatcher } from './rules/watch.js';
+import type { EngineObserver } from '../journal/observer.js';
 
 export interface DetectDeps {
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly clock: Clock;
+  /** Engine observers (the detection journal): see every finding and the alert emitted for it. */
+  readonly observers?: readonly EngineObserver[];
 }
 
 export interface Detection {
@@ -34,6 +37,7 @@ export function buildDetection(config: Config, deps: DetectDeps): Detection {
     metrics: deps.metrics,
     clock: deps.clock,
     forwardSignalAlerts: config.detect.forward_signal_alerts,
+    ...(deps.observers ? { observers: deps.observers } : {}),
   });
   const watcher = new RulesWatcher({
     path,

@@ -27,6 +27,7 @@ interface CommonFlags {
   stdout?: boolean;
   'state-dir'?: string;
   'log-level'?: string;
+  record?: string;
 }
 
 /** Flags override the config file (and the environment). */
@@ -42,6 +43,7 @@ export function flagOverrides(f: CommonFlags): Record<string, unknown> {
   if (f.stdout) o['sinks.stdout.enabled'] = true;
   if (f['state-dir'] !== undefined) o['state_dir'] = f['state-dir'];
   if (f['log-level'] !== undefined) o['log.level'] = f['log-level'];
+  if (f.record !== undefined) o['journal.record.dir'] = f.record;
   return o;
 }
 
@@ -133,6 +135,7 @@ export async function main(argv: string[]): Promise<void> {
     stdout: { type: 'boolean', describe: 'Also write forwarded alerts to stdout as JSON lines' },
     'state-dir': { type: 'string', describe: 'State directory (state_dir)' },
     'log-level': { type: 'string', describe: 'Log level (log.level)' },
+    record: { type: 'string', describe: 'Keep the raw alerts of each detection as a test case in DIR (journal.record.dir; see falco-companion test)' },
   } as const;
   await yargs(argv)
     .scriptName('falco-companion')

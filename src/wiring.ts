@@ -30,6 +30,7 @@ import { Spool } from './store/spool.js';
 import { buildEnrichment } from './enrich/wiring.js';
 import { buildDetection } from './detect/wiring.js';
 import { Journal } from './journal/journal.js';
+import { CaseRecorder } from './journal/recorder.js';
 import { reportRoute, reportUrlFor } from './report/route.js';
 
 export interface AppDeps {
@@ -119,9 +120,13 @@ export function buildApp(config: Config, deps: AppDeps): App {
       return a ? { port: a.port, tls: ops?.address() == null && config.http.tls.cert !== null } : null;
     },
   });
+  const recordDir = config.journal.record.dir;
+  const recorder = recordDir
+    ? new CaseRecorder({ config: { ...config.journal.record, dir: recordDir }, rulesFile: config.detect.rules_file, logger, metrics, now: () => clock.now() })
+    : null;
   const journal =
-    config.detect.enabled && config.journal.enabled
-      ? new Journal({ config: config.journal, db: stateDb, logger, metrics, clock, ...(serveReports ? { reportUrl } : {}) })
+    config.detect.enabled && (config.journal.enabled || recorder)
+      ? new Journal({ config: config.journal, db: stateDb, logger, metrics, clock, ...(serveReports ? { reportUrl } : {}), ...(recorder ? { recorder } : {}) })
       : null;
   const detection = config.detect.enabled ? buildDetection(config, { logger, metrics, clock, ...(journal ? { observers: [journal.observer] } : {}) }) : null;
   // The last detections, for GET /detections (read-only ops endpoint; `emulate run --verify`).
@@ -174,7 +179,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
         return { status: a.status, json: a.body };
       },
     });
-    if (journal && serveReports) ops.route(reportRoute({ reader: () => journal.reader(), now: () => clock.now() }));
+    if (journal && serveReports && config.journal.enabled) ops.route(reportRoute({ reader: () => journal.reader(), now: () => clock.now() }));
   }
   if (httpOn) {
     http = new HttpServer({ config: config.http, intake, logger, metrics, ops: opsShared ? ops : null });

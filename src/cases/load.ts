@@ -42,6 +42,13 @@ interface CaseInput {
   expect: Expectation;
 }
 
+/** A case's default name: its folder's for `case.yaml` (and a folder), else the file's without `.case.yaml` / `.yaml`. */
+export function caseName(path: string): string {
+  const base = basename(path).replace(/\.ya?ml$/, '');
+  if (base === 'case' || base === LEGACY_EXPECTED.replace(/\.json$/, '')) return basename(dirname(path));
+  return base.replace(/\.case$/, '');
+}
+
 /** Load a YAML case file; throws ConfigError listing every problem. */
 export function loadYamlCase(file: string, text?: string): TestCase {
   let src: string;
@@ -57,9 +64,8 @@ export function loadYamlCase(file: string, text?: string): TestCase {
   if (problems.length > 0 || !v) throw new ConfigError(formatProblems(problems));
   const dir = dirname(file);
   const rawSettings = (y.raw as Record<string, unknown>)['settings'];
-  const base = basename(file).replace(/\.ya?ml$/, '');
   return {
-    name: v.name ?? (CASE_FILE.test(basename(file)) && base === 'case' ? basename(dir) : base.replace(/\.case$/, '')),
+    name: v.name ?? caseName(file),
     file,
     format: 'yaml',
     description: v.description,

@@ -25,7 +25,7 @@ import { silentLogger } from '../logger.js';
 import { Metrics } from '../metrics.js';
 import { AlertIdGenerator } from '../store/alert-id.js';
 import { FactsEnricher } from './facts.js';
-import { loadCase, type TestCase } from './load.js';
+import { caseName, loadCase, type TestCase } from './load.js';
 import type { ExpectedDetection } from './spec.js';
 
 export interface Detected {
@@ -262,7 +262,7 @@ export function runCase(path: string, opts: RunOptions = {}): CaseResult {
     return { ...runLoadedCase(c, opts), durationMs: ms() };
   } catch (err) {
     const errors = err instanceof ConfigError ? err.problems : [`${path}: ${errorMessage(err)}`];
-    return { name: c?.name ?? path, file: c?.file ?? path, description: c?.description ?? null, status: 'error', durationMs: ms(), alerts: 0, detections: [], failures: [], errors, records: [] };
+    return { name: c?.name ?? caseName(path), file: c?.file ?? path, description: c?.description ?? null, status: 'error', durationMs: ms(), alerts: 0, detections: [], failures: [], errors, records: [] };
   }
 }
 

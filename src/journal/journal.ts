@@ -29,6 +29,7 @@ import { AlertIdGenerator, alertIdOf } from '../store/alert-id.js';
 import type { Db } from '../store/db.js';
 import type { EngineObserver } from './observer.js';
 import { buildRecord, REPORT_URL_KEY } from './record.js';
+import type { CaseRecorder } from './recorder.js';
 import { JournalStore, type Fold } from './store.js';
 import type { DetectionQuery, DetectionRecord, JournalReader } from './types.js';
 
@@ -43,6 +44,8 @@ export interface JournalDeps {
   readonly clock: Clock;
   /** URL of a detection's report page; null (or absent) when the page is not served. */
   readonly reportUrl?: (id: string) => string | null;
+  /** `--record DIR`: the raw alerts of each detection written as a test case. */
+  readonly recorder?: CaseRecorder;
 }
 
 /** A finding the observer saw, waiting for the stage to return its alert. */
@@ -95,6 +98,7 @@ export class Journal implements Component {
       dropped: (reason: string) => mm.discarded.inc({ component: ID, reason }),
       queue: mm.queueDepth.labels({ component: ID }),
     };
+    const rec = d.recorder;
     this.observer = {
       finding: (f, emitted, incident) => {
         if (this.seen.length >= MAX_SEEN) {
@@ -103,20 +107,26 @@ export class Journal implements Component {
         }
         this.seen.push({ finding: f, emitted, incident });
       },
+      ...(rec ? { signal: (sig, detector, outcome) => rec.signal(sig, detector, outcome) } : {}),
     };
   }
 
+  /** Records are kept (journal.enabled); else the journal only feeds the recorder. */
+  private get persist(): boolean {
+    return this.d.config.enabled;
+  }
+
   async start(): Promise<void> {
-    this.store ??= new JournalStore(this.d.db());
+    if (this.persist) this.store ??= new JournalStore(this.d.db());
     this.stopped = false;
     return Promise.resolve();
   }
 
   /** Write what waits, then stop (idempotent). Call after the pipeline has drained. */
-  async stop(): Promise<void> {
+  async stop(deadlineMs: number): Promise<void> {
     this.stopped = true;
     this.flush();
-    return Promise.resolve();
+    await this.d.recorder?.drain(deadlineMs);
   }
 
   health(): ComponentHealth {
@@ -126,8 +136,10 @@ export class Journal implements Component {
 
   /** The detection stage with ids, report URLs and journal records added to its detections. */
   stage(inner: DetectStage): DetectStage {
+    const rec = this.d.recorder;
     const wrapped: DetectStage = {
       process: (alert) => {
+        rec?.seen(alert);
         const r = inner.process(alert);
         if (r.detections.length === 0 && this.seen.length === 0) return r;
         return { forward: r.forward, detections: this.take(r.detections) };
@@ -135,13 +147,13 @@ export class Journal implements Component {
     };
     if (inner.flush) {
       const flush = inner.flush.bind(inner);
-      wrapped.flush = () => this.take(flush());
+      wrapped.flush = () => this.take(flush(), true);
     }
     return wrapped;
   }
 
   /** Give each detection its id (and URL), pair it with its finding, queue the record. */
-  private take(detections: readonly Alert[]): Alert[] {
+  private take(detections: readonly Alert[], flushed = false): Alert[] {
     const seen = this.seen;
     this.seen = [];
     const used = new Set<Seen>();
@@ -152,12 +164,13 @@ export class Journal implements Component {
       let a = this.ids.ensure(d);
       const url = this.d.reportUrl?.(alertIdOf(a) as string) ?? null;
       if (url !== null) a = withEnrichment(a, { [REPORT_URL_KEY]: url });
-      this.enqueue({ alert: a, finding: s?.finding ?? null, incident: s?.incident || null, atMs: this.d.clock.now() });
+      if (this.persist) this.enqueue({ alert: a, finding: s?.finding ?? null, incident: s?.incident || null, atMs: this.d.clock.now() });
+      this.d.recorder?.detection(a, s?.finding ?? null, flushed);
       out.push(a);
     }
     for (const s of seen) {
       if (used.has(s)) continue;
-      if (s.emitted === null) this.folds.set(s.finding.key, (this.folds.get(s.finding.key) ?? 0) + 1);
+      if (s.emitted === null && this.persist) this.folds.set(s.finding.key, (this.folds.get(s.finding.key) ?? 0) + 1);
       else this.m.dropped('unmatched'); // emitted, yet not among what the stage returned
     }
     if (this.folds.size > 0) this.schedule();

@@ -16,6 +16,11 @@ export const MAX_TEXT = 4096;
 export const INCIDENT_KEY = 'incident';
 export const REPORT_URL_KEY = 'report_url';
 
+/** Companion keys every detection alert has (src/detect/finding-to-alert.ts) or the pipeline adds. */
+const STANDARD_KEYS = new Set([ALERT_ID_KEY, INCIDENT_KEY, REPORT_URL_KEY, 'detector', 'score', 'evidence', 'lineage', 'response', 'mitre', 'repeated']);
+/** `14:30:49.000000000: Critical ` before a detection's message. */
+const OUTPUT_PREFIX = /^\d{2}:\d{2}:\d{2}\.\d+: [A-Za-z]+ /;
+
 function clip(s: string): string {
   return s.length <= MAX_TEXT ? s : s.slice(0, MAX_TEXT - 1) + '…';
 }
@@ -135,6 +140,8 @@ export function buildRecord(r: RecordInput): DetectionRecord {
   const evidence = f ? boundEvidence(f.evidence, Math.max(1, r.maxEvidence)).map(evidenceRecord) : [];
   const why: Record<string, StoredValue> = {};
   if (f) for (const [k, v] of Object.entries(f.fields)) why[k] = storedValue(v);
+  // From the alert alone: the detector's fields are its companion keys besides the standard ones.
+  else for (const [k, v] of Object.entries(c)) if (!STANDARD_KEYS.has(k)) why[k] = v;
   const score = f ? f.score : num(c['score']);
   const repeated = num(c['repeated']) ?? 0;
   return {
@@ -148,7 +155,7 @@ export function buildRecord(r: RecordInput): DetectionRecord {
     priority: a.priority,
     detector: f?.detector ?? str(c['detector']),
     score,
-    message: clip(f?.message ?? a.output),
+    message: clip(f?.message ?? a.output.replace(OUTPUT_PREFIX, '')),
     key: f?.key ?? null,
     mitre,
     tags: [...(a.tags ?? [])],

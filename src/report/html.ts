@@ -239,9 +239,16 @@ export function renderDetection(r: DetectionRecord, o: RenderOptions): string {
     (r.partial ? '<p class="note">Recorded from the forwarded alert alone (the engine did not report the finding): evidence details are not available.</p>' : '') +
     `<section class="sec-timeline"><h2>Evidence on a time axis</h2><p class="meta">${t.entries.length} signal(s)${span ? ` over ${esc(span)}` : ''}; times UTC; gaps of ${esc(formatDuration(t.labelGapNs))} or more are labelled.</p>${timelineSvg(t, r)}` +
     `<h2>Evidence signals</h2>${evidenceTable(r, t.entries)}</section>` +
-    `<section class="sec-lineage"><h2>Process lineage</h2>${l.nodes.size > 0 ? lineageSvg(l) : '<p class="note">No process facts in the evidence.</p>'}</section>` +
-    `<section class="sec-destinations"><h2>Destinations</h2>${destinationsTable(ds)}</section>` +
-    `<section class="sec-images"><h2>Image history</h2>${imagesTable(is)}</section>` +
+    (r.partial
+      ? `<section class="sec-alert-evidence"><h2>Evidence as the alert carries it</h2>${kv([
+          ['evidence', esc(v(r.companion['evidence']))],
+          ['lineage', esc(v(r.companion['lineage']))],
+          ['process', esc([v(r.outputFields['proc.name']), v(r.outputFields['proc.pid']) && `[${v(r.outputFields['proc.pid'])}]`, ' ', v(r.outputFields['proc.cmdline'])].join(''))],
+          ['fd.sip', esc(v(r.outputFields['fd.sip']))],
+        ])}</section>`
+      : `<section class="sec-lineage"><h2>Process lineage</h2>${l.nodes.size > 0 ? lineageSvg(l) : '<p class="note">No process facts in the evidence.</p>'}</section>` +
+        `<section class="sec-destinations"><h2>Destinations</h2>${destinationsTable(ds)}</section>` +
+        `<section class="sec-images"><h2>Image history</h2>${imagesTable(is)}</section>`) +
     `<section class="sec-score"><h2>Score and why</h2>${scoreSection(r)}</section>` +
     `<section class="sec-response"><h2>Response</h2><ol class="response">${r.response.map((s) => `<li>${esc(s)}</li>`).join('')}</ol></section>` +
     `<section class="sec-talon"><h2>Falco Talon fields</h2>${talonSection(r)}</section>` +

@@ -4,6 +4,7 @@
  * the format CI systems read (Jenkins/Surefire `testsuites` > `testsuite` > `testcase` with
  * `failure` for an unmet expectation and `error` for a case that could not run).
  */
+import { showInvisible } from '../report/escape.js';
 import type { CaseResult } from './run.js';
 
 const LABEL: Record<CaseResult['status'], string> = { pass: 'pass', fail: 'FAIL', error: 'ERROR' };
@@ -20,8 +21,15 @@ export function summary(results: readonly CaseResult[]): { passed: number; faile
   };
 }
 
-/** The table, with the differences under each failed case (and the detections it made with `verbose`). */
+/**
+ * The table, with the differences under each failed case (and the detections it made with
+ * `verbose`). Control characters are shown as escapes: nothing from a case reaches the terminal raw.
+ */
 export function table(results: readonly CaseResult[], totalMs: number, verbose = false): string {
+  return showInvisible(rawTable(results, totalMs, verbose));
+}
+
+function rawTable(results: readonly CaseResult[], totalMs: number, verbose: boolean): string {
   const w = Math.min(60, Math.max(4, ...results.map((r) => r.name.length)));
   const lines = [`${'RESULT'.padEnd(7)} ${'CASE'.padEnd(w)} ${'ALERTS'.padStart(7)} ${'DETECTIONS'.padStart(10)} ${'TIME'.padStart(9)}`];
   for (const r of results) {

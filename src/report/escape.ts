@@ -16,10 +16,15 @@ function visible(c: string): string {
   return n <= 0xff ? `\\x${n.toString(16).padStart(2, '0')}` : `\\u${n.toString(16).padStart(4, '0')}`;
 }
 
+/** Invisible and control characters as escapes (for a terminal too). */
+export function showInvisible(s: string): string {
+  return s.replace(INVISIBLE, visible);
+}
+
 /** Text safe in HTML and SVG content and in double- or single-quoted attribute values. */
 export function esc(v: unknown): string {
   const s = v === null || v === undefined ? '' : typeof v === 'string' ? v : String(v);
-  return s.replace(INVISIBLE, visible).replace(/[&<>"']/g, (c) => ENTITIES[c] as string);
+  return showInvisible(s).replace(/[&<>"']/g, (c) => ENTITIES[c] as string);
 }
 
 /** Shorten for a one-line label (the full value is shown elsewhere on the page). */

@@ -45,7 +45,9 @@ svg .edge{fill:none;stroke:#adb5bd;stroke-width:1.5}svg .pdot{fill:var(--net)}sv
 svg .pname{font-weight:700}svg .pexe,svg .pcmd{fill:var(--muted)}svg .pkinds{fill:var(--arm)}
 .scorebar{display:inline-block;width:220px;height:10px;background:var(--panel);border:1px solid var(--line);vertical-align:middle;margin-right:8px}.scorebar span{display:block;height:100%;background:var(--esc)}
 pre{background:var(--panel);padding:10px;overflow-x:auto;white-space:pre-wrap;word-break:break-all}
-.kcell,.nowrap{white-space:nowrap}.evidence-table td{font-size:13px}.evidence-table .note{word-break:break-all}.kk{display:inline-block;width:9px;height:9px;border-radius:50%;margin-right:6px}
+.kcell,.nowrap{white-space:nowrap}.evidence-table{table-layout:fixed}.evidence-table td{font-size:13px;overflow-wrap:anywhere}
+.c-n{width:3%}.c-t{width:11%}.c-k{width:12%}.c-r{width:21%}.c-p{width:30%}.c-net{width:23%}.wide .c-r{width:17%}.wide .c-p{width:24%}.wide .c-net{width:19%}.c-w{width:14%}
+.destinations td,.images td{font-size:13px}table.image{margin-bottom:14px}.kk{display:inline-block;width:9px;height:9px;border-radius:50%;margin-right:6px}
 .k-arm .kk{background:var(--arm)}.k-net .kk{background:var(--net)}.k-esc .kk{background:var(--esc)}.k-fw .kk{background:var(--fw)}.k-other .kk{background:var(--other)}
 article+article{margin-top:48px;padding-top:24px;border-top:3px double var(--line)}
 .note{color:var(--muted);font-style:italic}footer{color:var(--muted);font-size:12px;margin-top:36px}
@@ -119,7 +121,7 @@ function evidenceTable(r: DetectionRecord, entries: ReturnType<typeof timeline>[
   const dropped = r.evidenceTotal - r.evidence.length;
   return (
     (dropped > 0 ? `<p class="note">${dropped} evidence signal(s) in the middle of the chain are not kept (journal.max_evidence); the first and the last are.</p>` : '') +
-    `<table class="evidence-table"><tr><th>#</th><th>time (UTC)</th><th>signal</th><th>Falco rule</th><th>process</th><th>network</th>${oneWorkload ? '' : '<th>where</th>'}</tr>${rows.join('')}</table>` +
+    `<table class="evidence-table${oneWorkload ? '' : ' wide'}"><colgroup><col class="c-n"><col class="c-t"><col class="c-k"><col class="c-r"><col class="c-p"><col class="c-net">${oneWorkload ? '' : '<col class="c-w">'}</colgroup><tr><th>#</th><th>time (UTC)</th><th>signal</th><th>Falco rule</th><th>process</th><th>network</th>${oneWorkload ? '' : '<th>where</th>'}</tr>${rows.join('')}</table>` +
     (oneWorkload ? `<p class="note">All in ${esc(whereText(entries[0]?.e as EvidenceRecord).join(', '))}.</p>` : '')
   );
 }
@@ -131,11 +133,11 @@ function destinationsTable(ds: readonly Destination[]): string {
     return (
       `<tr class="destination" data-ip="${esc(d.ip ?? '')}" data-port="${d.port ?? ''}">` +
       `<td class="mono">${esc(ep)}${d.port !== null ? `:${d.port}` : ''}${d.l4proto ? ` <span class="note">${esc(d.l4proto)}</span>` : ''}</td>` +
-      `<td>${esc(d.direction)}</td><td>${esc(d.cls ?? '')}</td>` +
+      `<td class="nowrap">${esc(d.direction)}</td><td class="nowrap">${esc(d.cls ?? '')}</td>` +
       `<td>${esc(d.rdns ?? d.domain ?? '')}</td>` +
-      `<td>${esc(d.asn ? `AS${d.asn}` : '')}${d.asOrg ? ` ${esc(d.asOrg)}` : ''}</td>` +
+      `<td>${d.asn ? `<span class="nowrap">AS${esc(d.asn)}</span>` : ''}${d.asOrg ? ` ${esc(d.asOrg)}` : ''}</td>` +
       `<td>${esc(d.firstSeen ?? '')}${d.intel ? `<br><b>intel: ${esc(d.intel)}</b>` : ''}</td>` +
-      `<td class="mono">${d.count}× ${esc(clockTime(d.firstNs))}${d.count > 1 ? ` – ${esc(clockTime(d.lastNs))}` : ''}</td></tr>`
+      `<td class="mono">${d.count}× ${esc(clockTime(d.firstNs))}${d.count > 1 ? `<br>– ${esc(clockTime(d.lastNs))}` : ''}</td></tr>`
     );
   });
   return `<table class="destinations"><tr><th>address</th><th>direction</th><th>class</th><th>reverse DNS / name</th><th>ASN</th><th>first seen</th><th>signals</th></tr>${rows.join('')}</table>`;
@@ -143,17 +145,24 @@ function destinationsTable(ds: readonly Destination[]): string {
 
 function imagesTable(is: readonly ImageHistory[]): string {
   if (is.length === 0) return '<p class="note">Host processes only: no image.</p>';
-  const rows = is.map(
-    (i) =>
-      `<tr class="image" data-container="${esc(i.container ?? 'host')}">` +
-      `<td class="mono">${esc(i.container ?? 'host')}</td>` +
-      `<td>${esc(i.image ?? '(unknown)')}${i.registry ? `<br><span class="note">${esc(i.registry)}</span>` : ''}</td>` +
-      `<td class="mono">${esc(i.digest ?? '')}${i.previousDigest ? `<br><span class="note">before: ${esc(i.previousDigest)}</span>` : ''}</td>` +
-      `<td>${i.tagMoved ? '<b>tag moved to a new digest</b>' : i.previousDigest ? 'tag moved' : ''}</td>` +
-      `<td class="mono">${esc(i.pulledAt ?? '')}</td><td class="mono">${esc(i.created ?? '')}</td><td class="mono">${esc(i.firstSeen ?? '')}</td>` +
-      `<td>${esc(i.newestLayerCreated ?? '')}${i.newestLayerCmd ? `<br><code>${esc(i.newestLayerCmd)}</code>` : ''}${i.layers ? `<br><span class="note">${esc(i.layers)} layers</span>` : ''}</td></tr>`,
-  );
-  return `<table class="images"><tr><th>container</th><th>image</th><th>digest</th><th>tag</th><th>pulled at</th><th>created</th><th>first seen on node</th><th>newest layer</th></tr>${rows.join('')}</table>`;
+  return is
+    .map((i) =>
+      kv(
+        [
+          ['container', `<span class="mono">${esc(i.container ?? 'host')}</span>`],
+          ['image', `${esc(i.image ?? '(unknown)')}${i.registry ? ` <span class="note">from ${esc(i.registry)}</span>` : ''}`],
+          ['digest', i.digest ? `<span class="mono">${esc(i.digest)}</span>` : null],
+          ['tag moved', i.tagMoved || i.previousDigest ? `<b>yes</b>${i.previousDigest ? `, from <span class="mono">${esc(i.previousDigest)}</span>` : ''}` : 'no'],
+          ['pulled at', i.pulledAt ? `<span class="mono">${esc(i.pulledAt)}</span>` : null],
+          ['image created', i.created ? `<span class="mono">${esc(i.created)}</span>` : null],
+          ['first seen on this node', i.firstSeen ? `<span class="mono">${esc(i.firstSeen)}</span>` : null],
+          ['newest layer', i.newestLayerCreated || i.newestLayerCmd ? `${esc(i.newestLayerCreated ?? '')}${i.newestLayerCmd ? ` <code>${esc(i.newestLayerCmd)}</code>` : ''}` : null],
+          ['layers', i.layers ? esc(i.layers) : null],
+        ],
+        'kv image',
+      ).replace('<table class="kv image">', `<table class="kv image" data-container="${esc(i.container ?? 'host')}">`),
+    )
+    .join('');
 }
 
 function scoreSection(r: DetectionRecord): string {

@@ -85,7 +85,7 @@ describe('falco-companion test', () => {
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/^ERROR +broken +0 +0 /m);
     expect(r.stdout).toContain(`${join(cases, 'broken.case.yaml')}:4:14: expect.detections[0].count: must be a number, got "many"`);
-    expect(r.stdout).toMatch(/^FAIL +wrong <&> \u0001 expectation +2 +1 /m);
+    expect(r.stdout).toMatch(/^FAIL +wrong <&> \\x01 expectation +2 +1 /m);
     expect(r.stdout).toContain('expect.detections[0] (detector=escape_chain min_priority=Critical count≥1):\n            - expected priority Critical or higher\n            + got Error "Container escape: multiple escape indicators in one container" detector=escape_chain');
     expect(r.stdout).toMatch(/2 case\(s\): 0 passed, 1 failed, 1 error\(s\)/);
     const xml = readFileSync(junit, 'utf8');

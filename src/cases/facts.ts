@@ -21,34 +21,39 @@ import type { Metrics } from '../metrics.js';
 import { openStateDb, type Db } from '../store/db.js';
 import type { ContainerFact, DestinationFact, Facts } from './spec.js';
 
-/** A container fact as the container enricher's keys. */
-function imageKeys(c: ContainerFact): Record<string, EnrichValue> {
-  const out: Record<string, EnrichValue> = {};
-  const put = (k: string, v: EnrichValue | null): void => {
-    if (v !== null) out[k] = v;
-  };
-  put(IMAGE.registry, c.registry);
-  put(IMAGE.repository, c.repository);
-  put(IMAGE.tag, c.tag);
-  put(IMAGE.digest, c.digest);
-  put(IMAGE.created, c.created);
-  put(IMAGE.pulledAt, c.pulled_at);
-  put(IMAGE.firstSeen, c.first_seen);
-  put(IMAGE.layers, c.layers);
-  put(IMAGE.newestLayerCreated, c.newest_layer_created);
-  put(IMAGE.newestLayerCmd, c.newest_layer_cmd);
-  put(IMAGE.tagMutated, c.tag_mutated);
-  put(IMAGE.previousDigest, c.previous_digest);
-  return out;
-}
+/** Container fact → the container enricher's key. */
+const IMAGE_FACTS: readonly (readonly [Exclude<keyof ContainerFact, 'id'>, string])[] = [
+  ['registry', IMAGE.registry],
+  ['repository', IMAGE.repository],
+  ['tag', IMAGE.tag],
+  ['digest', IMAGE.digest],
+  ['created', IMAGE.created],
+  ['pulled_at', IMAGE.pulledAt],
+  ['first_seen', IMAGE.firstSeen],
+  ['layers', IMAGE.layers],
+  ['newest_layer_created', IMAGE.newestLayerCreated],
+  ['newest_layer_cmd', IMAGE.newestLayerCmd],
+  ['tag_mutated', IMAGE.tagMutated],
+  ['previous_digest', IMAGE.previousDigest],
+];
 
-function destinationKeys(d: DestinationFact): Record<string, EnrichValue> {
+/** Destination fact → the egress enricher's key (intel lists joined as the enricher does). */
+const DEST_FACTS: readonly (readonly [Exclude<keyof DestinationFact, 'ip'>, string])[] = [
+  ['rdns', DEST.rdns],
+  ['asn', DEST.asn],
+  ['as_org', DEST.asOrg],
+  ['intel', DEST.intel],
+  ['class', DEST.class],
+];
+
+/** The given facts as companion keys. */
+function keysOf<F extends object>(fact: F, table: readonly (readonly [keyof F, string])[]): Record<string, EnrichValue> {
   const out: Record<string, EnrichValue> = {};
-  if (d.rdns !== null) out[DEST.rdns] = d.rdns;
-  if (d.asn !== null) out[DEST.asn] = d.asn;
-  if (d.as_org !== null) out[DEST.asOrg] = d.as_org;
-  if (d.intel !== null && d.intel.length > 0) out[DEST.intel] = d.intel.join(',');
-  if (d.class !== null) out[DEST.class] = d.class;
+  for (const [field, key] of table) {
+    const v = fact[field] as EnrichValue | readonly string[] | undefined;
+    if (v === null || v === undefined || (Array.isArray(v) && v.length === 0)) continue;
+    out[key] = Array.isArray(v) ? v.join(',') : (v as EnrichValue);
+  }
   return out;
 }
 
@@ -63,8 +68,8 @@ export class FactsEnricher {
     private readonly facts: Facts,
     deps: { readonly metrics: Metrics; readonly clock: Clock },
   ) {
-    this.containers = facts.containers.map((c) => ({ id: c.id.toLowerCase(), keys: imageKeys(c) }));
-    for (const d of facts.destinations) this.destinations.set(d.ip, destinationKeys(d));
+    this.containers = facts.containers.map((c) => ({ id: c.id.toLowerCase(), keys: keysOf(c, IMAGE_FACTS) }));
+    for (const d of facts.destinations) this.destinations.set(d.ip, keysOf(d, DEST_FACTS));
     const useEgress = facts.destinations.length > 0 || facts.baseline !== null;
     if (!useEgress) {
       this.egress = null;

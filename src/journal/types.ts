@@ -12,35 +12,18 @@
  * whoever renders it escapes it.
  */
 import type { EnrichValue, Priority } from '../alert.js';
+import type { NetFacts, ProcFacts } from '../detect/types.js';
 
 /** A value of an output field or signal key as stored (big integers as their exact text). */
 export type StoredValue = string | number | boolean | null;
 
 export const JOURNAL_RECORD_VERSION = 1;
 
-export interface EvidenceProcess {
-  readonly pid: number | null;
-  readonly ppid: number | null;
-  readonly sid: number | null;
-  /** Ancestor pids (proc.apid[n]), nearest first. */
-  readonly apids: readonly number[];
-  readonly name: string | null;
-  readonly exepath: string | null;
-  readonly cmdline: string | null;
-  /** Parent and ancestor names / executables, nearest first. */
-  readonly ancestors: readonly string[];
-}
+/** Process facts of an evidence signal (the signal's own, strings clipped to 4096 characters). */
+export type EvidenceProcess = ProcFacts;
 
-export interface EvidenceNetwork {
-  readonly l4proto: string | null;
-  readonly clientIp: string | null;
-  readonly clientPort: number | null;
-  readonly serverIp: string | null;
-  readonly serverPort: number | null;
-  readonly remoteIp: string | null;
-  readonly remotePort: number | null;
-  readonly remoteDomain: string | null;
-}
+/** Network facts of an evidence signal (addresses in canonical text; `remote` is the peer). */
+export type EvidenceNetwork = NetFacts;
 
 export interface EvidenceWorkload {
   /** container.id; null for a host process. */

@@ -37,7 +37,10 @@ export function exampleAlerts(name: string): Alert[] {
     });
 }
 
-/** Every finding of an example case with the detection the engine emitted for it (null: folded or suppressed). */
+/**
+ * Every finding of an example case with the detection the engine emitted for it (null: folded or
+ * suppressed), the detection with the id the pipeline gives it.
+ */
 export function exampleFindings(name: string): { alerts: Alert[]; findings: { finding: Finding; emitted: Alert | null }[] } {
   const rules = loadRulesFile(null);
   const found: Finding[] = [];
@@ -50,11 +53,12 @@ export function exampleFindings(name: string): { alerts: Alert[]; findings: { fi
   });
   const alerts = exampleAlerts(name);
   const findings: { finding: Finding; emitted: Alert | null }[] = [];
+  const ids = new AlertIdGenerator(() => 1_750_000_000_000);
   for (const a of alerts) {
     const dets = [...engine.process(a).detections];
     for (const f of found.splice(0)) {
       const i = dets.findIndex((d) => d.rule === f.rule && d.timeNs === f.timeNs);
-      findings.push({ finding: f, emitted: i >= 0 ? (dets.splice(i, 1)[0] as Alert) : null });
+      findings.push({ finding: f, emitted: i >= 0 ? ids.ensure(dets.splice(i, 1)[0] as Alert) : null });
     }
   }
   return { alerts, findings };

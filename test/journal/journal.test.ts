@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Alert } from '../../src/alert.js';
+import { withEnrichment, type Alert } from '../../src/alert.js';
 import { ManualClock } from '../../src/clock.js';
 import { configSchema, type Config } from '../../src/config/schema.js';
 import { loadConfig } from '../../src/config/validate.js';
@@ -145,7 +145,9 @@ describe('Journal', () => {
     if (!sent) throw new Error('c2-beacon detects');
     const j = new Journal({ config: journalConfig({ 'journal.queue_size': 3, 'journal.flush_interval': 60_000 }), db: () => db, logger: silentLogger(), metrics, clock });
     await j.start();
-    const stage = j.stage(playback(Array.from({ length: 5 }, () => sent), j.observer));
+    // Five detections (each its own alert, without an id yet, as the engine emits them).
+    const five = Array.from({ length: 5 }, () => ({ finding: sent.finding, emitted: withEnrichment(sent.emitted as Alert, { alert_id: '' }) }));
+    const stage = j.stage(playback(five, j.observer));
     let out = 0;
     for (let i = 0; i < 5; i++) out += stage.process(sent.emitted as Alert).detections.length;
     expect(out).toBe(5);

@@ -4,7 +4,7 @@
  * and bytes per case, evidence no longer buffered, cases and bytes in the directory, only our own
  * folders removed); when the engine reports signals, only signal alerts are buffered.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';

@@ -25,7 +25,7 @@ import type { Logger } from '../logger.js';
 import { rateLimited, type RateLimitedLog } from '../log-limit.js';
 import type { Metrics } from '../metrics.js';
 import type { DetectStage } from '../pipeline/types.js';
-import { AlertIdGenerator, alertIdOf } from '../store/alert-id.js';
+import { ALERT_ID_KEY, AlertIdGenerator, alertIdOf } from '../store/alert-id.js';
 import type { Db } from '../store/db.js';
 import type { EngineObserver } from './observer.js';
 import { buildRecord, REPORT_URL_KEY } from './record.js';
@@ -161,9 +161,11 @@ export class Journal implements Component {
     for (const d of detections) {
       const s = matchFinding(seen, used, d);
       if (s) used.add(s);
-      let a = this.ids.ensure(d);
-      const url = this.d.reportUrl?.(alertIdOf(a) as string) ?? null;
-      if (url !== null) a = withEnrichment(a, { [REPORT_URL_KEY]: url });
+      // The id (and the URL naming it) in one copy of the alert.
+      const have = alertIdOf(d);
+      const id = have ?? this.ids.next();
+      const url = this.d.reportUrl?.(id) ?? null;
+      const a = have !== null && url === null ? d : withEnrichment(d, url === null ? { [ALERT_ID_KEY]: id } : { [ALERT_ID_KEY]: id, [REPORT_URL_KEY]: url });
       if (this.persist) this.enqueue({ alert: a, finding: s?.finding ?? null, incident: s?.incident || null, atMs: this.d.clock.now() });
       this.d.recorder?.detection(a, s?.finding ?? null, flushed);
       out.push(a);

@@ -147,12 +147,22 @@ export class JournalStore implements JournalReader {
     return (this.q.count?.get() as { n: number } | undefined)?.n ?? 0;
   }
 
+  /** The writer's statements, prepared on first use (a read-only store never prepares them). */
+  private w: { insert: Stmt; fold: Stmt; byAge: Stmt; byCount: Stmt } | null = null;
+
+  private writer(): { insert: Stmt; fold: Stmt; byAge: Stmt; byCount: Stmt } {
+    return (this.w ??= {
+      insert: this.db.prepare(`INSERT OR IGNORE INTO ${TABLE}(id, time_ns, recorded_ms, incident, detector, container, dkey, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+      fold: this.db.prepare(`UPDATE ${TABLE} SET folded = folded + ? WHERE seq = (SELECT seq FROM ${TABLE} WHERE dkey = ? ORDER BY seq DESC LIMIT 1)`),
+      byAge: this.db.prepare(`DELETE FROM ${TABLE} WHERE recorded_ms < ?`),
+      // Rows leave only from the old end, so seq is contiguous: the newest N have seq > max - N.
+      byCount: this.db.prepare(`DELETE FROM ${TABLE} WHERE seq <= (SELECT max(seq) FROM ${TABLE}) - ?`),
+    });
+  }
+
   /** Write records and folds in one transaction (a record already there keeps its row). */
   write(records: readonly DetectionRecord[], folds: readonly Fold[]): number {
-    const insert = this.db.prepare(
-      `INSERT OR IGNORE INTO ${TABLE}(id, time_ns, recorded_ms, incident, detector, container, dkey, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-    );
-    const fold = this.db.prepare(`UPDATE ${TABLE} SET folded = folded + ? WHERE seq = (SELECT seq FROM ${TABLE} WHERE dkey = ? ORDER BY seq DESC LIMIT 1)`);
+    const { insert, fold } = this.writer();
     let written = 0;
     this.db.transaction(() => {
       for (const r of records) {
@@ -165,10 +175,9 @@ export class JournalStore implements JournalReader {
 
   /** Delete beyond `maxRecords` (oldest first) and older than `maxAgeMs` (0: no age limit). */
   prune(nowMs: number, maxRecords: number, maxAgeMs: number): PruneResult {
-    let byAge = 0;
-    if (maxAgeMs > 0) byAge = this.db.prepare(`DELETE FROM ${TABLE} WHERE recorded_ms < ?`).run(nowMs - maxAgeMs).changes;
-    // Rows leave only from the old end, so seq is contiguous: the newest maxRecords have seq > max - maxRecords.
-    const byCount = this.db.prepare(`DELETE FROM ${TABLE} WHERE seq <= (SELECT max(seq) FROM ${TABLE}) - ?`).run(maxRecords).changes;
+    const w = this.writer();
+    const byAge = maxAgeMs > 0 ? w.byAge.run(nowMs - maxAgeMs).changes : 0;
+    const byCount = w.byCount.run(maxRecords).changes;
     return { byCount, byAge };
   }
 }

@@ -56,9 +56,10 @@ nav table td{font-size:13px}
 
 const v = (x: StoredValue | undefined): string => (x === undefined || x === null || x === '' ? '' : String(x));
 
-function kv(rows: readonly (readonly [string, string | null | undefined])[], cls = 'kv'): string {
+/** A key/value table of rendered cells (empty ones left out); `attrs`: extra attributes, already escaped. */
+function kv(rows: readonly (readonly [string, string | null | undefined])[], cls = 'kv', attrs = ''): string {
   const body = rows.filter(([, x]) => x !== null && x !== undefined && x !== '').map(([k, x]) => `<tr><th>${esc(k)}</th><td>${x}</td></tr>`);
-  return body.length === 0 ? '' : `<table class="${cls}">${body.join('')}</table>`;
+  return body.length === 0 ? '' : `<table class="${cls}"${attrs}>${body.join('')}</table>`;
 }
 
 function workloadText(r: DetectionRecord): string {
@@ -160,7 +161,8 @@ function imagesTable(is: readonly ImageHistory[]): string {
           ['layers', i.layers ? esc(i.layers) : null],
         ],
         'kv image',
-      ).replace('<table class="kv image">', `<table class="kv image" data-container="${esc(i.container ?? 'host')}">`),
+        ` data-container="${esc(i.container ?? 'host')}"`,
+      ),
     )
     .join('');
 }

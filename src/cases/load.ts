@@ -24,6 +24,8 @@ export interface TestCase {
   /** The raw `settings` mapping (merged over the rules file); null when absent. */
   readonly settings: Readonly<Record<string, unknown>> | null;
   readonly flush: boolean;
+  /** The node's cluster facts for the detectors (`cluster.json`: detect.cluster config, pod environment, interfaces). */
+  readonly clusterFile: string | null;
   readonly expect: Expectation;
 }
 
@@ -38,6 +40,7 @@ interface CaseInput {
   enrichment: string | null;
   facts: Facts;
   rules_file: string | null;
+  cluster: string | null;
   flush: boolean;
   expect: Expectation;
 }
@@ -75,6 +78,7 @@ export function loadYamlCase(file: string, text?: string): TestCase {
     rulesFile: v.rules_file === null ? null : resolve(dir, v.rules_file),
     settings: rawSettings !== null && typeof rawSettings === 'object' && !Array.isArray(rawSettings) ? (rawSettings as Record<string, unknown>) : null,
     flush: v.flush,
+    clusterFile: v.cluster === null ? null : resolve(dir, v.cluster),
     expect: v.expect,
   };
 }
@@ -82,6 +86,14 @@ export function loadYamlCase(file: string, text?: string): TestCase {
 interface LegacyExpected {
   description?: unknown;
   detections?: unknown;
+  /** Detections below this priority are tolerated (benign recordings). */
+  tolerate_below?: unknown;
+}
+
+/** The stream of a folder in the older layout: alerts.jsonl, or alerts.jsonl.gz for long ones. */
+function legacyAlerts(dir: string): string | null {
+  for (const f of ['alerts.jsonl', 'alerts.jsonl.gz']) if (existsSync(join(dir, f))) return join(dir, f);
+  return null;
 }
 
 /** A scenario folder in the older layout (expected.json: {description, detections: [{rule, min_priority, count}]}). */
@@ -103,10 +115,13 @@ export function loadLegacyCase(dir: string): TestCase {
     const count = typeof o['count'] === 'number' && Number.isInteger(o['count']) ? o['count'] : null;
     return { detector: null, rule, mitre: null, min_priority: min, min_score: null, count };
   });
-  const alertsFile = join(dir, 'alerts.jsonl');
-  if (!existsSync(alertsFile)) problems.push(`${alertsFile}: missing`);
-  if (problems.length > 0) throw new ConfigError(problems);
+  const alertsFile = legacyAlerts(dir);
+  if (alertsFile === null) problems.push(`${join(dir, 'alerts.jsonl')}: missing`);
+  const tolerate = raw.tolerate_below;
+  if (tolerate !== undefined && (typeof tolerate !== 'string' || !parsePriority(tolerate))) problems.push(`${file}: tolerate_below: not a Falco priority`);
+  if (problems.length > 0 || alertsFile === null) throw new ConfigError(problems);
   const enrichmentFile = join(dir, 'enrichment.json');
+  const clusterFile = join(dir, 'cluster.json');
   return {
     name: basename(dir),
     file,
@@ -118,7 +133,8 @@ export function loadLegacyCase(dir: string): TestCase {
     rulesFile: null,
     settings: null,
     flush: false,
-    expect: { detections, other_detections: 'fail' },
+    clusterFile: existsSync(clusterFile) ? clusterFile : null,
+    expect: { detections, other_detections: typeof tolerate === 'string' ? tolerate : 'fail' },
   };
 }
 
@@ -178,8 +194,9 @@ export function legacyCaseYaml(c: TestCase, withEnrichment: boolean): string {
   const doc: Record<string, unknown> = {
     name: c.name,
     ...(c.description ? { description: c.description } : {}),
-    alerts: 'alerts.jsonl',
+    alerts: basename(c.alertsFile),
     ...(withEnrichment ? { enrichment: 'enrichment.json' } : {}),
+    ...(c.clusterFile !== null ? { cluster: 'cluster.json' } : {}),
     expect,
   };
   return `# Detection test case (falco-companion test; format: docs/testing-detections.md)\n${yamlStringify(doc, { lineWidth: 0 })}`;
@@ -196,7 +213,8 @@ export function convertLegacy(dir: string, outDir: string, force = false): strin
   const file = join(dest, 'case.yaml');
   if (existsSync(file) && !force) return null;
   mkdirSync(dest, { recursive: true });
-  copyFileSync(c.alertsFile, join(dest, 'alerts.jsonl'));
+  copyFileSync(c.alertsFile, join(dest, basename(c.alertsFile)));
+  if (c.clusterFile !== null) copyFileSync(c.clusterFile, join(dest, 'cluster.json'));
   const hasKeys = c.enrichmentFile !== null && Object.keys(JSON.parse(readFileSync(c.enrichmentFile, 'utf8')) as object).length > 0;
   if (hasKeys && c.enrichmentFile !== null) copyFileSync(c.enrichmentFile, join(dest, 'enrichment.json'));
   writeFileSync(file, legacyCaseYaml(c, hasKeys));

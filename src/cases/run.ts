@@ -7,11 +7,11 @@
  * No runtime, network or clock is involved: windows run on the alerts' event times.
  */
 import { readFileSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
 import { parse as yamlParse, stringify as yamlStringify } from 'yaml';
 import { alertFromJson, atLeast, parsePriority, withEnrichment, type Alert, type EnrichValue, type Priority } from '../alert.js';
 import { ManualClock } from '../clock.js';
 import { DetectionEngine } from '../detect/engine.js';
-import { buildDetectors } from '../detect/registry.js';
 import { defaultRulesPath, loadRulesFile } from '../detect/rules/load.js';
 import type { LoadedRules } from '../detect/rules/types.js';
 import type { Finding } from '../detect/types.js';
@@ -25,6 +25,7 @@ import type { DetectStage } from '../pipeline/types.js';
 import { silentLogger } from '../logger.js';
 import { Metrics } from '../metrics.js';
 import { AlertIdGenerator } from '../store/alert-id.js';
+import { caseDetectors } from './cluster-env.js';
 import { FactsEnricher } from './facts.js';
 import { caseName, loadCase, type TestCase } from './load.js';
 import type { ExpectedDetection } from './spec.js';
@@ -191,16 +192,18 @@ function detected(a: Alert, atNs: bigint): Detected {
 export function runLoadedCase(c: TestCase, opts: RunOptions = {}): Omit<CaseResult, 'durationMs'> {
   const rules = caseRules(c);
   const enrichment = loadEnrichment(c.enrichmentFile);
+  const detectorsOf = caseDetectors(rules, c);
   let text: string;
   try {
-    text = readFileSync(c.alertsFile, 'utf8');
+    // Long recordings may be gzipped (alerts.jsonl.gz).
+    text = c.alertsFile.endsWith('.gz') ? gunzipSync(readFileSync(c.alertsFile)).toString('utf8') : readFileSync(c.alertsFile, 'utf8');
   } catch (err) {
     throw new ConfigError([`${c.alertsFile}: cannot read: ${errorMessage(err)}`]);
   }
   const metrics = new Metrics({ collectDefault: false });
   const clock = new ManualClock(0);
   const found: Seen[] = [];
-  const detectors = buildDetectors(rules).map((d) => tapDetector(d, (f: Finding) => found.push({ finding: f, emitted: null, incident: null, tapped: true })));
+  const detectors = detectorsOf.map((d) => tapDetector(d, (f: Finding) => found.push({ finding: f, emitted: null, incident: null, tapped: true })));
   const engine = new DetectionEngine({ rules, detectors, logger: silentLogger(), metrics, clock });
   const facts = new FactsEnricher(c.facts, { metrics, clock });
   const ids = new AlertIdGenerator(() => clock.now());

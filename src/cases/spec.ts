@@ -9,6 +9,7 @@
  *   enrichment: enrichment.json              # optional: companion keys per 1-based line
  *   facts: { containers, destinations, baseline }   # optional enrichment facts
  *   rules_file: ../rules.yaml                # optional: default the built-in rules
+ *   cluster: cluster.json                    # optional: the node's cluster facts for the detectors
  *   settings: { detectors: ..., suppress: ... }     # optional: merged over the rules file
  *   expect:
  *     detections: [{ detector, rule, mitre, min_priority, min_score, count }]
@@ -93,6 +94,7 @@ export function caseSpec(detectors: readonly DetectorSettingsSpec[] = DETECTOR_M
     enrichment: opt(text('JSON file: 1-based line number → companion keys (without `companion.`) added to that alert (what --record writes).')),
     facts: factsSpec,
     rules_file: opt(text('Companion rules file (relative to this file). Absent: the built-in rules.')),
+    cluster: opt(text('JSON file with the node\'s cluster facts for the detectors (relative to this file): `config` (the detect.cluster section), `env` (the DaemonSet pod\'s environment, e.g. KUBERNETES_SERVICE_HOST), `interfaces` (the node\'s addresses).')),
     settings: rulesFileSpec(detectors, CI_QUIET_DETECTOR_IDS),
     flush: bool('Also count the summaries the engine sends when the input ends (pending "repeated N times").', false),
     expect: req(expectSpec),

@@ -7,6 +7,7 @@
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertLegacy, findCases, loadCase, loadYamlCase } from '../../src/cases/load.js';
 import { mergeSettings, runCase } from '../../src/cases/run.js';
@@ -180,6 +181,30 @@ describe('facts, settings and rules files', () => {
 });
 
 describe('the older scenario layout', () => {
+  it('reads gzipped streams and tolerate_below; a cluster.json this build cannot apply is an error, not a different run', () => {
+    const src = join(dir, 'legacy-gz', 'knock');
+    mkdirSync(src, { recursive: true });
+    writeFileSync(join(src, 'alerts.jsonl.gz'), gzipSync(readFileSync(join(EX, 'knock-chain/alerts.jsonl'))));
+    const expected = (extra: object): void => writeFileSync(join(src, 'expected.json'), JSON.stringify({ description: 'knock', detections: [], generated_by: 'hand', ...extra }));
+    expected({ tolerate_below: 'Critical' }); // the Error one is tolerated, the Critical one is not
+    const r = runCase(src);
+    expect(r.alerts).toBe(3);
+    expect(r.failures).toEqual([expect.stringMatching(/^unexpected detection at Critical or higher:\n {4}\+ Critical "Port knocking: firewall opened for one source, connection accepted, rule removed"/)]);
+    expected({ tolerate_below: 'Emergency' });
+    expect(runCase(src).status).toBe('pass');
+    expected({ tolerate_below: 'Loud' });
+    expect(runCase(src).errors).toEqual([`${join(src, 'expected.json')}: tolerate_below: not a Falco priority`]);
+    expected({});
+    writeFileSync(join(src, 'cluster.json'), JSON.stringify({ config: { discover: true }, env: { KUBERNETES_SERVICE_HOST: '10.96.0.1' } }));
+    expect(runCase(src).errors[0]).toMatch(/cluster\.json: cluster facts need detectors that take the cluster environment/);
+    // The converter keeps the gzipped stream and the cluster facts.
+    const out = join(dir, 'legacy-gz-out');
+    expect(convertLegacy(src, out)).toBe(join(out, 'knock', 'case.yaml'));
+    expect(readFileSync(join(out, 'knock', 'case.yaml'), 'utf8')).toMatch(/alerts: alerts\.jsonl\.gz\ncluster: cluster\.json\n/);
+    expect(loadCase(join(out, 'knock')).clusterFile).toBe(join(out, 'knock', 'cluster.json'));
+  });
+
+
   it('is read as a case and converted to case.yaml without changing the outcome', () => {
     const src = join(dir, 'legacy');
     cpSync(resolve('test/fixtures/scenarios/unexpected-image'), join(src, 'unexpected-image'), { recursive: true });

@@ -30,7 +30,7 @@ const CSS = `
 main{max-width:1000px;margin:0 auto;padding:24px 20px 48px}
 h1{font-size:22px;margin:0 0 6px}h2{font-size:17px;margin:28px 0 10px;padding-bottom:4px;border-bottom:1px solid var(--line)}
 .meta{color:var(--muted);margin:2px 0}.mono,code,pre,td.mono{font-family:"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:12.5px}
-.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;color:#fff;background:var(--other);vertical-align:middle}
+.badge{display:inline-block;white-space:nowrap;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;color:#fff;background:var(--other);vertical-align:middle}
 .p-Emergency,.p-Alert,.p-Critical{background:#a61e4d}.p-Error{background:#c92a2a}.p-Warning{background:#e67700}.p-Notice{background:#1c7ed6}.p-Informational,.p-Debug{background:#868e96}
 .message{font-size:15px;background:var(--panel);border-left:4px solid var(--esc);padding:10px 14px;margin:14px 0;word-break:break-word}
 table{border-collapse:collapse;width:100%;margin:6px 0}th,td{text-align:left;vertical-align:top;padding:5px 8px;border-bottom:1px solid var(--line)}th{background:var(--panel);font-weight:600;font-size:12.5px}
@@ -248,7 +248,7 @@ export function renderDetection(r: DetectionRecord, o: RenderOptions): string {
     `<p class="meta">detection <code>${esc(r.id)}</code>${r.incident ? ` · incident <code>${esc(r.incident)}</code>` : ''} · detector <code>${esc(r.detector ?? '?')}</code>${r.score !== null ? ` · score ${esc(r.score)}` : ''} ${mitre}</p></header>` +
     `<div class="message">${esc(r.message)}</div>` +
     (r.partial ? '<p class="note">Recorded from the forwarded alert alone (the engine did not report the finding): evidence details are not available.</p>' : '') +
-    `<section class="sec-timeline"><h2>Evidence on a time axis</h2><p class="meta">${t.entries.length} signal(s)${span ? ` over ${esc(span)}` : ''}; times UTC; gaps of ${esc(formatDuration(t.labelGapNs))} or more are labelled.</p>${timelineSvg(t, r)}` +
+    `<section class="sec-timeline"><h2>Evidence on a time axis</h2><p class="meta">${t.entries.length} evidence signal(s) the detector kept${span ? `, over ${esc(span)}` : ''}; times UTC; gaps of ${esc(formatDuration(t.labelGapNs))} or more between them are labelled.</p>${timelineSvg(t, r)}` +
     `<h2>Evidence signals</h2>${evidenceTable(r, t.entries)}</section>` +
     (r.partial
       ? `<section class="sec-alert-evidence"><h2>Evidence as the alert carries it</h2>${kv([

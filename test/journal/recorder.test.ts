@@ -52,7 +52,7 @@ describe('CaseRecorder', () => {
     const id = alertIdOf(sent.emitted) as string;
     expect(readdirSync(dir)).toEqual([id]);
     const c = loadYamlCase(join(dir, id, 'case.yaml'));
-    expect(c.expect.detections).toEqual([{ detector: 'beacon', rule: 'C2 beaconing: periodic outbound connections', mitre: null, min_priority: 'Error', min_score: null, count: null }]);
+    expect(c.expect.detections).toEqual([{ detector: 'beacon', rule: 'C2 beaconing: periodic outbound connections', mitre: null, min_priority: sent.emitted.priority, min_score: null, count: null }]);
     expect(c.expect.other_detections).toBe('ignore');
     const lines = readFileSync(join(dir, id, 'alerts.jsonl'), 'utf8').trimEnd().split('\n');
     // The whole series between the first evidence and the detection (the beacon needs it), not just the 5 kept as evidence.
@@ -71,8 +71,8 @@ describe('CaseRecorder', () => {
     writeFileSync(join(dir, old, 'alerts.jsonl'), '{}\n');
     const { alerts, findings } = exampleFindings('socket-filter-bind-shell');
     const emitted = findings.filter((f) => f.emitted !== null);
-    expect(emitted.length).toBe(2);
-    const r = recorder(dir, metrics, { 'journal.record.buffer_alerts': 10, 'journal.record.max_alerts': 2, 'journal.record.max_cases': 2 });
+    expect(emitted.length).toBeGreaterThanOrEqual(2);
+    const r = recorder(dir, metrics, { 'journal.record.buffer_alerts': 10, 'journal.record.max_alerts': 2, 'journal.record.max_cases': emitted.length });
     const byTime = new Map(emitted.map((f) => [f.emitted?.timeNs, f]));
     // Another workload's traffic between the arming and the trigger pushes the arming out of the buffer.
     const noise = exampleAlerts('c2-beacon');
@@ -89,7 +89,8 @@ describe('CaseRecorder', () => {
     expect(await metric(metrics, /^falco_companion_record_alerts_trimmed_total\{reason="max_alerts"\} (\d+)/m)).toBeGreaterThan(0);
     // The arming 30 minutes earlier fell out of the 10-alert buffer: counted, and said in the case.
     expect(await metric(metrics, /^falco_companion_record_alerts_trimmed_total\{reason="not_buffered"\} (\d+)/m)).toBeGreaterThan(0);
-    expect(readFileSync(join(dir, ids[0] as string, 'case.yaml'), 'utf8')).toMatch(/\d+ evidence alert\(s\) were no longer in the buffer/);
+    const listener = emitted.find((f) => f.emitted?.rule.endsWith('then new listener'));
+    expect(readFileSync(join(dir, alertIdOf(listener?.emitted as Alert) as string, 'case.yaml'), 'utf8')).toMatch(/\d+ evidence alert\(s\) were no longer in the buffer/);
   });
 
   it('once the engine reports signals, only signal alerts are buffered', async () => {

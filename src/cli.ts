@@ -19,6 +19,8 @@ import { emulateCommand } from './emulate/command.js';
 import { tuneCommand } from './commands/tune.js';
 import { explainCommand } from './commands/explain.js';
 import { PARSER_CONFIGURATION, valuesTakeNextArgument, withValueArguments } from './cli-args.js';
+import { reportCommand } from './commands/report.js';
+import { testCommand } from './commands/test.js';
 
 interface CommonFlags {
   config?: string;
@@ -29,6 +31,7 @@ interface CommonFlags {
   stdout?: boolean;
   'state-dir'?: string;
   'log-level'?: string;
+  record?: string;
 }
 
 /** Flags override the config file (and the environment). */
@@ -44,6 +47,7 @@ export function flagOverrides(f: CommonFlags): Record<string, unknown> {
   if (f.stdout) o['sinks.stdout.enabled'] = true;
   if (f['state-dir'] !== undefined) o['state_dir'] = f['state-dir'];
   if (f['log-level'] !== undefined) o['log.level'] = f['log-level'];
+  if (f.record !== undefined) o['journal.record.dir'] = f.record;
   return o;
 }
 
@@ -136,6 +140,7 @@ export async function main(argv: string[]): Promise<void> {
     stdout: { type: 'boolean', describe: 'Also write forwarded alerts to stdout as JSON lines' },
     'state-dir': { type: 'string', describe: 'State directory (state_dir)' },
     'log-level': { type: 'string', describe: 'Log level (log.level)' },
+    record: { type: 'string', describe: 'Keep the raw alerts of each detection as a test case in DIR (journal.record.dir; see falco-companion test)' },
   } as const;
   await yargs(argv)
     .scriptName('falco-companion')
@@ -201,7 +206,9 @@ export async function main(argv: string[]): Promise<void> {
     .command(withValueArguments(emulateCommand))
     .command(withValueArguments(tuneCommand))
     .command(withValueArguments(explainCommand))
-    .demandCommand(1, 'name a command: run, validate, replay or demo')
+    .command(withValueArguments(reportCommand))
+    .command(withValueArguments(testCommand))
+    .demandCommand(1, 'name a command: run, validate, replay, demo, report or test')
     .strict()
     .help()
     .parseAsync();

@@ -31,6 +31,9 @@ import { Spool } from './store/spool.js';
 import { buildEnrichment } from './enrich/wiring.js';
 import { buildDetection } from './detect/wiring.js';
 import { buildClusterStore } from './cluster/wiring.js';
+import { Journal } from './journal/journal.js';
+import { CaseRecorder } from './journal/recorder.js';
+import { reportRoute, reportUrlFor } from './report/route.js';
 
 export interface AppDeps {
   readonly logger: Logger;
@@ -131,17 +134,37 @@ export function buildApp(config: Config, deps: AppDeps): App {
 
   // Enrichment and detection
   const enrichment = config.enrich.enabled ? buildEnrichment(config, { logger, metrics, clock, db: stateDb, cluster }) : { enrichers: [] as Enricher[], components: [] as Component[] };
+  const hostname = process.env['FALCO_HOSTNAME'] ?? process.env['HOSTNAME'] ?? 'falco-companion';
+  // The detection journal (records for `report`, tune, explain and the page on the ops port).
+  const serveReports = config.journal.serve && config.ops.enabled && !deps.replay;
+  const reportUrl = reportUrlFor({
+    externalUrl: config.journal.external_url,
+    hostname: () => hostname,
+    listener: () => {
+      const a = ops?.address() ?? http?.address();
+      return a ? { port: a.port, tls: ops?.address() == null && config.http.tls.cert !== null } : null;
+    },
+  });
+  const recordDir = config.journal.record.dir;
+  const recorder = recordDir
+    ? new CaseRecorder({ config: { ...config.journal.record, dir: recordDir }, rulesFile: config.detect.rules_file, logger, metrics, now: () => clock.now() })
+    : null;
+  const journal =
+    config.detect.enabled && (config.journal.enabled || recorder)
+      ? new Journal({ config: config.journal, db: stateDb, logger, metrics, clock, ...(serveReports ? { reportUrl } : {}), ...(recorder ? { recorder } : {}) })
+      : null;
   // Replays never read or write the detection state (a replay is deterministic from its input).
-  const detection = config.detect.enabled ? buildDetection(config, { logger, metrics, clock, db: deps.replay ? null : stateDb, statsDb: stateDb }) : null;
+  const detection = config.detect.enabled
+    ? buildDetection(config, { logger, metrics, clock, db: deps.replay ? null : stateDb, statsDb: stateDb, ...(journal ? { observers: [journal.observer] } : {}) })
+    : null;
   // The last detections, for GET /detections (read-only ops endpoint; `emulate run --verify`).
   const recent = new RecentDetections(undefined, metrics);
-  const hostname = process.env['FALCO_HOSTNAME'] ?? process.env['HOSTNAME'] ?? 'falco-companion';
   // Resource usage per container: deviations enter the intake as signal alerts (src/sources/metrics.ts).
   const metricsSource =
     config.metrics.enabled && !deps.replay
       ? new MetricsSource({ config: config.metrics, runtime: config.enrich.container, intake, db: stateDb(), logger, metrics, clock, hostname })
       : null;
-  const detect: DetectStage | null = detection ? recordingStage(detection.stage, recent) : null;
+  const detect: DetectStage | null = detection ? recordingStage(journal ? journal.stage(detection.stage) : detection.stage, recent) : null;
 
   const router = new Router(config.route, metrics);
   const pipeline = new Pipeline({
@@ -162,7 +185,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
   let fileSource: FileSource | null = null;
   let http: HttpServer | null = null;
   let ops: OpsServer | null = null;
-  const all = (): Component[] => [...sources, pipeline, ...enrichment.components, ...(cluster ? [cluster.sync] : []), ...(detection?.components ?? []), ...sinks, ...(spool ? [spool] : []), ...(ops ? [ops] : [])];
+  const all = (): Component[] => [...sources, pipeline, ...enrichment.components, ...(cluster ? [cluster.sync] : []), ...(detection?.components ?? []), ...(journal ? [journal] : []), ...sinks, ...(spool ? [spool] : []), ...(ops ? [ops] : [])];
   const health = (): { ready: boolean; components: Record<string, ComponentHealth> } => {
     const components: Record<string, ComponentHealth> = {};
     for (const c of all()) components[c.id] = c.health();
@@ -188,6 +211,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
         return { status: a.status, json: a.body };
       },
     });
+    if (journal && serveReports && config.journal.enabled) ops.route(reportRoute({ reader: () => journal.reader(), now: () => clock.now() }));
   }
   if (httpOn) {
     http = new HttpServer({ config: config.http, intake, logger, metrics, ops: opsShared ? ops : null });
@@ -236,6 +260,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
       for (const c of enrichment.components) await c.start();
       await cluster?.sync.start();
       for (const c of detection?.components ?? []) await c.start();
+      await journal?.start();
       await pipeline.start();
       await ops?.start();
       for (const s of sources) await s.start();
@@ -265,7 +290,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
         //    (the detection state is checkpointed here, after the last alert went through)
         await pipeline.stop(deadlineMs);
         // (the shared store after the enrichers: their last flush goes to it)
-        for (const c of [...sinks, ...(detection?.components ?? []), ...enrichment.components, ...(cluster ? [cluster.sync] : [])]) {
+        for (const c of [...sinks, ...(detection?.components ?? []), ...(journal ? [journal] : []), ...enrichment.components, ...(cluster ? [cluster.sync] : [])]) {
           try {
             await c.stop(deadlineMs);
           } catch (err) {

@@ -9,6 +9,7 @@ import { detectSection } from './sections/detect.js';
 import { spoolSection } from './sections/spool.js';
 import { metricsSection } from './sections/metrics.js';
 import { storeSection } from './sections/store.js';
+import { journalSection } from './sections/journal.js';
 
 export const configSchema = obj('falco-companion configuration', {
   state_dir: str('Directory for the state database (spool, baselines, image history).', '/var/lib/falco-companion'),
@@ -25,6 +26,7 @@ export const configSchema = obj('falco-companion configuration', {
   sinks: sinksSection,
   spool: spoolSection,
   store: storeSection,
+  journal: journalSection,
   shutdown: shutdownSection,
 });
 

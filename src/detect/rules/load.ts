@@ -61,7 +61,8 @@ function parseRules(file: string, text: string, specs: readonly DetectorSettings
   const y = parseYaml(file, text);
   if (y.broken) throw new ConfigError(formatProblems(y.problems));
   const problems: Problem[] = [...y.problems];
-  const raw = checkSpec(file, y.lc, problems, rulesFileSpec(specs, CI_QUIET_DETECTOR_IDS), y.raw ?? {}, y.root) as RulesInput | undefined;
+  const warnings: Problem[] = [];
+  const raw = checkSpec(file, y.lc, problems, rulesFileSpec(specs, CI_QUIET_DETECTOR_IDS), y.raw ?? {}, y.root, [], warnings) as RulesInput | undefined;
   if (problems.length > 0 || !raw) throw new ConfigError(formatProblems(problems));
   const base = raw.extends !== null && file !== defaultRulesPath() ? loadRulesFile(null, { detectors: extra }) : null;
   const signals = raw.signals.map(toSignalRule);
@@ -76,6 +77,7 @@ function parseRules(file: string, text: string, specs: readonly DetectorSettings
   };
   return deepFreeze({
     file,
+    warnings: formatProblems(warnings),
     signals: base ? [...base.signals, ...signals] : signals,
     detectors: raw.detectors,
     suppress: base

@@ -101,6 +101,8 @@ export interface DetectorSettingsBase {
 export interface LoadedRules {
   /** Where it came from (the built-in defaults' path when loaded with no file). */
   readonly file: string;
+  /** Deprecated settings the file still names (`file:line:col: path: deprecated: why`); logged, never fatal. */
+  readonly warnings: readonly string[];
   readonly signals: readonly SignalRule[];
   /** Detector id → validated settings (defaults filled in) for every known detector. */
   readonly detectors: Readonly<Record<string, DetectorSettingsBase & Readonly<Record<string, unknown>>>>;

@@ -6,6 +6,7 @@
  */
 import type { Alert, FieldValue, Priority } from '../alert.js';
 import type { ObjectSpec } from '../config/dsl.js';
+import { NO_ENV, type DetectorEnv } from './cluster.js';
 
 export const SIGNAL_KINDS = [
   'raw_socket', // AF_PACKET or AF_INET/AF_INET6 SOCK_RAW socket created
@@ -159,8 +160,8 @@ export interface DetectorModule {
    * periodic traffic, which CI bursts produce legitimately.
    */
   readonly quietInCi: boolean;
-  /** Build the detector from its validated settings (`rules.detectors[id]`). */
-  readonly create: (settings: Readonly<Record<string, unknown>>) => Detector<unknown>;
+  /** Build the detector from its validated settings (`rules.detectors[id]`) and the node/cluster facts. */
+  readonly create: (settings: Readonly<Record<string, unknown>>, env?: DetectorEnv) => Detector<unknown>;
 }
 
 /** A {@link DetectorModule} from a detector's typed factory. */
@@ -168,9 +169,9 @@ export function detectorModule<C, S>(m: {
   readonly id: string;
   readonly settings: ObjectSpec;
   readonly quietInCi: boolean;
-  readonly create: (settings: Partial<C>) => Detector<S>;
+  readonly create: (settings: Partial<C>, env: DetectorEnv) => Detector<S>;
 }): DetectorModule {
-  return { id: m.id, settings: m.settings, quietInCi: m.quietInCi, create: (s) => m.create(s as Partial<C>) as unknown as Detector<unknown> };
+  return { id: m.id, settings: m.settings, quietInCi: m.quietInCi, create: (s, env = NO_ENV) => m.create(s as Partial<C>, env) as unknown as Detector<unknown> };
 }
 
 /**

@@ -13,7 +13,9 @@ describe('rules file', () => {
     const r = loadRulesFile(null, { detectors: DETECTOR_SPECS });
     expect(r.signals.length).toBeGreaterThan(30);
     expect(r.detectors['socket_filter']?.enabled).toBe(true);
-    expect(r.detectors['socket_filter']?.['window']).toBe(3_600_000);
+    expect(r.detectors['socket_filter']?.['window']).toBe(7 * 86_400_000);
+    expect(r.detectors['socket_filter']?.['include_host']).toBe(true);
+    expect(r.warnings).toEqual([]);
     expect(r.detectors['knock']?.['delete_window']).toBe(900_000);
     expect(r.output.dedupWindowMs).toBe(600_000);
     expect(r.suppress.allow.some((a) => a.name === 'dhcp-clients')).toBe(true);

@@ -18,7 +18,8 @@
  *   count for the strobe test is kept exactly in 24 per-window buckets. All series together keep at
  *   most `max_total_points` seconds: beyond that the least recently used series are evicted (counted).
  * - Scoring runs when the series has ≥ `min_points` unique seconds (16: fewer intervals give
- *   quartiles and MAD too noisy to tell a beacon from a short burst), is not a strobe, and
+ *   quartiles and MAD too noisy to tell a beacon from a short burst), is not a strobe, does not
+ *   make several connections in most of its seconds (a download burst, not a beat), and
  *   `rescore_every` new seconds arrived since the last score.
  * No byte counts: TS 0.5, histogram 0.25, duration 0.25 (see rita.ts).
  *
@@ -61,7 +62,7 @@ export const beaconSettingsSpec = obj('C2 beaconing: RITA v5 beacon score per (w
   enabled: bool('Run this detector.', true),
   window: duration('Sliding window of connection times per series (RITA: 24 h).', 86_400_000, { min: 60_000 }),
   group_by: oneOf('Series workload key: `container` (container id) or `image` (image repository; replicas pooled).', ['container', 'image'], 'container'),
-  threshold: num('Beacon score (0..1) at or above which a series is a beacon. 0.9 catches ±30 % jitter (RITA\'s 0.95 about half of it) and keeps aperiodic traffic below; see docs.', 0.9, { min: 0, max: 1 }),
+  threshold: num('Beacon score (0..1) at or above which a series is a beacon. 0.92 catches ±30 % jitter (RITA\'s 0.95 misses part of it) and keeps aperiodic traffic below; see docs.', 0.92, { min: 0, max: 1 }),
   high_score: num('Score at or above which the priority of a new or unknown destination is raised one step.', 0.98, { min: 0, max: 1 }),
   priority: oneOf('Priority of a beacon to a destination that became new for the image after its learning period (or with no egress baseline).', PRIORITIES, 'Warning', { caseInsensitive: true }),
   known_priority: oneOf('Priority of a beacon to a destination the image has had since its learning period (pollers, update checks).', PRIORITIES, 'Notice', { caseInsensitive: true }),
@@ -150,6 +151,8 @@ export interface BeaconState {
 }
 
 const RECENT = 4;
+/** Median connections per unique second at or above which a series is a burst (downloads), not a beacon. */
+const BURST_PER_SECOND = 3;
 const MAX_GROUP_KEYS = 256;
 /** Repeat findings of an unchanged series at most this often (internal; the engine's notify policy decides what is sent). */
 const REPEAT_NS = 3_600_000_000_000n;
@@ -488,6 +491,8 @@ export function createBeaconDetector(overrides: Partial<BeaconSettings> = {}, en
       let inWindow = 0;
       for (const c of s.buckets.values()) inWindow += c;
       if (inWindow >= cfg.strobe) return none;
+      // Several connections in most seconds are a download burst, not a beat.
+      if (median(s.cnts) >= BURST_PER_SECOND) return none;
       s.newSince = 0;
       s.scoredOnce = true;
       st.scored++;

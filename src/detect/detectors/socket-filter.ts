@@ -247,7 +247,7 @@ export function createSocketFilterDetector(settings: Partial<SocketFilterSetting
       rule: SOCKET_FILTER_ALONE_RULE,
       priority: RANK_PRIORITY[rank] as Priority,
       score: rank === 2 ? 0.75 : 0.55,
-      message: `${procLabel(armer)} armed a ${armWhat(arm)} in ${whereOf(armer)} (no trigger yet); suspicious: ${fs.join(', ')}`,
+      message: `${procLabel(armer)} armed ${armWhat(arm)} in ${whereOf(armer)} (no trigger yet); suspicious: ${fs.join(', ')}`,
       mitre: SOCKET_FILTER_MITRE,
       key: `${SOCKET_FILTER_DETECTOR_ID}|${arm.key}`,
       evidence,
@@ -267,7 +267,9 @@ export function createSocketFilterDetector(settings: Partial<SocketFilterSetting
     const trigKinds = new Set(arm.triggers.map((t) => t.kind));
     if (trigKinds.size > 1) esc.push(`triggers_${trigKinds.size}`);
     const n = esc.length;
-    const unlinked = [...arm.signals, ...arm.triggers].some((x) => x.proc.pid === null);
+    // Linked by container only when the armer or every trigger lacks a pid (official rules print
+    // none); a pid-less official copy of a trigger (dup2) after pid-linked ones changes nothing.
+    const unlinked = (arm.signals[0] as Signal).proc.pid === null || arm.triggers.every((x) => x.proc.pid === null);
     if (unlinked) esc.push('container_only');
     const sc = round3(Math.max(0, Math.min(1, cfg.base_score + cfg.escalation_step * (n - (unlinked ? 1 : 0)))));
     // An arm that was a detection by itself becomes Critical when its trigger follows.
@@ -286,7 +288,7 @@ export function createSocketFilterDetector(settings: Partial<SocketFilterSetting
       priority,
       score: disguised ? Math.max(sc, cfg.critical_score) : sc,
       message:
-        `${procLabel(armer)} armed a ${armWhat(arm)} in ${whereOf(armer)}, then ${dwellS >= 60 ? `${fmtDwell(dwellS)} later ` : ''}${procLabel(trigger)} ${what}` +
+        `${procLabel(armer)} armed ${armWhat(arm)} in ${whereOf(armer)}, then ${dwellS >= 60 ? `${fmtDwell(dwellS)} later ` : ''}${procLabel(trigger)} ${what}` +
         `${peer ? ` (${peer})` : listenPort !== null ? ` (port ${listenPort})` : ''}${fw ? ` [${fw.trim()}]` : ''}` +
         `${esc.length ? `; escalated: ${esc.join(', ')}` : ''}`,
       mitre: SOCKET_FILTER_MITRE,

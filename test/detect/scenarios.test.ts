@@ -15,6 +15,7 @@ import { loadRulesFile } from '../../src/detect/rules/load.js';
 import { parse } from '../../src/json/lossless.js';
 import { silentLogger } from '../../src/logger.js';
 import { Metrics } from '../../src/metrics.js';
+import { scenarioEnv, scenarioLines } from './helpers.js';
 
 const DIR = 'test/fixtures/scenarios';
 
@@ -26,12 +27,12 @@ interface Expected {
 }
 
 function replay(folder: string): { detections: Alert[]; lagsNs: bigint[]; metrics: Metrics } {
-  const lines = readFileSync(join(folder, 'alerts.jsonl'), 'utf8').split('\n').filter((l) => l.trim() !== '');
+  const lines = scenarioLines(folder);
   const enrichPath = join(folder, 'enrichment.json');
   const enrichment = existsSync(enrichPath) ? (JSON.parse(readFileSync(enrichPath, 'utf8')) as Record<string, Record<string, EnrichValue>>) : {};
   const rules = loadRulesFile(null, { detectors: DETECTOR_MODULES });
   const metrics = new Metrics({ collectDefault: false });
-  const engine = new DetectionEngine({ rules, detectors: buildDetectors(rules), logger: silentLogger(), metrics, clock: new ManualClock(0) });
+  const engine = new DetectionEngine({ rules, detectors: buildDetectors(rules, DETECTOR_MODULES, scenarioEnv(folder)), logger: silentLogger(), metrics, clock: new ManualClock(0) });
   const detections: Alert[] = [];
   const lagsNs: bigint[] = [];
   lines.forEach((line, i) => {

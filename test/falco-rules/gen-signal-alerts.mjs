@@ -1,27 +1,17 @@
 #!/usr/bin/env node
-/* global URL, process */
+/* global process */
 // Regenerates test/fixtures/signal-alerts.jsonl: one JSON alert per companion rule, shaped exactly
-// as Falco 0.40+ emits it with json_output (alphabetical keys, `output` = time + priority +
-// formatted message, typed output_fields, evt.time as a nanosecond integer, null for <NA>,
-// sorted tags). Values come from a BPFDoor-like scenario in one container (the kernel module load
-// is on the host). Run: node test/falco-rules/gen-signal-alerts.mjs
+// as Falco 0.40+ emits it with json_output (test/support/falco-output.mjs: alphabetical keys,
+// `output` = time + priority + formatted message, typed output_fields, evt.time as a nanosecond
+// integer, null for <NA>, sorted tags). Values come from a BPFDoor-like scenario in one container
+// (the kernel module load is on the host). Run: node test/falco-rules/gen-signal-alerts.mjs
 // test/falco-rules/signal-alerts.test.ts checks the file stays consistent with the rules.
 import { readFileSync, writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
+import { fieldTypes, renderAlert, ROOT as root, SHARED } from '../support/falco-output.mjs';
 
-const root = fileURLToPath(new URL('../../', import.meta.url));
 const rules = parse(readFileSync(`${root}falco-rules/falco-companion_rules.yaml`, 'utf8')).filter((i) => typeof i.rule === 'string');
-const fieldTypes = new Map(
-  readFileSync(`${root}../shared/falco-reference/supported-fields-falco-0.44.0.txt`, 'utf8')
-    .split('\n')
-    .filter((l) => l && !l.startsWith('#'))
-    .map((l) => l.split('\t'))
-    .map(([n, t]) => [n, t]),
-);
-
-const NUMERIC = new Set(['INT16', 'INT32', 'INT64', 'UINT32', 'UINT64', 'PORT', 'ABSTIME', 'RELTIME', 'DOUBLE']);
-const PRIORITY = { INFO: 'Informational', NOTICE: 'Notice', WARNING: 'Warning' };
+const types = fieldTypes(`${SHARED}supported-fields-falco-0.44.0.txt`);
 
 const container = {
   'container.id': '3f2a9c1b7d4e',
@@ -420,27 +410,6 @@ const scenarios = {
   },
 };
 
-function typeOf(field) {
-  // Listed as CHARBUF (its text form), but in JSON output Falco writes evt.time as a ns integer.
-  if (field === 'evt.time') return 'ABSTIME';
-  if (field.startsWith('evt.arg.') || field.startsWith('evt.arg[')) return 'CHARBUF';
-  const base = field.replace(/\[.*\]$/, '');
-  return fieldTypes.get(base) ?? 'CHARBUF';
-}
-
-function jsonValue(field, v) {
-  if (v === null || v === undefined) return 'null';
-  const t = typeOf(field);
-  if (t === 'BOOL') return v ? 'true' : 'false';
-  if (NUMERIC.has(t)) return String(v); // exact, may exceed 2^53 (evt.time)
-  return JSON.stringify(String(v));
-}
-
-function textValue(v) {
-  if (v === null || v === undefined) return '<NA>';
-  return String(v);
-}
-
 const BASE_NS = 1785316800000000000n; // 2026-07-29T09:20:00Z
 const lines = [];
 const names = Object.keys(scenarios);
@@ -451,25 +420,7 @@ for (const [i, rule] of rules.entries()) {
   // Like real ones, every timestamp must be unrepresentable as a double: a value such as
   // ...123456800 prints back identically from a double yet is another integer (...768).
   while (String(Number(ns)) === ns.toString()) ns += 1n;
-  const date = new Date(Number(ns / 1_000_000n));
-  const frac = (ns % 1_000_000_000n).toString().padStart(9, '0');
-  const time = `${date.toISOString().slice(0, 19)}.${frac}Z`;
-  const clock = `${date.toISOString().slice(11, 19)}.${frac}`;
-  const fields = new Map();
-  const message = rule.output.replace(/%([A-Za-z_][A-Za-z0-9_.]*)(\[[^\]]*\])?/g, (_m, name, arg) => {
-    const key = `${name}${arg ?? ''}`;
-    const v = Object.hasOwn(values, key) ? values[key] : null;
-    fields.set(key, v);
-    return textValue(v);
-  });
-  fields.set('evt.time', ns);
-  const of = [...fields.keys()].sort().map((k) => `${JSON.stringify(k)}:${jsonValue(k, fields.get(k))}`);
-  const priority = PRIORITY[rule.priority];
-  const tags = [...rule.tags].sort();
-  const line =
-    `{"hostname":"node-1","output":${JSON.stringify(`${clock}: ${priority} ${message}`)},` +
-    `"output_fields":{${of.join(',')}},"priority":${JSON.stringify(priority)},"rule":${JSON.stringify(rule.rule)},` +
-    `"source":"syscall","tags":${JSON.stringify(tags)},"time":${JSON.stringify(time)}}`;
+  const line = renderAlert(types, rule, values, ns, 'node-1');
   lines.push(line);
 }
 for (const n of names) if (!rules.some((r) => r.rule === n)) throw new Error(`scenario without rule: ${n}`);

@@ -318,12 +318,26 @@ export function createBeaconDetector(overrides: Partial<BeaconSettings> = {}, en
     return out;
   }
 
+  /**
+   * A known series of the same program, port and cadence, seen within the window: the program
+   * moved to another address of the same service (DNS rotation behind one name) and keeps its
+   * provenance.
+   */
+  function rotatedFrom(st: BeaconState, s: Series): Series | null {
+    const g = st.groups.get(s.group);
+    if (!g) return null;
+    for (const k of g.keys) {
+      const o = k === s.key ? undefined : st.series.get(k);
+      if (o && o.origin === 'known' && o.port === s.port && o.secs.length >= 3 && similar(o.interval, s.interval)) return o;
+    }
+    return null;
+  }
+
   function finding(st: BeaconState, s: Series, r: SeriesScore, sig: Signal, now: bigint): Finding | null {
     const d = destOf(sig);
     const intel = cString(sig, DEST.intel);
     const sus = suspicion(st, sig, now);
-    // A program that moved to a new address of the same service (same port, same cadence) keeps its provenance.
-    const rotated = s.origin === 'new' && siblings(st, s, now).some((o) => o.origin === 'known' && o.port === s.port);
+    const rotated = s.origin === 'new' && rotatedFrom(st, s) !== null;
     const origin: Origin = rotated ? 'known' : s.origin;
     const odd = d.port !== null && !std.has(d.port);
     let priority: Priority;

@@ -5,6 +5,9 @@
  * `host_pid`, `host_network`, `host_ipc`, `sensitive_mount` (the mapping parses
  * `container.mounts`), or the `container.privileged`, `container.host_*` output fields).
  *
+ * A `mount` counts only when it can reach the host ({@link escapeMount}): dind, buildah and node
+ * agents mount tmpfs, overlay, bpffs and cgroup2 for themselves all day.
+ *
  * Failed attempts count. An unprivileged attacker's attempts fail (core_pattern on a read-only
  * /proc/sys, mount and unshare refused), and trying several escape vectors in a row is what an
  * attacker does and legitimate software does not: distinct vectors count whether or not they
@@ -76,12 +79,39 @@ export function failedAttempt(s: Signal): boolean {
   return !/^\d+$/.test(r);
 }
 
+/**
+ * File systems a container mounts for its own use (dind, buildah, Cilium's bpffs, FUSE clients):
+ * none of them reaches the host. cgroup v1 (the release_agent trick), proc, sysfs, debugfs, block
+ * devices and network file systems do.
+ */
+const OWN_MOUNT_TYPES = /^(tmpfs|ramfs|mqueue|devpts|securityfs|overlay|fuse(\..+)?|bpf|cgroup2|tracefs|binfmt_misc|configfs|squashfs|nsfs|autofs)$/;
+/** MS_BIND (4096) by name or number. */
+const isBind = (flags: string | null): boolean => flags !== null && (/MS_BIND/.test(flags) || (/^\d+$/.test(flags) && (Number(flags) & 4096) !== 0));
+
+/**
+ * True when a `mount` signal is an escape vector: a failed attempt (nothing legitimate tries and
+ * fails), a file system that reaches the host, or a bind of /proc, /sys, /dev or /. A mount of the
+ * container's own tmpfs / overlay / bpffs / cgroup2, a remount or a propagation change is not.
+ * Signals without mount arguments (official rules) count.
+ */
+export function escapeMount(s: Signal): boolean {
+  if (failedAttempt(s)) return true;
+  const type = keyString(s, 'type');
+  const dev = keyString(s, 'dev');
+  const flags = keyString(s, 'flags');
+  if (type === null && dev === null && flags === null) return true;
+  if (type !== null && type !== 'none' && !isBind(flags)) return !OWN_MOUNT_TYPES.test(type);
+  // bind, remount or propagation change: only host pseudo-files or the root are vectors
+  return dev !== null && /^\/(proc|sys|dev)(\/|$)|^\/$/.test(dev);
+}
+
 /** The escape indicators a signal carries. */
 export function indicatorsOf(s: Signal): EscapeSubtype[] {
   // Common case: one escape signal, one indicator (no set needed).
   if (s.kind !== 'container_start') {
     if (!s.subtype) return [];
     if (s.subtype === 'notify_on_release') return ['release_agent'];
+    if (s.subtype === 'mount' && !escapeMount(s)) return [];
     return SUBTYPES.has(s.subtype) ? [s.subtype as EscapeSubtype] : [];
   }
   const out = new Set<EscapeSubtype>();

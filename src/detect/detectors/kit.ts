@@ -98,7 +98,7 @@ export function unusualExeLocation(exe: string | null): 'tmpfs' | 'memfd' | 'del
  * these names). A name with a slash is kernel-thread shaped by itself: no user-space program name
  * has one.
  */
-const KTHREAD = /^\[.*\]$|\/|^(kworker|kthreadd|ksoftirqd|kswapd\d*|kcompactd\d*|khugepaged|ksmd|kauditd|kdevtmpfs|khungtaskd|kintegrityd|kblockd|kthrotld|kstrp|kaluad|kmpath_rdacd|kdmflush|kdmtmpflush|kpsmoused|kcryptd|rcu_(sched|bh|gp|par_gp|preempt|tasks\w*)|migration|watchdog|watchdogd|cpuhp|idle_inject|irq|jbd2|writeback|oom_reaper|netns|mm_percpu_wq|scsi_eh_\d+|scsi_tmf_\d+|xfsaild|ext4-rsv-conver|edac-poller|devfreq_wq|ipv6_addrconf|charger_manager|khubd|kacpid|kacpi_notify|ata_sff|md\d*_raid\d*)$/;
+const KTHREAD = /^\[.*\]$|\/|^(kworker|kthreadd|ksoftirqd|kswapd\d*|kcompactd\d*|khugepaged|ksmd|kauditd|kdevtmpfs|khungtaskd|kintegrityd|kblockd|kthrotld|kstrp|kaluad|kmpath_rdacd|kdmflush|kpsmoused|kcryptd|rcu_(sched|bh|gp|par_gp|preempt|tasks\w*)|migration|watchdog|watchdogd|cpuhp|idle_inject|irq|jbd2|writeback|oom_reaper|netns|mm_percpu_wq|scsi_eh_\d+|scsi_tmf_\d+|xfsaild|ext4-rsv-conver|edac-poller|devfreq_wq|ipv6_addrconf|charger_manager|khubd|kacpid|kacpi_notify|ata_sff|md\d*_raid\d*)$/;
 
 export function isKernelThreadName(name: string | null): boolean {
   return name !== null && name !== '' && KTHREAD.test(name);

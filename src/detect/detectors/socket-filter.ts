@@ -6,6 +6,10 @@
  * completes the chain: a new listener, an accept from a never-seen peer, an outbound connect to a
  * never-seen destination, a shell with socket stdio, or a firewall tool run.
  *
+ * Packet and raw sockets are the job of capture tools, DHCP / ARP / VRRP agents, ping and IDS
+ * (`known_packet_binaries`, ATT&CK's AFPacketAllowList): theirs are not arms, unless the binary
+ * runs from tmpfs / memfd. Everything else is remembered.
+ *
  * Escalation factors the signals already carry, split by how rare they are for legitimate software:
  * - strong: the executable runs from tmpfs, a memfd or a deleted file (`tmpfs_exe`); the process
  *   (or its lineage) took a kernel-thread or system-daemon name with prctl (`disguised_name`);
@@ -75,7 +79,7 @@ export const socketFilterSettingsSpec = obj('Traffic signaling (T1205.002): raw/
   escalation_step: num('Score added per escalation (tmpfs exe, disguise or masquerade, pid file, unusual socket, port range, filter + raw socket, extra trigger kinds).', 0.1, { min: 0, max: 1 }),
   critical_score: num('Score at or above which the priority is Critical.', 0.85, { min: 0, max: 1 }),
   error_score: num('Score at or above which the priority is Error.', 0.7, { min: 0, max: 1 }),
-  known_packet_binaries: list('Executable or process names whose packet/raw sockets are their job (a socket from anything else is the weak `unusual_socket` factor).', str('Name.', ''), KNOWN_PACKET_BINARIES),
+  known_packet_binaries: list('Executables (basename) whose packet/raw sockets are their job: not tracked as arms when run from where they are installed (not tmpfs / memfd); a socket from anything else is the weak `unusual_socket` factor.', str('Name.', ''), KNOWN_PACKET_BINARIES),
   max_arms: int('Armed processes tracked (least recently armed evicted first, counted).', 5000, { min: 1 }),
   max_containers: int('Containers (and the host) whose context (peers, ports, lineage signals) is tracked.', 5000, { min: 1 }),
   max_peers: int('Peers and ports remembered per container.', 512, { min: 1 }),
@@ -338,7 +342,11 @@ export function createSocketFilterDetector(settings: Partial<SocketFilterSetting
     }
   }
 
+  /** A capture / network tool doing its job from where it is installed: not an arm (ATT&CK's AFPacketAllowList). */
+  const knownTool = (sig: Signal): boolean => sig.proc.exepath !== null && knownPacket.has(basename(sig.proc.exepath)) && unusualExeLocation(sig.proc.exepath) === null;
+
   function onArm(st: SocketFilterState, ctx: Ctx, c: string, sig: Signal): Finding[] {
+    if (knownTool(sig)) return [];
     const pid = sig.proc.pid;
     if (pid === null) {
       // The official rule's copy of a socket() our rule also reported: fold it.

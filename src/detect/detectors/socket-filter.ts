@@ -324,19 +324,21 @@ export function createSocketFilterDetector(settings: Partial<SocketFilterSetting
     return false;
   }
 
-  /** Keep a container's arms under its cap: the least recently armed without factors goes first. */
+  /**
+   * Keep a container's arms under its cap: the least recently armed of those that are not a
+   * detection by themselves goes first, else the least recently armed.
+   */
   function capArms(st: SocketFilterState, ctx: Ctx): void {
     ctx.armKeys = ctx.armKeys.filter((k) => st.arms.get(k) !== undefined);
     while (ctx.armKeys.length > MAX_ARMS_PER_CONTAINER) {
-      let victim = 0;
-      let best: bigint | null = null;
+      let victim = -1;
+      let oldest = 0;
       for (let i = 0; i < ctx.armKeys.length; i++) {
         const a = st.arms.get(ctx.armKeys[i] as string) as Arm;
-        if (factors(a).length === 0 && (best === null || a.lastNs < best)) {
-          best = a.lastNs;
-          victim = i;
-        }
+        if (a.lastNs < (st.arms.get(ctx.armKeys[oldest] as string) as Arm).lastNs) oldest = i;
+        if (points(factors(a)) < 2 && (victim < 0 || a.lastNs < (st.arms.get(ctx.armKeys[victim] as string) as Arm).lastNs)) victim = i;
       }
+      if (victim < 0) victim = oldest;
       const [old] = ctx.armKeys.splice(victim, 1);
       if (old !== undefined && st.arms.delete(old)) st.droppedPeers++;
     }

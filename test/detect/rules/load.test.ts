@@ -119,3 +119,17 @@ describe('docs/rules-file.md', () => {
   });
 });
 
+
+describe('deprecated detector settings', () => {
+  it('keep old rules files loading: `renotify` under a detector is checked, ignored and reported as a file:line:col warning', () => {
+    const text = ['detectors:', '  beacon:', '    renotify: 1h', '    threshold: 0.9', '  escape_chain:', '    renotify: 10m', '  k8s_spread: {renotify: 1h}', '  first_seen_egress: {renotify: 24h}', '  unexpected_image: {renotify: 24h}'].join('\n');
+    const r = loadRulesFile('/x/old.yaml', { text, detectors: DETECTOR_MODULES });
+    expect(r.detectors['beacon']?.['threshold']).toBe(0.9);
+    for (const id of ['beacon', 'escape_chain', 'k8s_spread', 'first_seen_egress', 'unexpected_image']) expect(r.detectors[id], id).not.toHaveProperty('renotify');
+    expect(r.warnings).toHaveLength(5);
+    expect(r.warnings[0]).toBe("/x/old.yaml:3:5: detectors.beacon.renotify: deprecated: ignored: repeats of a detection follow the engine's one notify policy (the rules file's `output:` section); remove this key");
+    expect(r.warnings).toContainEqual(expect.stringMatching(/^\/x\/old\.yaml:6:5: detectors\.escape_chain\.renotify: deprecated: /));
+    // still checked: a value that never was valid is a problem, not a warning
+    expect(() => loadRulesFile('/x/bad.yaml', { text: 'detectors:\n  beacon:\n    renotify: soon\n', detectors: DETECTOR_MODULES })).toThrow(/bad\.yaml:3:15: detectors\.beacon\.renotify: must be a duration/);
+  });
+});

@@ -377,6 +377,8 @@ function makeSignal(
 /** OCI runtimes and the names their set-up stages run under (`runc init` renames itself three times). */
 const RUNTIME_CLI = new Set(['runc', 'crun', 'youki']);
 const RUNTIME_STAGE = /^(runc|crun|youki)(:\[\d:[A-Z]+\])?$/;
+/** First characters of the runtime names (r, c, y). */
+const RUNTIME_FIRST = new Set([114, 99, 121]);
 /** What starts the runtime CLI; proc.name is the 15-character comm (containerd-shim-runc-v2 → containerd-shim). */
 const RUNTIME_MANAGERS = new Set(['containerd-shim', 'containerd-shim-runc-v2', 'conmon', 'containerd', 'dockerd', 'crio', 'podman', 'buildkitd']);
 /** Where runtimes live on nodes; `runc` alone is how libsinsp names runc 1.1's read-only bind clone. */
@@ -392,8 +394,9 @@ const RUNTIME_EXE = /^(runc|crun|youki|\/(usr\/(local\/)?)?s?bin\/(runc|crun|you
  */
 export function isRuntimeStartup(f: OutputFields): boolean {
   const name = str(f['proc.name']);
+  if (name === null || !RUNTIME_FIRST.has(name.charCodeAt(0))) return false; // the common case, without a regex
   const exe = str(f['proc.exepath']);
-  if (name === null || exe === null) return false;
+  if (exe === null) return false;
   if (RUNTIME_STAGE.test(name)) {
     const pname = str(f['proc.pname']);
     if (pname === null || !RUNTIME_CLI.has(pname)) return false;

@@ -166,12 +166,16 @@ export function createEscapeDetector(overrides: Partial<EscapeSettings> = {}): D
       if (sig.timeNs > box.lastNs) box.lastNs = sig.timeNs;
       const n = box.ind.size;
       if (n < cfg.min_indicators) return none;
-      const allFailed = [...box.ind.values()].every((x) => !x.ok);
+      let allFailed = true;
+      let unreported = false;
+      for (const [k, x] of box.ind) {
+        if (x.ok) allFailed = false;
+        if (!box.reported.has(k)) unreported = true;
+      }
       const base: Priority = n > cfg.min_indicators ? cfg.priority_high : cfg.priority;
       const priority = allFailed ? lower(base, 1) : base;
       const rank = RANK[priority] ?? 0;
-      const fresh = [...box.ind.keys()].some((k) => !box.reported.has(k)) || rank > box.reportedRank;
-      if (!fresh) return none;
+      if (!unreported && rank <= box.reportedRank) return none;
       for (const k of box.ind.keys()) box.reported.add(k);
       box.reportedRank = Math.max(box.reportedRank, rank);
       const evidence = [...new Set([...box.ind.values()].map((x) => x.sig))].sort(byTime);

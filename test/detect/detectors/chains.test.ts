@@ -11,7 +11,7 @@ const at = (s: number): string => formatTimeNs(BASE_NS + secNs(s));
 describe('first-seen egress', () => {
   const c = (t: number, extra: Record<string, string | boolean> = {}, port = 443) =>
     sig({ kind: 'connect', t, dest: '198.51.100.20', port, companion: { 'dest.new_for_image': true, 'dest.learning': false, ...extra } });
-  it('flags a new destination once per (image, dest, port) per renotify', () => {
+  it('flags a new destination once per (image, dest, port) while the key is remembered', () => {
     const { findings } = runDetector(createFirstSeenEgressDetector(), [c(0), c(10), c(20)]);
     expect(findings).toHaveLength(1);
     expect(findings[0]!.rule).toBe(FIRST_SEEN_EGRESS_RULE);

@@ -31,6 +31,11 @@ interface Base {
   readonly required?: boolean;
   /** Absent (or YAML null) is null instead of the default (see {@link opt}). */
   readonly optional?: boolean;
+  /**
+   * A setting that is no longer used: still accepted (and checked) so old files keep loading, left
+   * out of the validated value, and reported as a warning with this text (see {@link deprecated}).
+   */
+  readonly deprecated?: string;
 }
 
 export interface StringSpec extends Base {
@@ -156,6 +161,11 @@ export const cidrs = (doc: string): ListSpec & { items: CidrSpec } => ({ ...list
 export const opt = <S extends Spec>(spec: S): S & { optional: true } => ({ ...spec, optional: true });
 /** The same spec, absent → a problem. */
 export const req = <S extends Spec>(spec: S): S & { required: true } => ({ ...spec, required: true });
+/**
+ * The same spec, deprecated: accepted and checked, left out of the value, and reported as a warning
+ * `<file>:<line>:<col>: <path>: deprecated: <why>` (the loaders log it; nothing fails).
+ */
+export const deprecated = <S extends Spec>(spec: S, why: string): S & { deprecated: string } => ({ ...spec, deprecated: why });
 /** The same object spec with a cross-field check. */
 export const checked = <S extends ObjectSpec>(spec: S, check: NonNullable<ObjectSpec['check']>): S => ({ ...spec, check });
 
@@ -175,7 +185,7 @@ type InferValue<S> = S extends { kind: 'string'; default: infer D }
         : S extends { kind: 'list'; items: infer I }
           ? readonly Infer<I>[]
           : S extends { kind: 'object'; fields: infer F }
-            ? { readonly [K in keyof F]: Infer<F[K]> }
+            ? { readonly [K in keyof F as F[K] extends { deprecated: string } ? never : K]: Infer<F[K]> }
             : S extends { kind: 'map' }
               ? Readonly<Record<string, string>>
               : S extends { kind: 'scalar' }
@@ -272,6 +282,7 @@ export function parseCidrValue(v: unknown): Cidr | null {
 /** Every leaf with its path, for docs and env overrides. */
 export function* leaves(spec: ObjectSpec, path: string[] = []): Generator<{ path: string[]; spec: Exclude<Spec, ObjectSpec> }> {
   for (const [k, s] of Object.entries(spec.fields)) {
+    if (s.deprecated !== undefined) continue;
     if (s.kind === 'object') yield* leaves(s, [...path, k]);
     else yield { path: [...path, k], spec: s };
   }
@@ -281,6 +292,7 @@ export function* leaves(spec: ObjectSpec, path: string[] = []): Generator<{ path
 export function defaults(spec: ObjectSpec): Record<string, unknown> {
   const o: Record<string, unknown> = {};
   for (const [k, s] of Object.entries(spec.fields)) {
+    if (s.deprecated !== undefined) continue;
     o[k] = s.optional ? null : s.kind === 'object' ? defaults(s) : structuredClone(s.default);
   }
   return o;

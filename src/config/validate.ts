@@ -30,6 +30,8 @@ interface Ctx {
   readonly file: string;
   readonly lc: LineCounter | null;
   readonly problems: Problem[];
+  /** Deprecated settings found (null: not collected). */
+  readonly warnings?: Problem[] | null;
 }
 
 /**
@@ -169,6 +171,14 @@ function check(ctx: Ctx, spec: Spec, value: unknown, node: YamlNode | null | und
         }
       }
       for (const [k, s] of Object.entries(spec.fields)) {
+        if (s.deprecated !== undefined) {
+          if (k in src && src[k] !== undefined) {
+            const at = childNode(mapNode, k, true) ?? node;
+            check(ctx, s, src[k], childNode(mapNode, k), [...path, k]);
+            ctx.warnings?.push({ where: whereOf(ctx, at, [...path, k]), message: `${dottedPath([...path, k])}: deprecated: ${s.deprecated}` });
+          }
+          continue;
+        }
         if (k in src && src[k] !== undefined) {
           out[k] = check(ctx, s, src[k], childNode(mapNode, k), [...path, k]);
         } else if (s.required) {
@@ -312,8 +322,8 @@ function setPath(o: Record<string, unknown>, path: readonly string[], v: unknown
  * Check one parsed value against a spec, positions taken from its YAML node (for other YAML files
  * that embed schema-defined sections, e.g. the companion rules file). Problems are appended.
  */
-export function checkSpec(file: string, lc: LineCounter | null, problems: Problem[], spec: Spec, value: unknown, node: YamlNode | null | undefined, path: Path = []): unknown {
-  return check({ file, lc, problems }, spec, value, node, path);
+export function checkSpec(file: string, lc: LineCounter | null, problems: Problem[], spec: Spec, value: unknown, node: YamlNode | null | undefined, path: Path = [], warnings: Problem[] | null = null): unknown {
+  return check({ file, lc, problems, warnings }, spec, value, node, path);
 }
 
 /** Format problems as ConfigError lines (`file:line:col: path: message`). */

@@ -8,7 +8,7 @@ import { fieldString, type Alert, type FieldValue, type OutputFields } from '../
 import { LosslessNumber } from '../json/lossless.js';
 import { ipText, parseIp } from '../net/address.js';
 import { cidrContains } from '../net/cidr.js';
-import { SocketView, type Endpoint, type PeerSide } from '../net/socket.js';
+import { parseFdName, SocketView, type Endpoint, type PeerSide } from '../net/socket.js';
 import { DEST, IMAGE } from '../enrich/keys.js';
 import { parseFirewallCmdline } from './firewall-cmdline.js';
 import type { Predicate, SignalRule } from './rules/types.js';
@@ -60,6 +60,9 @@ export function compileMapping(rules: readonly SignalRule[], opts: MappingOption
       const candidates = byName.get(alert.rule) ?? generic;
       const out: Signal[] = [];
       if (candidates.length === 0) return out;
+      // The container runtime setting up a container is never evidence (older rules packs still
+      // send its renames and sysctl writes).
+      if (isRuntimeStartup(alert.outputFields ?? NO_FIELDS)) return out;
       let proc: ProcFacts | null = null;
       let labels: Readonly<Record<string, string>> | null = null;
       for (const c of candidates) {
@@ -332,13 +335,23 @@ function makeSignal(
   const keys: Record<string, FieldValue> = {};
   for (const [k, field] of extract) {
     const v = getField(alert, field);
-    if (v !== undefined && v !== null && v !== '<NA>') keys[k] = v;
+    if (v === undefined || v === null || v === '<NA>') continue;
+    // A unix socket's fd.name is `<kaddr>-><kaddr> <path the server bound>`: the path is the fact.
+    const unix = field === 'fd.name' && typeof v === 'string' ? parseFdName(v) : null;
+    keys[k] = unix?.kind === 'unix' ? (unix.path ?? v) : v;
   }
   if (kind === 'firewall_exec') {
     const fw = parseFirewallCmdline(proc.cmdline ?? fieldString(alert, 'proc.cmdline'));
     if (fw) Object.assign(keys, fw);
   }
   const f = alert.outputFields ?? NO_FIELDS;
+  if (kind === 'container_start') {
+    const sensitive = sensitiveMounts(str(f['container.mounts']));
+    if (sensitive.length > 0) {
+      keys['sensitive_mount'] = true;
+      keys['sensitive_mounts'] = sensitive.join(',').slice(0, 500);
+    }
+  }
   return Object.freeze({
     kind,
     subtype,
@@ -358,3 +371,64 @@ function makeSignal(
   });
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// The container runtime's own start-up, and sensitive mounts
+
+/** OCI runtimes and the names their set-up stages run under (`runc init` renames itself three times). */
+const RUNTIME_CLI = new Set(['runc', 'crun', 'youki']);
+const RUNTIME_STAGE = /^(runc|crun|youki)(:\[\d:[A-Z]+\])?$/;
+/** First characters of the runtime names (r, c, y). */
+const RUNTIME_FIRST = new Set([114, 99, 121]);
+/** What starts the runtime CLI; proc.name is the 15-character comm (containerd-shim-runc-v2 → containerd-shim). */
+const RUNTIME_MANAGERS = new Set(['containerd-shim', 'containerd-shim-runc-v2', 'conmon', 'containerd', 'dockerd', 'crio', 'podman', 'buildkitd']);
+/** Where runtimes live on nodes; `runc` alone is how libsinsp names runc 1.1's read-only bind clone. */
+const RUNTIME_EXE = /^(runc|crun|youki|\/(usr\/(local\/)?)?s?bin\/(runc|crun|youki|conmon|containerd-shim(-runc-v2)?)|\/usr\/libexec\/(podman|crio)\/conmon|\/(var\/lib\/rancher\/(k3s|rke2)\/data|snap\/microk8s)\/.+\/(runc|containerd-shim(-runc-v2)?))$/;
+
+/**
+ * True for an alert about the container runtime setting up a container: a runtime stage name
+ * (`runc`, `runc:[1:CHILD]`, ...) under the runtime CLI with the runtime's own executable (a host
+ * path, libsinsp's bare `runc`, or a memfd copy run under a runtime manager), or a runtime manager
+ * itself (containerd-shim, conmon) from its host path. Names alone are not enough (anyone can call
+ * a binary `runc`); the same rule as the signal rules' `companion_runtime_setup`, without the
+ * overlay-layer check the outputs do not carry.
+ */
+export function isRuntimeStartup(f: OutputFields): boolean {
+  const name = str(f['proc.name']);
+  if (name === null || !RUNTIME_FIRST.has(name.charCodeAt(0))) return false; // the common case, without a regex
+  const exe = str(f['proc.exepath']);
+  if (exe === null) return false;
+  if (RUNTIME_STAGE.test(name)) {
+    const pname = str(f['proc.pname']);
+    if (pname === null || !RUNTIME_CLI.has(pname)) return false;
+    if (RUNTIME_EXE.test(exe)) return true;
+    const manager = str(f['proc.aname[2]']);
+    return exe.startsWith('memfd:') && manager !== null && RUNTIME_MANAGERS.has(manager);
+  }
+  return (name === 'containerd-shim' || name === 'conmon') && RUNTIME_EXE.test(exe);
+}
+
+/** Host paths a container must not have mounted (the signal rules' `companion_sensitive_mount`). */
+const SENSITIVE_EXACT = new Set(['/', '/etc', '/var/lib/kubelet', '/var/lib/kubelet/pki', '/etc/kubernetes', '/sys/fs/cgroup', '/dev', '/var/run', '/run']);
+const SENSITIVE_PREFIX = ['/proc', '/root', '/home'];
+const RUNTIME_SOCKET_SUFFIX = ['/docker.sock', '/containerd.sock', '/crio.sock', '/podman.sock', '/cri-dockerd.sock', '/dockershim.sock', '/buildkitd.sock'];
+
+/**
+ * The sensitive host sources in Falco's `container.mounts` (`source:dest:mode:rdwr:propagation`,
+ * comma-separated), as `source:dest` texts.
+ */
+export function sensitiveMounts(mounts: string | null): string[] {
+  if (!mounts) return [];
+  const out: string[] = [];
+  for (const m of mounts.split(',')) {
+    const [src = '', dst = ''] = m.trim().split(':');
+    const source = src.length > 1 ? src.replace(/\/+$/, '') : src;
+    if (source === '') continue;
+    const hit =
+      SENSITIVE_EXACT.has(source) ||
+      SENSITIVE_PREFIX.some((p) => source === p || source.startsWith(`${p}/`)) ||
+      RUNTIME_SOCKET_SUFFIX.some((x) => source.endsWith(x));
+    if (hit) out.push(`${source}:${dst}`);
+  }
+  return out;
+}

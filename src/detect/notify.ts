@@ -12,7 +12,8 @@
  *
  * A finding is **sent** (becomes a detection carrying `companion.incident`) when
  * - it opens an incident;
- * - its priority is above every priority the incident has sent (`escalated`);
+ * - its priority is above every priority the incident has sent, or above what was sent for its
+ *   own chain (key) (`escalated`): a chain gives one more detection when it gets worse;
  * - it carries a MITRE technique the incident has not sent yet (`new_technique`): a new technique
  *   on a compromised workload is never folded;
  * - it is a new chain (`new_chain`): a finding key the incident has not sent, at Warning or above,
@@ -68,8 +69,8 @@ interface Incident {
   rank: number;
   /** Techniques sent so far. */
   techniques: string[];
-  /** Finding keys sent so far (capped; absent in checkpoints written before it existed). */
-  keys?: string[];
+  /** Finding key → most severe priority rank sent for it (the chains sent so far; capped, oldest dropped). */
+  keys?: Record<string, number>;
   /** Detections sent as `new_chain` since the last renotify. */
   newChains?: number;
   /** Detector id → event time of its last detection sent in this incident. */
@@ -226,7 +227,8 @@ export class Notifier {
     if (t > inc.lastNs) inc.lastNs = t;
     if (inc.scope.startsWith('h|') && inc.pids.length < MAX_PIDS) this.addMembers(inc, f);
     let reason: NotifyReason | null = null;
-    if (rank < inc.rank) reason = 'escalated';
+    const keyRank = inc.keys?.[f.key];
+    if (rank < inc.rank || (keyRank !== undefined && rank < keyRank)) reason = 'escalated';
     else if (techniques.some((x) => !inc.techniques.includes(x))) reason = 'new_technique';
     else if (t - inc.lastSentNs >= BigInt(this.settings.renotifyMs) * 1_000_000n) reason = 'renotify';
     else if (this.isNewChain(inc, f, rank)) reason = 'new_chain';
@@ -240,23 +242,28 @@ export class Notifier {
     if (rank < inc.rank) inc.rank = rank;
     for (const x of techniques) if (!inc.techniques.includes(x)) inc.techniques.push(x);
     inc.newChains = reason === 'new_chain' ? (inc.newChains ?? 0) + 1 : reason === 'renotify' ? 0 : (inc.newChains ?? 0);
-    this.rememberKey(inc, f.key);
+    this.rememberKey(inc, f.key, rank);
     (inc.sentBy ??= {})[f.detector] = t;
     return d;
   }
 
   private isNewChain(inc: Incident, f: Finding, rank: number): boolean {
     if (rank > WARNING_RANK || (inc.newChains ?? 0) >= MAX_NEW_CHAINS) return false;
-    if ((inc.keys ?? []).includes(f.key)) return false;
+    if (inc.keys?.[f.key] !== undefined) return false;
     const after = (inc.sentBy?.[f.detector] ?? inc.openedNs) + NEW_CHAIN_GAP_NS;
     return f.evidence.length > 0 && f.evidence.every((s) => s.timeNs >= after);
   }
 
-  private rememberKey(inc: Incident, key: string): void {
-    const keys = (inc.keys ??= []);
-    if (keys.includes(key)) return;
-    if (keys.length >= MAX_KEYS) keys.shift();
-    keys.push(key);
+  private rememberKey(inc: Incident, key: string, rank: number): void {
+    const keys = (inc.keys ??= {});
+    const had = keys[key];
+    if (had !== undefined) {
+      if (rank < had) keys[key] = rank;
+      return;
+    }
+    const all = Object.keys(keys);
+    if (all.length >= MAX_KEYS) delete keys[all[0] as string];
+    keys[key] = rank;
   }
 
   private find(f: Finding): Incident | undefined {
@@ -278,7 +285,7 @@ export class Notifier {
     const seed = `${hostnameOf(f)}|${c ?? `host:${members.join(',')}`}|${f.key}|${f.timeNs}`;
     const id = incidentId(f.timeNs, seed);
     const scope = c !== null ? `c|${c}` : members.length > 0 ? `h|${id}` : 'h|nopid';
-    const inc: Incident = { id, scope, openedNs: f.timeNs, lastNs: f.timeNs, lastSentNs: f.timeNs, rank, techniques: [...techniques], keys: [f.key], newChains: 0, sentBy: { [f.detector]: f.timeNs }, folded: 0, pids: members.slice(0, MAX_PIDS) };
+    const inc: Incident = { id, scope, openedNs: f.timeNs, lastNs: f.timeNs, lastSentNs: f.timeNs, rank, techniques: [...techniques], keys: { [f.key]: rank }, newChains: 0, sentBy: { [f.detector]: f.timeNs }, folded: 0, pids: members.slice(0, MAX_PIDS) };
     this.st.incidents.set(scope, inc);
     this.index(inc);
     return inc;

@@ -8,6 +8,7 @@
  *   const engine = new DetectionEngine({ rules, detectors: buildDetectors(rules), logger, metrics, clock });
  *   // on reload: engine.setRules(next, buildDetectors(next))  (state kept per detector id)
  */
+import { NO_ENV, type DetectorEnv } from './cluster.js';
 import type { LoadedRules } from './rules/types.js';
 import type { Detector, DetectorModule } from './types.js';
 import { beaconModule } from './detectors/beacon.js';
@@ -36,7 +37,10 @@ export const DETECTOR_IDS: readonly string[] = DETECTOR_MODULES.map((m) => m.id)
 /** Detectors CI/CD windows and workloads silence when the rules file does not say (`quietInCi`). */
 export const CI_QUIET_DETECTOR_IDS: readonly string[] = DETECTOR_MODULES.filter((m) => m.quietInCi).map((m) => m.id);
 
-/** Detectors for loaded rules: every registered module, built from its validated settings (disabled ones too; the engine skips them). */
-export function buildDetectors(rules: LoadedRules, modules: readonly DetectorModule[] = DETECTOR_MODULES): Detector<unknown>[] {
-  return modules.map((m) => m.create(rules.detectors[m.id] ?? {}));
+/**
+ * Detectors for loaded rules: every registered module, built from its validated settings (disabled
+ * ones too; the engine skips them) and the node/cluster facts (src/detect/cluster.ts).
+ */
+export function buildDetectors(rules: LoadedRules, modules: readonly DetectorModule[] = DETECTOR_MODULES, env: DetectorEnv = NO_ENV): Detector<unknown>[] {
+  return modules.map((m) => m.create(rules.detectors[m.id] ?? {}, env));
 }

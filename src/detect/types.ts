@@ -6,6 +6,7 @@
  */
 import type { Alert, FieldValue, Priority } from '../alert.js';
 import type { ObjectSpec } from '../config/dsl.js';
+import { NO_ENV, type DetectorEnv } from './cluster.js';
 
 export const SIGNAL_KINDS = [
   'raw_socket', // AF_PACKET or AF_INET/AF_INET6 SOCK_RAW socket created
@@ -201,8 +202,8 @@ export interface DetectorModule {
    * checkpoint written by an older build is not restored into the new shape.
    */
   readonly stateVersion?: number;
-  /** Build the detector from its validated settings (`rules.detectors[id]`). */
-  readonly create: (settings: Readonly<Record<string, unknown>>) => Detector<unknown>;
+  /** Build the detector from its validated settings (`rules.detectors[id]`) and the node/cluster facts. */
+  readonly create: (settings: Readonly<Record<string, unknown>>, env?: DetectorEnv) => Detector<unknown>;
 }
 
 /** A {@link DetectorModule} from a detector's typed factory (its detectors carry the module's `stateVersion`). */
@@ -211,7 +212,7 @@ export function detectorModule<C, S>(m: {
   readonly settings: ObjectSpec;
   readonly quietInCi: boolean;
   readonly stateVersion?: number;
-  readonly create: (settings: Partial<C>) => Detector<S>;
+  readonly create: (settings: Partial<C>, env: DetectorEnv) => Detector<S>;
 }): DetectorModule {
   const version = m.stateVersion ?? 1;
   return {
@@ -219,8 +220,8 @@ export function detectorModule<C, S>(m: {
     settings: m.settings,
     quietInCi: m.quietInCi,
     stateVersion: version,
-    create: (s) => {
-      const d = m.create(s as Partial<C>) as unknown as Detector<unknown>;
+    create: (s, env = NO_ENV) => {
+      const d = m.create(s as Partial<C>, env) as unknown as Detector<unknown>;
       return d.stateVersion === undefined ? { ...d, stateVersion: version } : d;
     },
   };

@@ -145,7 +145,6 @@ export const R = {
 
 const INCUBATING = 'falco-incubating_rules.yaml is not loaded by default';
 const HOST_SCOPE = 'the listen / accept signal rules are container-scoped by default (companion_listen_scope / companion_accept_scope)';
-const SF_HOST = 'socket_filter.include_host is false by default: set `detectors: {socket_filter: {include_host: true}}` in the companion rules file';
 
 /** Placeholders the runner fills (documented here so the declarations below are readable). */
 export const ROLE_VARIABLES: Readonly<Record<string, string>> = {
@@ -284,7 +283,7 @@ export const SCENARIOS: readonly Scenario[] = [
     needs: ['root', 'tmpfs-exec'],
     benign: false,
     rules: implantRules('host'),
-    detections: [{ detector: SOCKET_FILTER_DETECTOR_ID, mitre: 'T1205.002', minPriority: 'Critical', pending: SF_HOST }],
+    detections: [{ detector: SOCKET_FILTER_DETECTOR_ID, mitre: 'T1205.002', minPriority: 'Critical' }],
     roles: [
       implantRole('inet-icmp', ['--magic', '{magic}', ...BIND], 'drops itself into tmpfs, arms a raw ICMP socket with a filter, waits for the magic echo request, then serves a bind shell'),
       { role: 'trigger', argv: ['magic', '--icmp', '127.0.0.1', '--magic', '{magic}', '--delay-ms', '{delay_ms}'], does: 'waits --delay, then sends the magic ICMP echo request over loopback' },

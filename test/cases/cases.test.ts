@@ -180,14 +180,6 @@ describe('facts, settings and rules files', () => {
   });
 });
 
-describe('cluster facts', () => {
-  it('a case with cluster facts this build cannot apply is an error, not a different run', () => {
-    const c = write('cluster/case.yaml', `alerts: ${join(EX, 'knock-chain/alerts.jsonl')}\ncluster: cluster.json\nexpect:\n  detections: []\n  other_detections: ignore\n`);
-    write('cluster/cluster.json', JSON.stringify({ config: { discover: true }, env: { KUBERNETES_SERVICE_HOST: '10.96.0.1' } }));
-    expect(runCase(c).errors).toEqual([`${join(dir, 'cluster', 'cluster.json')}: cluster facts need detectors that take the cluster environment (src/detect/cluster.ts), which this build does not have`]);
-  });
-});
-
 describe('the older scenario layout', () => {
   it('reads gzipped streams, tolerate_below and cluster.json', () => {
     const src = join(dir, 'legacy-gz', 'knock');

@@ -639,7 +639,7 @@ describe('companion config files validate with our own schema', () => {
     expect(names.size).toBeGreaterThan(3);
     for (const n of names) {
       // valid: loadConfig accepts a plausible value for it
-      const sample = n.endsWith('_ENABLED') ? 'true' : n.endsWith('_BACKEND') ? 'redis' : n.endsWith('_LISTEN') ? '127.0.0.1:2804' : n.endsWith('_URL') ? 'http://x:2801/' : n.endsWith('_RUNTIME') ? 'docker' : n.endsWith('_ADDRESS') ? 'unix:///x/other.sock' : '/tmp/x';
+      const sample = n.endsWith('_ENABLED') ? 'true' : n.endsWith('_BACKEND') ? 'redis' : n.endsWith('_LISTEN') ? '127.0.0.1:2804' : n.endsWith('_URL') ? 'http://x:2801/' : n.endsWith('_RUNTIME') ? 'docker' : n.endsWith('_ADDRESS') ? 'unix:///x/other.sock' : n.endsWith('_CIDRS') ? '192.168.10.11' : '/tmp/x';
       const before = loadConfig<Config>(configSchema, { file: null, env: {} });
       const after = loadConfig<Config>(configSchema, { file: null, env: { [n]: sample } });
       expect(JSON.stringify(after), `${n} changes nothing: not a setting`).not.toBe(JSON.stringify(before));

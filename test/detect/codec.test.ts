@@ -10,6 +10,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { alertFromJson, withEnrichment, type Alert, type EnrichValue } from '../../src/alert.js';
 import { ManualClock } from '../../src/clock.js';
+import { NO_ENV, type DetectorEnv } from '../../src/detect/cluster.js';
 import { decodeState, encodeState, restoreInto, stateEntries, StateCodecError } from '../../src/detect/codec.js';
 import { BoundedMap, retain } from '../../src/detect/detectors/kit.js';
 import { DetectionEngine } from '../../src/detect/engine.js';
@@ -19,6 +20,7 @@ import { LosslessNumber, parse } from '../../src/json/lossless.js';
 import { silentLogger } from '../../src/logger.js';
 import { Metrics } from '../../src/metrics.js';
 import { sig } from '../support/signals.js';
+import { scenarioEnv, scenarioLines } from './helpers.js';
 
 const roundTrip = <T>(v: T): T => decodeState(encodeState(v)) as T;
 
@@ -154,7 +156,7 @@ const DIR = 'test/fixtures/scenarios';
 const RECORDED = '../shared/falco-reference/recorded';
 
 function alertsOf(folder: string): Alert[] {
-  const lines = readFileSync(join(folder, 'alerts.jsonl'), 'utf8').split('\n').filter((l) => l.trim() !== '');
+  const lines = scenarioLines(folder);
   const enrichPath = join(folder, 'enrichment.json');
   const enrichment = existsSync(enrichPath) ? (JSON.parse(readFileSync(enrichPath, 'utf8')) as Record<string, Record<string, EnrichValue>>) : {};
   return lines.map((line, i) => {
@@ -171,9 +173,9 @@ function recordedAlerts(file: string): Alert[] {
     .map((l) => alertFromJson(parse(l), { kind: 'replay', component: 'test' }));
 }
 
-function newEngine(): DetectionEngine {
+function newEngine(env: DetectorEnv = NO_ENV): DetectionEngine {
   const rules = loadRulesFile(null, { detectors: DETECTOR_MODULES });
-  return new DetectionEngine({ rules, detectors: buildDetectors(rules), logger: silentLogger(), metrics: new Metrics({ collectDefault: false }), clock: new ManualClock(0) });
+  return new DetectionEngine({ rules, detectors: buildDetectors(rules, DETECTOR_MODULES, env), logger: silentLogger(), metrics: new Metrics({ collectDefault: false }), clock: new ManualClock(0) });
 }
 
 /** What a detection says, without the per-emission id. */
@@ -182,15 +184,15 @@ function essence(a: Alert): string {
   return JSON.stringify({ rule: a.rule, priority: a.priority, time: a.time, output: a.output, companion, fields: a.outputFields });
 }
 
-function continueAfterRestore(alerts: Alert[], cut: number): { straight: string[]; restored: string[] } {
-  const straight = newEngine();
-  const first = newEngine();
+function continueAfterRestore(alerts: Alert[], cut: number, env: DetectorEnv = NO_ENV): { straight: string[]; restored: string[] } {
+  const straight = newEngine(env);
+  const first = newEngine(env);
   for (const a of alerts.slice(0, cut)) {
     straight.process(a);
     first.process(a);
   }
   const parts = first.checkpointParts(true).map((p) => ({ id: p.id, version: p.version, bytes: encodeState(p.state) }));
-  const second = newEngine();
+  const second = newEngine(env);
   for (const p of parts) expect(second.restorePart(p.id, p.version, decodeState(p.bytes))).toBe('restored');
   const rest = alerts.slice(cut);
   return {
@@ -205,9 +207,10 @@ describe('an engine restored from a checkpoint continues like one that never sto
   for (const name of folders) {
     it(name, () => {
       const alerts = alertsOf(join(DIR, name));
+      const env = scenarioEnv(join(DIR, name));
       let detections = 0;
       for (const cut of new Set([1, Math.floor(alerts.length / 4), Math.floor(alerts.length / 2), Math.floor((alerts.length * 3) / 4), alerts.length - 1])) {
-        const { straight, restored } = continueAfterRestore(alerts, cut);
+        const { straight, restored } = continueAfterRestore(alerts, cut, env);
         expect(restored, `cut at ${cut}`).toEqual(straight);
         detections += straight.length;
       }

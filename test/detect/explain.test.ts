@@ -53,7 +53,7 @@ describe('explainAlert', () => {
     expect(sf?.suppressed).toBe('allowlist');
     const dhcp = sf?.checks[0];
     expect(dhcp).toMatchObject({ kind: 'allow', name: 'dhcp-clients', matched: true, where: `${defaultRulesPath()}:${lineOf(defaultRulesPath(), '- name: dhcp-clients')}` });
-    expect(dhcp?.conditions).toEqual([{ field: 'exe', want: '*/dhclient, */dhcpcd, */udhcpc, */NetworkManager, */systemd-networkd, */dhcpd', have: '/sbin/dhclient / dhclient', held: true }]);
+    expect(dhcp?.conditions).toEqual([{ field: 'exe', want: '*/dhclient, */dhclient6, */dhcpcd, */udhcpc, */udhcpc6, */NetworkManager, */systemd-networkd, */dhcpd, */wickedd-dhcp4, */wickedd-dhcp6, */odhcp6c, */dhcp6c', have: '/sbin/dhclient / dhclient', held: true }]);
     // an entry scoped to packet capture in debug namespaces: exe held, namespace did not
     const capture = explainAlert(alertAt(0, RAW, { 'proc.exepath': '/usr/bin/tcpdump', 'proc.name': 'tcpdump', 'k8s.ns.name': 'web' }), { rules, states: freshStates('fresh') });
     const cap = capture.signals[0]?.detectors.find((d) => d.detector === 'socket_filter')?.checks.find((c) => c.name === 'packet-capture-in-debug-pods');

@@ -1,4 +1,8 @@
-/** Alert builders for detection tests (Falco-shaped, as the shipped signal rules emit them). */
+/** Alert builders for detection tests (Falco-shaped, as the shipped signal rules emit them), and scenario fixture readers. */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { discoverCluster, NO_ENV, type ClusterConfig, type DetectorEnv, type InterfaceAddress } from '../../src/detect/cluster.js';
 import { createAlert, formatTimeNs, type Alert, type FieldValue } from '../../src/alert.js';
 import { silentLogger } from '../../src/logger.js';
 import { Metrics } from '../../src/metrics.js';
@@ -43,4 +47,19 @@ export function engineWith(rules: LoadedRules = loadRulesFile(null, { detectors:
   const metrics = new Metrics({ collectDefault: false });
   const engine = new DetectionEngine({ rules, detectors: detectorsFrom(rules), logger: silentLogger(), metrics, clock: new ManualClock(0) });
   return { engine, metrics };
+}
+
+/** The alert lines of a scenario folder (alerts.jsonl, or alerts.jsonl.gz for the long recordings). */
+export function scenarioLines(folder: string): string[] {
+  const plain = join(folder, 'alerts.jsonl');
+  const text = existsSync(plain) ? readFileSync(plain, 'utf8') : gunzipSync(readFileSync(`${plain}.gz`)).toString('utf8');
+  return text.split('\n').filter((l) => l.trim() !== '');
+}
+
+/** The node a scenario was recorded on (cluster.json: detect.cluster, environment, interfaces), else none. */
+export function scenarioEnv(folder: string): DetectorEnv {
+  const path = join(folder, 'cluster.json');
+  if (!existsSync(path)) return NO_ENV;
+  const c = JSON.parse(readFileSync(path, 'utf8')) as { config: ClusterConfig; env?: Record<string, string>; interfaces?: InterfaceAddress[] };
+  return { cluster: discoverCluster({ config: c.config, env: c.env ?? {}, interfaces: c.interfaces ?? [] }) };
 }

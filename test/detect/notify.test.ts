@@ -181,13 +181,17 @@ describe('incidents through the engine', () => {
     });
     const out: Alert[] = [];
     for (const line of readFileSync(RECORDED, 'utf8').split('\n').filter(Boolean)) out.push(...engine.process(alertFromJson(parse(line), { kind: 'replay', component: 'test' })).detections);
-    expect(out.map((d) => `${d.priority} ${d.rule}`)).toEqual(['Critical Traffic signaling: socket filter armed, then new listener']);
+    // The disguised arming is a detection on its own (Error); the trigger completes the chain and
+    // raises it (Critical); every other piece of the chain folds.
+    expect(out.map((d) => `${d.priority} ${d.rule}`)).toEqual(['Error Traffic signaling: socket filter armed by a suspicious process', 'Critical Traffic signaling: socket filter armed, then new listener']);
     const incident = out[0]?.companion['incident'];
+    expect(out[1]?.companion['incident']).toBe(incident);
+    expect(out[1]?.companion['incident_update']).toBe('escalated');
     expect(incident).toMatch(/^[0-9A-HJKMNP-TV-Z]{26}$/);
     expect(out[0]?.companion['alert_id']).toMatch(/^[0-9A-HJKMNP-TV-Z]{26}$/);
-    // Every piece of the chain was a finding of that one incident; only the first went out.
-    expect(findings.length).toBeGreaterThan(1);
+    // Every piece of the chain was a finding of that one incident; only the arming and the escalation went out.
+    expect(findings.length).toBeGreaterThan(2);
     expect(new Set(findings.map((f) => f.incident))).toEqual(new Set([incident]));
-    expect(findings.filter((f) => f.emitted)).toHaveLength(1);
+    expect(findings.filter((f) => f.emitted)).toHaveLength(2);
   });
 });

@@ -22,6 +22,7 @@ const ENV = { FALCO_COMPANION_ENRICH_CONTAINER_ENABLED: 'false' };
 const RAW = 'Companion signal: packet or raw socket created';
 const FILTER = 'Companion signal: socket filter attached';
 const LISTEN = 'Companion signal: listening socket in container';
+const ARMED = 'Traffic signaling: socket filter armed by a suspicious process';
 const implant = { 'proc.pid': 4242, 'proc.ppid': 1, 'proc.sid': 4242, 'proc.name': 'kworker/0:1', 'proc.exepath': '/dev/shm/kdmtmpflush' };
 const arming = [alertAt(0, RAW, implant), alertAt(1, FILTER, implant)].map((a) => serializeAlert(a));
 const trigger = serializeAlert(alertAt(120, LISTEN, { ...implant, 'fd.name': '0.0.0.0:42391->0.0.0.0:42391' }));
@@ -81,17 +82,22 @@ describe('e2e: detection state across a restart of the companion', () => {
     await arm(first.base);
     expect(await first.cli.stop('SIGTERM')).toBe(0);
     expect(first.cli.logs.some((l) => l['component'] === 'detect/checkpoint' && l['msg'] === 'detection state saved for the next start')).toBe(true);
-    expect(detections(sk)).toEqual([]);
+    // The disguised arming is a detection on its own (Error); the chain is not complete yet.
+    expect(detections(sk).map((d) => d['rule'])).toEqual([ARMED]);
 
     const second = await run(dir, sk);
     await second.cli.waitForLog((l) => l['component'] === 'detect/checkpoint' && l['msg'] === 'detection state restored');
     await triggerAndWait(second.base, sk, true);
+    await until(() => detections(sk).length === 2, 10_000, 'chain completed');
     const d = detections(sk);
-    expect(d).toHaveLength(1);
-    expect(d[0]?.['rule']).toBe('Traffic signaling: socket filter armed, then new listener');
-    expect(d[0]?.['priority']).toBe('Critical');
-    const f = d[0]?.['output_fields'] as JsonObject;
+    expect(d[1]?.['rule']).toBe('Traffic signaling: socket filter armed, then new listener');
+    expect(d[1]?.['priority']).toBe('Critical');
+    const armed = d[0]?.['output_fields'] as JsonObject;
+    const f = d[1]?.['output_fields'] as JsonObject;
+    // The restored incident memory: the completion escalates the incident the arming opened.
     expect(f['companion.incident']).toMatch(/^[0-9A-HJKMNP-TV-Z]{26}$/);
+    expect(f['companion.incident']).toBe(armed['companion.incident']);
+    expect(f['companion.incident_update']).toBe('escalated');
     expect(f['companion.alert_id']).toMatch(/^[0-9A-HJKMNP-TV-Z]{26}$/);
     expect(f['container.id']).toBe('abc123def456');
     expect(await second.cli.stop('SIGTERM')).toBe(0);
@@ -105,14 +111,15 @@ describe('e2e: detection state across a restart of the companion', () => {
       const env = { FALCO_COMPANION_DETECT_CHECKPOINT_INTERVAL: '200ms', FALCO_COMPANION_DETECT_PERSIST_STATE: String(persist) };
       const first = await run(dir, sk, env);
       await arm(first.base);
-      // The arming went out to the stand-in (so the spool will not hand it over again after the kill).
-      await until(() => sk.accepted.filter((a) => a.parsed['rule'] === FILTER).length === 1, 10_000, 'arming delivered');
+      // The arming and its detection went out to the stand-in (so the spool will not hand them over again after the kill).
+      await until(() => sk.accepted.filter((a) => a.parsed['rule'] === FILTER).length === 1 && detections(sk).length === 1, 10_000, 'arming delivered');
       if (persist) await until(() => armsCheckpointed(dir) === 1, 10_000, 'armed process checkpointed');
       expect(await first.cli.stop('SIGKILL')).toBe(null);
 
       const second = await run(dir, sk, env);
       await triggerAndWait(second.base, sk, persist);
-      expect(detections(sk).map((d) => d['rule']), `persist_state ${persist}`).toEqual(persist ? ['Traffic signaling: socket filter armed, then new listener'] : []);
+      if (persist) await until(() => detections(sk).length === 2, 10_000, 'chain completed');
+      expect(detections(sk).map((d) => d['rule']), `persist_state ${persist}`).toEqual(persist ? [ARMED, 'Traffic signaling: socket filter armed, then new listener'] : [ARMED]);
       expect(await second.cli.stop('SIGTERM')).toBe(0);
     }
   });

@@ -116,6 +116,12 @@ export function noisyDayLines(day = 0): string[] {
   for (let i = 0, t = 5; t < DAY_S; i++, t += 20) {
     push(line(at(t), ACCEPT, nginx, { exe: '/usr/sbin/nginx', name: 'nginx', pid: 29, ppid: 1, pname: 'nginx' }, conn(`10.244.${20 + (i % 8)}.${10 + (i % 200)}`, 30000 + (i % 20000), '10.244.4.8', 8080)));
   }
+  // A vendor's license agent shipped in the frontend image checks in every 10 min (±1 %), but only
+  // from 03:00 (a config change enabled it): a periodic new external destination after the image's
+  // learning period, what a beacon looks like. Benign here: the user marks it so in `tune`.
+  for (let i = 0, t = 3 * 3600 + 17; t < DAY_S; i++, t = 3 * 3600 + 17 + i * 600 + ((i * 7919) % 13) - 6) {
+    push(line(at(t), CONNECT, nginx, { exe: '/usr/local/bin/license-agent', name: 'license-agent', pid: 57, ppid: 1, pname: 'nginx' }, conn('10.244.4.8', next(), '192.0.2.80', 8443)));
+  }
   for (let t = 600; t < DAY_S; t += 1200) {
     push(line(at(t), RAW, null, { exe: '/sbin/dhclient', name: 'dhclient', pid: 812, cmdline: 'dhclient -v eth0' }, { 'evt.arg.domain': 'AF_PACKET', 'evt.arg.type': '3', 'evt.arg.proto': '768' }));
     push(line(at(t + 0.01), FILTER, null, { exe: '/sbin/dhclient', name: 'dhclient', pid: 812, cmdline: 'dhclient -v eth0' }, { 'evt.arg.level': 'SOL_SOCKET', 'evt.arg.optname': 'SO_ATTACH_FILTER' }));

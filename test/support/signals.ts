@@ -37,6 +37,8 @@ export interface SignalSpec {
   dest?: string | null;
   port?: number | null;
   domain?: string | null;
+  /** Client (local) address of a connect; default 10.0.0.5. */
+  client?: string;
   l4proto?: string;
   keys?: Record<string, FieldValue>;
   companion?: Record<string, EnrichValue>;
@@ -70,7 +72,7 @@ export function sig(spec: SignalSpec): Signal {
     'proc.exepath': spec.exe ?? '/usr/bin/app',
     'proc.name': spec.name ?? (spec.exe ?? '/usr/bin/app').split('/').pop() ?? 'app',
     'proc.cmdline': spec.cmdline ?? spec.name ?? 'app',
-    ...(dest !== null ? { 'fd.sip': dest, 'fd.sport': port, 'fd.cip': '10.0.0.5', 'fd.cport': 40000, 'fd.l4proto': spec.l4proto ?? 'tcp' } : {}),
+    ...(dest !== null ? { 'fd.sip': dest, 'fd.sport': port, 'fd.cip': spec.client ?? '10.0.0.5', 'fd.cport': 40000, 'fd.l4proto': spec.l4proto ?? 'tcp' } : {}),
     ...(spec.fields ?? {}),
   };
   const alert: Alert = falcoAlert({ ns: timeNs, rule, output: `${rule} (test)`, tags: ['falco_companion_signal'], fields: outputFields, defaults: false, companion: spec.companion ?? {}, receivedAtMs: 0 });
@@ -98,7 +100,7 @@ export function sig(spec: SignalSpec): Signal {
     },
     net: {
       l4proto: dest !== null ? (spec.l4proto ?? 'tcp') : null,
-      clientIp: dest !== null ? '10.0.0.5' : null,
+      clientIp: dest !== null ? (spec.client ?? '10.0.0.5') : null,
       clientPort: dest !== null ? 40000 : null,
       serverIp: dest,
       serverPort: port,

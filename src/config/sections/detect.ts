@@ -1,5 +1,18 @@
 /** Detection settings (owned by the detection work: src/detect/). Detector tuning lives in the rules file. */
-import { bool, duration, int, obj, str } from '../dsl.js';
+import { bool, duration, int, list, obj, str } from '../dsl.js';
+import { parseCidr } from '../../net/cidr.js';
+import { parseApiServer } from '../../detect/cluster.js';
+
+const cidr = (v: string): string | null => (parseCidr(v) ? null : `must be an IP or CIDR such as 10.42.0.0/16 or fd00:10::/56; got ${JSON.stringify(v)}`);
+const apiServer = (v: string): string | null => (parseApiServer(v) ? null : `must be an IP address with an optional port (10.96.0.1, 10.96.0.1:443, [fd00::1]:6443); got ${JSON.stringify(v)}`);
+
+export const clusterSection = obj('What the cluster and this node look like, for the detectors: which destinations stay inside the cluster (the beacon detector scores only those that leave it) and where the Kubernetes API server is (the Kubernetes spread detector). Combined with enrich.egress.cluster_pod_cidrs / cluster_service_cidrs.', {
+  discover: bool('Discover from the environment: the API server and the service network around it from KUBERNETES_SERVICE_HOST / KUBERNETES_SERVICE_PORT, the node (or pod) network from this process\'s interfaces.', true),
+  pod_cidrs: list('Pod network CIDRs.', str('CIDR', '', { check: cidr })),
+  service_cidrs: list('Service network CIDRs (replaces the one guessed from KUBERNETES_SERVICE_HOST).', str('CIDR', '', { check: cidr })),
+  node_cidrs: list('Node addresses or networks (the DaemonSet passes the node IP, status.hostIP, here).', str('CIDR', '', { check: cidr })),
+  api_servers: list('Kubernetes API-server addresses (Service IP or endpoints), IP or IP:port.', str('address', '', { check: apiServer })),
+});
 
 export const detectSection = obj('Detection engine.', {
   enabled: bool('Run the detectors.', true),
@@ -13,4 +26,5 @@ export const detectSection = obj('Detection engine.', {
     retention: duration('How much event time the statistics cover; older hours are deleted.', 8 * 24 * 3_600_000, { min: 3_600_000 }),
     max_rows: int('Rows kept at most (about 0.5 KB each); beyond it the oldest hours are deleted first.', 200_000, { min: 1000 }),
   }),
+  cluster: clusterSection,
 });

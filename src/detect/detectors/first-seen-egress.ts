@@ -3,7 +3,8 @@
  * never seen for this image (`dest.new_for_image === true`) once the image's baseline is out of
  * learning (`dest.learning !== true`) and, when `image.first_seen` is known, older than
  * `learning_period`. Escalates for intel-listed destinations (`dest.intel`) and ports outside
- * `standard_ports`. One finding per (image, destination, port) per `renotify`.
+ * `standard_ports`. One finding per (image, destination, port) while the key is remembered (the
+ * baseline says "new" only once anyway; the map guards against replays and baseline evictions).
  *
  * State (owned by the engine, mutated in place; deterministic on event time, no wall clock): the
  * reported keys (LRU, evictions counted); what is new comes from the enricher's baseline.
@@ -11,7 +12,7 @@
 import { PRIORITIES, type Priority } from '../../alert.js';
 import { bool, defaults, duration, int, list, obj, oneOf, type Infer } from '../../config/dsl.js';
 import { type Detector, detectorModule, type Finding } from '../types.js';
-import { BoundedMap, cBool, cString, cTimeNs, compact, destOf, exeOf, imageOf, msToNs, raise, whereOf } from './kit.js';
+import { BoundedMap, cBool, cString, cTimeNs, compact, destOf, exeOf, imageOf, msToNs, raise, whereOf, RENOTIFY_DEPRECATED } from './kit.js';
 import { DEST, IMAGE } from '../../enrich/keys.js';
 
 export const FIRST_SEEN_EGRESS_DETECTOR_ID = 'first_seen_egress';
@@ -24,7 +25,7 @@ export const firstSeenEgressSettingsSpec = obj('First-seen egress: a destination
   standard_ports: list('Ports that do not escalate.', int('Port.', 443, { min: 0, max: 65535 }), [53, 80, 123, 443]),
   priority: oneOf('Priority of a plain first-seen destination.', PRIORITIES, 'Notice', { caseInsensitive: true }),
   intel_priority: oneOf('Priority when the destination is on an intel list.', PRIORITIES, 'Critical', { caseInsensitive: true }),
-  renotify: duration('At most one finding per (image, destination, port) per this period.', 86_400_000, { min: 0 }),
+  renotify: RENOTIFY_DEPRECATED,
   max_keys: int('Reported (image, destination, port) keys remembered (LRU, evictions counted).', 50_000, { min: 1 }),
 });
 
@@ -61,8 +62,7 @@ export function createFirstSeenEgressDetector(overrides: Partial<FirstSeenEgress
       if (!d.host) return none;
       const image = imageOf(sig) ?? sig.containerId ?? 'host';
       const key = `${FIRST_SEEN_EGRESS_DETECTOR_ID}|${image}|${d.host}|${d.port ?? ''}`;
-      const last = st.reported.touch(key);
-      if (last !== undefined && sig.timeNs - last < msToNs(cfg.renotify)) return none;
+      if (st.reported.touch(key) !== undefined) return none;
       st.reported.set(key, sig.timeNs);
       const intel = cString(sig, DEST.intel);
       const odd = d.port !== null && !std.has(d.port);

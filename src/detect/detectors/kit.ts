@@ -1,10 +1,11 @@
 /**
  * The one helper module of the detectors: enrichment and signal-key readers that tolerate missing
  * keys, process lineage / tmpfs / masquerade checks for the chain detectors, score → priority,
- * rounding, evidence ordering, the slim evidence copy (`retain`), renotify gates, and a bounded
+ * rounding, evidence ordering, the slim evidence copy (`retain`), internal rate limits, and a bounded
  * LRU map with counted eviction. No wall clock anywhere.
  */
 import { parseTime, type Alert, type Priority } from '../../alert.js';
+import { deprecated, duration } from '../../config/dsl.js';
 import type { ProcFacts, Signal } from '../types.js';
 import { DEST, IMAGE } from '../../enrich/keys.js';
 
@@ -78,6 +79,50 @@ export function isTmpfsPath(p: string | null): boolean {
 export function basename(p: string): string {
   const i = p.lastIndexOf('/');
   return (i >= 0 ? p.slice(i + 1) : p).replace(/ \(deleted\)$/, '');
+}
+
+/**
+ * Executables an implant runs from: tmpfs-like directories, a memfd (fileless), a deleted file, or
+ * `/proc/<pid>/fd/N` (fexecve of an unlinked or memfd file). The reason, or null.
+ */
+export function unusualExeLocation(exe: string | null): 'tmpfs' | 'memfd' | 'deleted' | null {
+  if (exe === null) return null;
+  if (exe.startsWith('memfd:') || /^\/proc\/(self|\d+)\/fd\//.test(exe)) return 'memfd';
+  if (exe.endsWith(' (deleted)')) return 'deleted';
+  return isTmpfsPath(exe) ? 'tmpfs' : null;
+}
+
+/**
+ * Kernel threads user space never runs: `[kworker/0:1]`, `kworker/u8:2`, `ksoftirqd/0`,
+ * `migration/3`, `kthreadd`, `jbd2/sda1-8`... (BPFDoor, Kinsing, XMRig droppers and Mirai pick
+ * these names). A name with a slash is kernel-thread shaped by itself: no user-space program name
+ * has one.
+ */
+const KTHREAD = /^\[.*\]$|\/|^(kworker|kthreadd|ksoftirqd|kswapd\d*|kcompactd\d*|khugepaged|ksmd|kauditd|kdevtmpfs|khungtaskd|kintegrityd|kblockd|kthrotld|kstrp|kaluad|kmpath_rdacd|kdmflush|kpsmoused|kcryptd|rcu_(sched|bh|gp|par_gp|preempt|tasks\w*)|migration|watchdog|watchdogd|cpuhp|idle_inject|irq|jbd2|writeback|oom_reaper|netns|mm_percpu_wq|scsi_eh_\d+|scsi_tmf_\d+|xfsaild|ext4-rsv-conver|edac-poller|devfreq_wq|ipv6_addrconf|charger_manager|khubd|kacpid|kacpi_notify|ata_sff|md\d*_raid\d*)$/;
+
+export function isKernelThreadName(name: string | null): boolean {
+  return name !== null && name !== '' && KTHREAD.test(name);
+}
+
+/** System daemons implants name themselves after (BPFDoor's list and the usual suspects). */
+const DAEMON_NAMES = new Set([
+  'udevd', 'systemd-udevd', 'dbus-daemon', 'sshd', 'crond', 'cron', 'atd', 'rsyslogd', 'syslogd', 'auditd', 'agetty', 'mingetty', 'getty',
+  'console-kit-daemon', 'hald-runner', 'hald-addon-acpi', 'pickup', 'qmgr', 'master', 'avahi-daemon', 'systemd-journald', 'systemd-logind',
+  'systemd-resolved', 'systemd-networkd', 'irqbalance', 'polkitd', 'lvmetad', 'multipathd', 'init', 'smartd', 'acpid', 'ntpd', 'chronyd',
+]);
+
+/**
+ * A name taken with prctl(PR_SET_NAME) that disguises the program: a kernel thread's, or a system
+ * daemon's that the executable is not. Another tool's name (a capture agent calling itself
+ * `tcpdump`) is not a disguise worth an alert by itself.
+ */
+export function isDisguiseName(newName: string | null, exe: string | null): boolean {
+  if (newName === null || newName === '') return false;
+  if (isKernelThreadName(newName)) return true;
+  const name = newName.replace(/^.*\//, '').split(/[\s:]/)[0] ?? '';
+  if (!DAEMON_NAMES.has(name)) return false;
+  const base = exe ? basename(exe) : '';
+  return !(base === name || base.startsWith(name) || name.startsWith(base));
 }
 
 /** proc.name that is not the basename of the executable (Falco truncates names to 15 chars). */
@@ -210,9 +255,19 @@ export function raise(p: Priority, steps: number): Priority {
   return order[Math.min(order.length - 1, i + steps)] as Priority;
 }
 
+/** Lower a priority by `steps` toward Informational (Critical → Error → Warning → Notice). */
+export function lower(p: Priority, steps: number): Priority {
+  const order: Priority[] = ['Informational', 'Notice', 'Warning', 'Error', 'Critical'];
+  const i = order.indexOf(p);
+  if (i < 0) return p; // Debug, Alert, Emergency stay
+  return order[Math.max(0, i - steps)] as Priority;
+}
+
 /**
- * Renotify gate: true (and `key` stamped with `t`) when `key` was never reported or its last report
- * is at least `periodNs` before `t`.
+ * Internal rate limit of a finding key (not a user setting: the engine's notify policy decides
+ * what reaches the sinks): true (and `key` stamped with `t`) when `key` was never seen or its last
+ * finding is at least `periodNs` before `t`. Keeps a detector from re-evaluating and re-emitting on
+ * every signal of a chatty workload.
  */
 export function onceIn(reported: BoundedMap<string, bigint>, key: string, t: bigint, periodNs: bigint): boolean {
   const last = reported.touch(key);
@@ -334,3 +389,12 @@ export class BoundedMap<K, V> {
     this.tail = n;
   }
 }
+
+/**
+ * The per-detector `renotify` setting of older rules files: still accepted, ignored, warned about.
+ * Repeats are the engine's business now (one notify policy for every detector).
+ */
+export const RENOTIFY_DEPRECATED = deprecated(
+  duration('Ignored (deprecated).', 0, { min: 0 }),
+  "ignored: repeats of a detection follow the engine's one notify policy (the rules file's `output:` section); remove this key",
+);

@@ -9,12 +9,12 @@
  * Missing enrichment keys switch the matching check off for that signal (never a finding).
  *
  * State (owned by the engine, mutated in place; deterministic on event time, no wall clock): the start
- * of each container and the renotify stamps (LRU, evictions counted).
+ * of each container and the keys already reported (LRU, evictions counted).
  */
 import { PRIORITIES, type Priority } from '../../alert.js';
 import { bool, defaults, duration, int, list, obj, oneOf, str, type Infer } from '../../config/dsl.js';
 import { type Detector, detectorModule, type Finding, type Signal } from '../types.js';
-import { BoundedMap, cBool, cString, cTimeNs, compact, exeOf, imageOf, msToNs, onceIn, retain, whereOf } from './kit.js';
+import { BoundedMap, cBool, cString, cTimeNs, compact, exeOf, imageOf, msToNs, onceIn, retain, whereOf, RENOTIFY_DEPRECATED } from './kit.js';
 import { DEST, IMAGE } from '../../enrich/keys.js';
 
 export const UNEXPECTED_IMAGE_DETECTOR_ID = 'unexpected_image';
@@ -32,7 +32,7 @@ export const unexpectedImageSettingsSpec = obj('Unexpected image: untrusted regi
   window: duration('A fresh image must run a shell, network tool or new egress within this long after the container started.', 900_000, { min: 1000 }),
   priority: oneOf('Priority of registry and tag findings.', PRIORITIES, 'Warning', { caseInsensitive: true }),
   fresh_priority: oneOf('Priority of the fresh-image-then-activity finding.', PRIORITIES, 'Error', { caseInsensitive: true }),
-  renotify: duration('At most one registry/tag finding per image per this period.', 86_400_000, { min: 0 }),
+  renotify: RENOTIFY_DEPRECATED,
   max_containers: int('Containers tracked at once (LRU, evictions counted).', 10_000, { min: 1 }),
 });
 
@@ -76,6 +76,7 @@ function freshRef(s: Signal): { ns: bigint; what: string } | null {
   return best;
 }
 
+const FOREVER = 1n << 62n;
 const mins = (ns: bigint): string => `${Math.round(Number(ns / 1_000_000_000n) / 60)} min`;
 
 export function createUnexpectedImageDetector(overrides: Partial<UnexpectedImageSettings> = {}): Detector<UnexpectedImageState> {
@@ -85,8 +86,9 @@ export function createUnexpectedImageDetector(overrides: Partial<UnexpectedImage
   const freshNs = msToNs(cfg.fresh_age);
   const skewNs = 60_000_000_000n; // tolerate a minute of clock skew between registry/runtime and Falco
 
-  const renotifyNs = msToNs(cfg.renotify);
-  const once = (st: UnexpectedImageState, key: string, t: bigint): boolean => onceIn(st.reported, key, t, renotifyNs);
+  // Once per container for the registry, once per digest for the tag (the engine's notify policy
+  // decides what reaches the sinks).
+  const once = (st: UnexpectedImageState, key: string, t: bigint): boolean => onceIn(st.reported, key, t, FOREVER);
 
   function mk(rule: string, priority: Priority, score: number, message: string, key: string, evidence: Signal[], sig: Signal, extra: Record<string, string | number | boolean | null>): Finding {
     return {
@@ -126,7 +128,7 @@ export function createUnexpectedImageDetector(overrides: Partial<UnexpectedImage
       }
       const image = imageOf(sig) ?? sig.containerId;
       const reg = registryOf(sig);
-      if (allowed.size > 0 && reg !== null && !allowed.has(reg.toLowerCase()) && once(st, `registry|${image}`, sig.timeNs)) {
+      if (allowed.size > 0 && reg !== null && !allowed.has(reg.toLowerCase()) && once(st, `registry|${image}|${sig.containerId}`, sig.timeNs)) {
         findings.push(
           mk(UNEXPECTED_IMAGE_RULES.registry, cfg.priority, 0.6, `image ${image} in ${whereOf(sig)} comes from registry ${reg}, which is not allowed`, `${UNEXPECTED_IMAGE_DETECTOR_ID}|registry|${image}`, [sig], sig, {
             'unexpected_image.reason': 'registry_not_allowed',

@@ -61,11 +61,12 @@ function parseRules(file: string, text: string, specs: readonly DetectorSettings
   const y = parseYaml(file, text);
   if (y.broken) throw new ConfigError(formatProblems(y.problems));
   const problems: Problem[] = [...y.problems];
-  const raw = checkSpec(file, y.lc, problems, rulesFileSpec(specs, CI_QUIET_DETECTOR_IDS), y.raw ?? {}, y.root) as RulesInput | undefined;
+  const deprecations: Problem[] = [];
+  const raw = checkSpec(file, y.lc, problems, rulesFileSpec(specs, CI_QUIET_DETECTOR_IDS), y.raw ?? {}, y.root, [], deprecations) as RulesInput | undefined;
   if (problems.length > 0 || !raw) throw new ConfigError(formatProblems(problems));
   const base = raw.extends !== null && file !== defaultRulesPath() ? loadRulesFile(null, { detectors: extra }) : null;
   const signals = raw.signals.map(toSignalRule);
-  const warnings: string[] = [];
+  const warnings: string[] = formatProblems(deprecations);
   const suppress: SuppressSettings = {
     allow: raw.suppress.allow.map(toAllowEntry),
     ci: {

@@ -109,7 +109,7 @@ export interface LoadedRules {
   readonly detectors: Readonly<Record<string, DetectorSettingsBase & Readonly<Record<string, unknown>>>>;
   readonly suppress: SuppressSettings;
   readonly output: OutputSettings;
-  /** Deprecations and other non-fatal remarks, logged when the rules come into force. */
+  /** Deprecations (`file:line:col: path: deprecated: why`) and other non-fatal remarks, logged when the rules come into force; never fatal. */
   readonly warnings: readonly string[];
 }
 

@@ -33,8 +33,8 @@ describe('beacon detector', () => {
     for (const v of Object.values(f.fields)) if (typeof v === 'string') expect(v.length).toBeLessThan(512);
   });
 
-  it('renotifies at most once per series per period; distinct destinations are separate series', () => {
-    const det = createBeaconDetector({ renotify: 3_600_000 });
+  it('repeats an unchanged series at most once an hour (internal limit; the engine decides what is sent); distinct destinations are separate series', () => {
+    const det = createBeaconDetector();
     const a = series({ n: 120, base: 60, jitter: 1 });
     const b = series({ n: 120, base: 60, jitter: 1, dest: '198.51.100.9', seed: 2 });
     const merged = [...a, ...b].sort((x, y) => (x.timeNs < y.timeNs ? -1 : 1));
@@ -60,11 +60,18 @@ describe('beacon detector', () => {
     expect(runDetector(createBeaconDetector(), sigs).findings).toHaveLength(0);
   });
 
-  it('benign: apt every 5 min with ±80% jitter stays under the default threshold (documented)', () => {
+  it('benign: apt every 5 min with ±80% jitter to the mirror the image always used stays at Notice at most', () => {
+    let scored = 0;
     for (let seed = 1; seed <= 20; seed++) {
-      const { findings } = runDetector(createBeaconDetector(), series({ n: 72, base: 300, jitter: 240, seed, exe: '/usr/lib/apt/methods/http', dest: '185.125.190.36', port: 80 }));
-      expect(findings, `seed ${seed}`).toHaveLength(0);
+      const sigs = series({ n: 72, base: 300, jitter: 240, seed, exe: '/usr/lib/apt/methods/http', dest: '185.125.190.36', port: 80 }).map((x, i) =>
+        sig({ kind: 'connect', ns: x.timeNs, exe: '/usr/lib/apt/methods/http', dest: '185.125.190.36', port: 80, companion: i < 12 ? { 'dest.learning': true, 'dest.new_for_image': i === 0 } : { 'dest.new_for_image': false } }),
+      );
+      // A lower threshold than the default, so that some of these do cross it.
+      const { findings } = runDetector(createBeaconDetector({ threshold: 0.85 }), sigs);
+      scored += findings.length;
+      for (const f of findings) expect(f.priority, `seed ${seed}`).toBe('Notice');
     }
+    expect(scored).toBeGreaterThan(0); // some seeds do look periodic: the baseline, not the score, keeps them quiet
   });
 
   it('skips loopback and configured destination classes', () => {
@@ -76,9 +83,10 @@ describe('beacon detector', () => {
   it('needs at least min_points unique seconds and rescores on a cadence, not on every connect', () => {
     const det = createBeaconDetector({ rescore_every: 10 });
     const { state } = runDetector(det, series({ n: 103, base: 60, jitter: 1 }));
-    // first score at 4 points, then every 10 new points: 4, 14, ..., 94 → 10 scorings for 103 connects
-    expect(state.scored).toBe(10);
-    const st2 = runDetector(createBeaconDetector(), series({ n: 3, base: 60, jitter: 0 })).state;
+    // first score at 16 points, then every 10 new points: 16, 26, ..., 96 → 9 scorings for 103 connects
+    expect(state.scored).toBe(9);
+    // 15 connects are a burst, not yet a series (the recorded beacon-container has 12)
+    const st2 = runDetector(createBeaconDetector(), series({ n: 15, base: 1, jitter: 0 })).state;
     expect(st2.scored).toBe(0);
   });
 

@@ -11,7 +11,7 @@ const at = (s: number): string => formatTimeNs(BASE_NS + secNs(s));
 describe('first-seen egress', () => {
   const c = (t: number, extra: Record<string, string | boolean> = {}, port = 443) =>
     sig({ kind: 'connect', t, dest: '198.51.100.20', port, companion: { 'dest.new_for_image': true, 'dest.learning': false, ...extra } });
-  it('flags a new destination once per (image, dest, port) per renotify', () => {
+  it('flags a new destination once per (image, dest, port) while the key is remembered', () => {
     const { findings } = runDetector(createFirstSeenEgressDetector(), [c(0), c(10), c(20)]);
     expect(findings).toHaveLength(1);
     expect(findings[0]!.rule).toBe(FIRST_SEEN_EGRESS_RULE);
@@ -130,12 +130,20 @@ describe('kubernetes spread', () => {
     expect(runDetector(det, [sig({ kind: 'sa_token_read', t: 0 }), sig({ kind: 'k8s_api_contact', t: 601, dest: '10.96.0.1', port: 443 })]).findings).toHaveLength(0);
     expect(runDetector(det, [sig({ kind: 'sa_token_read', t: 0, container: 'a' }), sig({ kind: 'k8s_api_contact', t: 1, container: 'b' })]).findings).toHaveLength(0);
   });
-  it('kubelet contact from a pod, by signal or by port 10250', () => {
+  it('kubelet contact from a pod, by signal or by port 10250: Error from a tool, Notice from the image\'s own program (scrapers)', () => {
     const det = createK8sSpreadDetector();
-    const { findings } = runDetector(det, [sig({ kind: 'connect', t: 0, dest: '10.0.0.10', port: 10250 }), sig({ kind: 'kubelet_contact', t: 1, container: 'c2', dest: '10.0.0.11', port: 10250 })]);
+    const { findings } = runDetector(det, [
+      sig({ kind: 'connect', t: 0, dest: '10.0.0.10', port: 10250, exe: '/usr/bin/curl' }),
+      sig({ kind: 'kubelet_contact', t: 1, container: 'c2', dest: '10.0.0.11', port: 10250, exe: '/tmp/kubeletctl' }),
+      sig({ kind: 'connect', t: 2, container: 'c3', dest: '10.0.0.12', port: 10250, exe: '/bin/metrics-server' }),
+      sig({ kind: 'sa_token_read', t: 3, container: 'c4', exe: '/bin/cat' }),
+      sig({ kind: 'connect', t: 4, container: 'c4', dest: '10.0.0.12', port: 10250, exe: '/usr/bin/python3' }),
+    ]);
     expect(findings.map((f) => [f.rule, f.priority])).toEqual([
       [K8S_SPREAD_RULES.kubelet, 'Error'],
       [K8S_SPREAD_RULES.kubelet, 'Error'],
+      [K8S_SPREAD_RULES.kubelet, 'Notice'],
+      [K8S_SPREAD_RULES.kubelet, 'Error'], // after `cat` read the token
     ]);
     expect(runDetector(det, [sig({ kind: 'connect', t: 0, dest: '10.0.0.10', port: 10250, container: null })]).findings).toHaveLength(0);
   });

@@ -47,9 +47,14 @@ describe('knock detector (T1205.001)', () => {
       fw(0, 'iptables -t nat -A PREROUTING -s 203.0.113.66 -p tcp --dport 80 -j REDIRECT --to-ports 42400'),
       acc(2, '203.0.113.66', 42400),
     ]);
-    expect(findings).toHaveLength(1);
-    expect(findings[0]?.fields['knock.escalations']).toBe('port_matches,bind_shell_port,redirect');
-    expect(findings[0]?.priority).toBe('Critical');
+    // A single-source REDIRECT into the bind-shell range is a detection by itself; the connection
+    // from that source then completes the chain at Critical (one key: one chain).
+    expect(findings.map((f) => [f.rule, f.priority])).toEqual([
+      ['Port knocking: firewall opened for one source by a suspicious rule', 'Warning'],
+      ['Port knocking: firewall opened for one source, then it connected', 'Critical'],
+    ]);
+    expect(findings[0]?.key).toBe(findings[1]?.key);
+    expect(findings[1]?.fields['knock.escalations']).toBe('port_matches,bind_shell_port,redirect');
   });
 
   it('stays silent for networks, wildcards, late connections and other containers', () => {

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { createSocketFilterDetector } from '../../../src/detect/detectors/socket-filter.js';
+import { createSocketFilterDetector, SOCKET_FILTER_ALONE_RULE } from '../../../src/detect/detectors/socket-filter.js';
 import type { Finding, Signal } from '../../../src/detect/types.js';
 import { runDetector, sig } from '../../support/signals.js';
 import { s, tuple, type P } from './chain-helpers.js';
@@ -26,16 +26,20 @@ describe('socket-filter detector (T1205.002)', () => {
       s('accept', 121, child(31401, 'dbus-daemon', '/dev/shm/kdmtmpflush'), tuple('198.51.100.7:51000', '172.17.0.2:42392')),
     ]);
     expect(findings.map((f) => f.rule)).toEqual([
+      // Arming alone: executable on tmpfs, a pid file and an unusual packet socket (no trigger yet).
+      SOCKET_FILTER_ALONE_RULE,
       'Traffic signaling: socket filter armed, then firewall changed',
       'Traffic signaling: socket filter armed, then new listener',
       'Traffic signaling: socket filter armed, then connection accepted from a new peer',
     ]);
-    const last = findings[2] as Finding;
-    expect(last.priority).toBe('Critical');
+    expect(findings[0]?.priority).toBe('Error');
+    expect(findings[0]?.fields['socket_filter.factors']).toBe('tmpfs_exe,disguised_name,pidfile,unusual_socket');
+    expect(findings.slice(1).map((f) => f.priority)).toEqual(['Critical', 'Critical', 'Critical']);
+    const last = findings[3] as Finding;
     expect(last.mitre).toContain('T1205.002');
-    expect(String(last.fields['socket_filter.escalations'])).toMatch(/tmpfs_exe.*masquerade.*pidfile.*bind_shell_port.*filter_on_raw_socket/);
+    expect(String(last.fields['socket_filter.escalations'])).toMatch(/tmpfs_exe.*disguised_name.*pidfile.*bind_shell_port.*filter_on_raw_socket/);
     expect(last.evidence.map((e) => e.kind)).toEqual(['tmpfs_exec', 'proc_rename', 'pidfile_create', 'raw_socket', 'filter_attach', 'firewall_exec', 'listen', 'accept']);
-    expect(last.key).toBe(findings[0]?.key);
+    expect(new Set(findings.map((f) => f.key)).size).toBe(1); // one chain
     expect(det.evictions(state)).toBe(0);
   });
 
@@ -53,8 +57,8 @@ describe('socket-filter detector (T1205.002)', () => {
     expect(findings[0]?.priority).toBe('Warning');
   });
 
-  it('stays silent outside the window, for unrelated processes, known peers and host processes', () => {
-    const det = createSocketFilterDetector({ window: 60_000 });
+  it('stays silent outside the window, for unrelated processes, known peers and (include_host: false) host processes', () => {
+    const det = createSocketFilterDetector({ window: 60_000, include_host: false });
     const { findings } = runDetector(det, [
       s('accept', 0, { pid: 900 }, tuple('198.51.100.7:1', '172.17.0.2:80')), // peer seen before arming
       s('raw', 1, door, { 'evt.arg.domain': 'AF_PACKET' }),
@@ -64,7 +68,8 @@ describe('socket-filter detector (T1205.002)', () => {
       s('raw', 100, { ...door, pid: 1000, container: 'host' }),
       s('listen', 101, { pid: 1001, ppid: 1000, container: 'host' }, tuple('0.0.0.0:1', '0.0.0.0:1')),
     ]);
-    expect(findings).toEqual([]);
+    // The arming itself is suspicious (tmpfs executable): that detection only, no chain.
+    expect(findings.map((f) => f.rule)).toEqual([SOCKET_FILTER_ALONE_RULE]);
   });
 
   it('official rules without proc.pid still chain, by container only and scored lower', () => {
@@ -111,35 +116,39 @@ describe('socket-filter detector (T1205.002)', () => {
         expect(state.arms.size).toBeLessThanOrEqual(3);
         expect(state.ctx.size).toBeLessThanOrEqual(2);
         for (const c of state.ctx.values()) expect(c.peers.size).toBeLessThanOrEqual(3);
-        // Reference model of the arm table: live for `window` from the first arm, max 3, oldest evicted.
+        // Reference model of the arm table: live for `window` from the last arming, max 3, least
+        // recently armed evicted (hosts included: include_host is the default).
         const live = new Map<string, bigint>();
+        const lastArm = new Map<string, bigint>();
         let evicted = 0;
         let now = 0n;
         let lastSweep = 0n;
         const win = BigInt(windowMs) * 1_000_000n;
         for (const x of sigs) {
           if (x.timeNs > now) now = x.timeNs;
-          if (x.containerId === null) continue;
+          if (x.timeNs + win < now) continue;
           if (now - lastSweep > win / 64n) {
             for (const [k, t0] of live) if (t0 + win < now) live.delete(k);
             lastSweep = now;
           }
           if (!['raw_socket', 'filter_attach', 'bpf_load'].includes(x.kind)) continue;
-          const k = `${x.containerId}|${x.proc.pid}`;
-          if (live.has(k)) continue;
-          if (live.size >= 3) {
+          const k = `${x.containerId ?? 'host'}|${x.proc.pid}`;
+          if (live.has(k)) live.delete(k);
+          else if (live.size >= 3) {
             live.delete(live.keys().next().value as string);
             evicted++;
           }
           live.set(k, x.timeNs);
+          lastArm.set(k, x.timeNs);
         }
         expect(state.arms.evicted).toBe(evicted);
         expect(det.evictions(state)).toBeGreaterThanOrEqual(evicted);
         for (const f of findings) {
           const arms = f.evidence.filter((e) => ['raw_socket', 'filter_attach', 'bpf_load'].includes(e.kind));
           expect(arms.length).toBeGreaterThan(0);
-          const start = arms.reduce((m, e) => (e.timeNs < m ? e.timeNs : m), arms[0]?.timeNs as bigint);
-          expect(f.timeNs - start).toBeLessThanOrEqual(BigInt(windowMs) * 1_000_000n);
+          // Never after the arm's window, counted from its last arming.
+          const armedLast = lastArm.get(f.key.slice('socket_filter|'.length)) as bigint;
+          expect(f.timeNs - armedLast).toBeLessThanOrEqual(BigInt(windowMs) * 1_000_000n);
           expect(f.evidence.every((e) => e.containerId === arms[0]?.containerId)).toBe(true);
           expect(f.score).toBeGreaterThan(0);
           expect(f.score).toBeLessThanOrEqual(1);

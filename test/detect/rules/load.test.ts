@@ -13,7 +13,9 @@ describe('rules file', () => {
     const r = loadRulesFile(null, { detectors: DETECTOR_SPECS });
     expect(r.signals.length).toBeGreaterThan(30);
     expect(r.detectors['socket_filter']?.enabled).toBe(true);
-    expect(r.detectors['socket_filter']?.['window']).toBe(3_600_000);
+    expect(r.detectors['socket_filter']?.['window']).toBe(7 * 86_400_000);
+    expect(r.detectors['socket_filter']?.['include_host']).toBe(true);
+    expect(r.warnings).toEqual([]);
     expect(r.detectors['knock']?.['delete_window']).toBe(900_000);
     expect(r.output).toMatchObject({ renotifyMs: 86_400_000, incidentIdleMs: 86_400_000, maxIncidents: 10_000 });
     expect(r.warnings).toEqual([]);
@@ -144,3 +146,17 @@ describe('docs/rules-file.md', () => {
   });
 });
 
+
+describe('deprecated detector settings', () => {
+  it('keep old rules files loading: `renotify` under a detector is checked, ignored and reported as a file:line:col warning', () => {
+    const text = ['detectors:', '  beacon:', '    renotify: 1h', '    threshold: 0.9', '  escape_chain:', '    renotify: 10m', '  k8s_spread: {renotify: 1h}', '  first_seen_egress: {renotify: 24h}', '  unexpected_image: {renotify: 24h}'].join('\n');
+    const r = loadRulesFile('/x/old.yaml', { text, detectors: DETECTOR_MODULES });
+    expect(r.detectors['beacon']?.['threshold']).toBe(0.9);
+    for (const id of ['beacon', 'escape_chain', 'k8s_spread', 'first_seen_egress', 'unexpected_image']) expect(r.detectors[id], id).not.toHaveProperty('renotify');
+    expect(r.warnings).toHaveLength(5);
+    expect(r.warnings[0]).toBe("/x/old.yaml:3:5: detectors.beacon.renotify: deprecated: ignored: repeats of a detection follow the engine's one notify policy (the rules file's `output:` section); remove this key");
+    expect(r.warnings).toContainEqual(expect.stringMatching(/^\/x\/old\.yaml:6:5: detectors\.escape_chain\.renotify: deprecated: /));
+    // still checked: a value that never was valid is a problem, not a warning
+    expect(() => loadRulesFile('/x/bad.yaml', { text: 'detectors:\n  beacon:\n    renotify: soon\n', detectors: DETECTOR_MODULES })).toThrow(/bad\.yaml:3:15: detectors\.beacon\.renotify: must be a duration/);
+  });
+});

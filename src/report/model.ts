@@ -84,7 +84,10 @@ export interface LineageNode {
   readonly kinds: string[];
   /** Sequence numbers of the evidence it produced (timeline order). */
   readonly seqs: number[];
+  /** The process that started it (the first parent the evidence names). */
   parent: string | null;
+  /** Parents named later (a daemon re-parented to init or a subreaper): shown on the node, not as edges. */
+  readonly reparented: number[];
   readonly children: string[];
   /** True for a parent known only from a child's ppid. */
   readonly inferred: boolean;
@@ -110,7 +113,7 @@ export function lineage(t: Timeline): Lineage {
     const key = pidKey(e.workload.id, p.pid, `?${seq}`);
     let n = nodes.get(key);
     if (!n) {
-      n = { key, pid: p.pid, container: e.workload.id, names: [], exes: [], cmdlines: [], ancestors: [], apids: [], kinds: [], seqs: [], parent: null, children: [], inferred: false };
+      n = { key, pid: p.pid, container: e.workload.id, names: [], exes: [], cmdlines: [], ancestors: [], apids: [], kinds: [], seqs: [], parent: null, reparented: [], children: [], inferred: false };
       nodes.set(key, n);
     }
     addUnique(n.names, p.name);
@@ -120,7 +123,12 @@ export function lineage(t: Timeline): Lineage {
     for (const a of p.apids) if (!n.apids.includes(a)) n.apids.push(a);
     addUnique(n.kinds, e.subtype ? `${e.kind}/${e.subtype}` : e.kind);
     n.seqs.push(seq);
-    if (p.ppid !== null && p.ppid !== p.pid) n.parent = pidKey(e.workload.id, p.ppid, '');
+    if (p.ppid !== null && p.ppid !== p.pid) {
+      // Keep the creator: a daemon that forks and lets init adopt it names pid 1 later.
+      const parent = pidKey(e.workload.id, p.ppid, '');
+      if (n.parent === null) n.parent = parent;
+      else if (n.parent !== parent && !n.reparented.includes(p.ppid)) n.reparented.push(p.ppid);
+    }
   }
   // Parents known only by pid become inferred nodes (named from the child's nearest ancestor).
   for (const n of [...nodes.values()]) {
@@ -128,7 +136,7 @@ export function lineage(t: Timeline): Lineage {
     const pid = Number(n.parent.slice(n.parent.lastIndexOf('|') + 1));
     const names: string[] = [];
     addUnique(names, n.ancestors[0] ?? null);
-    nodes.set(n.parent, { key: n.parent, pid, container: n.container, names, exes: [], cmdlines: [], ancestors: n.ancestors.slice(1), apids: [], kinds: [], seqs: [], parent: null, children: [], inferred: true });
+    nodes.set(n.parent, { key: n.parent, pid, container: n.container, names, exes: [], cmdlines: [], ancestors: n.ancestors.slice(1), apids: [], kinds: [], seqs: [], parent: null, reparented: [], children: [], inferred: true });
   }
   // Cycles (pid reuse) are cut at the node met twice.
   for (const n of nodes.values()) {

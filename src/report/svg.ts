@@ -119,9 +119,9 @@ export function lineageSvg(l: Lineage): string {
     const title = `${names}[${node.pid ?? '?'}]`;
     const exe = node.exes.join(' → ');
     const cmd = node.cmdlines[node.cmdlines.length - 1] ?? '';
-    const kinds = node.kinds.join(', ');
+    const kinds = [node.kinds.join(', '), node.reparented.length > 0 ? `re-parented to ${node.reparented.join(', ')}` : ''].filter((x) => x !== '').join('; ');
     parts.push(
-      `<g class="lineage-node${node.inferred ? ' inferred' : ''}" data-key="${esc(node.key)}" data-pid="${node.pid ?? ''}" data-parent="${esc(node.parent ?? '')}" data-names="${esc(node.names.join('\n'))}">` +
+      `<g class="lineage-node${node.inferred ? ' inferred' : ''}" data-key="${esc(node.key)}" data-pid="${node.pid ?? ''}" data-parent="${esc(node.parent ?? '')}" data-reparented="${node.reparented.join(' ')}" data-names="${esc(node.names.join('\n'))}">` +
         `<title>${esc(title)}${exe ? `\n${esc(exe)}` : ''}${node.cmdlines.map((c) => `\n${esc(c)}`).join('')}</title>` +
         `<circle cx="${x + 5}" cy="${y}" r="5" class="${node.inferred ? 'pdot inferred' : 'pdot'}"/>` +
         `<text x="${x + 16}" y="${y + 4}" class="pname">${esc(short(title, 60))}</text>` +

@@ -47,6 +47,7 @@ interface DomFacts {
   readonly tableRows: [string, string][];
   readonly axisRows: [string, string][];
   readonly lineagePids: string[];
+  readonly reparented: string[];
   readonly destinations: string[];
   readonly images: string[];
   readonly active: number;
@@ -59,6 +60,7 @@ const FACTS = `(() => {
     tableRows: rows('tr.evidence'),
     axisRows: rows('g.tl-signal'),
     lineagePids: [...document.querySelectorAll('g.lineage-node')].map((e) => e.getAttribute('data-pid')),
+    reparented: [...document.querySelectorAll('g.lineage-node')].flatMap((e) => (e.getAttribute('data-reparented') || '').split(' ').filter((x) => x !== '')),
     destinations: [...document.querySelectorAll('tr.destination')].map((e) => e.getAttribute('data-ip') + ':' + e.getAttribute('data-port')),
     images: [...document.querySelectorAll('table.image')].map((e) => e.getAttribute('data-container')),
     active: document.querySelectorAll('script, img, iframe, object, embed, link, base, form, video, audio, source, frame, meta[http-equiv="refresh"], [onload], [onerror], [onclick]').length,
@@ -109,7 +111,8 @@ describe.skipIf(!CHROMIUM)('report page in headless Chromium', () => {
       const nodes = lineage(timeline(r)).nodes;
       expect(f.lineagePids.length).toBe(nodes.size);
       for (const e of r.evidence) if (e.proc.pid !== null) expect(f.lineagePids).toContain(String(e.proc.pid));
-      for (const e of r.evidence) if (e.proc.ppid !== null && e.proc.ppid !== e.proc.pid) expect(f.lineagePids).toContain(String(e.proc.ppid));
+      // Every parent the evidence names: a node (the creator), or noted on its child as a later re-parenting.
+      for (const e of r.evidence) if (e.proc.ppid !== null && e.proc.ppid !== e.proc.pid) expect([...f.lineagePids, ...f.reparented]).toContain(String(e.proc.ppid));
       // A row per remote endpoint of the evidence.
       const peers = new Set(r.evidence.filter((e) => e.net.remoteIp !== null).map((e) => `${e.net.remoteIp}:${e.net.remotePort ?? ''}`));
       expect(new Set(f.destinations)).toEqual(peers);

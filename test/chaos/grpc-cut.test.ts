@@ -118,7 +118,7 @@ describe('chaos: the Falco gRPC peer cutting streams mid-message', () => {
     let seq = 0;
     const end = Date.now() + chaosMs;
     while (Date.now() < end && seq < 100_000) {
-      for (let i = 0; i < 5; i++) emulator.push(markedAlert(seq, seq % 7 === 0 ? 3000 : 0)), seq++;
+      for (let i = 0; i < 5; i++, seq++) emulator.push(markedAlert(seq, seq % 7 === 0 ? 3000 : 0));
       await new Promise((r) => setTimeout(r, 50));
     }
     proxy.cutting = false;
@@ -126,7 +126,10 @@ describe('chaos: the Falco gRPC peer cutting streams mid-message', () => {
     // Afterwards, with the stream steady: every one of these arrives.
     await until(async () => (await fetch(base + '/readyz')).status === 200, 15_000, 'the gRPC stream back up');
     const after: number[] = [];
-    for (let i = 0; i < 30; i++) after.push(seq), emulator.push(markedAlert(seq++));
+    for (let i = 0; i < 30; i++, seq++) {
+      after.push(seq);
+      emulator.push(markedAlert(seq));
+    }
     await until(() => checkCovered(sk, after).missing.length === 0, 20_000, 'the alerts sent after the chaos delivered');
 
     const received = await metricValue(base, /^falco_companion_received_total\{component="source\/grpc"\} (\d+)$/);

@@ -43,8 +43,7 @@ const timeOf = (line: string): bigint => {
 function moved(line: string, shiftNs: bigint, cid: string, seq: number): string {
   const ns = timeOf(line) + shiftNs;
   const v = parse(withOutputFields(line, { 'container.id': cid, 'test.seq': seq, 'evt.time': new LosslessNumber(ns.toString()) })) as JsonObject;
-  v['time'] = formatTimeNs(ns);
-  return stringify(v);
+  return stringify({ ...v, time: formatTimeNs(ns) });
 }
 
 describe('chaos: event times jumping ahead and back', () => {
@@ -77,10 +76,8 @@ describe('chaos: event times jumping ahead and back', () => {
     await expectDetected(BEACON_RULE, 'aaaaaaaaaa01', 'baseline');
 
     // B: one alert from ten years ahead, then the stream goes on where it was.
-    const ahead = markedAlert(seq);
-    const v = parse(ahead) as JsonObject;
-    v['time'] = formatTimeNs(timeOf(BEACON[0] as string) + 10n * YEAR);
-    expect(await postAlert(base, stringify(v))).toBe(200);
+    const ahead = { ...(parse(markedAlert(seq)) as JsonObject), time: formatTimeNs(timeOf(BEACON[0] as string) + 10n * YEAR) };
+    expect(await postAlert(base, stringify(ahead))).toBe(200);
     acked.push(seq++);
     let shift = beaconSpan + 2n * MIN;
     await send(ESCAPE, shift, 'bbbbbbbbbb01');

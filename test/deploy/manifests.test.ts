@@ -678,6 +678,28 @@ describe('least privilege: every container we ship', () => {
     }
   });
 
+  it('the Docker client only reads: GET, on the paths docs/security.md lists for a socket proxy', () => {
+    const src = readFileSync(join(ROOT, 'src/enrich/docker-client.ts'), 'utf8');
+    const requests = [...src.matchAll(/http\.request\(\{([^}]*)\}/g)].map((m) => m[1] ?? '');
+    expect(requests.length).toBeGreaterThanOrEqual(2);
+    for (const r of requests) expect(r, 'every request names its method: GET').toMatch(/method: 'GET'/);
+    expect([...src.matchAll(/method: '([A-Z]+)'/g)].map((m) => m[1])).toEqual(requests.map(() => 'GET'));
+    const paths = new Set(
+      [...src.matchAll(/(?:getJson<[^>]*>|stream)\((`[^`]*`|'[^']*')/g)].map((m) =>
+        (m[1] ?? '')
+          .slice(1, -1)
+          .replace(/^\$\{(?:await this\.prefix\([a-z.]+\)|prefix)\}/, '')
+          .replace(/\$\{[^}]+\}/g, '{x}')
+          .replace(/\?.*$/, ''),
+      ),
+    );
+    const doc = readFileSync(join(ROOT, 'docs/security.md'), 'utf8');
+    const listed = doc.slice(doc.indexOf('### The container runtime socket'), doc.indexOf('### The exceptions'));
+    const documented = new Set([...listed.matchAll(/`(\/[a-z/{}]+)`/g)].map((m) => (m[1] ?? '').replace(/\{[a-z]+\}/g, '{x}')));
+    expect(paths.size).toBeGreaterThanOrEqual(7);
+    for (const p of paths) expect(documented, `${p} used by the Docker client but not listed in docs/security.md`).toContain(p);
+  });
+
   it('Dockerfile: a numeric non-root USER, no setuid/setgid program left in the runtime image', () => {
     const df = readFileSync(join(DOCKER, 'Dockerfile'), 'utf8');
     const runtime = df.slice(df.search(/^FROM \$\{BASE_IMAGE\}$/m));

@@ -13,7 +13,6 @@
  * jumps").
  */
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { formatTimeNs, parseTime } from '../../src/alert.js';
 import { isJsonObject, LosslessNumber, parse, stringify, type JsonObject } from '../../src/json/lossless.js';
@@ -48,12 +47,9 @@ function moved(line: string, shiftNs: bigint, cid: string, seq: number): string 
 
 describe('chaos: event times jumping ahead and back', () => {
   it('one alert ten years ahead, the stream stepping back 30 days, a restart: windows stay sane, attacks are still detected', async () => {
-    const dir = s.tmp();
-    const sk = await s.sidekick();
-    const state = join(dir, 'state');
-    const args = ['--http-listen', '127.0.0.1:0', '--sidekick-url', sk.url, '--state-dir', state];
-    let cli = s.companion(args);
-    let base = `http://${await cli.httpAddress()}`;
+    const first = await s.httpCompanion();
+    const { sidekick: sk, args } = first;
+    let { cli, base } = first;
     const acked: number[] = [];
     let seq = 0;
     const send = async (lines: string[], shiftNs: bigint, cid: string): Promise<void> => {

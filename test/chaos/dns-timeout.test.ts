@@ -6,7 +6,6 @@
  * bounded (`rdns.max_inflight`), and every accepted alert is delivered.
  */
 import dgram from 'node:dgram';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isJsonObject } from '../../src/json/lossless.js';
 import { withOutputFields } from '../support/falco-alerts.js';
@@ -28,11 +27,9 @@ const connectAlert = (n: number): string => withOutputFields(markedAlert(n), { '
 
 describe('chaos: DNS that never answers', () => {
   it('alerts go on without the name after rdns.wait, lookups stay bounded, nothing accepted is lost', async () => {
-    const dir = s.tmp();
     const dns = await blackHole();
     s.cleanup.push(() => dns.close());
-    const sk = await s.sidekick();
-    const cli = s.companion(['--http-listen', '127.0.0.1:0', '--sidekick-url', sk.url, '--state-dir', join(dir, 'state')], {
+    const { sidekick: sk, cli, base } = await s.httpCompanion({
       FALCO_COMPANION_ENRICH_EGRESS_RDNS_ENABLED: 'true',
       FALCO_COMPANION_ENRICH_EGRESS_RDNS_SERVERS: `127.0.0.1:${dns.port}`,
       FALCO_COMPANION_ENRICH_EGRESS_RDNS_CLASSES: 'reserved',
@@ -40,7 +37,6 @@ describe('chaos: DNS that never answers', () => {
       FALCO_COMPANION_ENRICH_EGRESS_RDNS_ERROR_TTL: '0',
       FALCO_COMPANION_ENRICH_EGRESS_RDNS_MAX_INFLIGHT: '32',
     });
-    const base = `http://${await cli.httpAddress()}`;
     const l = await load({ base, perSecond: 60, durationMs: 3000 * STRETCH, body: connectAlert });
     expect(l.refused).toEqual([]);
     await endsHealthyNothingLost({ cli, base, sidekick: sk, acked: l.acked, probeSeq: 1_000_000 });

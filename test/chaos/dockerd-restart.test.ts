@@ -6,7 +6,6 @@
  * (`companion.enrich_error` says why, within the enrichment budget); once it is back on the same
  * socket, lookups and the event stream resume on their own. Every accepted alert is delivered.
  */
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isJsonObject, type JsonObject } from '../../src/json/lossless.js';
 import { deliveries } from '../e2e/spool-support.js';
@@ -42,9 +41,7 @@ describe.skipIf(skip !== null)('chaos: dockerd stopped and restarted mid-enrichm
   }, 60_000);
 
   it('alerts go on without container fields while it is down, lookups resume when it is back, nothing accepted is lost', async () => {
-    const dir = s.tmp();
-    const sk = await s.sidekick();
-    const cli = s.companion(['--http-listen', '127.0.0.1:0', '--sidekick-url', sk.url, '--state-dir', join(dir, 'state')], {
+    const { sidekick: sk, cli, base } = await s.httpCompanion({
       FALCO_COMPANION_ENRICH_CONTAINER_ENABLED: 'true',
       FALCO_COMPANION_ENRICH_CONTAINER_RUNTIME: 'docker',
       FALCO_COMPANION_ENRICH_CONTAINER_DOCKER_SOCKET: d.socket,
@@ -54,7 +51,6 @@ describe.skipIf(skip !== null)('chaos: dockerd stopped and restarted mid-enrichm
       FALCO_COMPANION_ENRICH_CONTAINER_EVENTS_RECONNECT_MAX: '500ms',
       FALCO_COMPANION_ENRICH_BUDGET: '200ms',
     });
-    const base = `http://${await cli.httpAddress()}`;
     const body = (n: number): string => withOutputFields(markedAlert(n), { 'container.id': id });
     const enriched = (from: number): boolean => sk.accepted.some((a) => Number(String(fieldsOf(a)['test.seq'])) >= from && fieldsOf(a)['companion.container.runtime'] === 'docker');
 

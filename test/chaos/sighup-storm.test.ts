@@ -35,12 +35,7 @@ describe('chaos: SIGHUP storm during load', () => {
     const rules = join(dir, 'rules.yaml');
     copyFileSync('src/detect/defaults/companion-rules.yaml', rules);
     const good = readFileSync(rules, 'utf8');
-    const sk = await s.sidekick();
-    const cli = s.companion(['--http-listen', '127.0.0.1:0', '--sidekick-url', sk.url, '--state-dir', join(dir, 'state')], {
-      FALCO_COMPANION_SINKS_FILE_PATH: join(dir, 'out.jsonl'),
-      FALCO_COMPANION_DETECT_RULES_FILE: rules,
-    });
-    const base = `http://${await cli.httpAddress()}`;
+    const { sidekick: sk, cli, base } = await s.httpCompanion({ FALCO_COMPANION_SINKS_FILE_PATH: join(dir, 'out.jsonl'), FALCO_COMPANION_DETECT_RULES_FILE: rules });
     const pid = cli.child.pid as number;
     const phaseMs = 4000 * STRETCH;
     let hups = 0;

@@ -5,7 +5,6 @@
  * and without it (a bounded memory queue that retries forever), the companion keeps accepting,
  * and everything it accepted arrives at least once, counted by companion.alert_id.
  */
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { chaosScope, endsHealthyNothingLost, every, load, STRETCH } from './support.js';
 
@@ -14,10 +13,7 @@ const s = chaosScope('fc-chaos-flap-');
 describe('chaos: the Falcosidekick sink flapping', () => {
   for (const spool of [true, false]) {
     it(`spool ${spool ? 'on' : 'off'}: sink down/up every second, 503/429 bursts, slow answers; nothing accepted is lost`, async () => {
-      const dir = s.tmp();
-      const sk = await s.sidekick();
-      const cli = s.companion(['--http-listen', '127.0.0.1:0', '--sidekick-url', sk.url, '--state-dir', join(dir, 'state')], spool ? {} : { FALCO_COMPANION_SPOOL_ENABLED: 'false' });
-      const base = `http://${await cli.httpAddress()}`;
+      const { sidekick: sk, cli, base } = await s.httpCompanion(spool ? {} : { FALCO_COMPANION_SPOOL_ENABLED: 'false' });
       const phaseMs = 5000 * STRETCH;
       const flaps = every(1000, phaseMs, async (i) => {
         switch (i % 4) {

@@ -35,11 +35,7 @@ async function restartNeverCorrupt(state: string, sidekickUrl: string): Promise<
 
 describe('chaos: the SQLite state database', () => {
   it('locked by another process beyond busy_timeout: refuses (503) instead of acking, recovers when released, nothing accepted lost', async () => {
-    const dir = s.tmp();
-    const sk = await s.sidekick();
-    const state = join(dir, 'state');
-    const cli = s.companion(['--http-listen', '127.0.0.1:0', '--sidekick-url', sk.url, '--state-dir', state]);
-    const base = `http://${await cli.httpAddress()}`;
+    const { state, sidekick: sk, cli, base } = await s.httpCompanion();
     const warm = await load({ base, perSecond: 50, durationMs: 400 });
     // Another process takes an exclusive lock for longer than busy_timeout (5 s).
     const other = new Database(join(state, STATE_DB_FILE), { timeout: 10_000 });
@@ -63,11 +59,7 @@ describe('chaos: the SQLite state database', () => {
   });
 
   it('truncated under the running companion with alerts waiting in it: nothing accepted is lost; a restart never runs on a corrupt file', async () => {
-    const dir = s.tmp();
-    const sk = await s.sidekick();
-    const state = join(dir, 'state');
-    const cli = s.companion(['--http-listen', '127.0.0.1:0', '--sidekick-url', sk.url, '--state-dir', state]);
-    const base = `http://${await cli.httpAddress()}`;
+    const { state, sidekick: sk, cli, base } = await s.httpCompanion();
     await sk.down(); // alerts wait in the spool when the file is cut
     const before = await load({ base, perSecond: 50, durationMs: 600 });
     truncateSync(join(state, STATE_DB_FILE), 0);
@@ -79,12 +71,8 @@ describe('chaos: the SQLite state database', () => {
   });
 
   it('replaced by an old copy, then by garbage, while running: the companion keeps its open file and loses nothing; a restart on the garbage refuses with the path and cause', async () => {
-    const dir = s.tmp();
-    const sk = await s.sidekick();
-    const state = join(dir, 'state');
+    const { dir, state, sidekick: sk, cli, base } = await s.httpCompanion();
     const db = join(state, STATE_DB_FILE);
-    const cli = s.companion(['--http-listen', '127.0.0.1:0', '--sidekick-url', sk.url, '--state-dir', state]);
-    const base = `http://${await cli.httpAddress()}`;
     const before = await load({ base, perSecond: 50, durationMs: 400 });
     // a backup restored over it (an older copy), then garbage
     copyFileSync(db, join(dir, 'copy.db'));

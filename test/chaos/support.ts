@@ -7,11 +7,9 @@
  * Durations are short by default (the whole suite stays well under 90 s on two cores);
  * `FALCO_COMPANION_CHAOS_LONG=1` stretches every chaos phase ten times (outside CI).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, expect } from 'vitest';
-import { checkCovered, deliveries, markedAlert } from '../e2e/spool-support.js';
+import { expect } from 'vitest';
+import { checkCovered, deliveries, e2eScope, markedAlert } from '../e2e/spool-support.js';
 import { startCli, type RunningCli } from '../support/cli.js';
 import { FakeSidekick } from '../support/sidekick.js';
 import { until } from '../support/wait.js';
@@ -32,33 +30,40 @@ export const BASE_ENV: Readonly<Record<string, string>> = {
   FALCO_COMPANION_LOG_LEVEL: 'info',
 };
 
-/** Temp dirs, sidekick stand-ins and CLIs of the calling file, cleaned after each test. */
-export function chaosScope(prefix: string): {
-  tmp(): string;
-  sidekick(): Promise<FakeSidekick>;
+export interface HttpCompanion {
+  readonly dir: string;
+  /** The state directory (`<dir>/state`). */
+  readonly state: string;
+  readonly sidekick: FakeSidekick;
+  readonly cli: RunningCli;
+  /** http://HOST:PORT of the receiver (and, on loopback, of the operations endpoints). */
+  readonly base: string;
+  /** The `run` arguments, to start it again on the same state. */
+  readonly args: string[];
+}
+
+/** Temp dirs, sidekick stand-ins and CLIs of the calling file (test/e2e's scope), cleaned after each test. */
+export function chaosScope(prefix: string): ReturnType<typeof e2eScope> & {
   companion(args: string[], env?: Record<string, string>): RunningCli;
-  cleanup: (() => Promise<void> | void)[];
+  /** A temp dir, a sidekick stand-in and a companion receiving on 127.0.0.1:0, forwarding to it. */
+  httpCompanion(env?: Record<string, string>): Promise<HttpCompanion>;
 } {
-  const cleanup: (() => Promise<void> | void)[] = [];
-  afterEach(async () => {
-    for (const c of cleanup.splice(0).reverse()) await c();
-  });
+  const scope = e2eScope(prefix);
+  const companion = (args: string[], env: Record<string, string> = {}): RunningCli => {
+    const cli = startCli(['run', ...args], { env: { ...BASE_ENV, ...env } });
+    scope.cleanup.push(async () => void (await cli.stop('SIGKILL')));
+    return cli;
+  };
   return {
-    cleanup,
-    tmp() {
-      const d = mkdtempSync(join(tmpdir(), prefix));
-      cleanup.push(() => rmSync(d, { recursive: true, force: true }));
-      return d;
-    },
-    async sidekick() {
-      const s = await new FakeSidekick().start();
-      cleanup.push(() => s.close());
-      return s;
-    },
-    companion(args, env = {}) {
-      const cli = startCli(['run', ...args], { env: { ...BASE_ENV, ...env } });
-      cleanup.push(async () => void (await cli.stop('SIGKILL')));
-      return cli;
+    ...scope,
+    companion,
+    async httpCompanion(env = {}) {
+      const dir = scope.tmp();
+      const sidekick = await scope.sidekick();
+      const state = join(dir, 'state');
+      const args = ['--http-listen', '127.0.0.1:0', '--sidekick-url', sidekick.url, '--state-dir', state];
+      const cli = companion(args, env);
+      return { dir, state, sidekick, cli, base: `http://${await cli.httpAddress()}`, args };
     },
   };
 }

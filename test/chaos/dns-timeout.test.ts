@@ -8,6 +8,7 @@
 import dgram from 'node:dgram';
 import { describe, expect, it } from 'vitest';
 import { isJsonObject } from '../../src/json/lossless.js';
+import { until } from '../support/wait.js';
 import { withOutputFields } from '../support/falco-alerts.js';
 import { chaosScope, endsHealthyNothingLost, load, markedAlert, metricValue, STRETCH } from './support.js';
 
@@ -33,7 +34,7 @@ describe('chaos: DNS that never answers', () => {
       FALCO_COMPANION_ENRICH_EGRESS_RDNS_ENABLED: 'true',
       FALCO_COMPANION_ENRICH_EGRESS_RDNS_SERVERS: `127.0.0.1:${dns.port}`,
       FALCO_COMPANION_ENRICH_EGRESS_RDNS_CLASSES: 'reserved',
-      FALCO_COMPANION_ENRICH_EGRESS_RDNS_TIMEOUT: '800ms',
+      FALCO_COMPANION_ENRICH_EGRESS_RDNS_TIMEOUT: '2s',
       FALCO_COMPANION_ENRICH_EGRESS_RDNS_ERROR_TTL: '0',
       FALCO_COMPANION_ENRICH_EGRESS_RDNS_MAX_INFLIGHT: '32',
     });
@@ -41,14 +42,13 @@ describe('chaos: DNS that never answers', () => {
     expect(l.refused).toEqual([]);
     await endsHealthyNothingLost({ cli, base, sidekick: sk, acked: l.acked, probeSeq: 1_000_000 });
     expect(dns.queries(), 'the lookups went to the resolver that never answers').toBeGreaterThan(10);
-    const timedOut = await metricValue(base, /^falco_companion_rdns_lookups_total\{result="(?:timeout|error)"\} (\d+)$/);
-    expect(timedOut, 'timeouts counted').toBeGreaterThan(0);
+    await until(async () => (await metricValue(base, /^falco_companion_rdns_lookups_total\{result="(?:timeout|error)"\} (\d+)$/)) > 0, 10_000, 'lookup timeouts counted');
     // bounded: lookups beyond rdns.max_inflight are refused (counted), not queued
     expect(await metricValue(base, /^falco_companion_rdns_lookups_total\{result="refused"\} (\d+)$/)).toBeGreaterThan(0);
-    // no alert waited for the 800 ms timeout: every enrichment finished well under it
+    // no alert waited for the 2 s timeout: every enrichment finished well under it (1 s leaves room for a busy machine)
     const enriched = await metricValue(base, /^falco_companion_enrich_duration_seconds_count (\d+)$/);
     expect(enriched).toBeGreaterThanOrEqual(l.acked.length);
-    expect(await metricValue(base, /^falco_companion_enrich_duration_seconds_bucket\{le="0.25"\} (\d+)$/)).toBe(enriched);
+    expect(await metricValue(base, /^falco_companion_enrich_duration_seconds_bucket\{le="1"\} (\d+)$/)).toBe(enriched);
     // every delivered alert of the load carries its destination class and no name: the lookup was not waited for
     const loadAlerts = sk.accepted.filter((x) => x.raw.includes('203.0.113.'));
     expect(loadAlerts.length).toBeGreaterThanOrEqual(l.acked.length);

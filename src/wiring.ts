@@ -17,7 +17,7 @@ import { Pipeline } from './pipeline/pipeline.js';
 import { Router } from './pipeline/router.js';
 import type { DetectStage, Enricher, Intake, PipelineIntake, Sink } from './pipeline/types.js';
 import { HttpServer } from './server/http.js';
-import { OpsServer, testAlertRoute } from './server/ops.js';
+import { OpsServer, opsPlacement, testAlertRoute } from './server/ops.js';
 import { MemoryDeliveryQueue } from './sinks/delivery-queue.js';
 import { FalcosidekickSink } from './sinks/falcosidekick.js';
 import { FileSink } from './sinks/file.js';
@@ -196,13 +196,16 @@ export function buildApp(config: Config, deps: AppDeps): App {
     const spoolReady = spool ? spool.health().ready : true;
     return { ready: sourcesReady && sinkReady && spoolReady && !stopping, components };
   };
-  // Operations endpoints: on the HTTP input's listener when it is on and ops.listen is empty or
-  // the same address; else on a listener of their own (so a gRPC-only companion keeps /metrics).
+  // Operations endpoints: never reachable from other hosts unless ops.listen says so (on the HTTP
+  // input's listener when that is loopback or named by ops.listen; else a listener of their own,
+  // so a gRPC-only companion keeps /metrics). The rule: opsPlacement in src/server/ops.ts.
   const httpOn = config.http.enabled && !deps.replay;
-  const opsShared = httpOn && (config.ops.listen === null || config.ops.listen === config.http.listen);
+  const placement = opsPlacement(config, httpOn);
+  const opsShared = placement.shared;
   if (config.ops.enabled && !deps.replay) {
-    ops = new OpsServer({ listen: opsShared ? null : (config.ops.listen ?? config.http.listen), config: config.http, logger, metrics, readiness: health });
-    ops.route(testAlertRoute({ intake, alert: () => testAlert(clock, hostname), retryAfterMs: config.http.retry_after, logger, metrics }));
+    const note = placement.why === 'loopback-default' ? { exposure: 'loopback only (http.listen is not loopback and ops.listen is empty): set ops.listen to reach /metrics and /readyz from elsewhere' } : null;
+    ops = new OpsServer({ listen: opsShared ? null : placement.listen, config: config.http, logger, metrics, readiness: health, ...(note ? { logFields: note } : {}) });
+    ops.route(testAlertRoute({ intake, alert: () => testAlert(clock, hostname), retryAfterMs: config.http.retry_after, token: config.ops.test_token, logger, metrics }));
     ops.route({
       method: 'GET',
       path: '/detections',

@@ -19,6 +19,7 @@ import { countSuppressed, rateLimited, type RateLimitedLog } from '../log-limit.
 import type { Metrics } from '../metrics.js';
 import type { DetectStage } from '../pipeline/types.js';
 import { AlertIdGenerator } from '../store/alert-id.js';
+import { EventClock, type ClockTick } from './event-clock.js';
 import { restoreInto, stateEntries } from './codec.js';
 import { findingToAlert } from './finding-to-alert.js';
 import { compileMapping, SIGNAL_RULE_PREFIX, type Mapping } from './mapping.js';
@@ -94,6 +95,8 @@ export class DetectionEngine implements DetectStage {
   private notifyEvictionsSeen = 0;
   /** The incidents or a learning-period start changed since the last checkpoint. */
   private memoryDirty = false;
+  /** The detection clock (event time; one alert cannot move it far: src/detect/event-clock.ts). */
+  private readonly eventClock = new EventClock();
   private maxNs = 0n;
   private readonly ids: AlertIdGenerator;
   /** prom-client children per label value (the label objects built once, not per call). */
@@ -115,6 +118,7 @@ export class DetectionEngine implements DetectStage {
       detections: mm.counter('detections_total', 'Detections emitted, by detector and priority', ['detector', 'priority']),
       folded: mm.counter('detections_folded_total', 'Findings folded into an open incident by the notify policy (reported as "repeated N times" on its next detection), by detector', ['detector']),
       observerErrors: mm.counter('detect_observer_errors_total', 'Errors thrown by detection observers (journal, statistics), caught by the engine', ['hook']),
+      clock: mm.counter('detect_clock_events_total', 'Alerts whose event time lay more than an hour from the detection clock (outlier_ahead / outlier_behind: the clock stayed), and clock jumps after 3 agreeing ones (jump_ahead / jump_behind)', ['event']),
     };
     const sizes = (): { id: string; entries: number }[] => this.stateSizes();
     mm.gauge('detector_state_entries', 'Entries a detector state holds at its top level (maps, sets, lists); detector="engine/notify": open incidents', ['detector'], function () {
@@ -177,7 +181,9 @@ export class DetectionEngine implements DetectStage {
     const forwardSignals = this.rules.output.forwardSignalAlerts && this.opts.forwardSignalAlerts !== false;
     const forward = forwardSignals || !alert.rule.startsWith(SIGNAL_RULE_PREFIX);
     if (alert.origin.kind === 'detector') return { forward: true, detections: [] };
-    if (alert.timeNs > this.maxNs) this.maxNs = alert.timeNs;
+    const tick = this.eventClock.observe(alert.timeNs);
+    if (tick !== 'in') this.clockTick(tick, alert);
+    this.maxNs = this.eventClock.now;
     let signals: Signal[];
     try {
       signals = this.mapping.mapAlert(alert);
@@ -335,6 +341,16 @@ export class DetectionEngine implements DetectStage {
     }
   }
 
+  /** An event time far from the detection clock: counted; a jump is logged (rare: a clock step). */
+  private clockTick(tick: Exclude<ClockTick, 'in'>, alert: Alert): void {
+    this.m.clock.inc({ event: tick });
+    if (tick === 'jump_ahead' || tick === 'jump_behind') {
+      this.log.warn({ rule: alert.rule, event: tick, clock: this.eventClock.now.toString() }, 'detection clock jumped: the event times of the last alerts agree on a new time (a clock step on the node)');
+    } else {
+      this.observerLog({ rule: alert.rule, event: tick, clock: this.eventClock.now.toString(), time: alert.time }, 'alert time far from the detection clock: the clock stays (a wrong or forged time cannot end every window)');
+    }
+  }
+
   private memory(): EngineMemory {
     const first = new Map<string, bigint>();
     for (const [id, slot] of this.slots) if (slot.firstNs !== null) first.set(id, slot.firstNs);
@@ -355,7 +371,8 @@ export class DetectionEngine implements DetectStage {
       const notify = restoreInto(this.notifier.init(), mem.notify);
       this.notifier.restore(notify);
       this.notifyEvictionsSeen = this.notifier.evicted;
-      if (mem.maxNs > this.maxNs) this.maxNs = mem.maxNs;
+      this.eventClock.restore(mem.maxNs);
+      this.maxNs = this.eventClock.now;
       for (const [detector, ns] of mem.first) {
         const slot = this.slots.get(detector);
         if (slot && typeof ns === 'bigint') slot.firstNs = ns;

@@ -9,6 +9,7 @@ import { configSchema, type Config } from './config/schema.js';
 import { loadConfig } from './config/validate.js';
 import { ConfigError, errorMessage } from './errors.js';
 import { createLogger, type Logger } from './logger.js';
+import { Redactor } from './redact.js';
 import { Metrics } from './metrics.js';
 import { buildApp, type App } from './wiring.js';
 import { runDemo } from './demo.js';
@@ -92,7 +93,7 @@ function handleSignals(app: App, logger: Logger, deadlineMs: number, onDone: (co
 
 async function run(f: CommonFlags): Promise<void> {
   const config = load(f);
-  const logger = createLogger({ level: config.log.level });
+  const logger = createLogger({ level: config.log.level, redactor: new Redactor(config.redact.patterns) });
   const metrics = new Metrics();
   const app = buildApp(config, { logger, metrics, clock: systemClock });
   process.on('uncaughtException', (err) => {
@@ -112,7 +113,7 @@ async function run(f: CommonFlags): Promise<void> {
 
 async function replay(f: CommonFlags & { file: string }): Promise<void> {
   const config = load(f, { 'http.enabled': false, 'grpc.enabled': false });
-  const logger = createLogger({ level: config.log.level });
+  const logger = createLogger({ level: config.log.level, redactor: new Redactor(config.redact.patterns) });
   const metrics = new Metrics();
   const started = Date.now();
   let last = { lines: 0, alerts: 0, skipped: 0 };

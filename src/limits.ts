@@ -19,7 +19,7 @@
  * `signals_dropped_total`) and a rate-limited log line.
  */
 import { InvalidAlertError, isEmptyRecord, withEnrichment, type Alert } from './alert.js';
-import { LosslessNumber, type JsonObject, type JsonValue } from './json/lossless.js';
+import { LosslessNumber, MAX_DEPTH, stringify, type JsonObject, type JsonValue } from './json/lossless.js';
 import { countSuppressed, rateLimited, type RateLimitedLog } from './log-limit.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
@@ -29,7 +29,7 @@ export interface InputLimits {
   readonly maxFields: number;
   /** Longest output_fields key or top-level key (longer: the entry is dropped); longest tag (longer: the tag is cut). */
   readonly maxKeyLength: number;
-  /** Longest string value in output_fields or among the other top-level keys (UTF-16 code units); cut beyond. */
+  /** Longest string value in output_fields or among the other top-level keys, and longest rule name, source or hostname (UTF-16 code units); cut beyond. */
   readonly maxValueLength: number;
   /** Longest `output` text; cut beyond. */
   readonly maxOutputLength: number;
@@ -54,7 +54,7 @@ export const DEFAULT_INPUT_LIMITS: InputLimits = Object.freeze({
 });
 
 /** The hard ceiling of `max_json_depth` (the lossless JSON parser's own bound). */
-export const MAX_JSON_DEPTH_CEILING = 256;
+export const MAX_JSON_DEPTH_CEILING = MAX_DEPTH;
 
 /** The config section `limits` (src/config/sections/limits.ts), snake_case. */
 export interface LimitsConfig {
@@ -99,6 +99,8 @@ export const TRUNCATED_KEY = 'truncated';
 /** Appended to a cut string value (counted in its length budget: a cut value is exactly the limit long). */
 export const CUT_MARK = '…';
 
+const NAMES = ['rule', 'source', 'hostname'] as const;
+
 /** Falco's own top-level keys (anything else is an "extra" key, passed through). */
 const KNOWN = new Set(['time', 'rule', 'priority', 'source', 'hostname', 'output', 'tags', 'output_fields']);
 
@@ -125,6 +127,15 @@ export function limitAlertJson(v: JsonValue, l: InputLimits): LimitOutcome {
   if (typeof output === 'string' && output.length > l.maxOutputLength) {
     put('output', cutString(output, l.maxOutputLength));
     (cuts ??= []).push({ limit: 'output_length', key: 'output', count: output.length - l.maxOutputLength });
+  }
+
+  // The rule name, source and hostname come from Falco, but a hostile sender could make them huge.
+  for (const k of NAMES) {
+    const x = o[k];
+    if (typeof x === 'string' && x.length > l.maxValueLength) {
+      put(k, cutString(x, l.maxValueLength));
+      (cuts ??= []).push({ limit: 'value_length', key: k, count: x.length - l.maxValueLength });
+    }
   }
 
   const tags = o['tags'];
@@ -184,13 +195,20 @@ function limitTags(tags: readonly JsonValue[], l: InputLimits): { value: JsonVal
  * keys at most maxKeyLength (longer: dropped), string values at most maxValueLength (cut).
  */
 function limitRecord(r: JsonObject, l: InputLimits, skip: ReadonlySet<string> | null): { value: JsonObject; cuts: Cut[] } {
+  // output_fields (skip null): a nested value becomes its JSON text in the Alert (alertFromJson), so that text is what is bounded.
+  const flat = skip === null;
+  const tooLong = (x: JsonValue | undefined): string | null => {
+    if (typeof x === 'string') return x.length > l.maxValueLength ? x : null;
+    if (!flat || x === null || typeof x !== 'object' || x instanceof LosslessNumber) return null;
+    const t = stringify(x);
+    return t.length > l.maxValueLength ? t : null;
+  };
   let n = 0;
   let changed = false;
   for (const k in r) {
     if (skip?.has(k)) continue;
     n++;
-    const x = r[k];
-    if (n > l.maxFields || k.length > l.maxKeyLength || (typeof x === 'string' && x.length > l.maxValueLength)) {
+    if (n > l.maxFields || k.length > l.maxKeyLength || tooLong(r[k]) !== null) {
       changed = true;
       break;
     }
@@ -213,9 +231,10 @@ function limitRecord(r: JsonObject, l: InputLimits, skip: ReadonlySet<string> | 
     }
     kept++;
     const x = r[k] as JsonValue;
-    if (typeof x === 'string' && x.length > l.maxValueLength) {
-      setOwn(out, k, cutString(x, l.maxValueLength));
-      cuts.push({ limit: 'value_length', key: k, count: x.length - l.maxValueLength });
+    const long = tooLong(x);
+    if (long !== null) {
+      setOwn(out, k, cutString(long, l.maxValueLength));
+      cuts.push({ limit: 'value_length', key: k, count: long.length - l.maxValueLength });
     } else setOwn(out, k, x);
   }
   if (over > 0) cuts.push({ limit: 'fields', key: skip ? 'top-level keys' : 'output_fields', count: over });

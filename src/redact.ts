@@ -39,8 +39,8 @@ const SECRET_WORD = /passw(?:or)?d|passphrase|secret|token|api[_-]?key|access[_-
 const KEY_CHAR = /[A-Za-z0-9_.-]/;
 /** Longest key examined around a secret word. */
 const MAX_KEY = 64;
-/** Longest unquoted or quoted value masked after a secret key. */
-const MAX_VALUE = 4096;
+/** Where an unquoted value ends. */
+const VALUE_END = /[\s"'&;,]/;
 
 interface Pattern {
   readonly re: RegExp;
@@ -56,17 +56,17 @@ const BUILTIN: readonly Pattern[] = [
   // PEM / OpenSSH / PGP private keys (a key cut short by a limit is masked to the end).
   { re: /-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----|$)/g, group: false },
   // Authorization: Bearer / Basic credentials.
-  { re: /(?<![A-Za-z0-9_])[Bb][Ee][Aa][Rr][Ee][Rr][ \t]{1,16}(?<secret>[A-Za-z0-9._~+/=-]{8,4096})/g, group: true },
+  { re: /(?<![A-Za-z0-9_])[Bb][Ee][Aa][Rr][Ee][Rr][ \t]{1,16}(?<secret>[A-Za-z0-9._~+/=-]{8,})/g, group: true },
   // (Basic: base64 with a digit, `+`, `/` or `=` in it, so prose like "Basic configuration" stays.)
-  { re: /(?<![A-Za-z0-9_])[Bb]asic[ \t]{1,16}(?<secret>(?=[A-Za-z]{0,4096}[0-9+/=])[A-Za-z0-9+/]{8,4096}={0,2})/g, group: true },
+  { re: /(?<![A-Za-z0-9_])[Bb]asic[ \t]{1,16}(?<secret>(?=[A-Za-z]*[0-9+/=])[A-Za-z0-9+/]{8,}={0,2})/g, group: true },
   // AWS access key ids.
   { re: /(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Za-z0-9])/g, group: false },
   // JWTs (header.payload[.signature]).
-  { re: /(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,8192}\.eyJ[A-Za-z0-9_-]{4,8192}(?:\.[A-Za-z0-9_-]{0,8192})?/g, group: false },
+  { re: /(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{4,}(?:\.[A-Za-z0-9_-]*)?/g, group: false },
   // GitHub, GitLab, Slack, Google API tokens.
-  { re: /(?<![A-Za-z0-9_-])(?:gh[pousr]_[A-Za-z0-9]{30,255}|github_pat_[A-Za-z0-9_]{22,255}|glpat-[A-Za-z0-9_-]{20,255}|xox[abprs]-[A-Za-z0-9-]{10,255}|AIza[0-9A-Za-z_-]{35})/g, group: false },
+  { re: /(?<![A-Za-z0-9_-])(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,}|glpat-[A-Za-z0-9_-]{20,}|xox[abprs]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35,})/g, group: false },
   // scheme://user:password@host
-  { re: /(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{0,31}:\/\/[^\s:/@"'<>]{1,256}:(?<secret>[^\s/@"'<>]{1,256})@/g, group: true },
+  { re: /(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{0,31}:\/\/[^\s:/@"'<>]+:(?<secret>[^\s/@"'<>]+)@/g, group: true },
 ];
 
 /** Cheap pre-check: a line without any of these cannot hold a built-in secret. */
@@ -240,7 +240,7 @@ function applyPattern(s: string, p: Pattern): string {
 /**
  * `KEY=value`, `KEY: value`, `"key": "value"`, `--key value` where KEY contains a secret word:
  * the value is masked. A scan from each secret word (not a regular expression over the whole
- * text), each step bounded by MAX_KEY / MAX_VALUE, and a masked value is never scanned again: linear.
+ * text), the key bounded by MAX_KEY, and a masked value is never scanned again: linear.
  */
 function redactKeyValues(s: string): string {
   SECRET_WORD.lastIndex = 0;
@@ -254,7 +254,8 @@ function redactKeyValues(s: string): string {
     while (start > 0 && m.index - start < MAX_KEY && KEY_CHAR.test(s[start - 1] as string)) start--;
     let i = wordEnd;
     while (i < s.length && i - wordEnd < MAX_KEY && KEY_CHAR.test(s[i] as string)) i++;
-    const isFlag = s[start] === '-';
+    // A command-line option (`--password VALUE`): starts with one or two dashes and a letter, after a blank or a quote.
+    const isFlag = /^--?[A-Za-z]/.test(s.slice(start, start + 3)) && (start === 0 || /[\s"']/.test(s[start - 1] as string));
     if (s[i] === '"' || s[i] === "'") i++; // "password": ...
     let j = i;
     while (j < s.length && j - i < 16 && (s[j] === ' ' || s[j] === '\t')) j++;
@@ -276,13 +277,14 @@ function redactKeyValues(s: string): string {
     let valueEnd: number;
     let inner: number;
     if (q === '"' || q === "'") {
+      // A quoted value to its closing quote; without one (cut short), to the end.
       inner = valueStart + 1;
       const close = s.indexOf(q, inner);
-      valueEnd = close < 0 || close - inner > MAX_VALUE ? Math.min(s.length, inner + MAX_VALUE) : close;
+      valueEnd = close < 0 ? s.length : close;
     } else {
       inner = valueStart;
       valueEnd = inner;
-      while (valueEnd < s.length && valueEnd - inner < MAX_VALUE && !/[\s"'&;,]/.test(s[valueEnd] as string)) valueEnd++;
+      while (valueEnd < s.length && !VALUE_END.test(s[valueEnd] as string)) valueEnd++;
     }
     if (valueEnd > inner && s.slice(inner, valueEnd) !== MASK) {
       out += s.slice(copied, inner) + MASK;

@@ -621,7 +621,10 @@ export class FileSource implements Component {
         alert = markTruncated(alert, lim.cuts);
       }
     } catch (err) {
-      if (err instanceof JsonSyntaxError) {
+      if (err instanceof JsonSyntaxError && err.message.startsWith('nesting too deep')) {
+        this.skip('too_deep');
+        this.limitReporter.rejected('json_depth', `line ${this.lines}: ${err.message}`);
+      } else if (err instanceof JsonSyntaxError) {
         this.skip('not_json');
       } else if (err instanceof InputLimitError) {
         this.skip('too_deep');

@@ -248,13 +248,13 @@ export function responseToAlert(msg: unknown, opts: ConvertOptions = {}): Alert 
   if (timeNs === null) throw new InvalidAlertError('response.time is missing or not a valid Timestamp');
   if (rule.trim() === '') throw new InvalidAlertError('response.rule is empty');
   // The same limits as a JSON alert: the proto's output, tags and output_fields map as one document.
-  const lim = limited({ output, tags: protoTags, output_fields: typedFields(o['output_fields'], timeNs) }, opts);
+  const lim = limited({ rule, source, hostname, output, tags: protoTags, output_fields: typedFields(o['output_fields'], timeNs) }, opts);
   const alert = createAlert({
     time: formatTimeNs(timeNs),
-    rule,
+    rule: lim.doc['rule'] as string,
     priority,
-    source,
-    hostname: hostname === '' ? null : hostname,
+    source: lim.doc['source'] as string | null,
+    hostname: hostname === '' ? null : (lim.doc['hostname'] as string),
     output: lim.doc['output'] as string,
     // gRPC cannot say "no tags": internal messages carry none in JSON, so keep that shape.
     tags: protoTags.length === 0 && source === 'internal' ? null : (lim.doc['tags'] as string[]),

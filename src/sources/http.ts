@@ -8,7 +8,7 @@
  * src/server/listener.ts.
  */
 import { InvalidAlertError, PRIORITIES, alertFromJson, parsePriority, parseTime, type Alert, type Origin } from '../alert.js';
-import { JsonSyntaxError, isJsonObject, parse, type JsonValue } from '../json/lossless.js';
+import { JsonSyntaxError, MAX_DEPTH, isJsonObject, parse, type JsonValue } from '../json/lossless.js';
 import { DEFAULT_INPUT_LIMITS, limitAlertJson, markTruncated, type Cut, type InputLimits } from '../limits.js';
 
 /** Stable rejection codes (metric label `code`, response `error`). */
@@ -79,6 +79,9 @@ export function decodeFalcoBody(body: Buffer, contentType: string | undefined, o
     value = parse(text);
   } catch (err) {
     const pos = err instanceof JsonSyntaxError ? err.position : 0;
+    if (err instanceof JsonSyntaxError && err.message.startsWith('nesting too deep')) {
+      return reject('too_deep', `JSON nested deeper than the parser accepts (${MAX_DEPTH} levels) at position ${pos}`, 'Falco sends flat alerts: output_fields values are never objects');
+    }
     if (TEXT_LINE.test(text)) {
       return reject(
         'text_output',

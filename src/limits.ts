@@ -18,7 +18,7 @@
  * Every limit has a default (config section `limits`), a counter (`input_limited_total`,
  * `signals_dropped_total`) and a rate-limited log line.
  */
-import { InvalidAlertError, isEmptyRecord, withEnrichment, type Alert } from './alert.js';
+import { InvalidAlertError, withEnrichment, type Alert } from './alert.js';
 import { LosslessNumber, MAX_DEPTH, stringify, type JsonObject, type JsonValue } from './json/lossless.js';
 import { countSuppressed, rateLimited, type RateLimitedLog } from './log-limit.js';
 import type { Logger } from './logger.js';
@@ -336,10 +336,6 @@ export class LimitReporter {
   }
 }
 
-/** Count/log the cuts of an alert decoded elsewhere: the `companion.truncated` mark is the record. */
-export function isTruncated(a: Alert): boolean {
-  return !isEmptyRecord(a.companion) && a.companion[TRUNCATED_KEY] !== undefined;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Fair share of the detectors between containers

@@ -41,6 +41,10 @@ const KEY_CHAR = /[A-Za-z0-9_.-]/;
 const MAX_KEY = 64;
 /** Where an unquoted value ends. */
 const VALUE_END = /[\s"'&;,]/;
+const URL_USERINFO_END = /[\s"'@/]/;
+const CLOSERS = new Map([[')', '('], [']', '['], ['}', '{']]);
+/** A value without the mask it may start with (its brackets are not the value's). */
+const unmasked = (v: string): string => (v.startsWith(MASK) ? v.slice(MASK.length) : v);
 
 interface Pattern {
   readonly re: RegExp;
@@ -284,7 +288,12 @@ function redactKeyValues(s: string): string {
     } else {
       inner = valueStart;
       valueEnd = inner;
-      while (valueEnd < s.length && !VALUE_END.test(s[valueEnd] as string)) valueEnd++;
+      // The user part of a URL (`https://x-access-token:VALUE@host`) ends at the `@`.
+      const stop = s.slice(Math.max(0, start - 3), start) === '://' ? URL_USERINFO_END : VALUE_END;
+      while (valueEnd < s.length && !stop.test(s[valueEnd] as string)) valueEnd++;
+      // A closing bracket that ends the value without its opener belongs to the text around it
+      // (Falco's `(cmdline=... --password=x)`).
+      while (valueEnd - inner > 1 && CLOSERS.has(s[valueEnd - 1] as string) && !unmasked(s.slice(inner, valueEnd - 1)).includes(CLOSERS.get(s[valueEnd - 1] as string) as string)) valueEnd--;
     }
     if (valueEnd > inner && s.slice(inner, valueEnd) !== MASK) {
       out += s.slice(copied, inner) + MASK;

@@ -44,7 +44,7 @@ export const redaction: FuzzTarget<RedactInput> = {
   module: 'src/redact.ts',
   arb: fc.oneof(
     { weight: 3, arbitrary: fc.record({ kind: fc.constant('planted' as const), secrets: fc.array(planted, { minLength: 1, maxLength: 3 }), ctx: fc.array(context, { minLength: 4, maxLength: 4 }) }) },
-    { weight: 2, arbitrary: fc.record({ kind: fc.constant('any' as const), text: fc.oneof(nastyString, longRun, fc.string({ unit: 'binary', maxLength: 300 }), fc.array(fc.constantFrom('password', '=', ':', ' ', '--token', '"', "'", 'eyJ', '.', 'AKIA', 'Bearer', '://', '@', '-----BEGIN PRIVATE KEY-----', '\n', 'x'), { maxLength: 40 }).map((a) => a.join(''))) }) },
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant('any' as const), text: fc.oneof(nastyString, longRun, fc.string({ unit: 'binary', maxLength: 300 }), fc.array(fc.constantFrom('password', '=', ':', ' ', '--token', '"', "'", 'eyJ', '.', 'AKIA', 'Bearer', '://', '@', '-----BEGIN PRIVATE KEY-----', '\n', 'x', ')', ']', '(', '[', '[REDACTED]', '/'), { maxLength: 40 }).map((a) => a.join(''))) }) },
   ),
   check: (x) => {
     const text = x.kind === 'any' ? x.text : x.secrets.map(([t], i) => `${x.ctx[i] ?? ''} ${t}`).join(' ') + ` ${x.ctx[3] ?? ''}`;

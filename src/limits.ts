@@ -167,7 +167,7 @@ export function limitAlertJson(v: JsonValue, l: InputLimits): LimitOutcome {
       for (const k in base) if (KNOWN.has(k)) setOwn(next, k, base[k] as JsonValue);
       for (const k in e.value) setOwn(next, k, (e.value as JsonObject)[k] as JsonValue);
       out = next;
-      (cuts ??= []).push(...e.cuts.map((c) => (c.limit === 'fields' ? { ...c, key: 'top-level keys' } : c)));
+      (cuts ??= []).push(...e.cuts);
     }
   }
   return cuts === null ? { ok: true, value: v, cuts: [] } : { ok: true, value: out ?? o, cuts };
@@ -199,7 +199,9 @@ function limitRecord(r: JsonObject, l: InputLimits, skip: ReadonlySet<string> | 
   const flat = skip === null;
   const tooLong = (x: JsonValue | undefined): string | null => {
     if (typeof x === 'string') return x.length > l.maxValueLength ? x : null;
-    if (!flat || x === null || typeof x !== 'object' || x instanceof LosslessNumber) return null;
+    // (a number literal of megabytes of digits is kept as its cut text)
+    if (x instanceof LosslessNumber) return x.raw.length > l.maxValueLength ? x.raw : null;
+    if (!flat || x === null || typeof x !== 'object') return null;
     const t = stringify(x);
     return t.length > l.maxValueLength ? t : null;
   };
@@ -286,7 +288,7 @@ function setOwn(o: Record<string, JsonValue>, k: string, v: JsonValue): void {
 
 /** `companion.truncated` text: what was cut, e.g. `proc.cmdline,output,output_fields+88,tags+3` (under 512 characters). */
 export function truncatedText(cuts: readonly Cut[]): string {
-  const parts = cuts.map((c) => (c.limit === 'value_length' || c.limit === 'output_length' ? c.key : c.limit === 'key_length' ? `${c.key}:long_keys+${c.count}` : `${c.key}+${c.count}`));
+  const parts = cuts.map((c) => (c.limit === 'value_length' || c.limit === 'output_length' ? c.key || '""' : c.limit === 'key_length' ? `${c.key}:long_keys+${c.count}` : `${c.key}+${c.count}`));
   const text = [...new Set(parts)].join(',');
   return text.length <= 500 ? text : cutString(text, 500);
 }

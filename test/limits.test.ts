@@ -30,7 +30,7 @@ function limited(text: string, l: InputLimits = L) {
 
 describe('limitAlertJson', () => {
   it('leaves an alert within the limits untouched (the same object)', () => {
-    const v = parse(`{${HEAD},"output":"short","tags":["a"],"output_fields":{"k":"v","n":123456789012345678901}}`);
+    const v = parse(`{${HEAD},"output":"short","tags":["a"],"output_fields":{"k":"v","n":1.50}}`);
     const r = limitAlertJson(v, L);
     expect(r).toEqual({ ok: true, value: v, cuts: [] });
     if (r.ok) expect(r.value).toBe(v);
@@ -59,9 +59,11 @@ describe('limitAlertJson', () => {
     expect(a.companion[TRUNCATED_KEY]).toBe('output,tags+2,proc.cmdline,output_fields+2,output_fields:long_keys+1,uuid');
   });
 
-  it('bounds a nested output_fields value by its JSON text (what the Alert keeps)', () => {
+  it('bounds a nested output_fields value by its JSON text (what the Alert keeps), and a number literal by its digits', () => {
     const r = limited(`{${HEAD},"output_fields":{"x":[1,2,3,4,5,6]}}`);
     expect(r.ok && stringify((r.value as JsonObject)['output_fields'])).toBe('{"x":"[1,2,3,…"}');
+    const n = limited(`{${HEAD},"output_fields":{"n":12345678901234567890,"m":12345678}}`);
+    expect(n.ok && stringify((n.value as JsonObject)['output_fields'])).toBe('{"n":"1234567…","m":12345678}');
   });
 
   it('rejects documents nested deeper than max_json_depth (a Falco alert is 2 deep)', () => {
@@ -70,6 +72,12 @@ describe('limitAlertJson', () => {
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.reason).toMatch(/deeper than 4 levels \(limits\.max_json_depth\)/);
     expect(limitAlertJson(parse(`{${HEAD},"output_fields":{"a":"x"}}`), DEFAULT_INPUT_LIMITS).ok).toBe(true);
+  });
+
+  it('names an empty key as "" in companion.truncated (never an empty mark)', () => {
+    const r = limited(`{${HEAD},"output_fields":{"":"0123456789"}}`);
+    if (!r.ok) throw new Error('rejected');
+    expect(markTruncated(alertFromJson(r.value, { kind: 'http', component: 't' }, 0), r.cuts).companion[TRUNCATED_KEY]).toBe('""');
   });
 
   it('never splits a surrogate pair, and keeps a __proto__ key a key', () => {

@@ -20,8 +20,13 @@ const CODES: ReadonlySet<RejectCode> = new Set<RejectCode>(['empty_body', 'inval
 
 /** The text a literal serialises back to (lossless JSON keeps every number literal as written). */
 function canonical(lit: string, max: number): string {
-  if (!lit.startsWith('"')) return lit;
+  if (!lit.startsWith('"')) return lit.length > max ? JSON.stringify(cutString(lit, max)) : lit;
   return JSON.stringify(cutString(JSON.parse(lit) as string, max));
+}
+
+/** The literal's value is longer than the limit (a string's text, a number's digits). */
+function overLong(lit: string, max: number): boolean {
+  return lit.startsWith('"') ? (JSON.parse(lit) as string).length > max : lit.length > max;
 }
 
 /** What every accepted alert keeps to, whatever the input. */
@@ -78,13 +83,13 @@ function checkValid(d: AlertDoc, l: InputLimits): void {
     const kept = d.fields.filter(([k]) => k.length <= l.maxKeyLength);
     if (kept.length !== d.fields.length || kept.length > l.maxFields) cut = true;
     const expected = kept.slice(0, l.maxFields).map(([k, v]) => [k, canonical(v, l.maxValueLength)]);
-    if (kept.slice(0, l.maxFields).some(([, v]) => v.startsWith('"') && (JSON.parse(v) as string).length > l.maxValueLength)) cut = true;
+    if (kept.slice(0, l.maxFields).some(([, v]) => overLong(v, l.maxValueLength))) cut = true;
     const got = Object.keys(a.outputFields ?? {}).map((k) => [k, stringify((a.outputFields ?? {})[k] as JsonValue)]);
     expect(got).toEqual(expected);
   }
   for (const [k, v] of d.extra) {
     expect(stringify(a.extra[k])).toBe(canonical(v, l.maxValueLength));
-    if (v.startsWith('"') && (JSON.parse(v) as string).length > l.maxValueLength) cut = true;
+    if (overLong(v, l.maxValueLength)) cut = true;
   }
   expect(a.companion[TRUNCATED_KEY] !== undefined).toBe(cut);
   checkStable(a, l);
@@ -187,7 +192,15 @@ export const losslessJson: FuzzTarget<string> = {
 export const limitsTarget: FuzzTarget<{ text: string; small: boolean }> = {
   name: 'input limits on parsed alerts',
   module: 'src/limits.ts',
-  arb: fc.record({ text: fc.oneof(alertDoc({ maxFields: 40, maxTags: 12 }).map((d) => d.text), hugeFieldsAlert, deepJson, fc.json({ maxDepth: 8 })), small: fc.boolean() }),
+  arb: fc.record({
+    text: fc.oneof(
+      { weight: 6, arbitrary: alertDoc({ maxFields: 40, maxTags: 12 }).map((d) => d.text) },
+      { weight: 1, arbitrary: hugeFieldsAlert },
+      { weight: 1, arbitrary: deepJson },
+      { weight: 2, arbitrary: fc.json({ maxDepth: 8 }) },
+    ),
+    small: fc.boolean(),
+  }),
   check: ({ text, small }) => {
     let v: JsonValue;
     try {

@@ -86,7 +86,7 @@ const hostileYaml: fc.Arbitrary<string> = fc.oneof(
     for (let i = 1; i <= levels; i++) out.push(`a${i}: &a${i} [${Array.from({ length: 9 }, () => `*a${i - 1}`).join(',')}]`);
     return out.join('\n');
   }),
-  fc.tuple(fc.integer({ min: 10, max: 20_000 }), fc.constantFrom('[', '{a: ', '- ')).map(([n, open]) => (open === '- ' ? Array.from({ length: Math.min(n, 400) }, (_, i) => ' '.repeat(i * 2) + '- x').join('\n') : open.repeat(n) + '1' + (open === '[' ? ']' : '}').repeat(n))),
+  fc.tuple(fc.integer({ min: 10, max: 10_000 }), fc.constantFrom('[', '{a: ', '- ')).map(([n, open]) => (open === '- ' ? Array.from({ length: Math.min(n, 400) }, (_, i) => ' '.repeat(i * 2) + '- x').join('\n') : open.repeat(n) + '1' + (open === '[' ? ']' : '}').repeat(n))),
   fc.integer({ min: 1000, max: 200_000 }).map((n) => `state_dir: ${'a'.repeat(n)}`),
   longRun,
   fc.anything({ maxDepth: 4 }).map((v) => {

@@ -371,6 +371,9 @@ interface Bucket {
 
 const NS_PER_S = 1_000_000_000n;
 const DEFAULT_MAX_CONTAINERS = 10_000;
+/** The defaults of `limits.container_signals_per_second` / `limits.container_signal_burst`. */
+export const DEFAULT_FAIR_SHARE: FairShareSettings = Object.freeze({ ratePerSecond: 100, burst: 1000 });
+
 /** Metric label of the fair share's evictions in detector_evictions_total. */
 export const FAIR_SHARE_LABEL = 'engine/fair_share';
 

@@ -1,6 +1,6 @@
 /** Input limits and secret redaction (owned by the hardening work: src/limits.ts, src/redact.ts, docs/security-parsers.md). */
 import { bool, int, list, num, obj, str } from '../dsl.js';
-import { DEFAULT_INPUT_LIMITS, MAX_JSON_DEPTH_CEILING } from '../../limits.js';
+import { DEFAULT_FAIR_SHARE, DEFAULT_INPUT_LIMITS, MAX_JSON_DEPTH_CEILING } from '../../limits.js';
 import { checkPattern } from '../../redact.js';
 
 const d = DEFAULT_INPUT_LIMITS;
@@ -16,10 +16,10 @@ export const limitsSection = obj(
     max_json_depth: int('Deepest nesting accepted (the alert object is depth 1, output_fields and tags 2); deeper documents are rejected.', d.maxJsonDepth, { min: 2, max: MAX_JSON_DEPTH_CEILING }),
     container_signals_per_second: num(
       'Signals per second of event time each container (the host counts as one) may feed the detectors beyond its burst; the rest are dropped and counted in signals_dropped_total (the alerts are still forwarded), except the first of each signal kind per second. 0: no limit.',
-      100,
+      DEFAULT_FAIR_SHARE.ratePerSecond,
       { min: 0 },
     ),
-    container_signal_burst: int('Signals a container may send at once above container_signals_per_second.', 1000, { min: 1 }),
+    container_signal_burst: int('Signals a container may send at once above container_signals_per_second.', DEFAULT_FAIR_SHARE.burst, { min: 1 }),
   },
 );
 

@@ -20,6 +20,7 @@ import { HttpServer } from '../src/server/http.js';
 import { FileSource } from '../src/sources/file.js';
 import { httpConfig, post } from './server/harness.js';
 import { DETECTOR_SPECS, T0 } from './detect/helpers.js';
+import { retain } from '../src/detect/detectors/kit.js';
 
 const L: InputLimits = { maxFields: 3, maxKeyLength: 12, maxValueLength: 8, maxOutputLength: 12, maxTags: 2, maxJsonDepth: 4 };
 const HEAD = '"rule":"r","priority":"Warning","time":"2024-01-01T00:00:00Z"';
@@ -274,3 +275,16 @@ describe('fair share in the detection engine', () => {
   });
 });
 
+
+describe('evidence kept per detection', () => {
+  it('keeps evidence signals slim: no output or output_fields, a command line of at most 4 KiB', () => {
+    const alert = connect('c00000000001', 0, '198.51.100.7');
+    const long = 'x'.repeat(20_000);
+    const sig = { kind: 'connect', subtype: null, timeNs: alert.timeNs, rule: alert.rule, containerId: 'c00000000001', alert, proc: { pid: 1, ppid: null, sid: null, apids: [], name: 'x', exepath: null, cmdline: long, ancestors: [] } } as unknown as Signal;
+    const kept = retain(sig);
+    expect(kept.proc.cmdline).toHaveLength(4096);
+    expect(kept.alert.output).toBe('');
+    expect(kept.alert.outputFields).toBeNull();
+    expect(retain({ ...sig, proc: { ...sig.proc, cmdline: 'short' } }).proc.cmdline).toBe('short');
+  });
+});

@@ -12,6 +12,7 @@ import { configSchema, type Config } from './config/schema.js';
 import { loadConfig } from './config/validate.js';
 import { ConfigError, errorMessage } from './errors.js';
 import { createLogger, type Logger } from './logger.js';
+import { Redactor } from './redact.js';
 import { Metrics } from './metrics.js';
 import { buildApp, type App } from './wiring.js';
 import { runDemo } from './demo.js';
@@ -95,7 +96,7 @@ function handleSignals(app: App, logger: Logger, deadlineMs: number, onDone: (co
 
 async function run(f: CommonFlags): Promise<void> {
   const config = load(f);
-  const logger = createLogger({ level: config.log.level });
+  const logger = createLogger({ level: config.log.level, redactor: new Redactor(config.redact.patterns) });
   const metrics = new Metrics();
   const app = buildApp(config, { logger, metrics, clock: systemClock });
   process.on('uncaughtException', (err) => {
@@ -126,7 +127,7 @@ async function replay(f: CommonFlags & { file: string }): Promise<void> {
     config = load(f, { 'http.enabled': false, 'grpc.enabled': false, state_dir: scratch });
     process.on('exit', () => rmSync(scratch as string, { recursive: true, force: true }));
   }
-  const logger = createLogger({ level: config.log.level });
+  const logger = createLogger({ level: config.log.level, redactor: new Redactor(config.redact.patterns) });
   if (scratch) logger.info({ component: 'app', state_dir: scratch }, `replay: no --state-dir, using a temporary state directory (removed at exit; give --state-dir to keep what the replay learned)`);
   const metrics = new Metrics();
   const started = Date.now();

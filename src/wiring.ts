@@ -34,6 +34,8 @@ import { buildClusterStore } from './cluster/wiring.js';
 import { Journal } from './journal/journal.js';
 import { CaseRecorder } from './journal/recorder.js';
 import { reportRoute, reportUrlFor } from './report/route.js';
+import { inputLimits } from './limits.js';
+import { Redactor, redactingSink } from './redact.js';
 
 export interface AppDeps {
   readonly logger: Logger;
@@ -120,14 +122,17 @@ export function buildApp(config: Config, deps: AppDeps): App {
   const intake: Intake & PipelineIntake = spool ?? new MemoryIntake(config.queue.max_alerts, metrics);
 
   // Sinks: sidekick delivers from the spool, or from a bounded memory queue of its own.
+  // (redact.forwarded: what the sinks take has its secrets masked; detection sees the original)
+  const redactor = config.redact.forwarded ? new Redactor(config.redact.patterns) : null;
   const sinks: Sink[] = [];
+  const addSink = (s: Sink): void => void sinks.push(redactor ? redactingSink(s, redactor) : s);
   const sk = config.sinks.falcosidekick;
   if (sk.url) {
     const queue = spool?.delivery ?? new MemoryDeliveryQueue({ id: 'sink/falcosidekick', maxQueue: sk.max_queue, maxElapsedMs: sk.max_elapsed, metrics, logger });
-    sinks.push(new FalcosidekickSink({ queue, config: sk, logger, metrics }));
+    addSink(new FalcosidekickSink({ queue, config: sk, logger, metrics }));
   }
-  if (config.sinks.stdout.enabled) sinks.push(new StdoutSink({ logger, metrics, stream: deps.stdout ?? process.stdout }));
-  if (config.sinks.file.path) sinks.push(new FileSink({ config: config.sinks.file, logger, metrics }));
+  if (config.sinks.stdout.enabled) addSink(new StdoutSink({ logger, metrics, stream: deps.stdout ?? process.stdout }));
+  if (config.sinks.file.path) addSink(new FileSink({ config: config.sinks.file, logger, metrics }));
 
   // Learned state shared with other nodes (store.backend: redis), local first; null: this node only.
   const cluster = buildClusterStore(config, { logger, metrics, db: stateDb });
@@ -180,7 +185,8 @@ export function buildApp(config: Config, deps: AppDeps): App {
     ...(deps.onForwarded ? { onForwarded: deps.onForwarded } : {}),
   });
 
-  // Sources
+  // Sources (each applies the input limits right after parsing)
+  const limits = inputLimits(config.limits);
   const sources: Component[] = [];
   let fileSource: FileSource | null = null;
   let http: HttpServer | null = null;
@@ -217,12 +223,12 @@ export function buildApp(config: Config, deps: AppDeps): App {
     if (journal && serveReports && config.journal.enabled) ops.route(reportRoute({ reader: () => journal.reader(), now: () => clock.now() }));
   }
   if (httpOn) {
-    http = new HttpServer({ config: config.http, intake, logger, metrics, ops: opsShared ? ops : null });
+    http = new HttpServer({ config: config.http, intake, logger, metrics, ops: opsShared ? ops : null, limits });
     sources.push(http);
   }
   if (metricsSource) sources.push(metricsSource);
   if (config.grpc.enabled && !deps.replay) {
-    sources.push(new GrpcSource({ config: config.grpc, intake, logger: log('source/grpc'), metrics }));
+    sources.push(new GrpcSource({ config: config.grpc, intake, logger: log('source/grpc'), metrics, limits }));
   }
   const inputPath = deps.replay?.path ?? config.input.path;
   if (inputPath) {
@@ -233,6 +239,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
       follow: !deps.replay && inputPath !== '-',
       pollIntervalMs: config.input.poll_interval,
       maxLineBytes: config.input.max_line_bytes,
+      limits,
       intake,
       logger,
       metrics,

@@ -18,6 +18,7 @@ import type { Logger } from '../logger.js';
 import { countSuppressed, rateLimited, type RateLimitedLog } from '../log-limit.js';
 import type { Metrics } from '../metrics.js';
 import type { DetectStage } from '../pipeline/types.js';
+import { SignalFairShare, type FairShareSettings } from '../limits.js';
 import { AlertIdGenerator } from '../store/alert-id.js';
 import { EventClock, type ClockTick } from './event-clock.js';
 import { restoreInto, stateEntries } from './codec.js';
@@ -38,6 +39,8 @@ export interface DetectionEngineOptions {
   readonly forwardSignalAlerts?: boolean;
   /** Watchers of every routed signal and every finding (journal, statistics); errors are caught and counted. */
   readonly observers?: readonly DetectionObserver[];
+  /** Per-container signal rate in front of the detectors (src/limits.ts SignalFairShare); absent: none. */
+  readonly fairShare?: FairShareSettings;
 }
 
 interface Slot {
@@ -105,6 +108,8 @@ export class DetectionEngine implements DetectStage {
   private readonly log: Logger;
   /** Observer failures are logged at most once a minute (every one is counted). */
   private readonly observerLog: RateLimitedLog;
+  /** Fair share of the detectors between containers (null: off). */
+  private readonly fair: SignalFairShare | null;
   private readonly m;
 
   constructor(private readonly opts: DetectionEngineOptions) {
@@ -127,6 +132,7 @@ export class DetectionEngine implements DetectStage {
     });
     this.observerLog = rateLimited(this.log, { intervalMs: 60_000, now: () => opts.clock.monotonic(), onSuppressed: countSuppressed(mm, ID) });
     this.ids = new AlertIdGenerator(() => opts.clock.now());
+    this.fair = opts.fairShare && opts.fairShare.ratePerSecond > 0 ? new SignalFairShare(opts.fairShare, mm, this.log, () => opts.clock.monotonic()) : null;
     this.notifier = new Notifier(notifySettings(opts.rules));
     this.compile(opts.rules);
     for (const d of opts.detectors) this.slots.set(d.id, { det: d, state: d.init(), evictionsSeen: 0, firstNs: null, dirty: true });
@@ -184,7 +190,7 @@ export class DetectionEngine implements DetectStage {
     const tick = this.eventClock.observe(alert.timeNs);
     if (tick !== 'in') this.clockTick(tick, alert);
     this.maxNs = this.eventClock.now;
-    let signals: Signal[];
+    let signals: readonly Signal[];
     try {
       signals = this.mapping.mapAlert(alert);
     } catch (err) {
@@ -192,6 +198,8 @@ export class DetectionEngine implements DetectStage {
       this.log.warn({ rule: alert.rule, error: errorMessage(err) }, 'signal mapping failed');
       return { forward, detections: [] };
     }
+    // Fair share: a container over its signal rate has the excess dropped (counted); the alert is still forwarded.
+    if (this.fair !== null) signals = this.fair.admit(signals);
     let found: Finding[] | null = null;
     for (const sig of signals) {
       this.signalCounter(sig.kind).inc();

@@ -18,6 +18,7 @@ import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Intake } from '../pipeline/types.js';
 import { decodeFalcoBody, type Rejection } from '../sources/http.js';
+import { DEFAULT_INPUT_LIMITS, LimitReporter, type InputLimits } from '../limits.js';
 import type { RateLimitedLog } from '../log-limit.js';
 import { HttpListener, rejectionLogLimiter } from './listener.js';
 import type { OpsDispatch } from './ops.js';
@@ -32,6 +33,8 @@ export interface HttpServerDeps {
   readonly ops?: OpsDispatch | null;
   /** Rejection log lines allowed per second (the rest are counted, then summarised). Default 10. */
   readonly maxLogLinesPerSecond?: number;
+  /** Input limits (src/limits.ts; default DEFAULT_INPUT_LIMITS). */
+  readonly limits?: InputLimits;
 }
 
 export class HttpServer implements Component {
@@ -43,9 +46,11 @@ export class HttpServer implements Component {
   private readonly ack: Histogram<'status'>;
   private readonly warnings: Counter<'component' | 'code'>;
   private readonly ops: OpsDispatch | null;
+  private readonly limitReporter: LimitReporter;
 
   constructor(private readonly d: HttpServerDeps) {
     this.log = d.logger.child({ component: this.id });
+    this.limitReporter = new LimitReporter(this.id, this.log, d.metrics);
     this.limiter = rejectionLogLimiter(this.id, this.log, d.metrics, d.maxLogLinesPerSecond);
     this.ack = d.metrics.histogram('http_ack_seconds', 'Time from request start to the answer of the Falco receiver', ['status']);
     this.warnings = d.metrics.counter('http_warnings_total', 'Accepted alerts that show a misconfigured sender, by code', ['component', 'code']);
@@ -150,8 +155,12 @@ export class HttpServer implements Component {
     }
 
     const receivedAt = Date.now();
-    const r = decodeFalcoBody(body, req.headers['content-type'], { kind: 'http', component: this.id }, receivedAt);
-    if (!r.ok) return this.rejectWith(res, 400, r.rejection);
+    const r = decodeFalcoBody(body, req.headers['content-type'], { kind: 'http', component: this.id }, receivedAt, this.d.limits ?? DEFAULT_INPUT_LIMITS);
+    if (!r.ok) {
+      if (r.rejection.error === 'too_deep') this.limitReporter.rejected('json_depth', r.rejection.reason);
+      return this.rejectWith(res, 400, r.rejection);
+    }
+    if (r.cuts) this.limitReporter.truncated(r.cuts, r.alert.rule);
     try {
       await this.d.intake.submit(r.alert);
     } catch (err) {

@@ -8,7 +8,8 @@
  * src/server/listener.ts.
  */
 import { InvalidAlertError, PRIORITIES, alertFromJson, parsePriority, parseTime, type Alert, type Origin } from '../alert.js';
-import { JsonSyntaxError, isJsonObject, parse, type JsonValue } from '../json/lossless.js';
+import { JsonSyntaxError, MAX_DEPTH, isJsonObject, parse, type JsonValue } from '../json/lossless.js';
+import { DEFAULT_INPUT_LIMITS, limitAlertJson, markTruncated, type Cut, type InputLimits } from '../limits.js';
 
 /** Stable rejection codes (metric label `code`, response `error`). */
 export type RejectCode =
@@ -24,6 +25,7 @@ export type RejectCode =
   | 'bad_time'
   | 'wrong_type'
   | 'invalid_alert'
+  | 'too_deep'
   | 'unsupported_encoding';
 
 export interface Rejection {
@@ -33,7 +35,8 @@ export interface Rejection {
 }
 
 export type DecodeResult =
-  | { readonly ok: true; readonly alert: Alert; readonly warning?: string }
+  /** `cuts`: what the input limits cut (the alert is marked companion.truncated); absent when nothing. */
+  | { readonly ok: true; readonly alert: Alert; readonly warning?: string; readonly cuts?: readonly Cut[] }
   | { readonly ok: false; readonly rejection: Rejection };
 
 /** Warning attached to an accepted alert that has no output_fields (Falco 0.41+ can switch them off). */
@@ -58,7 +61,7 @@ function excerpt(s: string, n = 60): string {
  * `contentType` is only used for hints: Falco always sends JSON, and curl users often forget the
  * header, so every type is parsed as JSON.
  */
-export function decodeFalcoBody(body: Buffer, contentType: string | undefined, origin: Origin, receivedAtMs = Date.now()): DecodeResult {
+export function decodeFalcoBody(body: Buffer, contentType: string | undefined, origin: Origin, receivedAtMs = Date.now(), limits: InputLimits = DEFAULT_INPUT_LIMITS): DecodeResult {
   const ct = (contentType ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
   let text: string;
   try {
@@ -76,6 +79,9 @@ export function decodeFalcoBody(body: Buffer, contentType: string | undefined, o
     value = parse(text);
   } catch (err) {
     const pos = err instanceof JsonSyntaxError ? err.position : 0;
+    if (err instanceof JsonSyntaxError && err.message.startsWith('nesting too deep')) {
+      return reject('too_deep', `JSON nested deeper than the parser accepts (${MAX_DEPTH} levels) at position ${pos}`, 'Falco sends flat alerts: output_fields values are never objects');
+    }
     if (TEXT_LINE.test(text)) {
       return reject(
         'text_output',
@@ -100,10 +106,15 @@ export function decodeFalcoBody(body: Buffer, contentType: string | undefined, o
     );
   }
 
+  // Input limits right after parsing (src/limits.ts): values cut and marked, too deep rejected.
+  const lim = limitAlertJson(value, limits);
+  if (!lim.ok) return reject('too_deep', lim.reason, 'Falco sends flat alerts: output_fields values are never objects');
   try {
-    const alert = alertFromJson(value, origin, receivedAtMs);
-    if (alert.outputFields === null) return { ok: true, alert, warning: NO_OUTPUT_FIELDS_HINT };
-    return { ok: true, alert };
+    const decoded = alertFromJson(lim.value, origin, receivedAtMs);
+    const alert = markTruncated(decoded, lim.cuts);
+    const cuts = lim.cuts.length > 0 ? { cuts: lim.cuts } : {};
+    if (alert.outputFields === null) return { ok: true, alert, warning: NO_OUTPUT_FIELDS_HINT, ...cuts };
+    return { ok: true, alert, ...cuts };
   } catch (err) {
     if (!(err instanceof InvalidAlertError)) {
       return reject('invalid_alert', err instanceof Error ? err.message : String(err));

@@ -226,8 +226,15 @@ export function retain(s: Signal): Signal {
   const a = s.alert;
   const name = a.outputFields?.['container.name'];
   const slim: Alert = Object.freeze({ ...a, output: '', tags: null, extra: NO_EXTRA, outputFields: name === undefined ? null : Object.freeze({ 'container.name': name }) });
+  // A command line longer than Falco ever reads (4 KiB; only a sender that is not Falco) is kept as
+  // much as the journal shows of it.
+  const cmd = s.proc.cmdline;
+  if (cmd !== null && cmd.length > MAX_RETAINED_CMDLINE) return { ...s, alert: slim, proc: { ...s.proc, cmdline: clip(cmd, MAX_RETAINED_CMDLINE) } };
   return { ...s, alert: slim };
 }
+
+/** Longest command line an evidence signal keeps (the journal's MAX_TEXT). */
+const MAX_RETAINED_CMDLINE = 4096;
 
 export const NS_PER_MS = 1_000_000n;
 export const msToNs = (ms: number): bigint => BigInt(Math.round(ms)) * NS_PER_MS;

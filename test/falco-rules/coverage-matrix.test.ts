@@ -35,8 +35,10 @@ interface Row {
   readonly recorded: string[];
 }
 
+/** Alerts per rule and recording; empty without ../shared. */
 function recordedCounts(): Map<string, Map<string, number>> {
   const out = new Map<string, Map<string, number>>();
+  if (!existsSync(RECORDED)) return out;
   for (const f of readdirSync(RECORDED).filter((x) => x.endsWith('.jsonl')).sort()) {
     for (const line of readFileSync(join(RECORDED, f), 'utf8').split('\n')) {
       if (line.trim() === '') continue;
@@ -94,14 +96,18 @@ describe('falco-rules/README.md rule coverage matrix', () => {
     expect(stale.map((r) => r.rule)).toEqual([]);
   });
 
-  it.skipIf(!have)(have ? 'the README carries the generated matrix verbatim' : `the README carries the generated matrix (${NO_REF_MESSAGE})`, () => {
+  // Without ../shared the recordings column cannot be regenerated: the other columns still must match.
+  it(have ? 'the README carries the generated matrix verbatim' : `the README carries the generated matrix, recordings column not checked (${NO_REF_MESSAGE})`, () => {
     const text = readFileSync(README, 'utf8');
     const i = text.indexOf(BEGIN);
     const j = text.indexOf(END);
     expect(i, `falco-rules/README.md lacks the marker ${BEGIN}`).toBeGreaterThanOrEqual(0);
     const want = render(rows());
-    if (process.env['UPDATE_COVERAGE'] === '1') writeFileSync(README, `${text.slice(0, i + BEGIN.length)}\n\n${want}\n\n${text.slice(j)}`);
+    if (have && process.env['UPDATE_COVERAGE'] === '1') writeFileSync(README, `${text.slice(0, i + BEGIN.length)}\n\n${want}\n\n${text.slice(j)}`);
     const now = readFileSync(README, 'utf8');
-    expect(now.slice(now.indexOf(BEGIN) + BEGIN.length, now.indexOf(END)).trim()).toBe(want);
+    const got = now.slice(now.indexOf(BEGIN) + BEGIN.length, now.indexOf(END)).trim();
+    const withoutRecordings = (m: string): string => m.split('\n').map((l) => l.replace(/ \| [^|]*\|$/, ' |')).join('\n');
+    if (have) expect(got).toBe(want);
+    else expect(withoutRecordings(got)).toBe(withoutRecordings(want));
   });
 });

@@ -66,11 +66,13 @@ export class RedisServer {
     }
     const child = spawn(REDIS_SERVER, [...args, ...(this.o.args ?? [])], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
+    // Only this run's output counts: after a restart the log still holds the last run's "Ready".
+    const from = this.log.length;
     const ready = new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`redis-server not ready within 10 s:\n${this.log.join('')}`)), 10_000);
+      const t = setTimeout(() => reject(new Error(`redis-server not ready within 10 s:\n${this.log.slice(from).join('')}`)), 10_000);
       const onData = (d: Buffer): void => {
         this.log.push(d.toString());
-        if (/Ready to accept connections|Sentinel ID is|monitor master/.test(this.log.join(''))) {
+        if (/Ready to accept connections|Sentinel ID is|monitor master/.test(this.log.slice(from).join(''))) {
           clearTimeout(t);
           resolve();
         }
@@ -79,7 +81,7 @@ export class RedisServer {
       child.stderr?.on('data', onData);
       child.once('exit', (code) => {
         clearTimeout(t);
-        reject(new Error(`redis-server exited (${code}):\n${this.log.join('')}`));
+        reject(new Error(`redis-server exited (${code}):\n${this.log.slice(from).join('')}`));
       });
     });
     await ready;

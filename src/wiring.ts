@@ -160,7 +160,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
       : null;
   // Replays never read or write the detection state (a replay is deterministic from its input).
   const detection = config.detect.enabled
-    ? buildDetection(config, { logger, metrics, clock, db: deps.replay ? null : stateDb, statsDb: stateDb, ...(journal ? { observers: [journal.observer] } : {}) })
+    ? buildDetection(config, { logger, metrics, clock, db: deps.replay ? null : stateDb, statsDb: stateDb, ...(journal ? { observers: [journal.observer] } : {}), series: deps.replay ? null : (cluster?.series ?? null) })
     : null;
   // The last detections, for GET /detections (read-only ops endpoint; `emulate run --verify`).
   const recent = new RecentDetections(undefined, metrics);

@@ -130,6 +130,8 @@ export interface RemoteSeries {
   readonly points: readonly { readonly sec: number; readonly count: number }[];
   /** Nodes that contributed (sorted). */
   readonly nodes: readonly string[];
+  /** The latest second each of those nodes contributed (which nodes still see the series). */
+  readonly last: ReadonlyMap<string, number>;
 }
 
 /**

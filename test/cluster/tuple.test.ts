@@ -175,6 +175,11 @@ describe('pooled beacon series', () => {
         { sec: 180, count: 3 },
       ],
       nodes: ['n1', 'n2', 'n3'],
+      last: new Map([
+        ['n1', 180],
+        ['n2', 120],
+        ['n3', 180],
+      ]),
     });
   });
   it('one owner per series whatever the order of the nodes (one detection for a pooled beacon)', () => {

@@ -167,7 +167,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
   // Resource usage per container: deviations enter the intake as signal alerts (src/sources/metrics.ts).
   const metricsSource =
     config.metrics.enabled && !deps.replay
-      ? new MetricsSource({ config: config.metrics, runtime: config.enrich.container, intake, db: stateDb(), logger, metrics, clock, hostname })
+      ? new MetricsSource({ config: config.metrics, runtime: config.enrich.container, intake, db: stateDb(), logger, metrics, clock, hostname, cluster })
       : null;
   const detect: DetectStage | null = detection ? recordingStage(journal ? journal.stage(detection.stage) : detection.stage, recent) : null;
 

@@ -16,7 +16,7 @@ import type { Detector, Finding, Signal } from '../../../src/detect/types.js';
 import { Metrics } from '../../../src/metrics.js';
 import { rng, sig } from '../../support/signals.js';
 
-const LIMITS = { egress_ttl: 1, egress_max_images: 1, egress_max_per_image: 1, image_ttl: 1, image_max_repositories: 1, image_max_per_repository: 1, series_ttl: 86_400_000, series_max: 100, series_max_points: 1000 };
+const LIMITS = { egress_ttl: 1, egress_max_images: 1, egress_max_per_image: 1, image_ttl: 1, image_max_repositories: 1, image_max_per_repository: 1, series_ttl: 86_400_000, series_max: 100, series_max_points: 1000, resource_ttl: 1, resource_max_groups: 1, resource_max_per_group: 8 };
 const NAMES = ['node-a', 'node-b', 'node-c'] as const;
 
 interface Node {

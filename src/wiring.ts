@@ -160,14 +160,14 @@ export function buildApp(config: Config, deps: AppDeps): App {
       : null;
   // Replays never read or write the detection state (a replay is deterministic from its input).
   const detection = config.detect.enabled
-    ? buildDetection(config, { logger, metrics, clock, db: deps.replay ? null : stateDb, statsDb: stateDb, ...(journal ? { observers: [journal.observer] } : {}) })
+    ? buildDetection(config, { logger, metrics, clock, db: deps.replay ? null : stateDb, statsDb: stateDb, ...(journal ? { observers: [journal.observer] } : {}), series: deps.replay ? null : (cluster?.series ?? null) })
     : null;
   // The last detections, for GET /detections (read-only ops endpoint; `emulate run --verify`).
   const recent = new RecentDetections(undefined, metrics);
   // Resource usage per container: deviations enter the intake as signal alerts (src/sources/metrics.ts).
   const metricsSource =
     config.metrics.enabled && !deps.replay
-      ? new MetricsSource({ config: config.metrics, runtime: config.enrich.container, intake, db: stateDb(), logger, metrics, clock, hostname })
+      ? new MetricsSource({ config: config.metrics, runtime: config.enrich.container, intake, db: stateDb(), logger, metrics, clock, hostname, cluster })
       : null;
   const detect: DetectStage | null = detection ? recordingStage(journal ? journal.stage(detection.stage) : detection.stage, recent) : null;
 

@@ -1,11 +1,12 @@
 /**
- * The local stores as replicas of the shared store: the egress baseline (`eg`) and the image
- * history (`img`). Each adapter maps fields to the store's layout and back; the stores keep their
+ * The local stores as replicas of the shared store: the egress baseline (`eg`), the image
+ * history (`img`) and the resource baselines (`rb`). Each adapter maps fields to the store's layout and back; the stores keep their
  * own SQLite copies (src/enrich/baseline.ts, src/enrich/image-store.ts).
  */
 import { EGRESS_DEST_OPS, EGRESS_IMAGE_FIELD, EGRESS_IMAGE_OPS, type EgressBaseline } from '../enrich/baseline.js';
 import { IMAGE_RECORD_OPS, IMAGE_TAG_OPS, type ImageStore } from '../enrich/image-store.js';
-import { NS, type Entry, type NamespaceSpec, type Replica, type SnapshotReason } from './types.js';
+import type { ResourceBaselines } from '../resource/baseline.js';
+import { NS, RESOURCE_OPS, type Entry, type NamespaceSpec, type Replica, type ResourceBaselineReplica, type SnapshotReason } from './types.js';
 
 export interface StoreLimits {
   readonly egress_ttl: number;
@@ -17,6 +18,9 @@ export interface StoreLimits {
   readonly series_ttl: number;
   readonly series_max: number;
   readonly series_max_points: number;
+  readonly resource_ttl: number;
+  readonly resource_max_groups: number;
+  readonly resource_max_per_group: number;
 }
 
 const HOUR = 3_600_000;
@@ -32,6 +36,11 @@ export function imagesSpec(l: StoreLimits): NamespaceSpec {
 
 export function seriesSpec(l: StoreLimits): NamespaceSpec {
   return { name: NS.series, recency: 0, maxFields: l.series_max_points, maxGroups: l.series_max, ttlMs: l.series_ttl, recencyUnitMs: 1000, announceEvery: 0 };
+}
+
+export function resourcesSpec(l: StoreLimits): NamespaceSpec & { readonly name: typeof NS.resources } {
+  // Last seen (and with it the counts and sums) re-announced hourly, like the egress baseline.
+  return { name: NS.resources, recency: 1, maxFields: l.resource_max_per_group, maxGroups: l.resource_max_groups, ttlMs: l.resource_ttl, recencyUnitMs: 1, announceEvery: HOUR };
 }
 
 /** `dest|port` → [dest, port]; null for another shape. */
@@ -70,5 +79,14 @@ export function imageReplica(s: ImageStore, spec: NamespaceSpec): Replica {
     opsOf: (field) => (field.startsWith('i|') ? IMAGE_RECORD_OPS : field.startsWith('t|') ? IMAGE_TAG_OPS : null),
     applyRemote: (entries) => s.mergeRemote(entries),
     snapshot: () => s.entries(),
+  };
+}
+
+export function resourceReplica(b: ResourceBaselines, spec: ResourceBaselineReplica['spec']): ResourceBaselineReplica {
+  return {
+    spec,
+    opsOf: (field) => (field.length > 0 ? RESOURCE_OPS : null),
+    applyRemote: (entries) => b.mergeRemote(entries),
+    snapshot: () => b.snapshot(),
   };
 }

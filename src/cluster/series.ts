@@ -33,18 +33,23 @@ export function mergeSeries(a: ReadonlyMap<string, Tuple>, b: ReadonlyMap<string
   return mergeGroups(SERIES_OPS, 0, max, a, b);
 }
 
-/** The pooled view: seconds ascending with counts summed over nodes, and the contributing nodes. */
-export function pooled(points: ReadonlyMap<string, Tuple>): { points: { sec: number; count: number }[]; nodes: string[] } {
+/**
+ * The pooled view: seconds ascending with counts summed over nodes, the contributing nodes, and
+ * the latest second each contributed.
+ */
+export function pooled(points: ReadonlyMap<string, Tuple>): { points: { sec: number; count: number }[]; nodes: string[]; last: Map<string, number> } {
   const bySec = new Map<number, number>();
-  const nodes = new Set<string>();
+  const last = new Map<string, number>();
   for (const [field, t] of points) {
     const bar = field.indexOf('|');
     const sec = Number(t[0]);
     if (bar <= 0 || !Number.isFinite(sec)) continue;
-    nodes.add(field.slice(bar + 1));
+    const node = field.slice(bar + 1);
+    last.set(node, Math.max(last.get(node) ?? -Infinity, sec));
     bySec.set(sec, (bySec.get(sec) ?? 0) + Number(t[1] ?? 0));
   }
-  return { points: [...bySec].sort((x, y) => x[0] - y[0]).map(([sec, count]) => ({ sec, count })), nodes: [...nodes].sort() };
+  const nodes = [...last.keys()].sort();
+  return { points: [...bySec].sort((x, y) => x[0] - y[0]).map(([sec, count]) => ({ sec, count })), nodes, last: new Map(nodes.map((n) => [n, last.get(n) as number])) };
 }
 
 /** FNV-1a, 32 bits. */

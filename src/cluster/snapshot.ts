@@ -11,7 +11,8 @@ import { ImageStore } from '../enrich/image-store.js';
 import type { Logger } from '../logger.js';
 import { Metrics } from '../metrics.js';
 import type { Db } from '../store/db.js';
-import { egressReplica, imageReplica } from './replicas.js';
+import { ResourceBaselines } from '../resource/baseline.js';
+import { egressReplica, imageReplica, resourceReplica } from './replicas.js';
 import { encodeTuple, type Cell, type Tuple } from './tuple.js';
 import { NS, type Entry, type NamespaceName, type NamespaceSpec, type Replica, type SharedStore } from './types.js';
 import { namespaceSpecs } from './wiring.js';
@@ -41,7 +42,15 @@ export function localReplicas(db: Db, config: Config, logger: Logger): Replica[]
   });
   const c = config.enrich.container;
   const images = new ImageStore({ db, maxImages: c.max_images, maxTags: c.max_tags, metrics, clock: systemClock });
-  return [egressReplica(baseline, specs.egress), imageReplica(images, specs.images)];
+  const r = config.metrics.baseline;
+  const resources = new ResourceBaselines({
+    settings: { windowMs: r.window, slots: r.slots, learningPeriodMs: r.learning_period, minSamples: r.min_samples, maxKeys: r.max_keys },
+    db,
+    logger,
+    metrics,
+  });
+  resources.load();
+  return [egressReplica(baseline, specs.egress), imageReplica(images, specs.images), resourceReplica(resources, specs.resources)];
 }
 
 export function* exportLines(replicas: readonly Replica[]): Generator<string> {
@@ -82,7 +91,7 @@ export async function importEntries(
   batchSize: number,
 ): Promise<ImportResult> {
   const specs = namespaceSpecs(config.store);
-  const specOf: Record<string, NamespaceSpec> = { [NS.egress]: specs.egress, [NS.images]: specs.images, [NS.series]: specs.series };
+  const specOf: Record<string, NamespaceSpec> = { [NS.egress]: specs.egress, [NS.images]: specs.images, [NS.series]: specs.series, [NS.resources]: specs.resources };
   const byNs = new Map(replicas.map((r) => [r.spec.name as string, r]));
   const batches = new Map<string, Map<string, Map<string, string>>>();
   const sizes = new Map<string, number>();

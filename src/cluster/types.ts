@@ -22,7 +22,7 @@ export const NS = {
   images: 'img',
   /** Beacon series pooled by image: group = series key; fields `<second>|<node>`. */
   series: 'bs',
-  /** Resource baselines per image (issue #14): reserved, see {@link ResourceBaselineReplica}. */
+  /** Resource baselines per workload or image: group = baseline group; fields `<metric>[|tod<b>/<n>]`. */
   resources: 'rb',
 } as const;
 export type NamespaceName = (typeof NS)[keyof typeof NS];
@@ -130,13 +130,16 @@ export interface RemoteSeries {
   readonly points: readonly { readonly sec: number; readonly count: number }[];
   /** Nodes that contributed (sorted). */
   readonly nodes: readonly string[];
+  /** The latest second each of those nodes contributed (which nodes still see the series). */
+  readonly last: ReadonlyMap<string, number>;
 }
 
 /**
- * Resource baselines per image (issue #14, h-resource): the shape a replica of them will take.
- * Interface only until the resource sampler lands: group = image key; field = metric name (`cpu`,
- * `rss`, `fds`, ...); tuple `<>>++` = first seen ms, last seen ms, peak, sample count, sum of
- * samples (mean = sum / count; peaks max, counts and sums add).
+ * Resource baselines (src/resource/baseline.ts) shared across nodes: group = the baseline's group
+ * (`workload:<ns>/<owner>/<container>` or `image:<ref>`; per-container baselines stay local);
+ * field = metric (`cpu`, `memory`, `pids`, `net_*`), with `|tod<b>/<n>` for a time-of-day bucket;
+ * tuple `<>>++` = first seen ms, last seen ms, peak, sample count, sum of samples (values in
+ * thousandths; mean = sum / count; peaks max, counts and sums add).
  */
 export interface ResourceBaselineReplica extends Replica {
   readonly spec: NamespaceSpec & { readonly name: typeof NS.resources };

@@ -6,7 +6,7 @@ import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Db } from '../store/db.js';
 import { RedisSharedStore } from './redis-store.js';
-import { egressSpec, imagesSpec, seriesSpec } from './replicas.js';
+import { egressSpec, imagesSpec, resourcesSpec, seriesSpec } from './replicas.js';
 import { PooledSeries } from './series.js';
 import { ClusterSync, nodeName } from './sync.js';
 import type { NamespaceSpec } from './types.js';
@@ -17,7 +17,7 @@ export interface ClusterStore {
   readonly sync: ClusterSync;
   /** Beacon series pooled by image (the detector's {@link import('./types.js').ClusterSeries}). */
   readonly series: PooledSeries;
-  readonly specs: { readonly egress: NamespaceSpec; readonly images: NamespaceSpec; readonly series: NamespaceSpec };
+  readonly specs: { readonly egress: NamespaceSpec; readonly images: NamespaceSpec; readonly series: NamespaceSpec; readonly resources: ReturnType<typeof resourcesSpec> };
 }
 
 /** The Redis password: `password`, else the content of `password_file`. */
@@ -52,7 +52,7 @@ export function redisStoreFromConfig(c: StoreConfig): RedisSharedStore {
 }
 
 export function namespaceSpecs(c: StoreConfig): ClusterStore['specs'] {
-  return { egress: egressSpec(c.limits), images: imagesSpec(c.limits), series: seriesSpec(c.limits) };
+  return { egress: egressSpec(c.limits), images: imagesSpec(c.limits), series: seriesSpec(c.limits), resources: resourcesSpec(c.limits) };
 }
 
 /** The shared store with its sync, or null with `backend: sqlite` (each node learns alone). */

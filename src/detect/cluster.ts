@@ -22,6 +22,7 @@
  */
 import { formatIp, parseIp, type Ip } from '../net/address.js';
 import { cidrContains, CidrMap, formatCidr, parseCidr, type Cidr } from '../net/cidr.js';
+import type { ClusterSeries } from '../cluster/types.js';
 import { IpClassifier, type IpClass } from '../enrich/ip-class.js';
 
 /** Where a cluster network came from (shown in findings and logs). */
@@ -50,6 +51,11 @@ export const NO_CLUSTER: ClusterFacts = Object.freeze({ networks: [], apiServers
 /** What a detector factory gets besides its settings (src/detect/registry.ts buildDetectors). */
 export interface DetectorEnv {
   readonly cluster: ClusterFacts;
+  /**
+   * Beacon series pooled by image across nodes (`store.backend: redis`; src/cluster/series.ts):
+   * where the beacon detector records its own connection seconds. Absent: this node only.
+   */
+  readonly series?: ClusterSeries;
 }
 
 export const NO_ENV: DetectorEnv = Object.freeze({ cluster: NO_CLUSTER });

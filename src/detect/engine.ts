@@ -13,6 +13,7 @@
  */
 import { priorityRank, type Alert } from '../alert.js';
 import type { Clock } from '../clock.js';
+import type { ClusterSeries } from '../cluster/types.js';
 import { errorCode, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { countSuppressed, rateLimited, type RateLimitedLog } from '../log-limit.js';
@@ -41,6 +42,8 @@ export interface DetectionEngineOptions {
   readonly observers?: readonly DetectionObserver[];
   /** Per-container signal rate in front of the detectors (src/limits.ts SignalFairShare); absent: none. */
   readonly fairShare?: FairShareSettings;
+  /** Other nodes' pooled beacon points (src/cluster/series.ts), fed to the detectors between steps; absent: this node only. */
+  readonly remote?: Pick<ClusterSeries, 'drain'>;
 }
 
 interface Slot {
@@ -80,6 +83,8 @@ export interface StatePart {
 export type RestoreResult = 'restored' | 'version' | 'unknown';
 
 const ID = 'detect/engine';
+/** Pooled series taken from the cluster store per alert (src/cluster/series.ts). */
+const REMOTE_PER_ALERT = 64;
 
 function notifySettings(rules: LoadedRules): NotifySettings {
   return { renotifyMs: rules.output.renotifyMs, incidentIdleMs: rules.output.incidentIdleMs, maxIncidents: rules.output.maxIncidents };
@@ -190,6 +195,7 @@ export class DetectionEngine implements DetectStage {
     const tick = this.eventClock.observe(alert.timeNs);
     if (tick !== 'in') this.clockTick(tick, alert);
     this.maxNs = this.eventClock.now;
+    if (this.opts.remote) this.feedRemote(this.opts.remote);
     let signals: readonly Signal[];
     try {
       signals = this.mapping.mapAlert(alert);
@@ -395,6 +401,27 @@ export class DetectionEngine implements DetectStage {
     slot.evictionsSeen = slot.det.evictions(slot.state);
     slot.dirty = false;
     return 'restored';
+  }
+
+  /**
+   * Other nodes' input (pooled beacon points) between steps: drained here, on the alert path, so
+   * the detectors see it in order with their signals, on the detection clock (never before the
+   * first alert: there is no clock yet). Bounded per alert; the rest waits in the store's inbox.
+   */
+  private feedRemote(remote: Pick<ClusterSeries, 'drain'>): void {
+    if (this.maxNs === 0n) return;
+    const input = remote.drain(REMOTE_PER_ALERT);
+    if (input.length === 0) return;
+    for (const slot of this.slots.values()) {
+      if (!slot.det.remote || this.rules.detectors[slot.det.id]?.enabled === false) continue;
+      try {
+        slot.det.remote(slot.state, input, this.maxNs);
+        slot.dirty = true;
+      } catch (err) {
+        this.opts.metrics.errors.inc({ component: `detect/${slot.det.id}`, code: errorCode(err) });
+        this.log.error({ stage: slot.det.id, error: errorMessage(err) }, 'detector failed on other nodes\' input; input skipped');
+      }
+    }
   }
 
   /** Entries held per detector state and by the incidents (the state-size gauge). */

@@ -5,6 +5,7 @@
  * the default signal mapping (src/detect/defaults/). Change names here and in both places together.
  */
 import type { Alert, FieldValue, Priority } from '../alert.js';
+import type { RemoteSeries } from '../cluster/types.js';
 import type { ObjectSpec } from '../config/dsl.js';
 import { NO_ENV, type DetectorEnv } from './cluster.js';
 
@@ -181,6 +182,12 @@ export interface Detector<S> {
   step(state: S, signal: Signal, nowNs: bigint): { readonly state: S; readonly findings: readonly Finding[] };
   /** Entries dropped to respect the bound since init (for metrics). */
   evictions(state: S): number;
+  /**
+   * Input from other nodes (beacon series pooled by image, `store.backend: redis`), drained by the
+   * engine between steps: merged into `state` in place like a signal, no findings (those come
+   * from a local step, with local evidence). `nowNs` is the detection clock.
+   */
+  remote?(state: S, input: readonly RemoteSeries[], nowNs: bigint): void;
 }
 
 /**

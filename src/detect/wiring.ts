@@ -1,6 +1,7 @@
 /** Wires the detection stage from config (called by the one wiring function, src/wiring.ts). */
 import { networkInterfaces } from 'node:os';
 import type { Clock } from '../clock.js';
+import type { ClusterSeries } from '../cluster/types.js';
 import type { Component } from '../component.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../logger.js';
@@ -37,6 +38,8 @@ export interface DetectDeps {
   readonly env?: Readonly<Record<string, string | undefined>>;
   /** This node's addresses (default os.networkInterfaces()). */
   readonly interfaces?: readonly InterfaceAddress[];
+  /** Beacon series pooled by image across nodes (`store.backend: redis`); absent: this node only. */
+  readonly series?: ClusterSeries | null;
 }
 
 export interface Detection {
@@ -76,7 +79,7 @@ export function buildDetection(config: Config, deps: DetectDeps): Detection {
   const st = config.detect.statistics;
   const stats = st.enabled && deps.statsDb ? new SignalStats({ db: deps.statsDb, logger: deps.logger, metrics: deps.metrics, retentionMs: st.retention, maxRows: st.max_rows }) : null;
   warn(rules);
-  const env = detectorEnv(config, deps);
+  const env: DetectorEnv = { ...detectorEnv(config, deps), ...(deps.series ? { series: deps.series } : {}) };
   log.info({ cluster: formatClusterFacts(env.cluster) }, 'cluster networks and API servers the detectors start from');
   const engine = new DetectionEngine({
     rules,
@@ -87,6 +90,7 @@ export function buildDetection(config: Config, deps: DetectDeps): Detection {
     forwardSignalAlerts: config.detect.forward_signal_alerts,
     observers: [...(deps.observers ?? []), ...(stats ? [stats] : [])],
     fairShare: { ratePerSecond: config.limits.container_signals_per_second, burst: config.limits.container_signal_burst },
+    ...(deps.series ? { remote: deps.series } : {}),
   });
   const watcher = new RulesWatcher({
     path,

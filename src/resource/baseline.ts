@@ -8,12 +8,22 @@
  * Bounded: at most `maxKeys` keys, the least recently updated evicted first (counted). Persisted in
  * the state database (namespace `resource_baseline`, one row per (key, slot)); only slots changed
  * since the last flush are written, in one transaction; restored by `load()` on start.
+ *
+ * Shared across nodes (`store.backend: redis`, namespace `rb`, docs/cluster-store.md): every value
+ * of a workload or image baseline (not `container:` ones) is reported to the cluster store as
+ * first seen, last seen, peak, 1 sample, its value; what the cluster learnt comes back per key
+ * (first = min, last = max, peak = max, counts and sums add) and is kept here (bounded by
+ * `maxKeys`, persisted). A key the cluster has learnt (its span from the earliest first seen
+ * covers the learning period, with `minSamples` samples) is not learning on this node: until the
+ * local window holds `minSamples` values, it is judged against the cluster's mean (as median and
+ * quartiles) and peak (as 99th percentile), which only raises the thresholds.
  */
 import type { Logger } from '../logger.js';
 import { errorCode, errorMessage } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { migrate, type Db } from '../store/db.js';
-import { LogSketch } from './sketch.js';
+import { bucketValue, LogSketch } from './sketch.js';
+import { NS, RESOURCE_OPS, type ChangeSink, type Entry as StoreEntry } from '../cluster/types.js';
 
 export const RESOURCE_BASELINE_NAMESPACE = 'resource_baseline';
 
@@ -29,7 +39,34 @@ const MIGRATIONS = [
      sketch TEXT NOT NULL,
      PRIMARY KEY (key, slot)
    ) WITHOUT ROWID;`,
+  `CREATE TABLE resource_baseline_cluster (
+     key TEXT PRIMARY KEY,
+     first_ms INTEGER NOT NULL,
+     last_ms INTEGER NOT NULL,
+     peak REAL NOT NULL,
+     count REAL NOT NULL,
+     sum REAL NOT NULL
+   ) WITHOUT ROWID;`,
 ];
+
+/** Values go to the cluster store in thousandths (its cells are integers: CPU cores, rates). */
+export const RESOURCE_VALUE_SCALE = 1000;
+
+/** What the cluster learnt about one key (values scaled by {@link RESOURCE_VALUE_SCALE}). */
+interface ClusterView {
+  firstMs: number;
+  lastMs: number;
+  peak: number;
+  count: number;
+  sum: number;
+}
+
+/** `<group>|<metric>[|tod...]` → the cluster store's group and field; null for per-container keys. */
+export function sharedKey(key: string): { group: string; field: string } | null {
+  const bar = key.indexOf('|');
+  if (bar <= 0 || bar === key.length - 1 || key.startsWith('container:')) return null;
+  return { group: key.slice(0, bar), field: key.slice(bar + 1) };
+}
 
 export interface BaselineSettings {
   readonly windowMs: number;
@@ -74,6 +111,8 @@ export interface BaselineStoreOptions {
   readonly settings: BaselineSettings;
   /** null: in memory only (replays, tests). */
   readonly db: Db | null;
+  /** The cluster store's write-behind outbox (`store.backend: redis`); absent: this node only. */
+  readonly cluster?: ChangeSink | null;
   readonly logger: Logger;
   readonly metrics: Metrics;
 }
@@ -87,6 +126,10 @@ export class ResourceBaselines {
   private readonly dirty = new Set<Entry>();
   /** Keys evicted since the last flush (rows deleted). */
   private readonly deleted = new Set<string>();
+  /** What the cluster learnt per key (LRU: least recently merged first). */
+  private readonly shared = new Map<string, ClusterView>();
+  private readonly sharedDirty = new Set<string>();
+  private readonly sharedDeleted = new Set<string>();
   private loaded = false;
   private lastFlushError: string | null = null;
   private readonly evictions;
@@ -167,15 +210,106 @@ export class ResourceBaselines {
     if (tNs < e.firstNs) e.firstNs = tNs;
     if (tNs > e.lastNs) e.lastNs = tNs;
     this.dirty.add(e);
+    const sk = this.o.cluster ? sharedKey(key) : null;
+    if (sk) {
+      const ms = Number(tNs / 1_000_000n);
+      const v = Math.round(value * RESOURCE_VALUE_SCALE);
+      this.o.cluster?.put(NS.resources, sk.group, sk.field, RESOURCE_OPS, [ms, ms, v, 1, v]);
+    }
+  }
+
+  /**
+   * Merge what the cluster learnt (pulled entries: the store's totals, which only grow, so every
+   * cell merges by min or max here). Never reported back.
+   */
+  mergeRemote(entries: readonly StoreEntry[]): void {
+    for (const x of entries) {
+      const [first, last, peak, count, sum] = x.tuple;
+      if (typeof first !== 'number' || typeof last !== 'number' || typeof count !== 'number') continue;
+      const key = `${x.group}|${x.field}`;
+      const old = this.shared.get(key);
+      const next: ClusterView = {
+        firstMs: Math.min(first, old?.firstMs ?? Infinity),
+        lastMs: Math.max(last, old?.lastMs ?? -Infinity),
+        peak: Math.max(typeof peak === 'number' ? peak : 0, old?.peak ?? 0),
+        count: Math.max(count, old?.count ?? 0),
+        sum: Math.max(typeof sum === 'number' ? sum : 0, old?.sum ?? 0),
+      };
+      this.shared.delete(key);
+      this.shared.set(key, next);
+      this.sharedDirty.add(key);
+      this.sharedDeleted.delete(key);
+    }
+    this.trimShared();
+  }
+
+  /** This node's baselines as cluster entries (a resync or `baseline export`): sketch estimates. */
+  *snapshot(): Generator<StoreEntry> {
+    for (const e of this.entries.values()) {
+      const sk = sharedKey(e.key);
+      if (!sk) continue;
+      let count = 0;
+      let sum = 0;
+      let peak = 0;
+      for (const sl of e.slots) {
+        count += sl.sk.count;
+        sl.sk.bins.forEach((c, k) => {
+          if (c === 0) return;
+          const v = bucketValue(sl.sk.offset + k);
+          sum += v * c;
+          if (v > peak) peak = v;
+        });
+      }
+      if (count === 0) continue;
+      const scale = (v: number): number => Math.round(v * RESOURCE_VALUE_SCALE);
+      yield { group: sk.group, field: sk.field, tuple: [Number(e.firstNs / 1_000_000n), Number(e.lastNs / 1_000_000n), scale(peak), count, scale(sum)] };
+    }
+  }
+
+  /** Keys whose cluster view is kept. */
+  get sharedSize(): number {
+    return this.shared.size;
+  }
+
+  private trimShared(): void {
+    while (this.shared.size > this.s.maxKeys) {
+      const oldest = this.shared.keys().next().value as string;
+      this.shared.delete(oldest);
+      this.sharedDirty.delete(oldest);
+      this.sharedDeleted.add(oldest);
+      this.evictions.inc();
+    }
+    for (const k of this.sharedDeleted) {
+      if (this.sharedDeleted.size <= this.s.maxKeys) break;
+      this.sharedDeleted.delete(k);
+    }
+  }
+
+  /**
+   * The cluster's statistics of a key it has learnt (see the file comment), or null. `local`:
+   * this node's first and last times and samples of the key.
+   */
+  private clusterStats(key: string, local: { firstNs: bigint; lastNs: bigint } | null): BaselineStats | null {
+    const c = this.shared.get(key);
+    if (!c || c.count < this.s.minSamples) return null;
+    let firstNs = BigInt(Math.trunc(c.firstMs)) * 1_000_000n;
+    let lastNs = BigInt(Math.trunc(c.lastMs)) * 1_000_000n;
+    if (local && local.firstNs < firstNs) firstNs = local.firstNs;
+    if (local && local.lastNs > lastNs) lastNs = local.lastNs;
+    const spanNs = lastNs - firstNs;
+    if (spanNs < this.learnNs) return null;
+    const mean = c.sum / c.count / RESOURCE_VALUE_SCALE;
+    const peak = Math.max(mean, c.peak / RESOURCE_VALUE_SCALE);
+    return { n: c.count, median: mean, p25: mean, p75: mean, p99: peak, spanNs, learnt: true };
   }
 
   /** Statistics of `key` at event time `tNs` (null: unknown key or empty window). */
   stats(key: string, tNs: bigint): BaselineStats | null {
     const e = this.entries.get(key);
-    if (!e) return null;
+    if (!e) return this.clusterStats(key, null);
     const head = this.slotOf(tNs);
     this.expire(e, head);
-    if (e.slots.length === 0) return null;
+    if (e.slots.length === 0) return this.clusterStats(key, null);
     let n = 0;
     for (const sl of e.slots) n += sl.sk.count;
     const newest = (e.slots[e.slots.length - 1] as Slot).idx;
@@ -197,6 +331,12 @@ export class ResourceBaselines {
     }
     const spanNs = e.lastNs - e.firstNs;
     const learnt = spanNs >= this.learnNs && n >= this.s.minSamples;
+    if (!learnt && this.shared.size > 0) {
+      // Learnt by the cluster: enough local samples keep the local quantiles over the cluster's span.
+      const c = this.clusterStats(key, e);
+      if (c && n >= this.s.minSamples) return { ...e.stats, n, spanNs: c.spanNs, learnt: true };
+      if (c) return c;
+    }
     if (e.stats.spanNs !== spanNs || e.stats.learnt !== learnt || e.stats.n !== n) e.stats = { ...e.stats, n, spanNs, learnt };
     return e.stats;
   }
@@ -244,6 +384,9 @@ export class ResourceBaselines {
       this.entries.set(k.key, { key: k.key, firstNs: k.first_ns, lastNs: k.last_ns, slots: sl, dropped: [], stats: null, statsN: 0, statsHead: 0 });
     }
     this.trim();
+    const shared = db.prepare('SELECT key, first_ms, last_ms, peak, count, sum FROM resource_baseline_cluster ORDER BY last_ms ASC').all() as { key: string; first_ms: number; last_ms: number; peak: number; count: number; sum: number }[];
+    for (const r of shared) this.shared.set(r.key, { firstMs: r.first_ms, lastMs: r.last_ms, peak: r.peak, count: r.count, sum: r.sum });
+    this.trimShared();
     this.loaded = true;
     if (bad > 0) this.o.metrics.errors.inc({ component: 'source/metrics', code: 'E_BASELINE_CORRUPT' }, bad);
     this.o.logger.info({ keys: this.entries.size, unreadable_slots: bad }, 'resource baselines loaded');
@@ -252,7 +395,7 @@ export class ResourceBaselines {
   /** Write changed keys and slots in one transaction. Returns rows written; never throws. */
   flush(): number {
     const db = this.o.db;
-    if (!db || (this.dirty.size === 0 && this.deleted.size === 0)) return 0;
+    if (!db || (this.dirty.size === 0 && this.deleted.size === 0 && this.sharedDirty.size === 0 && this.sharedDeleted.size === 0)) return 0;
     let n = 0;
     try {
       const upKey = db.prepare('INSERT INTO resource_baseline_keys(key, first_ns, last_ns) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET first_ns = excluded.first_ns, last_ns = excluded.last_ns');
@@ -260,7 +403,19 @@ export class ResourceBaselines {
       const delSlot = db.prepare('DELETE FROM resource_baseline_slots WHERE key = ? AND slot = ?');
       const delKey = db.prepare('DELETE FROM resource_baseline_keys WHERE key = ?');
       const delKeySlots = db.prepare('DELETE FROM resource_baseline_slots WHERE key = ?');
+      const upShared = db.prepare('INSERT INTO resource_baseline_cluster(key, first_ms, last_ms, peak, count, sum) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET first_ms = excluded.first_ms, last_ms = excluded.last_ms, peak = excluded.peak, count = excluded.count, sum = excluded.sum');
+      const delShared = db.prepare('DELETE FROM resource_baseline_cluster WHERE key = ?');
       db.transaction(() => {
+        for (const key of this.sharedDeleted) {
+          delShared.run(key);
+          n++;
+        }
+        for (const key of this.sharedDirty) {
+          const c = this.shared.get(key);
+          if (!c) continue;
+          upShared.run(key, Math.trunc(c.firstMs), Math.trunc(c.lastMs), c.peak, c.count, c.sum);
+          n++;
+        }
         for (const key of this.deleted) {
           delKey.run(key);
           delKeySlots.run(key);
@@ -294,6 +449,8 @@ export class ResourceBaselines {
     }
     this.dirty.clear();
     this.deleted.clear();
+    this.sharedDirty.clear();
+    this.sharedDeleted.clear();
     this.lastFlushError = null;
     this.flushes.inc({ result: 'ok' });
     return n;

@@ -30,6 +30,8 @@ import type { Metrics } from '../metrics.js';
 import type { Enricher, Intake } from '../pipeline/types.js';
 import { ResourceAnalyser, type AnalyserSettings, type Reading } from '../resource/analyser.js';
 import { ResourceBaselines } from '../resource/baseline.js';
+import { resourceReplica } from '../cluster/replicas.js';
+import type { ClusterStore } from '../cluster/wiring.js';
 import { detectCgroups, FileReader } from '../resource/files.js';
 import { CriRuntime, DockerRuntime, isGone, type RuntimeAdapter } from '../resource/runtime.js';
 import { deviationAlert } from '../resource/signal.js';
@@ -129,6 +131,8 @@ export interface MetricsSourceDeps {
   readonly runtimeAdapter?: RuntimeAdapter | null;
   /** Called with every tick's readings (recordings, tests). */
   readonly onTick?: (tNs: bigint, readings: readonly Reading[]) => void;
+  /** The cluster store (`store.backend: redis`): the baselines become cluster-wide; absent: this node only. */
+  readonly cluster?: ClusterStore | null;
 }
 
 type Inc = { inc(n?: number): void };
@@ -184,7 +188,9 @@ export class MetricsSource implements Component {
       db: d.db,
       logger: this.log,
       metrics: mx,
+      cluster: d.cluster?.sync ?? null,
     });
+    d.cluster?.sync.register(resourceReplica(this.baselines, d.cluster.specs.resources));
     this.analyser = new ResourceAnalyser(analyserSettings(this.cfg), this.baselines, {
       exempt: (reason) => this.count(`x|${reason}`, () => this.m.exemptions.labels({ reason })).inc(),
       deviation: (metric, verdict) => this.count(`d|${metric}|${verdict}`, () => this.m.deviations.labels({ metric, verdict })).inc(),

@@ -9,7 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RedisSharedStore, redisStoreOptions } from '../../src/cluster/redis-store.js';
-import { egressReplica, imageReplica } from '../../src/cluster/replicas.js';
+import { egressReplica, imageReplica, resourceReplica } from '../../src/cluster/replicas.js';
+import { decodeTuple } from '../../src/cluster/tuple.js';
+import { RESOURCE_OPS } from '../../src/cluster/types.js';
+import { ResourceBaselines } from '../../src/resource/baseline.js';
 import { PooledSeries } from '../../src/cluster/series.js';
 import { ClusterSync } from '../../src/cluster/sync.js';
 import { namespaceSpecs } from '../../src/cluster/wiring.js';
@@ -28,6 +31,7 @@ const skip = redisSkipReason();
 const T0 = 1_750_000_000_000_000_000n;
 const SEC = 1_000_000_000n;
 const HOUR = 3600n * SEC;
+const RESOURCE_SETTINGS = { windowMs: 3_600_000, slots: 6, learningPeriodMs: 600_000, minSamples: 20, maxKeys: 100 };
 const storeCfg = (): Config['store'] => loadConfig<Config>(configSchema, { file: null, env: {} }).store;
 
 interface Node {
@@ -36,6 +40,7 @@ interface Node {
   readonly baseline: EgressBaseline;
   readonly images: ImageStore;
   readonly series: PooledSeries;
+  readonly resources: ResourceBaselines;
   readonly sync: ClusterSync;
   readonly metrics: Metrics;
   readonly clock: ManualClock;
@@ -77,7 +82,10 @@ describe.skipIf(skip !== null)('ClusterSync: nodes sharing one real Redis', () =
     sync.register(egressReplica(baseline, specs.egress));
     sync.register(imageReplica(images, specs.images));
     sync.register(series);
-    const n = { name, db, baseline, images, series, sync, metrics, clock };
+    const resources = new ResourceBaselines({ settings: RESOURCE_SETTINGS, db, logger: silentLogger(), metrics, cluster: sync });
+    resources.load();
+    sync.register(resourceReplica(resources, specs.resources));
+    const n = { name, db, baseline, images, series, resources, sync, metrics, clock };
     nodes.push(n);
     return n;
   }
@@ -271,6 +279,42 @@ describe.skipIf(skip !== null)('ClusterSync: nodes sharing one real Redis', () =
     expect(union.size).toBe(30);
     expect([...union].sort()).toEqual(Array.from({ length: 30 }, (_, i) => base + i * 60));
     expect(a.series.drain(10)).toEqual([]); // drained
+  });
+
+  it('a resource baseline learnt on node A is learnt on node B (a rescheduled pod is not learning again), persisted there', async () => {
+    fresh();
+    const [a, b] = [node('a'), node('b')];
+    await up(a, b);
+    const key = 'workload:shop/api/app|cpu';
+    for (let i = 0; i < 70; i++) {
+      a.resources.add(key, i % 10 === 0 ? 5 : 1, T0 + BigInt(i) * 10n * SEC);
+      a.resources.add('container:0123456789ab|cpu', 1, T0 + BigInt(i) * 10n * SEC);
+    }
+    expect(a.resources.stats(key, T0 + 700n * SEC)?.learnt).toBe(true);
+    expect(b.resources.stats(key, T0 + 700n * SEC)).toBeNull();
+    await round(a, b);
+    // In Redis: first = min, last = max, peak = max, counts and sums add (values in thousandths).
+    const stored = decodeTuple(RESOURCE_OPS, redis.cli('HGET', `{${prefix}}:rb:h:workload:shop/api/app`, 'cpu'));
+    expect(stored).toEqual([Number(T0 / 1_000_000n), Number(T0 / 1_000_000n) + 690_000, 5000, 70, 98_000]);
+    expect(redis.cli('EXISTS', `{${prefix}}:rb:h:container:0123456789ab`)).toBe('0'); // per-container baselines stay local
+    // B never sampled the workload: judged at once, against the cluster's mean and peak.
+    const st = b.resources.stats(key, T0 + 710n * SEC);
+    expect(st).toMatchObject({ learnt: true, n: 70, median: 1.4, p99: 5 });
+    b.resources.add(key, 1.2, T0 + 710n * SEC);
+    expect(b.resources.stats(key, T0 + 720n * SEC)?.learnt).toBe(true);
+    expect(b.resources.stats('container:0123456789ab|cpu', T0 + 720n * SEC)).toBeNull();
+    // B's pulled view survives a restart (its SQLite copy); A's own values were never echoed back.
+    b.resources.flush();
+    const again = new ResourceBaselines({ settings: RESOURCE_SETTINGS, db: b.db, logger: silentLogger(), metrics: new Metrics({ collectDefault: false }) });
+    again.load();
+    expect(again.stats(key, T0 + 720n * SEC)?.learnt).toBe(true);
+    expect(again.sharedSize).toBe(1);
+    // Two more nodes' worth of samples from B add up in the store.
+    for (let i = 0; i < 30; i++) b.resources.add(key, 2, T0 + 800n * SEC + BigInt(i) * SEC);
+    await round(a, b);
+    const after = decodeTuple(RESOURCE_OPS, redis.cli('HGET', `{${prefix}}:rb:h:workload:shop/api/app`, 'cpu'));
+    expect(after?.[3]).toBe(70 + 1 + 30);
+    expect(after?.[1]).toBe(Number(T0 / 1_000_000n) + 829_000);
   });
 
   it('a run that ended with changes not written pushes its whole copy at the next start', async () => {

@@ -8,6 +8,10 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { boundGroup, byteCompare, decodeTuple, encodeTuple, mergeGroups, mergeTuple, SEP, type Cell, type Tuple } from '../../src/cluster/tuple.js';
 import { mergeSeries, pooled, seriesOwner } from '../../src/cluster/series.js';
+import { RESOURCE_OPS } from '../../src/cluster/types.js';
+import { silentLogger } from '../../src/logger.js';
+import { Metrics } from '../../src/metrics.js';
+import { ResourceBaselines } from '../../src/resource/baseline.js';
 
 const cell = (op: string): fc.Arbitrary<Cell> =>
   op === '^' ? fc.option(fc.string({ unit: 'grapheme', maxLength: 6 }), { nil: null }) : fc.option(fc.integer({ min: 0, max: 2 ** 45 }), { nil: null });
@@ -175,6 +179,11 @@ describe('pooled beacon series', () => {
         { sec: 180, count: 3 },
       ],
       nodes: ['n1', 'n2', 'n3'],
+      last: new Map([
+        ['n1', 180],
+        ['n2', 120],
+        ['n3', 180],
+      ]),
     });
   });
   it('one owner per series whatever the order of the nodes (one detection for a pooled beacon)', () => {
@@ -186,5 +195,36 @@ describe('pooled beacon series', () => {
       }),
     );
     expect(seriesOwner('k', [])).toBeNull();
+  });
+});
+
+describe('resource baselines (rb): first = min, last = max, peak = max, counts and sums add', () => {
+  const obs = fc.tuple(fc.integer({ min: 1, max: 2 ** 40 }), fc.integer({ min: 0, max: 1e9 }), fc.integer({ min: 0, max: 1e9 }), fc.integer({ min: 1, max: 1e6 }), fc.integer({ min: 0, max: 2 ** 40 }));
+  const t = (o: [number, number, number, number, number]): Tuple => [o[0], o[0] + o[1], o[2], o[3], o[4]];
+  it('the store merge is commutative and associative; the lattice cells idempotent', () => {
+    fc.assert(
+      fc.property(obs, obs, obs, (x, y, z) => {
+        const [a, b, c] = [t(x), t(y), t(z)];
+        expect(mergeTuple(RESOURCE_OPS, a, b)).toEqual(mergeTuple(RESOURCE_OPS, b, a));
+        expect(mergeTuple(RESOURCE_OPS, mergeTuple(RESOURCE_OPS, a, b), c)).toEqual(mergeTuple(RESOURCE_OPS, a, mergeTuple(RESOURCE_OPS, b, c)));
+        const m = mergeTuple(RESOURCE_OPS, a, b);
+        expect(mergeTuple(RESOURCE_OPS, m, b).slice(0, 3)).toEqual(m.slice(0, 3));
+      }),
+    );
+  });
+  it('a node\'s view of what it pulled is commutative and idempotent (pulled totals only grow)', () => {
+    const stats = (entries: readonly { group: string; field: string; tuple: Tuple }[][]) => {
+      const b = new ResourceBaselines({ settings: { windowMs: 3_600_000, slots: 6, learningPeriodMs: 1, minSamples: 1, maxKeys: 10 }, db: null, logger: silentLogger(), metrics: new Metrics({ collectDefault: false }) });
+      for (const batch of entries) b.mergeRemote(batch);
+      return b.stats('image:a|cpu', 2n ** 62n);
+    };
+    fc.assert(
+      fc.property(fc.array(obs, { minLength: 1, maxLength: 6 }), (xs) => {
+        const batches = xs.map((x) => [{ group: 'image:a', field: 'cpu', tuple: t(x) }]);
+        const once = stats(batches);
+        expect(stats([...batches].reverse())).toEqual(once);
+        expect(stats([...batches, ...batches])).toEqual(once);
+      }),
+    );
   });
 });

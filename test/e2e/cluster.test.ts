@@ -5,15 +5,14 @@
  * mid-run every alert is still forwarded, and once an (empty) Redis is back the baselines
  * converge; a Redis that answers nothing (SIGSTOP) adds no latency to the alert path.
  *
- * Beacon series pooled across nodes are tested at the store level (test/cluster/sync.test.ts):
- * the beacon detector does not consume them yet (see docs/cluster-store.md, follow-up).
+ * Beacon series pooled across nodes: test/e2e/cluster-beacon.test.ts.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from '../../src/json/lossless.js';
-import { startHttpCli, type RunningCli } from '../support/cli.js';
+import { metricValue as metric, postAlert as post, startNodes, type ClusterNode as Node } from '../support/cluster-nodes.js';
 import { falcoAlertJson, secNs, BASE_NS } from '../support/falco-alerts.js';
 import { redisSkipReason, startRedis, type RedisServer } from '../support/redis.js';
 import { FakeSidekick } from '../support/sidekick.js';
@@ -21,12 +20,6 @@ import { poll } from '../support/wait.js';
 
 const skip = redisSkipReason();
 if (skip) process.stderr.write(`test/e2e/cluster.test.ts: ${skip}\n`);
-
-interface Node {
-  readonly name: string;
-  readonly cli: RunningCli;
-  base: string;
-}
 
 let seq = 0;
 /** An outbound connect alert of image `image` to `ip:port`, marked with `test.seq`. */
@@ -57,13 +50,8 @@ describe.skipIf(skip !== null)('e2e: three companions sharing one Redis', () => 
   let dir: string;
   let redis: RedisServer;
   let sidekick: FakeSidekick;
-  const nodes: Node[] = [];
+  let nodes: Node[] = [];
 
-  const post = async (n: Node, body: string): Promise<number> => {
-    const res = await fetch(`${n.base}/`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
-    await res.arrayBuffer();
-    return res.status;
-  };
   const forwarded = (s: number): Record<string, unknown> | undefined =>
     sidekick.accepted.find((a) => stringify((a.parsed['output_fields'] as Record<string, unknown>)['test.seq'] as never) === String(s))?.parsed['output_fields'] as Record<string, unknown> | undefined;
   const newForImage = async (n: Node, image: string, ip: string, port: number): Promise<unknown> => {
@@ -72,33 +60,22 @@ describe.skipIf(skip !== null)('e2e: three companions sharing one Redis', () => 
     const f = await poll(() => forwarded(a.seq), { timeoutMs: 10_000, what: `alert ${a.seq} forwarded` });
     return f['companion.dest.new_for_image'];
   };
-  const metric = async (n: Node, name: string): Promise<number> => {
-    const text = await (await fetch(`${n.base}/metrics`)).text();
-    const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-    return line ? Number(line.split(' ')[1]) : NaN;
-  };
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'fc-e2e-cluster-'));
     redis = await startRedis();
     sidekick = await new FakeSidekick().start();
-    for (const name of ['node-a', 'node-b', 'node-c']) {
-      const cli = startHttpCli(sidekick.url, join(dir, name), {
-        FALCO_COMPANION_STORE_BACKEND: 'redis',
-        FALCO_COMPANION_STORE_REDIS_ADDRESSES: redis.address,
-        FALCO_COMPANION_STORE_REDIS_NODE_NAME: name,
-        FALCO_COMPANION_STORE_REDIS_COMMAND_TIMEOUT: '1000',
-        FALCO_COMPANION_STORE_REDIS_RECONNECT_MAX: '500',
-        FALCO_COMPANION_STORE_SYNC_FLUSH_INTERVAL: '100',
-        FALCO_COMPANION_STORE_SYNC_PULL_INTERVAL: '200',
+    nodes = await startNodes({
+      dir,
+      names: ['node-a', 'node-b', 'node-c'],
+      sidekickUrl: () => sidekick.url,
+      redisAddress: redis.address,
+      env: {
         FALCO_COMPANION_ENRICH_EGRESS_BASELINE_LEARNING_PERIOD: '0',
         FALCO_COMPANION_ENRICH_EGRESS_BASELINE_FLUSH_INTERVAL: '100',
         FALCO_COMPANION_ENRICH_EGRESS_RDNS_ENABLED: 'false',
-      });
-      nodes.push({ name, cli, base: '' });
-    }
-    for (const n of nodes) n.base = `http://${await n.cli.httpAddress()}`;
-    for (const n of nodes) await n.cli.waitForLog((l) => l['msg'] === 'shared store connected');
+      },
+    });
   }, 60_000);
 
   afterAll(async () => {

@@ -53,6 +53,9 @@ export const storeSection = obj(
       series_ttl: duration('Pooled beacon series points older than this expire (keep it ≥ detect beacon window).', 86_400_000, { min: 60_000 }),
       series_max: int('Pooled beacon series; the least recently changed are dropped.', 10_000, { min: 1 }),
       series_max_points: int('Connection seconds (per node) kept per pooled series; the oldest are trimmed.', 4096, { min: 16, max: 5000 }),
+      resource_ttl: duration('A resource baseline (and a workload\'s whole set) that no node sampled for this long expires.', 30 * 86_400_000, { min: 60_000 }),
+      resource_max_groups: int('Workloads and images with shared resource baselines; the least recently changed are dropped.', 10_000, { min: 1 }),
+      resource_max_per_group: int('Resource baselines per workload or image (metrics × time-of-day buckets); the least recently sampled are trimmed.', 256, { min: 8, max: 5000 }),
     }),
   },
 );

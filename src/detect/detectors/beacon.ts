@@ -51,6 +51,7 @@ import { compileGlobs } from '../suppress.js';
 import { type Detector, detectorModule, type Finding, type Signal, type SignalKind } from '../types.js';
 import { basename, BoundedMap, byTime, cBool, cString, compact, destOf, exeOf, isDisguiseName, isKernelThreadName, keyString, laterNs, msToNs, raise, retain, unusualExeLocation, whereOf, RENOTIFY_DEPRECATED } from './kit.js';
 import { checkWeights, median, scoreSeries, type SeriesScore } from './rita.js';
+import { seriesOwner } from '../../cluster/series.js';
 import { DEST, IMAGE } from '../../enrich/keys.js';
 
 export const BEACON_DETECTOR_ID = 'beacon';
@@ -106,7 +107,8 @@ interface Series {
   /** Program group: workload + executable (fan-out). */
   readonly group: string;
   readonly port: number | null;
-  readonly origin: Origin;
+  /** Set by the first local connect (null: only other nodes' points so far, pooled by image). */
+  origin: Origin | null;
   /** Unique seconds, ascending. */
   secs: number[];
   cnts: number[];
@@ -123,6 +125,14 @@ interface Series {
   first: Signal | null;
   recent: Signal[];
   lastNs: bigint;
+  /**
+   * Pooled by image across nodes (`group_by: image` with a cluster store; absent otherwise):
+   * other nodes' connection counts per second (each node's count only grows: the maximum seen),
+   * included in `secs` / `cnts`.
+   */
+  remote?: Map<number, number>;
+  /** Pooled: contributing nodes (this one included) → the latest second each contributed. */
+  nodes?: Map<string, number>;
 }
 
 interface Group {
@@ -154,13 +164,17 @@ const RECENT = 4;
 /** Median connections per unique second at or above which a series is a burst (downloads), not a beacon. */
 const BURST_PER_SECOND = 3;
 const MAX_GROUP_KEYS = 256;
+/** Contributing nodes remembered per pooled series (the least recently contributing dropped). */
+const MAX_NODES = 64;
+/** Other nodes' points ahead of the detection clock by more than this are dropped (counted). */
+const REMOTE_AHEAD_SEC = 3600;
 /** Repeat findings of an unchanged series at most this often (internal; the engine's notify policy decides what is sent). */
 const REPEAT_NS = 3_600_000_000_000n;
 const SUSPECT_KINDS = new Set<SignalKind>(['tmpfs_exec', 'shell_socket', 'escape', 'network_tool', 'proc_rename']);
 const RANKS: readonly Priority[] = ['Debug', 'Informational', 'Notice', 'Warning', 'Error', 'Critical', 'Alert', 'Emergency'];
 const rankOf = (p: Priority): number => RANKS.indexOf(p);
 
-function insertSorted(s: Series, sec: number): boolean {
+function insertSorted(s: Series, sec: number, n = 1): boolean {
   const a = s.secs;
   let lo = 0;
   let hi = a.length;
@@ -170,12 +184,22 @@ function insertSorted(s: Series, sec: number): boolean {
     else hi = mid;
   }
   if (a[lo] === sec) {
-    s.cnts[lo] = (s.cnts[lo] as number) + 1;
+    s.cnts[lo] = (s.cnts[lo] as number) + n;
     return false;
   }
   a.splice(lo, 0, sec);
-  s.cnts.splice(lo, 0, 1);
+  s.cnts.splice(lo, 0, n);
   return true;
+}
+
+/** `<workload>|<exe>|<dest>|<port>` → its program group and port (null: another shape). */
+function parseSeriesKey(key: string): { group: string; port: number } | null {
+  const b2 = key.lastIndexOf('|');
+  const b1 = b2 > 0 ? key.lastIndexOf('|', b2 - 1) : -1;
+  const port = Number(key.slice(b2 + 1));
+  const group = key.slice(0, Math.max(0, b1));
+  if (b1 <= 0 || !group.includes('|') || !Number.isInteger(port) || port < 0 || port > 65535) return null;
+  return { group, port };
 }
 
 function recentInterval(secs: readonly number[]): number {
@@ -214,6 +238,9 @@ export function createBeaconDetector(overrides: Partial<BeaconSettings> = {}, en
   const optImages = cfg.scope.internal_images.length ? compileGlobs(cfg.scope.internal_images) : null;
   const optCidrs: readonly Cidr[] = cfg.scope.internal_cidrs as readonly Cidr[];
   const prefixCache = new Map<string, Cidr | null>(); // parse cache of learned prefix texts (not state)
+  // Series pooled by image across nodes: this node's seconds go to the cluster store, the other
+  // nodes' come back through `remote` (the engine drains them between steps).
+  const pool = cfg.group_by === 'image' ? (env.series ?? null) : null;
 
   function prune(s: Series, nowNs: bigint): void {
     const cutoffSec = Number((nowNs - windowNs) / 1_000_000_000n);
@@ -228,6 +255,61 @@ export function createBeaconDetector(overrides: Partial<BeaconSettings> = {}, en
     const cutoffNs = nowNs - windowNs;
     if (s.first && s.first.timeNs < cutoffNs) s.first = null;
     s.recent = s.recent.filter((x) => x.timeNs >= cutoffNs);
+  }
+
+  /** One second with `n` connections into a series (after `prune`, before `settle`). */
+  function place(s: Series, sec: number, n: number): void {
+    if (insertSorted(s, sec, n)) s.newSince++;
+    const b = Math.floor(sec / bucketSec);
+    s.buckets.set(b, (s.buckets.get(b) ?? 0) + n);
+  }
+
+  /** After placing points: cadence, the per-series and total bounds (`held`: seconds before). */
+  function settle(st: BeaconState, s: Series, held: number): void {
+    s.interval = recentInterval(s.secs);
+    if (s.secs.length > cfg.max_points) {
+      const drop = s.secs.length - cfg.max_points;
+      s.secs.splice(0, drop);
+      s.cnts.splice(0, drop);
+      st.droppedPoints += drop;
+    }
+    st.points += s.secs.length - held;
+    if (st.points > cfg.max_total_points) fitTotal(st, s);
+    const r = s.remote;
+    if (r && r.size > s.secs.length) {
+      const oldest = s.secs[0] ?? Infinity;
+      for (const sec of r.keys()) if (sec < oldest) r.delete(sec);
+    }
+  }
+
+  function newSeries(key: string, group: string, port: number | null, origin: Origin | null, lastNs: bigint): Series {
+    return { key, group, port, origin, secs: [], cnts: [], buckets: new Map(), interval: 0, newSince: 0, scoredOnce: false, lastFindingNs: null, lastRank: -1, first: null, recent: [], lastNs };
+  }
+
+  /** A pooled series' contributor `node` was seen at `sec` (bounded: the least recent dropped). */
+  function noteNode(s: Series, node: string, sec: number): void {
+    const m = (s.nodes ??= new Map());
+    if ((m.get(node) ?? -Infinity) >= sec) return;
+    m.set(node, sec);
+    if (m.size > MAX_NODES) {
+      let low: string | null = null;
+      for (const [n, t] of m) if (low === null || t < (m.get(low) as number)) low = n;
+      if (low !== null) m.delete(low);
+    }
+  }
+
+  /**
+   * Whether this node reports the pooled series (or program group) `key`: one node per series,
+   * picked by rendezvous hashing over the contributors that still see it (a node that contributed
+   * nothing for 4 × nodes × the cadence, at least a strobe bucket, hands over), so replicas of an
+   * image beaconing from several nodes are one detection. Unpooled: always.
+   */
+  function owns(s: Series, key: string, nowSec: number): boolean {
+    if (!pool || !s.nodes || s.nodes.size <= 1) return true;
+    const quiet = Math.max(bucketSec, 4 * s.nodes.size * s.interval);
+    const live = [pool.node];
+    for (const [n, t] of s.nodes) if (n !== pool.node && t >= nowSec - quiet) live.push(n);
+    return seriesOwner(key, live) === pool.node;
   }
 
   /** Evict least recently used series until the total fits; `cur` (just touched, newest) is trimmed only when alone. */
@@ -338,7 +420,7 @@ export function createBeaconDetector(overrides: Partial<BeaconSettings> = {}, en
     const intel = cString(sig, DEST.intel);
     const sus = suspicion(st, sig, now);
     const rotated = s.origin === 'new' && rotatedFrom(st, s) !== null;
-    const origin: Origin = rotated ? 'known' : s.origin;
+    const origin: Origin = rotated ? 'known' : (s.origin ?? 'unknown');
     const odd = d.port !== null && !std.has(d.port);
     let priority: Priority;
     if (origin === 'known') priority = cfg.known_priority;
@@ -389,6 +471,7 @@ export function createBeaconDetector(overrides: Partial<BeaconSettings> = {}, en
         'beacon.origin': rotated ? 'known_rotated' : origin,
         'beacon.suspicious': sus.join(',') || null,
         'beacon.first_seen': s.secs[0] !== undefined ? new Date((s.secs[0] as number) * 1000).toISOString() : null,
+        'beacon.nodes': s.nodes && s.nodes.size > 1 ? s.nodes.size : null,
         'dest.intel': intel,
       }),
       timeNs: sig.timeNs,
@@ -476,30 +559,25 @@ export function createBeaconDetector(overrides: Partial<BeaconSettings> = {}, en
       if (id === null) return none;
       let s = st.series.touch(id.key);
       if (!s) {
-        s = { key: id.key, group: id.group, port: id.port, origin: originOf(sig), secs: [], cnts: [], buckets: new Map(), interval: 0, newSince: 0, scoredOnce: false, lastFindingNs: null, lastRank: -1, first: null, recent: [], lastNs: sig.timeNs };
+        s = newSeries(id.key, id.group, id.port, originOf(sig), sig.timeNs);
         st.series.set(id.key, s);
       }
+      s.origin ??= originOf(sig);
       noteGroup(st, s);
       const held = s.secs.length;
       prune(s, now);
       const sec = Number(sig.timeNs / 1_000_000_000n);
-      if (insertSorted(s, sec)) s.newSince++;
-      const b = Math.floor(sec / bucketSec);
-      s.buckets.set(b, (s.buckets.get(b) ?? 0) + 1);
+      place(s, sec, 1);
+      if (pool) {
+        pool.record(id.key, sec);
+        noteNode(s, pool.node, sec);
+      }
       if (sig.timeNs > s.lastNs) s.lastNs = sig.timeNs;
-      s.interval = recentInterval(s.secs);
       const kept = retain(sig); // evidence only: no full alert per kept signal
       if (!s.first) s.first = kept;
       s.recent.push(kept);
       if (s.recent.length > RECENT) s.recent.shift();
-      if (s.secs.length > cfg.max_points) {
-        const drop = s.secs.length - cfg.max_points;
-        s.secs.splice(0, drop);
-        s.cnts.splice(0, drop);
-        st.droppedPoints += drop;
-      }
-      st.points += s.secs.length - held;
-      if (st.points > cfg.max_total_points) fitTotal(st, s);
+      settle(st, s, held);
       if (s.secs.length < cfg.min_points) return none;
       if (s.scoredOnce && s.newSince < cfg.rescore_every) return none;
       let inWindow = 0;
@@ -512,7 +590,9 @@ export function createBeaconDetector(overrides: Partial<BeaconSettings> = {}, en
       st.scored++;
       const nowSec = Number(now / 1_000_000_000n);
       const first = s.secs[0] as number;
-      const r = scoreSeries(s.secs, { min: Math.max(nowSec - windowSec, first), max: Math.max(nowSec, first + 1) }, null, { weights }, s.cnts);
+      // (pooled: another node's latest second may lie a little ahead of this node's clock)
+      const last = s.secs[s.secs.length - 1] as number;
+      const r = scoreSeries(s.secs, { min: Math.max(nowSec - windowSec, first), max: Math.max(nowSec, last, first + 1) }, null, { weights }, s.cnts);
       if (!r || r.score < cfg.threshold) return none;
       // Fan-out: many destinations of one program on one cadence are a scraper, not beacons.
       if (!cString(sig, DEST.intel)) {
@@ -523,12 +603,45 @@ export function createBeaconDetector(overrides: Partial<BeaconSettings> = {}, en
         }
         const sibs = siblings(st, s, now);
         if (g && sibs.length + 1 >= cfg.fanout_min_targets) {
+          if (!owns(s, s.group, nowSec)) return none;
           const f = fanoutFinding(st, s, sibs, g, sig);
           return f ? { state: st, findings: [f] } : none;
         }
       }
+      if (!owns(s, s.key, nowSec)) return none;
       const f = finding(st, s, r, sig, now);
       return f ? { state: st, findings: [f] } : none;
+    },
+    remote(st, input, nowNs) {
+      if (!pool) return;
+      const nowSec = Number(nowNs / 1_000_000_000n);
+      const oldest = nowSec - windowSec;
+      for (const r of input) {
+        const pts = r.points.filter((p) => p.sec >= oldest && p.sec <= nowSec + REMOTE_AHEAD_SEC && p.count > 0);
+        st.droppedPoints += r.points.filter((p) => p.sec > nowSec + REMOTE_AHEAD_SEC).length;
+        if (pts.length === 0) continue;
+        const latestNs = BigInt((pts[pts.length - 1] as { sec: number }).sec) * 1_000_000_000n;
+        let s = st.series.touch(r.key);
+        if (!s) {
+          const id = parseSeriesKey(r.key);
+          if (!id) continue;
+          s = newSeries(r.key, id.group, id.port, null, latestNs);
+          st.series.set(r.key, s);
+        }
+        noteGroup(st, s);
+        for (const [node, sec] of r.last) if (node !== pool.node) noteNode(s, node, sec);
+        const held = s.secs.length;
+        prune(s, nowNs);
+        const seen = (s.remote ??= new Map());
+        for (const p of pts) {
+          const had = seen.get(p.sec) ?? 0;
+          if (p.count <= had) continue;
+          seen.set(p.sec, p.count);
+          place(s, p.sec, p.count - had);
+        }
+        if (latestNs > s.lastNs) s.lastNs = latestNs;
+        settle(st, s, held);
+      }
     },
   };
 }

@@ -26,6 +26,8 @@ export type ClockTick = 'in' | 'outlier_ahead' | 'outlier_behind' | 'jump_ahead'
 
 export class EventClock {
   private nowNs = 0n;
+  /** Whether an event or a restore set the clock (0 is a time like any other, not "unset"). */
+  private set = false;
   /** The current run of outliers (same side, within leapNs of each other). */
   private run: bigint[] = [];
   private runAhead = false;
@@ -42,13 +44,16 @@ export class EventClock {
 
   /** A checkpointed clock (before the first event): kept when later than the current one. */
   restore(ns: bigint): void {
-    if (ns > this.nowNs) this.nowNs = ns;
+    if (ns === 0n) return; // checkpointed before any event: nothing to restore
+    if (!this.set || ns > this.nowNs) this.nowNs = ns;
+    this.set = true;
   }
 
   /** Account for one event time; {@link now} is the clock after it. */
   observe(t: bigint): ClockTick {
     const now = this.nowNs;
-    if (now === 0n) {
+    if (!this.set) {
+      this.set = true;
       this.nowNs = t;
       return 'in';
     }

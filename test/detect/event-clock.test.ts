@@ -67,6 +67,19 @@ describe('EventClock', () => {
     expect(poisoned.now).toBe(T0 + 2n * S);
   });
 
+  it('a clock that reaches 0 is still set (0 is not "no event yet"); a checkpoint of 0 restores nothing', () => {
+    const c = new EventClock();
+    c.observe(-5n);
+    c.observe(0n);
+    expect(c.now).toBe(0n);
+    expect(c.observe(T0)).toBe('outlier_ahead');
+    expect(c.now).toBe(0n);
+    const r = new EventClock();
+    r.restore(0n);
+    expect(r.observe(T0)).toBe('in');
+    expect(r.now).toBe(T0);
+  });
+
   it('property: after an in-range alert, the next one alone never moves the clock by more than the leap', () => {
     const time = fc.bigInt({ min: T0 - 100n * YEAR, max: T0 + 100n * YEAR });
     fc.assert(

@@ -6,6 +6,7 @@
 import { createReadStream, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import http from 'node:http';
+import net from 'node:net';
 import { createInterface } from 'node:readline';
 import * as grpc from '@grpc/grpc-js';
 import autocannon from 'autocannon';
@@ -124,7 +125,10 @@ function serveControl(counted: () => number, onStop: () => Promise<void>): void 
 async function serverCompanion(m: Msg): Promise<void> {
   let forwarded = 0;
   const spool = bool(m, 'spool');
-  const config = companionConfig({ 'http.enabled': true, 'http.listen': '127.0.0.1:0', 'ops.enabled': true, 'spool.enabled': spool, state_dir: str(m, 'stateDir') });
+  // `full`: the daemon's default pipeline (enrichment and detection on), without what would leave
+  // the machine (reverse DNS) or is absent here (a container runtime socket).
+  const full = bool(m, 'full') ? { 'enrich.enabled': true, 'enrich.container.runtime': 'none', 'enrich.egress.rdns.enabled': false, 'detect.enabled': true } : {};
+  const config = companionConfig({ 'http.enabled': true, 'http.listen': '127.0.0.1:0', 'ops.enabled': true, 'spool.enabled': spool, state_dir: str(m, 'stateDir'), ...full });
   const metrics = new Metrics();
   const app: App = buildApp(config, { logger: daemonLogger(), metrics, clock: systemClock, onForwarded: () => forwarded++ });
   await app.start();
@@ -153,7 +157,8 @@ async function serverBare(): Promise<void> {
       try {
         JSON.parse(Buffer.concat(chunks).toString('utf8'));
         n++;
-        res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+        // The companion's answer: 200, empty body.
+        res.writeHead(200, { 'Content-Length': '0' }).end();
       } catch {
         res.writeHead(400).end();
       }
@@ -254,6 +259,122 @@ async function rategen(m: Msg): Promise<void> {
   const sorted = Array.from(lat.subarray(0, done)).sort((a, b) => a - b);
   const pct = (p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
   send({ cmd: 'result', ok, non2xx: done - ok - errors, errors, timeouts: total - done, seconds: wall, p50: pct(50), p99: pct(99), p999: pct(99.9), max: sorted[sorted.length - 1] ?? 0 });
+  process.exit(0);
+}
+
+/**
+ * Falco's `http_output`, as it sends (libcurl, one easy handle, `keep_alive: true`): one
+ * keep-alive TCP connection (TCP_NODELAY, as libcurl sets it), one POST per alert with libcurl's
+ * headers (`Host`, `User-Agent: falcosecurity/falco`, `Accept`, `Content-Type: application/json`,
+ * `Content-Length`), the bodies byte for byte as given, and the next request only after the
+ * previous response ended (Falco's outputs run serially on one thread). `rate` 0: as fast as the
+ * answers come; else requests are due at fixed times (`rate` per second) and one that is due while
+ * the previous answer is still awaited goes out right after it (`late`: answers slower than the interval). Ack latency =
+ * end of the response − first byte of the request written, per request (µs resolution).
+ */
+async function falcoSerial(m: Msg): Promise<void> {
+  const port = num(m, 'port');
+  const seconds = num(m, 'seconds');
+  const rate = num(m, 'rate');
+  const bodies = readFileSync(str(m, 'bodies'), 'utf8').split('\n').filter((l) => l !== '');
+  const reqs = bodies.map((b) => {
+    const body = Buffer.from(b, 'utf8');
+    const head = `POST / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUser-Agent: falcosecurity/falco\r\nAccept: */*\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`;
+    return Buffer.concat([Buffer.from(head, 'latin1'), body]);
+  });
+  const cap = rate > 0 ? Math.ceil(rate * seconds) : 4_000_000;
+  const lat = new Float64Array(cap);
+  let n = 0;
+  let ok = 0;
+  let non2xx = 0;
+  let late = 0;
+  const sock = net.connect({ port, host: '127.0.0.1', noDelay: true });
+  await new Promise<void>((resolve, reject) => {
+    sock.once('connect', resolve);
+    sock.once('error', reject);
+  });
+  const t0 = performance.now();
+  const end = t0 + seconds * 1000;
+  let sentAt = 0;
+  let pending: Buffer | null = null;
+  let timer: NodeJS.Timeout | null = null;
+  let finish!: () => void;
+  const finished = new Promise<void>((r) => (finish = r));
+  const sendNext = (): void => {
+    timer = null;
+    const now = performance.now();
+    if (now >= end || n >= cap) {
+      finish();
+      return;
+    }
+    if (rate > 0) {
+      const due = t0 + (n * 1000) / rate;
+      if (due > now) {
+        timer = setTimeout(sendNext, Math.max(0, due - now - 0.05));
+        return;
+      }
+    }
+    sentAt = performance.now();
+    sock.write(reqs[n % reqs.length] as Buffer);
+  };
+  /** One complete response in `buf` from offset 0: its length, or 0 when more bytes are needed. */
+  const complete = (buf: Buffer): number => {
+    const h = buf.indexOf('\r\n\r\n');
+    if (h < 0) return 0;
+    const head = buf.toString('latin1', 0, h);
+    const cl = /\r\ncontent-length:\s*(\d+)/i.exec(head);
+    let total: number;
+    if (cl) {
+      total = h + 4 + Number(cl[1]);
+      if (buf.length < total) return 0;
+    } else if (/\r\ntransfer-encoding:\s*chunked/i.test(head)) {
+      // Chunks: size line, data, CRLF; the last one has size 0 (no trailers from these servers).
+      let at = h + 4;
+      for (;;) {
+        const eol = buf.indexOf('\r\n', at);
+        if (eol < 0) return 0;
+        const size = parseInt(buf.toString('latin1', at, eol), 16);
+        if (size === 0) {
+          if (buf.length < eol + 4) return 0;
+          total = eol + 4;
+          break;
+        }
+        at = eol + 2 + size + 2;
+        if (buf.length < at) return 0;
+      }
+    } else throw new Error(`response without a length: ${head.slice(0, 200)}`);
+    if (head.startsWith('HTTP/1.1 2')) ok++;
+    else non2xx++;
+    return total;
+  };
+  sock.on('data', (chunk: Buffer) => {
+    let buf = pending ? Buffer.concat([pending, chunk]) : chunk;
+    pending = null;
+    for (;;) {
+      const used = complete(buf);
+      if (used === 0) {
+        if (buf.length > 0) pending = buf;
+        return;
+      }
+      const took = performance.now() - sentAt;
+      lat[n++] = took;
+      // An answer slower than the interval held Falco's output thread past the next alert's time.
+      if (rate > 0 && took > 1000 / rate) late++;
+      buf = buf.subarray(used);
+      if (buf.length === 0) break;
+    }
+    sendNext();
+  });
+  sock.on('error', () => finish());
+  sock.on('close', () => finish());
+  sendNext();
+  await finished;
+  if (timer) clearTimeout(timer);
+  const wall = (performance.now() - t0) / 1000;
+  sock.destroy();
+  const sorted = lat.slice(0, n).sort();
+  const pct = (p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+  send({ cmd: 'result', ok, non2xx, errors: 0, timeouts: 0, late, seconds: wall, p50: pct(50), p99: pct(99), p999: pct(99.9), max: sorted[sorted.length - 1] ?? 0 });
   process.exit(0);
 }
 
@@ -708,6 +829,7 @@ const TASKS: Record<string, (m: Msg) => Promise<void>> = {
   'server-bare': serverBare,
   loadgen,
   rategen,
+  'falco-serial': falcoSerial,
   'grpc-emulator': grpcEmulator,
   'grpc-consumer': grpcConsumer,
   file: fileReplay,

@@ -33,7 +33,8 @@ export interface Rejection {
 }
 
 export type DecodeResult =
-  | { readonly ok: true; readonly alert: Alert; readonly warning?: string }
+  /** `text`: the body as decoded text (what the alert was made from: the spool keeps it as the payload). */
+  | { readonly ok: true; readonly alert: Alert; readonly text: string; readonly warning?: string }
   | { readonly ok: false; readonly rejection: Rejection };
 
 /** Warning attached to an accepted alert that has no output_fields (Falco 0.41+ can switch them off). */
@@ -67,7 +68,8 @@ export function decodeFalcoBody(body: Buffer, contentType: string | undefined, o
     return reject('invalid_encoding', 'body is not valid UTF-8 text', 'Falco sends one JSON alert per request (Content-Type: application/json)');
   }
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-  if (text.trim() === '') {
+  // (A body that starts like an object is not blank: no trimmed copy of it.)
+  if (text.charCodeAt(0) !== 123 /* { */ && text.trim() === '') {
     return reject('empty_body', 'request body is empty', 'POST one Falco JSON alert per request (json_output: true in falco.yaml)');
   }
 
@@ -101,9 +103,9 @@ export function decodeFalcoBody(body: Buffer, contentType: string | undefined, o
   }
 
   try {
-    const alert = alertFromJson(value, origin, receivedAtMs);
-    if (alert.outputFields === null) return { ok: true, alert, warning: NO_OUTPUT_FIELDS_HINT };
-    return { ok: true, alert };
+    const alert = alertFromJson(value, origin, receivedAtMs, true);
+    if (alert.outputFields === null) return { ok: true, alert, text, warning: NO_OUTPUT_FIELDS_HINT };
+    return { ok: true, alert, text };
   } catch (err) {
     if (!(err instanceof InvalidAlertError)) {
       return reject('invalid_alert', err instanceof Error ? err.message : String(err));

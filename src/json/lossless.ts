@@ -99,11 +99,17 @@ export function parse(text: string): JsonValue {
     if (c === 45 /* - */ || (c >= 48 && c <= 57)) {
       const start = i;
       i++;
+      let plain = c !== 45; // digits only so far
       while (i < len) {
         const d = text.charCodeAt(i);
-        if ((d >= 48 && d <= 57) || d === 46 || d === 101 || d === 69 || d === 43 || d === 45) i++;
-        else break;
+        if (d >= 48 && d <= 57) i++;
+        else if (d === 46 || d === 101 || d === 69 || d === 43 || d === 45) {
+          plain = false;
+          i++;
+        } else break;
       }
+      // Up to 15 plain digits (no leading zero but `0` itself) always round-trip: nothing to slice.
+      if (plain && i - start <= 15 && (c !== 48 || i - start === 1)) continue;
       const raw = text.slice(start, i);
       // Short literals that look like plain numbers always round-trip except forms like 1.0 or 1e3.
       if (raw.length > 15 || !roundTrips(raw)) {
@@ -128,7 +134,7 @@ export function parse(text: string): JsonValue {
     // An input string could itself look like our mark once unescaped: take the slow, exact path.
     return new SlowParser(text).parseDocument();
   }
-  return revive(nativeParse(out.join(''), text));
+  return new Reviver(Math.floor(out.length / 5)).value(nativeParse(out.join(''), text));
 }
 
 function nativeParse(text: string, original: string = text): JsonValue {
@@ -141,22 +147,36 @@ function nativeParse(text: string, original: string = text): JsonValue {
   }
 }
 
-function revive(v: JsonValue): JsonValue {
-  if (typeof v === 'string') {
-    return v.startsWith(MARK) ? new LosslessNumber(v.slice(MARK.length)) : v;
+/** Turns the marked strings back into LosslessNumbers; stops walking once all `left` are found. */
+class Reviver {
+  constructor(private left: number) {}
+
+  value(v: JsonValue): JsonValue {
+    if (typeof v === 'string') {
+      if (!v.startsWith(MARK)) return v;
+      this.left--;
+      return new LosslessNumber(v.slice(MARK.length));
+    }
+    if (v === null || typeof v !== 'object' || v instanceof LosslessNumber) return v;
+    if (Array.isArray(v)) {
+      const a = v as JsonValue[];
+      for (let k = 0; k < a.length && this.left > 0; k++) {
+        const x = a[k] as JsonValue;
+        if (typeof x === 'object' || typeof x === 'string') a[k] = this.value(x);
+      }
+      return a;
+    }
+    const o = v as Record<string, JsonValue>;
+    for (const k in o) {
+      if (this.left <= 0) break;
+      const x = o[k] as JsonValue;
+      if (typeof x === 'object' || typeof x === 'string') {
+        const y = this.value(x);
+        if (y !== x) o[k] = y;
+      }
+    }
+    return o;
   }
-  if (v === null || typeof v !== 'object' || v instanceof LosslessNumber) return v;
-  if (Array.isArray(v)) {
-    const a = v as JsonValue[];
-    for (let k = 0; k < a.length; k++) a[k] = revive(a[k] as JsonValue);
-    return a;
-  }
-  const o = v as Record<string, JsonValue>;
-  for (const k in o) {
-    const x = o[k] as JsonValue;
-    if (typeof x === 'object' || typeof x === 'string') o[k] = revive(x);
-  }
-  return o;
 }
 
 /** Exact recursive-descent parser: the reference used for errors and for inputs with \u0000. */

@@ -605,7 +605,7 @@ export class FileSource implements Component {
     }
     let alert: Alert;
     try {
-      alert = alertFromJson(parse(text), this.origin, this.now());
+      alert = alertFromJson(parse(text), this.origin, this.now(), true);
     } catch (err) {
       if (err instanceof JsonSyntaxError) {
         this.skip('not_json');

@@ -17,6 +17,7 @@ import { errorCode, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { countSuppressed, rateLimited, type RateLimitedLog } from '../log-limit.js';
 import type { Metrics } from '../metrics.js';
+import type { Counter } from 'prom-client';
 import type { DetectStage } from '../pipeline/types.js';
 import { AlertIdGenerator } from '../store/alert-id.js';
 import { restoreInto, stateEntries } from './codec.js';
@@ -99,6 +100,8 @@ export class DetectionEngine implements DetectStage {
   /** prom-client children per label value (the label objects built once, not per call). */
   private readonly signalsBy = new Map<string, Inc>();
   private readonly suppressedBy = new Map<string, Inc>();
+  private readonly findingsBy = new Map<string, Inc>();
+  private readonly foldedBy = new Map<string, Inc>();
   private readonly log: Logger;
   /** Observer failures are logged at most once a minute (every one is counted). */
   private readonly observerLog: RateLimitedLog;
@@ -142,16 +145,24 @@ export class DetectionEngine implements DetectStage {
     }
   }
 
+  // Per-signal and per-finding counts are batched (added at scrape, src/metrics.ts).
   private signalCounter(kind: string): Inc {
     let c = this.signalsBy.get(kind);
-    if (!c) this.signalsBy.set(kind, (c = this.m.signals.labels({ kind })));
+    if (!c) this.signalsBy.set(kind, (c = this.opts.metrics.batched(this.m.signals, { kind })));
     return c;
   }
 
   private suppressedCounter(detector: string, reason: SuppressReason): Inc {
     const k = `${detector}|${reason}`;
     let c = this.suppressedBy.get(k);
-    if (!c) this.suppressedBy.set(k, (c = this.m.suppressed.labels({ detector, reason })));
+    if (!c) this.suppressedBy.set(k, (c = this.opts.metrics.batched(this.m.suppressed, { detector, reason })));
+    return c;
+  }
+
+  /** A batched child of a counter labelled by detector (findings, folds). */
+  private byDetector(counter: Counter<'detector'>, cache: Map<string, Inc>, detector: string): Inc {
+    let c = cache.get(detector);
+    if (!c) cache.set(detector, (c = this.opts.metrics.batched(counter, { detector })));
     return c;
   }
 
@@ -221,7 +232,7 @@ export class DetectionEngine implements DetectStage {
           slot.evictionsSeen = ev;
         }
         for (const f of findings) {
-          this.m.findings.inc({ detector: id });
+          this.byDetector(this.m.findings, this.findingsBy, id).inc();
           if (this.suppression.learning(id, slot.firstNs, f.timeNs)) {
             this.suppressedCounter(id, 'learning').inc();
             continue;
@@ -245,7 +256,7 @@ export class DetectionEngine implements DetectStage {
     for (const f of found) {
       const d = this.notifier.decide(f, this.maxNs);
       let a: Alert | null = null;
-      if (d.reason === null) this.m.folded.inc({ detector: f.detector });
+      if (d.reason === null) this.byDetector(this.m.folded, this.foldedBy, f.detector).inc();
       else out.push((a = this.emit(f, d)));
       this.observeFinding(f, a, d.incident);
     }

@@ -4,7 +4,7 @@
  * rounding, evidence ordering, the slim evidence copy (`retain`), internal rate limits, and a bounded
  * LRU map with counted eviction. No wall clock anywhere.
  */
-import { parseTime, type Alert, type Priority } from '../../alert.js';
+import { knownFields, parseTime, type Alert, type Priority } from '../../alert.js';
 import { deprecated, duration } from '../../config/dsl.js';
 import type { ProcFacts, Signal } from '../types.js';
 import { DEST, IMAGE } from '../../enrich/keys.js';
@@ -223,11 +223,24 @@ const NO_EXTRA = Object.freeze({}) as Alert['extra'];
  * costs about 3 KB; kept signals went from that to a few hundred bytes each.
  */
 export function retain(s: Signal): Signal {
+  // The detectors that consume one signal keep the same slim copy (and the signals of one alert share its slim alert).
+  if (s === lastRetained.from) return lastRetained.to;
   const a = s.alert;
-  const name = a.outputFields?.['container.name'];
-  const slim: Alert = Object.freeze({ ...a, output: '', tags: null, extra: NO_EXTRA, outputFields: name === undefined ? null : Object.freeze({ 'container.name': name }) });
-  return { ...s, alert: slim };
+  let slim = lastSlim.from === a ? lastSlim.to : null;
+  if (slim === null) {
+    const name = a.known.containerName;
+    const fields = name === undefined ? null : Object.freeze({ 'container.name': name });
+    slim = Object.freeze({ ...a, output: '', tags: null, extra: NO_EXTRA, outputFields: fields, known: knownFields(fields) });
+    lastSlim = { from: a, to: slim };
+  }
+  const kept = { ...s, alert: slim };
+  lastRetained = { from: s, to: kept };
+  return kept;
 }
+
+/** One-entry memos of retain (the signal in hand, its alert): kept signals are never mutated. */
+let lastRetained: { readonly from: Signal | null; readonly to: Signal } = { from: null, to: null as unknown as Signal };
+let lastSlim: { readonly from: Alert | null; readonly to: Alert } = { from: null, to: null as unknown as Alert };
 
 export const NS_PER_MS = 1_000_000n;
 export const msToNs = (ms: number): bigint => BigInt(Math.round(ms)) * NS_PER_MS;

@@ -98,8 +98,9 @@ export function parse(text: string): JsonValue {
     }
     if (c === 45 /* - */ || (c >= 48 && c <= 57)) {
       const start = i;
+      const neg = c === 45;
       i++;
-      let plain = c !== 45; // digits only so far
+      let plain = true; // an integer: digits only after the sign
       while (i < len) {
         const d = text.charCodeAt(i);
         if (d >= 48 && d <= 57) i++;
@@ -108,15 +109,20 @@ export function parse(text: string): JsonValue {
           i++;
         } else break;
       }
-      // Up to 15 plain digits (no leading zero but `0` itself) always round-trip: nothing to slice.
-      if (plain && i - start <= 15 && (c !== 48 || i - start === 1)) continue;
+      const nd = neg ? i - start - 1 : i - start;
+      const lead = text.charCodeAt(neg ? start + 1 : start);
+      // A well-formed integer (no leading zero) of up to 15 digits round-trips (`-0` aside): nothing to slice.
+      const wellFormed = plain && nd > 0 && (lead !== 48 || (nd === 1 && !neg));
+      if (wellFormed && nd <= 15) continue;
       const raw = text.slice(start, i);
+      // A well-formed integer of 17+ digits is beyond 2^53: never exact as a double.
+      const exact = wellFormed && nd >= 17 ? false : roundTrips(raw);
       // Short literals that look like plain numbers always round-trip except forms like 1.0 or 1e3.
-      if (raw.length > 15 || !roundTrips(raw)) {
-        if (!/^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$/.test(raw)) {
+      if (raw.length > 15 || !exact) {
+        if (!wellFormed && !/^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$/.test(raw)) {
           throw new JsonSyntaxError(`invalid number ${JSON.stringify(raw)}`, start);
         }
-        if (!roundTrips(raw)) {
+        if (!exact) {
           out ??= [];
           out.push(text.slice(last, start), '"', MARK_JSON, raw, '"');
           last = i;

@@ -34,7 +34,7 @@ import { CompanionError, QueueFullError, StoppedError, errorCode, errorMessage }
 import { JsonSyntaxError, parse } from '../json/lossless.js';
 import { countSuppressed, rateLimited, type RateLimitedLog } from '../log-limit.js';
 import type { Logger } from '../logger.js';
-import type { Metrics } from '../metrics.js';
+import type { BatchedCount, Metrics } from '../metrics.js';
 import type { Intake } from '../pipeline/types.js';
 import type { InputCheckpoints } from '../store/checkpoints.js';
 import { FINGERPRINT_BYTES, factsOf, headOf, planResume, sha256Hex, type Segment } from './file-checkpoint.js';
@@ -117,7 +117,9 @@ export class FileSource implements Component {
   private readonly origin: Origin;
   private readonly now: () => number;
   private readonly abort = new AbortController();
-  private readonly linesCounter;
+  /** Per-line counters, batched (added at scrape). */
+  private readonly linesCounter: BatchedCount;
+  private readonly receivedCounter: BatchedCount;
   private readonly reopenCounter;
 
   private state: 'new' | 'waiting' | 'reading' | 'finished' | 'failed' | 'stopped' = 'new';
@@ -157,7 +159,8 @@ export class FileSource implements Component {
     this.origin = Object.freeze({ kind: opts.originKind ?? (isStdin ? 'stdin' : 'file'), component: this.id });
     this.now = opts.now ?? Date.now;
     this.warnInvalid = rateLimited(this.log, { intervalMs: LOG_EVERY_MS, now: this.now, onSuppressed: countSuppressed(opts.metrics, this.id) });
-    this.linesCounter = opts.metrics.counter('input_lines_total', 'Lines read by the JSON-lines input', ['component']);
+    this.linesCounter = opts.metrics.batched(opts.metrics.counter('input_lines_total', 'Lines read by the JSON-lines input', ['component']), { component: this.id });
+    this.receivedCounter = opts.metrics.batched(opts.metrics.received, { component: this.id });
     this.reopenCounter = opts.metrics.counter('input_reopens_total', 'Times the followed file was truncated, replaced, rotated, or (at start) not found again', ['component', 'reason']);
     this.key = isStdin ? '-' : resolve(opts.path);
     this.donePromise = new Promise<FileSourceCounts>((res, rej) => {
@@ -538,7 +541,8 @@ export class FileSource implements Component {
         } else {
           line = seg;
         }
-        if (!(await this.handleLine(line))) break; // stopped before the line was submitted
+        const handled = this.handleLine(line);
+        if (handled !== true && !(await handled)) break; // stopped before the line was submitted
       }
       start = nl + 1;
       this.lineStart = base + start;
@@ -565,7 +569,7 @@ export class FileSource implements Component {
     this.partial = [];
     this.partialLen = 0;
     this.lines++;
-    this.linesCounter.inc({ component: this.id });
+    this.linesCounter.inc();
     this.skip('line_too_long');
     this.log.warn({ max_line_bytes: this.o.maxLineBytes, line: this.lines }, 'line longer than max_line_bytes skipped');
   }
@@ -588,10 +592,10 @@ export class FileSource implements Component {
     this.o.metrics.discarded.inc({ component: this.id, reason });
   }
 
-  /** false when the source stopped before the line's alert could be submitted. */
-  private async handleLine(raw: Buffer): Promise<boolean> {
+  /** false when the source stopped before the line's alert could be submitted (a promise when it had to wait). */
+  private handleLine(raw: Buffer): boolean | Promise<boolean> {
     this.lines++;
-    this.linesCounter.inc({ component: this.id });
+    this.linesCounter.inc();
     let end = raw.length;
     if (end > 0 && raw[end - 1] === 13) end--; // CRLF
     const text = raw.toString('utf8', 0, end);
@@ -618,10 +622,15 @@ export class FileSource implements Component {
       this.maybeProgress();
       return true;
     }
-    this.o.metrics.received.inc({ component: this.id });
-    const ok = await this.enqueue(alert);
+    this.receivedCounter.inc();
+    const ok = this.enqueue(alert);
+    if (ok !== true)
+      return ok.then((r) => {
+        this.maybeProgress();
+        return r;
+      });
     this.maybeProgress();
-    return ok;
+    return true;
   }
 
   /**
@@ -630,7 +639,28 @@ export class FileSource implements Component {
    * `full` is checked right before `submit` (nothing runs in between), so a submit is never
    * refused for being full: the alerts a refused one leaves behind can only have failed with it.
    */
-  private async enqueue(alert: Alert): Promise<boolean> {
+  private enqueue(alert: Alert): true | Promise<boolean> {
+    const intake = this.o.intake;
+    // Room and an intake that keeps at once (memory): kept now, nothing outstanding to settle.
+    if (!intake.full && !this.stopped && intake.submitNow) {
+      let kept: true | Promise<void>;
+      try {
+        kept = intake.submitNow(alert);
+      } catch (err) {
+        kept = Promise.reject(err as Error);
+      }
+      if (kept === true) {
+        this.alerts++;
+        return true;
+      }
+      kept.catch(() => undefined); // looked at in settle()
+      this.outstanding.push({ p: kept, alert });
+      return true;
+    }
+    return this.enqueueWaiting(alert);
+  }
+
+  private async enqueueWaiting(alert: Alert): Promise<boolean> {
     const intake = this.o.intake;
     while (intake.full) {
       if (this.stopped) return false;

@@ -4,7 +4,7 @@
  * rounding, evidence ordering, the slim evidence copy (`retain`), internal rate limits, and a bounded
  * LRU map with counted eviction. No wall clock anywhere.
  */
-import { knownFields, parseTime, type Alert, type Priority } from '../../alert.js';
+import { knownFields, NO_KNOWN_FIELDS, parseTime, type Alert, type FieldValue, type KnownFields, type OutputFields, type Priority } from '../../alert.js';
 import { deprecated, duration } from '../../config/dsl.js';
 import type { ProcFacts, Signal } from '../types.js';
 import { DEST, IMAGE } from '../../enrich/keys.js';
@@ -229,13 +229,27 @@ export function retain(s: Signal): Signal {
   let slim = lastSlim.from === a ? lastSlim.to : null;
   if (slim === null) {
     const name = a.known.containerName;
-    const fields = name === undefined ? null : Object.freeze({ 'container.name': name });
-    slim = Object.freeze({ ...a, output: '', tags: null, extra: NO_EXTRA, outputFields: fields, known: knownFields(fields) });
+    const f = name === undefined ? null : slimFields(name);
+    slim = Object.freeze({ ...a, output: '', tags: null, extra: NO_EXTRA, outputFields: f === null ? null : f.fields, known: f === null ? NO_KNOWN_FIELDS : f.known });
     lastSlim = { from: a, to: slim };
   }
   const kept = { ...s, alert: slim };
   lastRetained = { from: s, to: kept };
   return kept;
+}
+
+/** The slim output fields and their record, one pair per container name (kept signals share them; a checkpoint writes each once). */
+const slimByName = new Map<FieldValue, { readonly fields: OutputFields; readonly known: KnownFields }>();
+
+function slimFields(name: FieldValue): { readonly fields: OutputFields; readonly known: KnownFields } {
+  let f = slimByName.get(name);
+  if (f === undefined) {
+    if (slimByName.size >= 4096) slimByName.clear();
+    const fields: OutputFields = Object.freeze({ 'container.name': name });
+    f = { fields, known: knownFields(fields) };
+    slimByName.set(name, f);
+  }
+  return f;
 }
 
 /** One-entry memos of retain (the signal in hand, its alert): kept signals are never mutated. */

@@ -95,6 +95,8 @@ export class DetectionEngine implements DetectStage {
   private notifyEvictionsSeen = 0;
   /** The incidents or a learning-period start changed since the last checkpoint. */
   private memoryDirty = false;
+  /** The part being encoded across event-loop turns (src/detect/checkpoint.ts), unchanged until released. */
+  private held: { readonly id: string; readonly finish: () => void; readonly released: Promise<void>; readonly release: () => void } | null = null;
   private maxNs = 0n;
   private readonly ids: AlertIdGenerator;
   /** prom-client children per label value (the label objects built once, not per call). */
@@ -168,6 +170,7 @@ export class DetectionEngine implements DetectStage {
 
   /** Replace the rules (reload). Detectors given replace those of the same id, keeping their state. */
   setRules(rules: LoadedRules, detectors?: readonly Detector<unknown>[]): void {
+    if (this.held) this.finishHold();
     this.compile(rules);
     this.notifier.configure(notifySettings(rules));
     if (detectors) {
@@ -185,6 +188,7 @@ export class DetectionEngine implements DetectStage {
 
   /** Map, suppress, detect, notify. Never throws for bad input. */
   process(alert: Alert): { readonly forward: boolean; readonly detections: readonly Alert[] } {
+    if (this.held) this.finishHold();
     const forwardSignals = this.rules.output.forwardSignalAlerts && this.opts.forwardSignalAlerts !== false;
     const forward = forwardSignals || !alert.rule.startsWith(SIGNAL_RULE_PREFIX);
     if (alert.origin.kind === 'detector') return { forward: true, detections: [] };
@@ -346,6 +350,46 @@ export class DetectionEngine implements DetectStage {
     }
   }
 
+  /**
+   * Hold one part unchanged while it is encoded across turns of the event loop: until
+   * {@link release}, {@link ready} gives the pipeline a promise to wait on before its next alert.
+   * Whatever changes the state meanwhile (process, setRules, restorePart: a caller that did not
+   * wait) first calls `finish`, which must end the encoding at once and release. One part at a
+   * time; null: no such part.
+   */
+  hold(id: string, finish: () => void): StatePart | null {
+    if (this.held) this.finishHold();
+    const p = this.checkpointPart(id);
+    if (!p) return null;
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    this.held = { id, finish, released, release };
+    return p;
+  }
+
+  /** The held part may change again (no-op when it is not held). */
+  release(id: string): void {
+    const h = this.held;
+    if (!h || h.id !== id) return;
+    this.held = null;
+    h.release();
+  }
+
+  /** Undefined when {@link process} may run now; else a promise resolved when the held part is released. */
+  ready(): Promise<void> | undefined {
+    return this.held?.released;
+  }
+
+  private finishHold(): void {
+    const h = this.held;
+    if (!h) return;
+    try {
+      h.finish();
+    } finally {
+      this.release(h.id); // whatever finish did, the state is not held past this point
+    }
+  }
+
   private memory(): EngineMemory {
     const first = new Map<string, bigint>();
     for (const [id, slot] of this.slots) if (slot.firstNs !== null) first.set(id, slot.firstNs);
@@ -359,6 +403,7 @@ export class DetectionEngine implements DetectStage {
    * Throws when the decoded value does not fit (the caller starts that part fresh).
    */
   restorePart(id: string, version: number, decoded: unknown): RestoreResult {
+    if (this.held) this.finishHold();
     if (id === ENGINE_STATE_ID) {
       if (version !== ENGINE_STATE_VERSION) return 'version';
       const mem = decoded as Partial<EngineMemory> | null;

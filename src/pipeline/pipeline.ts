@@ -20,6 +20,11 @@ export interface PipelineDeps {
   readonly enrichers: readonly Enricher[];
   readonly enrichBudgetMs: number;
   readonly detect: DetectStage | null;
+  /**
+   * Undefined when `detect` may take an alert now, else a promise to wait on first (a part of the
+   * detection state is being checkpointed in slices and must not change meanwhile).
+   */
+  readonly detectReady?: () => Promise<void> | undefined;
   readonly router: Router;
   readonly sinks: readonly Sink[];
   readonly concurrency: number;
@@ -99,6 +104,11 @@ export class Pipeline implements Component {
         alert = await head;
         run = 0;
       } else alert = head;
+      const held = this.d.detectReady?.();
+      if (held !== undefined) {
+        await held;
+        run = 0;
+      }
       const after = this.afterEnrich(alert);
       if (after !== undefined) {
         await after;

@@ -33,7 +33,8 @@ import { MetricsSource } from '../src/sources/metrics.js';
 import { benchEngine } from './detectors.js';
 import { floodAlert, outboundAlert } from './inputs.js';
 import { fullStates } from './checkpoint.js';
-import { decodeState, encodeState, restoreInto } from '../src/detect/codec.js';
+import { decodeState, encodeState, encodeStateSliced, restoreInto } from '../src/detect/codec.js';
+import { SLICE_MS } from '../src/detect/checkpoint.js';
 import { BoundedMap } from '../src/detect/detectors/kit.js';
 import { buildDetectors } from '../src/detect/registry.js';
 import { loadRulesFile } from '../src/detect/rules/load.js';
@@ -707,16 +708,37 @@ async function checkpoint(m: Msg): Promise<void> {
   const full = fullStates();
   (globalThis as { gc?: () => void }).gc?.();
   const heapUsed = process.memoryUsage().heapUsed;
-  const per: { id: string; bytes: number; encodeMs: number }[] = [];
+  // As the periodic checkpoint does it: each part in slices of SLICE_MS, a turn of the event loop
+  // between slices; the longest slice is the longest the event loop is blocked.
+  const per: { id: string; bytes: number; encodeMs: number; longestMs: number; slices: number; wholeMs: number }[] = [];
   const encoded: { id: string; version: number; state: Buffer }[] = [];
-  const e0 = performance.now();
+  let encodeMs = 0;
   for (const p of full.parts) {
-    const t = performance.now();
-    const state = encodeState(p.state);
-    per.push({ id: p.id, bytes: state.length, encodeMs: performance.now() - t });
+    const steps = encodeStateSliced(p.state, SLICE_MS);
+    let ms = 0;
+    let longest = 0;
+    let slices = 0;
+    let state: Buffer;
+    for (;;) {
+      const t = performance.now();
+      const r = steps.next();
+      const d = performance.now() - t;
+      ms += d;
+      slices++;
+      if (d > longest) longest = d;
+      if (r.done) {
+        state = r.value;
+        break;
+      }
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    // The same part in one go (what the checkpoint did before, and does at stop).
+    const t1 = performance.now();
+    encodeState(p.state);
+    per.push({ id: p.id, bytes: state.length, encodeMs: ms, longestMs: longest, slices, wholeMs: performance.now() - t1 });
     encoded.push({ id: p.id, version: 1, state });
+    encodeMs += ms;
   }
-  const encodeMs = performance.now() - e0;
   const db = openStateDb(str(m, 'stateDir'));
   const store = new DetectStateStore(db);
   const w0 = performance.now();

@@ -76,14 +76,45 @@ const ARR = 1;
 const MAP = 2;
 const SET = 3;
 
+/**
+ * Numbers for the strings and objects written so far, in the order written, in maps of at most
+ * {@link INDEX_SHARD} entries: a JavaScript Map rehashes everything when it doubles (≈ 55 ms at a
+ * million objects, one stall of the sliced encoding); shards keep each doubling small. Lookups go
+ * newest shard first (a full-budget state needs ~10 of them).
+ */
+class Index<K> {
+  private readonly full: Map<K, number>[] = [];
+  private cur = new Map<K, number>();
+  size = 0;
+
+  get(k: K): number | undefined {
+    const i = this.cur.get(k);
+    if (i !== undefined) return i;
+    for (let j = this.full.length - 1; j >= 0; j--) {
+      const x = (this.full[j] as Map<K, number>).get(k);
+      if (x !== undefined) return x;
+    }
+    return undefined;
+  }
+
+  add(k: K): void {
+    if (this.cur.size >= INDEX_SHARD) {
+      this.full.push(this.cur);
+      this.cur = new Map();
+    }
+    this.cur.set(k, this.size++);
+  }
+}
+const INDEX_SHARD = 1 << 17;
+
 class Writer {
   buf = Buffer.allocUnsafe(1 << 16);
   at = 0;
-  private readonly strings = new Map<string, number>();
+  private readonly strings = new Index<string>();
   /** Shapes by key count and first key: [keys, index] candidates compared key by key. */
   private readonly shapes = new Map<string, [readonly string[], number][]>();
   private shapeCount = 0;
-  private readonly objects = new Map<object, number>();
+  private readonly objects = new Index<object>();
 
   private room(n: number): void {
     if (this.at + n <= this.buf.length) return;
@@ -116,7 +147,7 @@ class Writer {
       this.uint(idx);
       return;
     }
-    this.strings.set(s, this.strings.size);
+    this.strings.add(s);
     const n = Buffer.byteLength(s, 'utf8');
     this.u8(Tag.Str);
     this.uint(n);
@@ -198,7 +229,7 @@ class Writer {
     }
     if (depth >= MAX_DEPTH) throw new StateCodecError(`nested deeper than ${MAX_DEPTH} levels`);
     if (Array.isArray(v)) {
-      this.objects.set(v, this.objects.size);
+      this.objects.add(v);
       if (Object.isFrozen(v)) this.u8(Tag.Frozen);
       if (v.length >= 4 && isIntArray(v)) {
         this.u8(Tag.IntArr);
@@ -217,7 +248,7 @@ class Writer {
     }
     const proto: unknown = Object.getPrototypeOf(v);
     if (proto === Object.prototype || proto === null) {
-      this.objects.set(v, this.objects.size);
+      this.objects.add(v);
       const keys = Object.keys(v);
       if (Object.isFrozen(v)) this.u8(Tag.Frozen);
       const shape = this.shape(keys);
@@ -232,7 +263,7 @@ class Writer {
       return keys;
     }
     if (v instanceof BoundedMap) {
-      this.objects.set(v, this.objects.size);
+      this.objects.add(v);
       const m = v as BoundedMap<unknown, unknown>;
       this.u8(Tag.BMap);
       this.uint(m.max);
@@ -241,19 +272,19 @@ class Writer {
       return MAP;
     }
     if (v instanceof Map) {
-      this.objects.set(v, this.objects.size);
+      this.objects.add(v);
       this.u8(Tag.Map);
       this.uint(v.size);
       return MAP;
     }
     if (v instanceof Set) {
-      this.objects.set(v, this.objects.size);
+      this.objects.add(v);
       this.u8(Tag.Set);
       this.uint(v.size);
       return SET;
     }
     if (v instanceof LosslessNumber) {
-      this.objects.set(v, this.objects.size);
+      this.objects.add(v);
       this.u8(Tag.Lossless);
       this.str(v.raw);
       return DONE;

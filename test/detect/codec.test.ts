@@ -263,6 +263,19 @@ describe('sliced encoding (the periodic checkpoint, across event-loop turns)', (
     for (const p of engine.checkpointParts(true)) expect(Buffer.compare(drain(p.state, 0).bytes, encodeState(p.state)), p.id).toBe(0);
   });
 
+  it('past one index shard (131 072 strings and objects) references still find what was written first', () => {
+    const first = { id: 'first' };
+    const items: unknown[] = [first];
+    for (let i = 0; i < 140_000; i++) items.push({ s: `s${i}` }); // 140 k objects and 140 k strings
+    items.push(first, 's0', { s: 's1' });
+    const bytes = encodeState(items);
+    expect(Buffer.compare(drain(items, 5).bytes, bytes)).toBe(0);
+    const back = decodeState(bytes) as unknown[];
+    expect(back[back.length - 3]).toBe(back[0]); // one object, as before
+    expect(back.slice(-2)).toEqual(['s0', { s: 's1' }]);
+    expect(bytes.length).toBeLessThan(140_000 * 12); // strings and shapes written once
+  });
+
   it('refuses what encodeState refuses, naming where', () => {
     expect(() => drain({ ok: new Map([['a', { f: () => 1 }]]) }, 0)).toThrow(/function at ok\.a\.f/);
     expect(() => drain({ a: [1, { b: { c: [() => 1] } }] }, 0)).toThrow(/function at a\.1\.b\.c\.0$/);

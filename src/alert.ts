@@ -320,6 +320,12 @@ export class InvalidAlertError extends CompanionError {
 
 const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9})\d*)?([Zz]|[+-]\d{2}:?\d{2})$/;
 
+/** 400 Gregorian years (146097 days) in ms. */
+const GREGORIAN_CYCLE_MS = 146_097 * 86_400_000;
+/** 0000-01-01T00:00:00Z and 10000-01-01T00:00:00Z in seconds since the epoch. */
+const MIN_RFC3339_SECONDS = -62_167_219_200n;
+const MAX_RFC3339_SECONDS = 253_402_300_800n;
+
 export interface ParsedTime {
   /** Canonical `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`. */
   readonly text: string;
@@ -368,12 +374,16 @@ function parseTimeText(s: string): ParsedTime | null {
   const m = RFC3339.exec(s);
   if (!m) return null;
   const [, y, mo, d, h, mi, se, frac = '', zone = 'Z'] = m;
-  const ms = Date.UTC(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(se));
-  if (!Number.isFinite(ms)) return null;
-  const check = new Date(ms);
+  const year = Number(y);
+  // Date.UTC reads years 0..99 as 1900..1999: shift by one 400-year Gregorian cycle and back.
+  const day = year < 100 ? Date.UTC(year + 400, Number(mo) - 1, Number(d)) - GREGORIAN_CYCLE_MS : Date.UTC(year, Number(mo) - 1, Number(d));
+  if (!Number.isFinite(day)) return null;
+  // The date is checked alone, so a leap second (23:59:60) does not roll it over into the next day.
+  const check = new Date(day);
   if (check.getUTCDate() !== Number(d) || check.getUTCMonth() !== Number(mo) - 1 || Number(h) > 23 || Number(mi) > 59 || Number(se) > 60) {
     return null;
   }
+  const ms = day + ((Number(h) * 60 + Number(mi)) * 60 + Number(se)) * 1000;
   let offsetMin = 0;
   if (zone !== 'Z' && zone !== 'z') {
     const sign = zone[0] === '-' ? -1 : 1;
@@ -381,6 +391,8 @@ function parseTimeText(s: string): ParsedTime | null {
     offsetMin = sign * (Number(digits.slice(0, 2)) * 60 + Number(digits.slice(2, 4)));
   }
   const seconds = BigInt(ms / 1000 - offsetMin * 60);
+  // Its UTC form must be a 4-digit year too (9999-12-31T23:00:00-07:00 is not).
+  if (seconds >= MAX_RFC3339_SECONDS || seconds < MIN_RFC3339_SECONDS) return null;
   const nanos = BigInt(frac.padEnd(9, '0'));
   const ns = seconds * 1_000_000_000n + nanos;
   // Already canonical (what Falco sends): the text is its own canonical form.

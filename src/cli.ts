@@ -2,6 +2,9 @@
 /**
  * falco-companion command line: run, validate, replay, demo, spool, emulate, tune, explain.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { systemClock } from './clock.js';
@@ -9,6 +12,7 @@ import { configSchema, type Config } from './config/schema.js';
 import { loadConfig } from './config/validate.js';
 import { ConfigError, errorMessage } from './errors.js';
 import { createLogger, type Logger } from './logger.js';
+import { Redactor } from './redact.js';
 import { Metrics } from './metrics.js';
 import { buildApp, type App } from './wiring.js';
 import { runDemo } from './demo.js';
@@ -92,7 +96,7 @@ function handleSignals(app: App, logger: Logger, deadlineMs: number, onDone: (co
 
 async function run(f: CommonFlags): Promise<void> {
   const config = load(f);
-  const logger = createLogger({ level: config.log.level });
+  const logger = createLogger({ level: config.log.level, redactor: new Redactor(config.redact.patterns) });
   const metrics = new Metrics();
   const app = buildApp(config, { logger, metrics, clock: systemClock });
   process.on('uncaughtException', (err) => {
@@ -110,9 +114,21 @@ async function run(f: CommonFlags): Promise<void> {
   }
 }
 
+/** The built-in default state directory (a node's daemon database). */
+const DEFAULT_STATE_DIR = '/var/lib/falco-companion';
+
 async function replay(f: CommonFlags & { file: string }): Promise<void> {
-  const config = load(f, { 'http.enabled': false, 'grpc.enabled': false });
-  const logger = createLogger({ level: config.log.level });
+  let config = load(f, { 'http.enabled': false, 'grpc.enabled': false });
+  // A replay never writes into the daemon's database by accident (image history, baselines,
+  // statistics, journal): without a state directory of its own it works in a temporary one.
+  let scratch: string | null = null;
+  if (config.state_dir === DEFAULT_STATE_DIR && f['state-dir'] === undefined) {
+    scratch = mkdtempSync(join(tmpdir(), 'falco-companion-replay-'));
+    config = load(f, { 'http.enabled': false, 'grpc.enabled': false, state_dir: scratch });
+    process.on('exit', () => rmSync(scratch as string, { recursive: true, force: true }));
+  }
+  const logger = createLogger({ level: config.log.level, redactor: new Redactor(config.redact.patterns) });
+  if (scratch) logger.info({ component: 'app', state_dir: scratch }, `replay: no --state-dir, using a temporary state directory (removed at exit; give --state-dir to keep what the replay learned)`);
   const metrics = new Metrics();
   const started = Date.now();
   let last = { lines: 0, alerts: 0, skipped: 0 };

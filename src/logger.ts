@@ -1,8 +1,13 @@
 /**
  * pino JSON logs, one child logger per component. Field vocabulary:
  * component, rule, priority, source, sink, status, stage, error, alert_id.
+ *
+ * Every line is redacted before it is written (src/redact.ts: built-in secret patterns plus
+ * `redact.patterns`), whatever a log call includes. Alert payloads (output, output_fields) are
+ * logged at debug at most.
  */
 import { pino, type Logger, type DestinationStream } from 'pino';
+import { Redactor } from './redact.js';
 
 export type { Logger } from 'pino';
 
@@ -12,10 +17,13 @@ export interface LoggerOptions {
   readonly level: LogLevel;
   /** Defaults to stderr, so `--stdout` alert output stays clean JSON lines. */
   readonly destination?: DestinationStream;
+  /** Secret redaction of every line (default: the built-in patterns). */
+  readonly redactor?: Redactor;
 }
 
 export function createLogger(opts: LoggerOptions): Logger {
   const dest = opts.destination ?? pino.destination({ fd: 2, sync: true });
+  const redactor = opts.redactor ?? new Redactor();
   return pino(
     {
       level: opts.level,
@@ -23,6 +31,7 @@ export function createLogger(opts: LoggerOptions): Logger {
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
       serializers: { error: pino.stdSerializers.err },
+      hooks: { streamWrite: (line) => redactor.redactLogLine(line) },
     },
     dest,
   );

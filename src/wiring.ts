@@ -17,7 +17,7 @@ import { Pipeline } from './pipeline/pipeline.js';
 import { Router } from './pipeline/router.js';
 import type { DetectStage, Enricher, Intake, PipelineIntake, Sink } from './pipeline/types.js';
 import { HttpServer } from './server/http.js';
-import { OpsServer, testAlertRoute } from './server/ops.js';
+import { OpsServer, opsPlacement, testAlertRoute } from './server/ops.js';
 import { MemoryDeliveryQueue } from './sinks/delivery-queue.js';
 import { FalcosidekickSink } from './sinks/falcosidekick.js';
 import { FileSink } from './sinks/file.js';
@@ -34,6 +34,8 @@ import { buildClusterStore } from './cluster/wiring.js';
 import { Journal } from './journal/journal.js';
 import { CaseRecorder } from './journal/recorder.js';
 import { reportRoute, reportUrlFor } from './report/route.js';
+import { inputLimits } from './limits.js';
+import { Redactor, redactingSink } from './redact.js';
 
 export interface AppDeps {
   readonly logger: Logger;
@@ -120,14 +122,17 @@ export function buildApp(config: Config, deps: AppDeps): App {
   const intake: Intake & PipelineIntake = spool ?? new MemoryIntake(config.queue.max_alerts, metrics);
 
   // Sinks: sidekick delivers from the spool, or from a bounded memory queue of its own.
+  // (redact.forwarded: what the sinks take has its secrets masked; detection sees the original)
+  const redactor = config.redact.forwarded ? new Redactor(config.redact.patterns) : null;
   const sinks: Sink[] = [];
+  const addSink = (s: Sink): void => void sinks.push(redactor ? redactingSink(s, redactor) : s);
   const sk = config.sinks.falcosidekick;
   if (sk.url) {
     const queue = spool?.delivery ?? new MemoryDeliveryQueue({ id: 'sink/falcosidekick', maxQueue: sk.max_queue, maxElapsedMs: sk.max_elapsed, metrics, logger });
-    sinks.push(new FalcosidekickSink({ queue, config: sk, logger, metrics }));
+    addSink(new FalcosidekickSink({ queue, config: sk, logger, metrics }));
   }
-  if (config.sinks.stdout.enabled) sinks.push(new StdoutSink({ logger, metrics, stream: deps.stdout ?? process.stdout }));
-  if (config.sinks.file.path) sinks.push(new FileSink({ config: config.sinks.file, logger, metrics }));
+  if (config.sinks.stdout.enabled) addSink(new StdoutSink({ logger, metrics, stream: deps.stdout ?? process.stdout }));
+  if (config.sinks.file.path) addSink(new FileSink({ config: config.sinks.file, logger, metrics }));
 
   // Learned state shared with other nodes (store.backend: redis), local first; null: this node only.
   const cluster = buildClusterStore(config, { logger, metrics, db: stateDb });
@@ -181,7 +186,8 @@ export function buildApp(config: Config, deps: AppDeps): App {
     ...(deps.onForwarded ? { onForwarded: deps.onForwarded } : {}),
   });
 
-  // Sources
+  // Sources (each applies the input limits right after parsing)
+  const limits = inputLimits(config.limits);
   const sources: Component[] = [];
   let fileSource: FileSource | null = null;
   let http: HttpServer | null = null;
@@ -197,13 +203,16 @@ export function buildApp(config: Config, deps: AppDeps): App {
     const spoolReady = spool ? spool.health().ready : true;
     return { ready: sourcesReady && sinkReady && spoolReady && !stopping, components };
   };
-  // Operations endpoints: on the HTTP input's listener when it is on and ops.listen is empty or
-  // the same address; else on a listener of their own (so a gRPC-only companion keeps /metrics).
+  // Operations endpoints: never reachable from other hosts unless ops.listen says so (on the HTTP
+  // input's listener when that is loopback or named by ops.listen; else a listener of their own,
+  // so a gRPC-only companion keeps /metrics). The rule: opsPlacement in src/server/ops.ts.
   const httpOn = config.http.enabled && !deps.replay;
-  const opsShared = httpOn && (config.ops.listen === null || config.ops.listen === config.http.listen);
+  const placement = opsPlacement(config, httpOn);
+  const opsShared = placement.shared;
   if (config.ops.enabled && !deps.replay) {
-    ops = new OpsServer({ listen: opsShared ? null : (config.ops.listen ?? config.http.listen), config: config.http, logger, metrics, readiness: health });
-    ops.route(testAlertRoute({ intake, alert: () => testAlert(clock, hostname), retryAfterMs: config.http.retry_after, logger, metrics }));
+    const note = placement.why === 'loopback-default' ? { exposure: 'loopback only (http.listen is not loopback and ops.listen is empty): set ops.listen to reach /metrics and /readyz from elsewhere' } : null;
+    ops = new OpsServer({ listen: opsShared ? null : placement.listen, config: config.http, logger, metrics, readiness: health, ...(note ? { logFields: note } : {}) });
+    ops.route(testAlertRoute({ intake, alert: () => testAlert(clock, hostname), retryAfterMs: config.http.retry_after, token: config.ops.test_token, logger, metrics }));
     ops.route({
       method: 'GET',
       path: '/detections',
@@ -215,12 +224,12 @@ export function buildApp(config: Config, deps: AppDeps): App {
     if (journal && serveReports && config.journal.enabled) ops.route(reportRoute({ reader: () => journal.reader(), now: () => clock.now() }));
   }
   if (httpOn) {
-    http = new HttpServer({ config: config.http, intake, logger, metrics, ops: opsShared ? ops : null });
+    http = new HttpServer({ config: config.http, intake, logger, metrics, ops: opsShared ? ops : null, limits });
     sources.push(http);
   }
   if (metricsSource) sources.push(metricsSource);
   if (config.grpc.enabled && !deps.replay) {
-    sources.push(new GrpcSource({ config: config.grpc, intake, logger: log('source/grpc'), metrics }));
+    sources.push(new GrpcSource({ config: config.grpc, intake, logger: log('source/grpc'), metrics, limits }));
   }
   const inputPath = deps.replay?.path ?? config.input.path;
   if (inputPath) {
@@ -231,6 +240,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
       follow: !deps.replay && inputPath !== '-',
       pollIntervalMs: config.input.poll_interval,
       maxLineBytes: config.input.max_line_bytes,
+      limits,
       intake,
       logger,
       metrics,

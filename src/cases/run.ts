@@ -21,6 +21,7 @@ import { buildRecord } from '../journal/record.js';
 import { tapDetector } from '../journal/tap.js';
 import type { DetectionRecord } from '../journal/types.js';
 import { parse } from '../json/lossless.js';
+import { DEFAULT_FAIR_SHARE } from '../limits.js';
 import type { DetectStage } from '../pipeline/types.js';
 import { silentLogger } from '../logger.js';
 import { Metrics } from '../metrics.js';
@@ -204,7 +205,8 @@ export function runLoadedCase(c: TestCase, opts: RunOptions = {}): Omit<CaseResu
   const clock = new ManualClock(0);
   const found: Seen[] = [];
   const detectors = detectorsOf.map((d) => tapDetector(d, (f: Finding) => found.push({ finding: f, emitted: null, incident: null, tapped: true })));
-  const engine = new DetectionEngine({ rules, detectors, logger: silentLogger(), metrics, clock });
+  // The fair share of `run` with the default limits, so a case judges what production would do.
+  const engine = new DetectionEngine({ rules, detectors, logger: silentLogger(), metrics, clock, fairShare: DEFAULT_FAIR_SHARE });
   const facts = new FactsEnricher(c.facts, { metrics, clock });
   const ids = new AlertIdGenerator(() => clock.now());
   const detections: Detected[] = [];

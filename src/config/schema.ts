@@ -10,6 +10,7 @@ import { spoolSection } from './sections/spool.js';
 import { metricsSection } from './sections/metrics.js';
 import { storeSection } from './sections/store.js';
 import { journalSection } from './sections/journal.js';
+import { limitsSection, redactSection } from './sections/limits.js';
 
 export const configSchema = obj('falco-companion configuration', {
   state_dir: str('Directory for the state database (spool, baselines, image history).', '/var/lib/falco-companion'),
@@ -27,6 +28,8 @@ export const configSchema = obj('falco-companion configuration', {
   spool: spoolSection,
   store: storeSection,
   journal: journalSection,
+  limits: limitsSection,
+  redact: redactSection,
   shutdown: shutdownSection,
 });
 

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node as YamlNode } from 'yaml';
-import { ConfigError } from '../errors.js';
+import { ConfigError, errorMessage } from '../errors.js';
 import { deepFreeze } from '../json/lossless.js';
 import { envName, leaves, parseCidrValue, parseDays, parseDuration, parseSize, parseUtcTime, type ObjectSpec, type Spec } from './dsl.js';
 
@@ -209,14 +209,31 @@ export interface ParsedYaml {
 /** Parse YAML text for {@link checkSpec}: duplicate keys and syntax errors are problems with positions. */
 export function parseYaml(file: string, text: string): ParsedYaml {
   const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
   const problems: Problem[] = [];
+  const broken = (message: string): ParsedYaml => {
+    problems.push({ where: `${file}:1:1`, message });
+    return { raw: undefined, root: null, lc, problems, broken: true };
+  };
+  let doc: ReturnType<typeof parseDocument>;
+  try {
+    doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
+  } catch (err) {
+    // The YAML parser's own limits (e.g. nesting beyond the stack): a problem, not a crash.
+    return broken(`cannot be read as YAML: ${errorMessage(err)}`);
+  }
   for (const e of [...doc.errors, ...doc.warnings]) {
     const pos = lc.linePos(e.pos[0]);
     problems.push({ where: `${file}:${pos.line}:${pos.col}`, message: e.message.split('\n')[0] ?? e.message });
   }
   if (doc.errors.length > 0) return { raw: undefined, root: null, lc, problems, broken: true };
-  return { raw: doc.toJS({ maxAliasCount: 100 }) as unknown, root: (doc.contents as YamlNode | null) ?? null, lc, problems, broken: false };
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: 100 }) as unknown;
+  } catch (err) {
+    // Alias bombs ("billion laughs") stop at maxAliasCount with a ReferenceError.
+    return broken(`YAML aliases expand too much (more than 100 alias uses): ${errorMessage(err)}`);
+  }
+  return { raw, root: (doc.contents as YamlNode | null) ?? null, lc, problems, broken: false };
 }
 
 export interface LoadOptions {

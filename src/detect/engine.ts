@@ -19,7 +19,9 @@ import { countSuppressed, rateLimited, type RateLimitedLog } from '../log-limit.
 import type { Metrics } from '../metrics.js';
 import type { Counter } from 'prom-client';
 import type { DetectStage } from '../pipeline/types.js';
+import { SignalFairShare, type FairShareSettings } from '../limits.js';
 import { AlertIdGenerator } from '../store/alert-id.js';
+import { EventClock, type ClockTick } from './event-clock.js';
 import { restoreInto, stateEntries } from './codec.js';
 import { findingToAlert } from './finding-to-alert.js';
 import { compileMapping, SIGNAL_RULE_PREFIX, type Mapping } from './mapping.js';
@@ -38,6 +40,8 @@ export interface DetectionEngineOptions {
   readonly forwardSignalAlerts?: boolean;
   /** Watchers of every routed signal and every finding (journal, statistics); errors are caught and counted. */
   readonly observers?: readonly DetectionObserver[];
+  /** Per-container signal rate in front of the detectors (src/limits.ts SignalFairShare); absent: none. */
+  readonly fairShare?: FairShareSettings;
 }
 
 interface Slot {
@@ -97,6 +101,8 @@ export class DetectionEngine implements DetectStage {
   private memoryDirty = false;
   /** The part being encoded across event-loop turns (src/detect/checkpoint.ts), unchanged until released. */
   private held: { readonly id: string; readonly finish: () => void; readonly released: Promise<void>; readonly release: () => void } | null = null;
+  /** The detection clock (event time; one alert cannot move it far: src/detect/event-clock.ts). */
+  private readonly eventClock = new EventClock();
   private maxNs = 0n;
   private readonly ids: AlertIdGenerator;
   /** prom-client children per label value (the label objects built once, not per call). */
@@ -107,6 +113,8 @@ export class DetectionEngine implements DetectStage {
   private readonly log: Logger;
   /** Observer failures are logged at most once a minute (every one is counted). */
   private readonly observerLog: RateLimitedLog;
+  /** Fair share of the detectors between containers (null: off). */
+  private readonly fair: SignalFairShare | null;
   private readonly m;
 
   constructor(private readonly opts: DetectionEngineOptions) {
@@ -120,6 +128,7 @@ export class DetectionEngine implements DetectStage {
       detections: mm.counter('detections_total', 'Detections emitted, by detector and priority', ['detector', 'priority']),
       folded: mm.counter('detections_folded_total', 'Findings folded into an open incident by the notify policy (reported as "repeated N times" on its next detection), by detector', ['detector']),
       observerErrors: mm.counter('detect_observer_errors_total', 'Errors thrown by detection observers (journal, statistics), caught by the engine', ['hook']),
+      clock: mm.counter('detect_clock_events_total', 'Alerts whose event time lay more than an hour from the detection clock (outlier_ahead / outlier_behind: the clock stayed), and clock jumps after 3 agreeing ones (jump_ahead / jump_behind)', ['event']),
     };
     const sizes = (): { id: string; entries: number }[] => this.stateSizes();
     mm.gauge('detector_state_entries', 'Entries a detector state holds at its top level (maps, sets, lists); detector="engine/notify": open incidents', ['detector'], function () {
@@ -128,6 +137,7 @@ export class DetectionEngine implements DetectStage {
     });
     this.observerLog = rateLimited(this.log, { intervalMs: 60_000, now: () => opts.clock.monotonic(), onSuppressed: countSuppressed(mm, ID) });
     this.ids = new AlertIdGenerator(() => opts.clock.now());
+    this.fair = opts.fairShare && opts.fairShare.ratePerSecond > 0 ? new SignalFairShare(opts.fairShare, mm, this.log, () => opts.clock.monotonic()) : null;
     this.notifier = new Notifier(notifySettings(opts.rules));
     this.compile(opts.rules);
     for (const d of opts.detectors) this.slots.set(d.id, { det: d, state: d.init(), evictionsSeen: 0, firstNs: null, dirty: true });
@@ -192,8 +202,10 @@ export class DetectionEngine implements DetectStage {
     const forwardSignals = this.rules.output.forwardSignalAlerts && this.opts.forwardSignalAlerts !== false;
     const forward = forwardSignals || !alert.rule.startsWith(SIGNAL_RULE_PREFIX);
     if (alert.origin.kind === 'detector') return { forward: true, detections: [] };
-    if (alert.timeNs > this.maxNs) this.maxNs = alert.timeNs;
-    let signals: Signal[];
+    const tick = this.eventClock.observe(alert.timeNs);
+    if (tick !== 'in') this.clockTick(tick, alert);
+    this.maxNs = this.eventClock.now;
+    let signals: readonly Signal[];
     try {
       signals = this.mapping.mapAlert(alert);
     } catch (err) {
@@ -201,6 +213,8 @@ export class DetectionEngine implements DetectStage {
       this.log.warn({ rule: alert.rule, error: errorMessage(err) }, 'signal mapping failed');
       return { forward, detections: [] };
     }
+    // Fair share: a container over its signal rate has the excess dropped (counted); the alert is still forwarded.
+    if (this.fair !== null) signals = this.fair.admit(signals);
     let found: Finding[] | null = null;
     for (const sig of signals) {
       this.signalCounter(sig.kind).inc();
@@ -390,6 +404,16 @@ export class DetectionEngine implements DetectStage {
     }
   }
 
+  /** An event time far from the detection clock: counted; a jump is logged (rare: a clock step). */
+  private clockTick(tick: Exclude<ClockTick, 'in'>, alert: Alert): void {
+    this.m.clock.inc({ event: tick });
+    if (tick === 'jump_ahead' || tick === 'jump_behind') {
+      this.log.warn({ rule: alert.rule, event: tick, clock: this.eventClock.now.toString() }, 'detection clock jumped: the event times of the last alerts agree on a new time (a clock step on the node)');
+    } else {
+      this.observerLog({ rule: alert.rule, event: tick, clock: this.eventClock.now.toString(), time: alert.time }, 'alert time far from the detection clock: the clock stays (a wrong or forged time cannot end every window)');
+    }
+  }
+
   private memory(): EngineMemory {
     const first = new Map<string, bigint>();
     for (const [id, slot] of this.slots) if (slot.firstNs !== null) first.set(id, slot.firstNs);
@@ -411,7 +435,8 @@ export class DetectionEngine implements DetectStage {
       const notify = restoreInto(this.notifier.init(), mem.notify);
       this.notifier.restore(notify);
       this.notifyEvictionsSeen = this.notifier.evicted;
-      if (mem.maxNs > this.maxNs) this.maxNs = mem.maxNs;
+      this.eventClock.restore(mem.maxNs);
+      this.maxNs = this.eventClock.now;
       for (const [detector, ns] of mem.first) {
         const slot = this.slots.get(detector);
         if (slot && typeof ns === 'bigint') slot.firstNs = ns;

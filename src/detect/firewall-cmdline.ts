@@ -38,6 +38,13 @@ function tokenize(s: string): string[] {
   return out;
 }
 
+/** Options of the wrappers that take a separate value. */
+const WRAPPER_VALUE_FLAGS: Readonly<Record<string, ReadonlySet<string>>> = {
+  sudo: new Set(['-u', '--user', '-g', '--group', '-h', '--host', '-p', '--prompt', '-C', '--close-from', '-D', '--chdir', '-U', '--other-user', '-r', '--role', '-t', '--type', '-T', '--command-timeout']),
+  env: new Set(['-u', '--unset', '-C', '--chdir']),
+  nsenter: new Set(['-t', '--target', '-S', '--setuid', '-G', '--setgid', '-w', '--wd']),
+};
+
 /** True when `src` is one address (`1.2.3.4`, `1.2.3.4/32`, `2001:db8::1/128`), not a network or `0.0.0.0`. */
 function isSingleSource(src: string | undefined): boolean {
   if (!src) return false;
@@ -61,8 +68,10 @@ export function parseFirewallCmdline(cmdline: string | null): FirewallFacts | nu
       const rest = toks.slice(toks.indexOf('-c') + 1).join(' ');
       toks = tokenize(rest);
     } else if (b === 'sudo' || b === 'env' || b === 'nsenter' || b === 'xtables-multi' || b === 'xtables-legacy-multi' || b === 'xtables-nft-multi') {
+      const valued = WRAPPER_VALUE_FLAGS[b];
       toks = toks.slice(1).filter((t, i) => !(i === 0 && t.includes('=')));
-      while (toks[0] !== undefined && (toks[0].startsWith('-') || toks[0].includes('='))) toks = toks.slice(1);
+      // The wrapper's own options (and the values of those that take one: `nsenter -t 1 -n`, `sudo -u root`).
+      while (toks[0] !== undefined && (toks[0].startsWith('-') || toks[0].includes('='))) toks = toks.slice(valued?.has(toks[0]) ? 2 : 1);
     } else break;
   }
   const tool = basename(toks[0] ?? '');

@@ -23,7 +23,12 @@ export type SuppressReason = 'allowlist' | 'ci_window' | 'ci_workload' | 'learni
 // ---------------------------------------------------------------------------------------------
 // Matchers
 
-/** A glob where `*` matches any run of characters (slashes too) and `?` one character. */
+/**
+ * A glob where `*` matches any run of characters (slashes and line breaks too) and `?` one
+ * character (UTF-16 code unit). The text is attacker-controlled (executables, command lines):
+ * matching is linear in it whatever the glob (a regular expression with two or more `.*` is
+ * quadratic or worse when it fails, seconds on a 4 KiB path).
+ */
 export function compileGlob(glob: string): (s: string) => boolean {
   if (!/[*?]/.test(glob)) return (s) => s === glob;
   // Fast paths for the common shapes: `*suffix`, `prefix*`, `*infix*`.
@@ -35,13 +40,46 @@ export function compileGlob(glob: string): (s: string) => boolean {
     const head = glob.slice(0, -1);
     if (glob.endsWith('*') && !head.includes('*')) return (s) => s.startsWith(head);
   }
-  const re = new RegExp('^' + glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.') + '$');
+  if (!regexSafe(glob)) return (s) => wildcardMatch(glob, s);
+  const re = new RegExp(globSource(glob), 's');
   return (s) => re.test(s);
+}
+
+/** Glob matching by the greedy algorithm with one backtrack point: O(len(s) × len(glob)) at worst. */
+export function wildcardMatch(glob: string, s: string): boolean {
+  let g = 0;
+  let i = 0;
+  let star = -1;
+  let mark = 0;
+  while (i < s.length) {
+    const c = glob.charCodeAt(g);
+    if (g < glob.length && c !== 42 /* * */ && (c === 63 /* ? */ || c === s.charCodeAt(i))) {
+      g++;
+      i++;
+    } else if (g < glob.length && c === 42) {
+      star = g++;
+      mark = i;
+    } else if (star >= 0) {
+      g = star + 1;
+      i = ++mark;
+    } else return false;
+  }
+  while (g < glob.length && glob.charCodeAt(g) === 42) g++;
+  return g === glob.length;
 }
 
 const RE_SPECIAL = /[.+^${}()|[\]\\*?]/g;
 
-/** The regular-expression source that matches exactly what `compileGlob(glob)` matches. */
+/** A glob whose regular expression has at most one `.*` (linear to match). */
+function regexSafe(glob: string): boolean {
+  let stars = 0;
+  for (let i = 0; i < glob.length; i++) if (glob.charCodeAt(i) === 42) stars++;
+  if (stars <= 1) return true;
+  // `*infix*` becomes a plain substring search.
+  return stars === 2 && !glob.includes('?') && glob.startsWith('*') && glob.endsWith('*') && glob.length >= 2;
+}
+
+/** The regular-expression source (flag `s`) that matches exactly what `compileGlob(glob)` matches. */
 function globSource(glob: string): string {
   const lit = (s: string): string => s.replace(RE_SPECIAL, '\\$&');
   if (!/[*?]/.test(glob)) return `^${lit(glob)}$`;
@@ -57,14 +95,18 @@ function globSource(glob: string): string {
 }
 
 /**
- * One matcher for a list of globs: true when any glob matches (`compileGlob` semantics), as a
- * single regular expression built once, so a list costs one scan instead of one call per glob.
+ * One matcher for a list of globs: true when any glob matches (`compileGlob` semantics). The globs
+ * whose expression is linear are joined into a single regular expression built once (one scan
+ * instead of one call per glob); the others are matched by {@link wildcardMatch}.
  */
 export function compileGlobs(globs: readonly string[]): (s: string) => boolean {
   if (globs.length === 0) return () => false;
   if (globs.length === 1) return compileGlob(globs[0] as string);
-  const re = new RegExp(globs.map((g) => `(?:${globSource(g)})`).join('|'));
-  return (s) => re.test(s);
+  const safe = globs.filter(regexSafe);
+  const rest = globs.filter((g) => !regexSafe(g));
+  const re = safe.length > 0 ? new RegExp(safe.map((g) => `(?:${globSource(g)})`).join('|'), 's') : null;
+  if (rest.length === 0 && re) return (s) => re.test(s);
+  return (s) => (re !== null && re.test(s)) || rest.some((g) => wildcardMatch(g, s));
 }
 
 /** `example.com` matches itself and any subdomain; `.example.com` only subdomains. Case-insensitive. */

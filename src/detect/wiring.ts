@@ -88,6 +88,7 @@ export function buildDetection(config: Config, deps: DetectDeps): Detection {
     clock: deps.clock,
     forwardSignalAlerts: config.detect.forward_signal_alerts,
     observers: [...(deps.observers ?? []), ...(stats ? [stats] : [])],
+    fairShare: { ratePerSecond: config.limits.container_signals_per_second, burst: config.limits.container_signal_burst },
   });
   const watcher = new RulesWatcher({
     path,

@@ -118,7 +118,7 @@ export const emulateCommand = {
       .options({
         json: { type: 'boolean', default: false, describe: 'JSON output (list: the declarations; run: the report)' },
         markdown: { type: 'boolean', default: false, describe: 'list: the scenarios as Markdown (the Scenarios section of docs/emulation.md)' },
-        verify: { type: 'string', describe: 'Companion ops URL (http://HOST:2804): check that the declared detections arrived' },
+        verify: { type: 'string', describe: 'Companion operations URL (http://HOST:2805, or the receiver port when it is on loopback): check that the declared detections arrived' },
         'verify-wait': { type: 'number', describe: 'Seconds to wait for the detections (default 30)' },
         timeout: { type: 'number', describe: 'Bound on the whole run, seconds (default per scenario)' },
         delay: { type: 'number', describe: 'socket-filter-host: seconds between arming and trigger (default 2)' },

@@ -10,7 +10,6 @@
 import { readFileSync, statSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { errorMessage } from '../errors.js';
-import { rateLimited } from '../log-limit.js';
 import type { Metrics } from '../metrics.js';
 import type { Ip } from '../net/address.js';
 import { CidrMap } from '../net/cidr.js';
@@ -123,47 +122,65 @@ export class IntelLists {
   }
 
   private parse(cfg: IntelListConfig, text: string): Loaded {
-    const cidrs = new CidrMap<true>();
-    const exact = new Set<string>();
-    const suffixes = new Set<string>();
-    let entries = 0;
-    let bad = 0;
-    let skipped = 0;
-    const warnMalformed = rateLimited(this.logger, { intervalMs: Infinity, burst: MAX_LOGGED_PER_LOAD });
-    const lines = text.split(/\r?\n/);
-    for (let i = 0; i < lines.length; i++) {
-      const raw = lines[i] as string;
-      const cut = raw.search(/[#;]/);
-      const line = (cut >= 0 ? raw.slice(0, cut) : raw).trim();
-      if (line === '') continue;
-      if (entries >= this.maxEntries) {
-        skipped++;
-        continue;
-      }
-      let ok = false;
-      if (/^[0-9a-fA-F:.[\]]+(\/\d{1,3})?$/.test(line) && (line.includes(':') || /^[\d./]+$/.test(line))) {
-        ok = cidrs.set(line, true);
-      } else {
-        const lower = line.toLowerCase().replace(/\.$/, '');
-        const wild = lower.startsWith('*.') ? lower.slice(2) : lower.startsWith('.') ? lower.slice(1) : null;
-        const name = wild ?? lower;
-        if (DOMAIN.test(name) && (wild !== null || name.includes('.'))) {
-          (wild !== null ? suffixes : exact).add(name);
-          ok = true;
-        }
-      }
-      if (ok) entries++;
-      else {
-        bad++;
-        this.malformed.inc({ list: cfg.name });
-        warnMalformed({ list: cfg.name, where: `${cfg.path}:${i + 1}`, line: line.slice(0, 100) }, `intel list ${cfg.path}:${i + 1}: not an IP, CIDR or domain; line skipped`);
-      }
+    const r = parseIntelList(text, this.maxEntries);
+    for (const b of r.firstMalformed) {
+      this.logger.warn({ list: cfg.name, where: `${cfg.path}:${b.line}`, line: b.text }, `intel list ${cfg.path}:${b.line}: not an IP, CIDR or domain; line skipped`);
     }
-    if (warnMalformed.suppressed > 0) this.logger.warn({ list: cfg.name, path: cfg.path, malformed: bad }, `intel list ${cfg.path}: ${bad} malformed lines in all`);
-    if (skipped > 0) {
-      this.skipped.inc({ list: cfg.name }, skipped);
-      this.logger.warn({ list: cfg.name, path: cfg.path, skipped, max_entries: this.maxEntries }, 'intel list longer than max_entries; the rest is skipped');
+    if (r.malformed > 0) this.malformed.inc({ list: cfg.name }, r.malformed);
+    if (r.malformed > r.firstMalformed.length) this.logger.warn({ list: cfg.name, path: cfg.path, malformed: r.malformed }, `intel list ${cfg.path}: ${r.malformed} malformed lines in all`);
+    if (r.skipped > 0) {
+      this.skipped.inc({ list: cfg.name }, r.skipped);
+      this.logger.warn({ list: cfg.name, path: cfg.path, skipped: r.skipped, max_entries: this.maxEntries }, 'intel list longer than max_entries; the rest is skipped');
     }
-    return { cidrs, exact, suffixes, entries };
+    return r.loaded;
   }
+}
+
+/** What one list file holds: its entries, and its malformed lines (the first few kept for the log). */
+export interface ParsedIntelList {
+  readonly loaded: Loaded;
+  readonly malformed: number;
+  readonly firstMalformed: readonly { readonly line: number; readonly text: string }[];
+  /** Entries beyond maxEntries, not loaded. */
+  readonly skipped: number;
+}
+
+/** Parse the text of one list (pure; never throws). */
+export function parseIntelList(text: string, maxEntries: number): ParsedIntelList {
+  const cidrs = new CidrMap<true>();
+  const exact = new Set<string>();
+  const suffixes = new Set<string>();
+  let entries = 0;
+  let bad = 0;
+  let skipped = 0;
+  const firstBad: { line: number; text: string }[] = [];
+  const lines = text.split(/\r?\n/);
+  for (let i = 0; i < lines.length; i++) {
+    const raw = lines[i] as string;
+    const cut = raw.search(/[#;]/);
+    const line = (cut >= 0 ? raw.slice(0, cut) : raw).trim();
+    if (line === '') continue;
+    if (entries >= maxEntries) {
+      skipped++;
+      continue;
+    }
+    let ok = false;
+    if (/^[0-9a-fA-F:.[\]]+(\/\d{1,3})?$/.test(line) && (line.includes(':') || /^[\d./]+$/.test(line))) {
+      ok = cidrs.set(line, true);
+    } else {
+      const lower = line.toLowerCase().replace(/\.$/, '');
+      const wild = lower.startsWith('*.') ? lower.slice(2) : lower.startsWith('.') ? lower.slice(1) : null;
+      const name = wild ?? lower;
+      if (DOMAIN.test(name) && (wild !== null || name.includes('.'))) {
+        (wild !== null ? suffixes : exact).add(name);
+        ok = true;
+      }
+    }
+    if (ok) entries++;
+    else {
+      bad++;
+      if (firstBad.length < MAX_LOGGED_PER_LOAD) firstBad.push({ line: i + 1, text: line.slice(0, 100) });
+    }
+  }
+  return { loaded: { cidrs, exact, suffixes, entries }, malformed: bad, firstMalformed: firstBad, skipped };
 }

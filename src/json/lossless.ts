@@ -60,6 +60,9 @@ export function roundTrips(raw: string): boolean {
   return Number.isSafeInteger(n) || !/^-?\d+$/.test(raw);
 }
 
+/** Deepest nesting of arrays and objects parse() accepts. */
+export const MAX_DEPTH = 256;
+
 const MARK = '\u0000lossless\u0000';
 /** MARK as it must appear inside JSON text: raw control characters are invalid in JSON strings. */
 const MARK_JSON = '\\u0000lossless\\u0000';
@@ -74,8 +77,14 @@ export function parse(text: string): JsonValue {
   let i = 0;
   let out: string[] | null = null;
   let last = 0;
+  // Nesting is bounded here as in the slow parser: the native parser has no bound, and what is
+  // built from untrusted text is walked recursively (revive, stringify, deepFreeze).
+  let depth = 0;
   while (i < len) {
     const c = text.charCodeAt(i);
+    if (c === 123 /* { */ || c === 91 /* [ */) {
+      if (++depth > MAX_DEPTH) throw new JsonSyntaxError('nesting too deep', i);
+    } else if (c === 125 /* } */ || c === 93 /* ] */) depth--;
     if (c === 34 /* " */) {
       // Skip the string with native indexOf (most of an alert is string text): the closing quote
       // is the first one preceded by an even number of backslashes.
@@ -212,7 +221,7 @@ class SlowParser {
   }
 
   private value(depth: number): JsonValue {
-    if (depth > 256) this.fail('nesting too deep');
+    if (depth > MAX_DEPTH) this.fail('nesting too deep');
     const c = this.s[this.i];
     switch (c) {
       case '{':

@@ -18,6 +18,7 @@ import type { Logger } from '../logger.js';
 import type { BatchedCount, Metrics } from '../metrics.js';
 import type { Intake } from '../pipeline/types.js';
 import { decodeFalcoBody, type Rejection } from '../sources/http.js';
+import { DEFAULT_INPUT_LIMITS, LimitReporter, type InputLimits } from '../limits.js';
 import type { RateLimitedLog } from '../log-limit.js';
 import { HttpListener, rejectionLogLimiter } from './listener.js';
 import type { OpsDispatch } from './ops.js';
@@ -35,6 +36,8 @@ export interface HttpServerDeps {
   readonly ops?: OpsDispatch | null;
   /** Rejection log lines allowed per second (the rest are counted, then summarised). Default 10. */
   readonly maxLogLinesPerSecond?: number;
+  /** Input limits (src/limits.ts; default DEFAULT_INPUT_LIMITS). */
+  readonly limits?: InputLimits;
 }
 
 export class HttpServer implements Component {
@@ -50,9 +53,11 @@ export class HttpServer implements Component {
   private readonly receivedCount: BatchedCount;
   private readonly warnings: Counter<'component' | 'code'>;
   private readonly ops: OpsDispatch | null;
+  private readonly limitReporter: LimitReporter;
 
   constructor(private readonly d: HttpServerDeps) {
     this.log = d.logger.child({ component: this.id });
+    this.limitReporter = new LimitReporter(this.id, this.log, d.metrics);
     this.limiter = rejectionLogLimiter(this.id, this.log, d.metrics, d.maxLogLinesPerSecond);
     this.ack = d.metrics.histogram('http_ack_seconds', 'Time from request start to the answer of the Falco receiver', ['status']);
     this.ack200 = this.ack.labels({ status: '200' });
@@ -189,11 +194,13 @@ export class HttpServer implements Component {
 
   /** Decode the body and hand the alert to the intake; answer when it is kept. */
   private accept(body: Buffer, req: http.IncomingMessage, res: http.ServerResponse, started: number): void {
-    const r = decodeFalcoBody(body, req.headers['content-type'], { kind: 'http', component: this.id }, Date.now());
+    const r = decodeFalcoBody(body, req.headers['content-type'], { kind: 'http', component: this.id }, Date.now(), this.d.limits ?? DEFAULT_INPUT_LIMITS);
     if (!r.ok) {
+      if (r.rejection.error === 'too_deep') this.limitReporter.rejected('json_depth', r.rejection.reason);
       this.answered(this.rejectWith(res, 400, r.rejection), started);
       return;
     }
+    if (r.cuts) this.limitReporter.truncated(r.cuts, r.alert.rule);
     const intake = this.d.intake;
     let kept: true | Promise<void>;
     try {

@@ -1,14 +1,18 @@
 /**
  * The operations endpoints (component `server/ops`): `GET /healthz`, `/readyz`, `/metrics`,
  * `/ping`, and whatever other components register with {@link OpsServer.route} (the wiring adds
- * `POST /test`). They do not depend on any input: with the HTTP input on and `ops.listen` empty
- * (or equal to `http.listen`) they are served on the input's listener, one port for both;
- * otherwise the component listens on its own address (plain HTTP, the `http` section's timeouts).
+ * `POST /test`, `GET /detections` and the report pages). They do not depend on any input, and they
+ * are never reachable from other hosts unless the operator says so ({@link opsPlacement}): with
+ * `ops.listen` empty they share the HTTP input's listener only when that one is on a loopback
+ * address, else they listen on {@link OPS_LOOPBACK_DEFAULT}; `ops.listen` names any other place
+ * (equal to `http.listen`: the input's listener, one port for both). A listener of their own is
+ * plain HTTP with the `http` section's timeouts.
  *
  * Routes answer a {@link Reply} for an {@link OpsRequest} (path, query, and for a prefix route
  * the rest of the path: `/detections/<id>`); the body of a request is not read. A GET route also
  * answers HEAD; a known path with another method gets 405 with `Allow`.
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type http from 'node:http';
 import type { Alert } from '../alert.js';
 import type { Component, ComponentHealth } from '../component.js';
@@ -31,6 +35,8 @@ export interface OpsRequest {
   readonly query: URLSearchParams;
   /** For a prefix route, the path after the prefix (`abc` for `/detections/abc`); '' otherwise. */
   readonly rest: string;
+  /** The request headers (lower-case names), e.g. `authorization`. */
+  readonly headers: http.IncomingHttpHeaders;
 }
 
 export interface OpsRoute {
@@ -58,6 +64,43 @@ export interface OpsServerDeps {
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly readiness: () => Readiness;
+  /** Extra fields of the own listener's `listening` log line (e.g. why it is loopback only). */
+  readonly logFields?: Record<string, unknown>;
+}
+
+/** Where the operations endpoints listen when `ops.listen` is empty and `http.listen` is not a loopback address. */
+export const OPS_LOOPBACK_DEFAULT = '127.0.0.1:2805';
+
+/** Where the operations endpoints answer for a config ({@link opsPlacement}). */
+export interface OpsPlacement {
+  /** On the HTTP input's listener (one port, its TLS). */
+  readonly shared: boolean;
+  /** HOST:PORT they answer on (`http.listen` when shared). */
+  readonly listen: string;
+  /**
+   * `configured`: ops.listen names it; `loopback`: ops.listen empty and http.listen is a loopback
+   * address (so the endpoints go with it); `loopback-default`: ops.listen empty, http.listen is
+   * reachable from elsewhere, so the endpoints stay on {@link OPS_LOOPBACK_DEFAULT}.
+   */
+  readonly why: 'configured' | 'loopback' | 'loopback-default';
+}
+
+/** True for 127.0.0.0/8, ::1 and localhost listen addresses (HOST:PORT, IPv6 in brackets). */
+export function isLoopbackListen(listen: string): boolean {
+  const host = listen.slice(0, listen.lastIndexOf(':')).replace(/^\[(.*)\]$/, '$1').toLowerCase();
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) || /^::ffff:127\./.test(host);
+}
+
+/**
+ * The one rule for where the operations endpoints listen (the wiring and docker/healthcheck.mjs use
+ * it): the endpoints (`/metrics`, `/readyz`, `/detections`, the report pages, `POST /test`) are never
+ * reachable from other hosts unless `ops.listen` says so. `httpOn`: the HTTP input runs.
+ */
+export function opsPlacement(c: { readonly http: { readonly listen: string }; readonly ops: { readonly listen: string | null } }, httpOn: boolean): OpsPlacement {
+  const own = c.ops.listen;
+  if (own !== null) return { shared: httpOn && own === c.http.listen, listen: own, why: 'configured' };
+  if (isLoopbackListen(c.http.listen)) return { shared: httpOn, listen: c.http.listen, why: 'loopback' };
+  return { shared: false, listen: OPS_LOOPBACK_DEFAULT, why: 'loopback-default' };
 }
 
 export class OpsServer implements Component, OpsDispatch {
@@ -82,6 +125,7 @@ export class OpsServer implements Component, OpsDispatch {
             config: { header_timeout: d.config.header_timeout, request_timeout: d.config.request_timeout, keep_alive_timeout: d.config.keep_alive_timeout },
             limiter: rejectionLogLimiter(this.id, this.log, d.metrics),
             handler: (req, res) => this.serveOwn(req, res),
+            ...(d.logFields ? { logFields: d.logFields } : {}),
           });
     this.route({ method: 'GET', path: '/healthz', handle: () => ({ status: 200, json: { status: 'ok' } }) });
     this.route({
@@ -128,7 +172,7 @@ export class OpsServer implements Component, OpsDispatch {
       return Promise.resolve();
     }
     const query = new URLSearchParams((req.url ?? '').split('?')[1] ?? '');
-    return Promise.resolve(route.handle({ method, path, query, rest })).then((reply) => sendReply(res, reply));
+    return Promise.resolve(route.handle({ method, path, query, rest, headers: req.headers })).then((reply) => sendReply(res, reply));
   }
 
   async start(): Promise<void> {
@@ -182,19 +226,45 @@ export interface TestAlertRouteDeps {
   readonly alert: () => Alert;
   /** `http.retry_after`: announced when the intake is full. */
   readonly retryAfterMs: number;
+  /** `ops.test_token`: the bearer token the route requires; null: the route is off (403). */
+  readonly token: string | null;
   readonly logger: Logger;
   readonly metrics: Metrics;
 }
 
-/** `POST /test`: submit a sample alert end to end (to the sinks like any alert); 503 when the intake refuses. */
+const digest = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
+
+/** `Authorization: Bearer <token>` carries `token` (compared in constant time). */
+function bearerMatches(header: string | undefined, expected: Buffer): boolean {
+  const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header ?? '');
+  return m !== null && timingSafeEqual(digest(m[1] ?? ''), expected);
+}
+
+/**
+ * `POST /test`: submit a sample alert end to end (to the sinks like any alert); 503 when the intake
+ * refuses. It injects an alert, so it is off unless `ops.test_token` is set (403), and then it needs
+ * `Authorization: Bearer <token>` (401 otherwise); refusals are counted (`errors_total{code}`).
+ */
 export function testAlertRoute(d: TestAlertRouteDeps): OpsRoute {
   const component = 'server/ops';
   const log = d.logger.child({ component });
   const limiter = rejectionLogLimiter(component, log, d.metrics);
+  const expected = d.token === null ? null : digest(d.token);
   return {
     method: 'POST',
     path: '/test',
-    async handle(): Promise<Reply> {
+    async handle(req): Promise<Reply> {
+      if (expected === null) {
+        d.metrics.errors.inc({ component, code: 'test_disabled' });
+        limiter({ status: 403 }, 'POST /test refused: off (ops.test_token is empty)');
+        return { status: 403, json: { error: 'forbidden', reason: 'POST /test is off', hint: 'set ops.test_token (FALCO_COMPANION_OPS_TEST_TOKEN) and send Authorization: Bearer <token>' } };
+      }
+      const auth = req.headers.authorization;
+      if (!bearerMatches(auth, expected)) {
+        d.metrics.errors.inc({ component, code: 'unauthorized' });
+        limiter({ status: 401, authorization: auth === undefined ? 'missing' : 'wrong' }, 'POST /test refused: bad token');
+        return { status: 401, headers: { 'WWW-Authenticate': 'Bearer realm="falco-companion"' }, json: { error: 'unauthorized', reason: auth === undefined ? 'Authorization header missing' : 'wrong token', hint: 'send Authorization: Bearer <ops.test_token>' } };
+      }
       let alert: Alert;
       try {
         alert = d.alert();

@@ -32,6 +32,7 @@ import type { Component, ComponentHealth } from '../component.js';
 import { sleep } from '../component.js';
 import { CompanionError, QueueFullError, StoppedError, errorCode, errorMessage } from '../errors.js';
 import { JsonSyntaxError, parse } from '../json/lossless.js';
+import { DEFAULT_INPUT_LIMITS, InputLimitError, LimitReporter, limitAlertJson, markTruncated, type InputLimits } from '../limits.js';
 import { countSuppressed, rateLimited, type RateLimitedLog } from '../log-limit.js';
 import type { Logger } from '../logger.js';
 import type { BatchedCount, Metrics } from '../metrics.js';
@@ -57,6 +58,8 @@ export interface FileSourceOptions {
   readonly follow: boolean;
   readonly pollIntervalMs: number;
   readonly maxLineBytes: number;
+  /** Input limits applied to each line's alert (src/limits.ts; default DEFAULT_INPUT_LIMITS). */
+  readonly limits?: InputLimits;
   readonly intake: Intake;
   readonly logger: Logger;
   readonly metrics: Metrics;
@@ -96,7 +99,7 @@ export class InputError extends CompanionError {
 const READ_CHUNK = 64 * 1024;
 const LOG_EVERY_MS = 10_000;
 
-type SkipReason = 'not_json' | 'invalid_alert' | 'line_too_long';
+type SkipReason = 'not_json' | 'invalid_alert' | 'line_too_long' | 'too_deep';
 
 /** The file being read: what a checkpoint names. */
 interface Current {
@@ -146,6 +149,9 @@ export class FileSource implements Component {
   private lastProgress = 0;
   /** "Not a Falco alert" lines: at most one log line per LOG_EVERY_MS. */
   private readonly warnInvalid: RateLimitedLog;
+  /** Input limits: what they cut or refused, counted and logged (rate-limited). */
+  private readonly limits: InputLimits;
+  private readonly limitReporter: LimitReporter;
 
   private readonly donePromise: Promise<FileSourceCounts>;
   private resolveDone!: (c: FileSourceCounts) => void;
@@ -159,6 +165,8 @@ export class FileSource implements Component {
     this.origin = Object.freeze({ kind: opts.originKind ?? (isStdin ? 'stdin' : 'file'), component: this.id });
     this.now = opts.now ?? Date.now;
     this.warnInvalid = rateLimited(this.log, { intervalMs: LOG_EVERY_MS, now: this.now, onSuppressed: countSuppressed(opts.metrics, this.id) });
+    this.limits = opts.limits ?? DEFAULT_INPUT_LIMITS;
+    this.limitReporter = new LimitReporter(this.id, this.log, opts.metrics, { intervalMs: LOG_EVERY_MS, now: this.now });
     this.linesCounter = opts.metrics.batched(opts.metrics.counter('input_lines_total', 'Lines read by the JSON-lines input', ['component']), { component: this.id });
     this.receivedCounter = opts.metrics.batched(opts.metrics.received, { component: this.id });
     this.reopenCounter = opts.metrics.counter('input_reopens_total', 'Times the followed file was truncated, replaced, rotated, or (at start) not found again', ['component', 'reason']);
@@ -571,7 +579,7 @@ export class FileSource implements Component {
     this.lines++;
     this.linesCounter.inc();
     this.skip('line_too_long');
-    this.log.warn({ max_line_bytes: this.o.maxLineBytes, line: this.lines }, 'line longer than max_line_bytes skipped');
+    this.limitReporter.rejected('line_length', `line ${this.lines} is longer than input.max_line_bytes (${this.o.maxLineBytes}); skipped`);
   }
 
   /** At the end of input: an unterminated last line is processed as a line. */
@@ -609,10 +617,22 @@ export class FileSource implements Component {
     }
     let alert: Alert;
     try {
-      alert = alertFromJson(parse(text), this.origin, this.now(), true);
+      const lim = limitAlertJson(parse(text), this.limits);
+      if (!lim.ok) throw new InputLimitError(lim.limit, lim.reason);
+      alert = alertFromJson(lim.value, this.origin, this.now(), true);
+      if (lim.cuts.length > 0) {
+        this.limitReporter.truncated(lim.cuts, alert.rule);
+        alert = markTruncated(alert, lim.cuts);
+      }
     } catch (err) {
-      if (err instanceof JsonSyntaxError) {
+      if (err instanceof JsonSyntaxError && err.message.startsWith('nesting too deep')) {
+        this.skip('too_deep');
+        this.limitReporter.rejected('json_depth', `line ${this.lines}: ${err.message}`);
+      } else if (err instanceof JsonSyntaxError) {
         this.skip('not_json');
+      } else if (err instanceof InputLimitError) {
+        this.skip('too_deep');
+        this.limitReporter.rejected(err.limit, `line ${this.lines}: ${err.message}`);
       } else if (err instanceof InvalidAlertError) {
         this.skip('invalid_alert');
         this.warnInvalid({ line: this.lines, error: err.message, hint: err.hint ?? undefined }, 'line is JSON but not a Falco alert; skipped');

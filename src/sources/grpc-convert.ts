@@ -23,7 +23,8 @@ import {
   type Origin,
   type Priority,
 } from '../alert.js';
-import { LosslessNumber, isJsonObject, parse, type JsonValue } from '../json/lossless.js';
+import { LosslessNumber, isJsonObject, parse, type JsonObject, type JsonValue } from '../json/lossless.js';
+import { DEFAULT_INPUT_LIMITS, InputLimitError, limitAlertJson, markTruncated, type Cut, type InputLimits } from '../limits.js';
 
 export const GRPC_ORIGIN: Origin = Object.freeze({ kind: 'grpc', component: 'source/grpc' });
 
@@ -189,6 +190,23 @@ export function jsonAlertInOutput(output: string): Record<string, JsonValue> | n
 export interface ConvertOptions {
   readonly origin?: Origin;
   readonly receivedAtMs?: number;
+  /** Input limits (src/limits.ts; default DEFAULT_INPUT_LIMITS): over-long values are cut and the alert marked. */
+  readonly limits?: InputLimits;
+  /** Told what the limits cut (counting and logging at the source). */
+  readonly onCuts?: (cuts: readonly Cut[], rule: string) => void;
+}
+
+/** Apply the limits to a parsed alert document; throws InputLimitError (an InvalidAlertError) when it is refused. */
+function limited(doc: JsonObject, opts: ConvertOptions): { doc: JsonObject; cuts: readonly Cut[] } {
+  const r = limitAlertJson(doc, opts.limits ?? DEFAULT_INPUT_LIMITS);
+  if (!r.ok) throw new InputLimitError(r.limit, r.reason);
+  return { doc: r.value as JsonObject, cuts: r.cuts };
+}
+
+function reported(a: Alert, cuts: readonly Cut[], opts: ConvertOptions): Alert {
+  if (cuts.length === 0) return a;
+  opts.onCuts?.(cuts, a.rule);
+  return markTruncated(a, cuts);
 }
 
 /**
@@ -223,24 +241,28 @@ export function responseToAlert(msg: unknown, opts: ConvertOptions = {}): Alert 
       merged['output_fields'] = typedFields(o['output_fields'], timeNs) as unknown as JsonValue;
     }
     if (merged['output'] !== undefined && typeof merged['output'] !== 'string') merged['output'] = output;
-    return alertFromJson(merged, origin, receivedAtMs);
+    const lim = limited(merged, opts);
+    return reported(alertFromJson(lim.doc, origin, receivedAtMs), lim.cuts, opts);
   }
 
   if (timeNs === null) throw new InvalidAlertError('response.time is missing or not a valid Timestamp');
   if (rule.trim() === '') throw new InvalidAlertError('response.rule is empty');
-  return createAlert({
+  // The same limits as a JSON alert: the proto's output, tags and output_fields map as one document.
+  const lim = limited({ rule, source, hostname, output, tags: protoTags, output_fields: typedFields(o['output_fields'], timeNs) }, opts);
+  const alert = createAlert({
     time: formatTimeNs(timeNs),
-    rule,
+    rule: lim.doc['rule'] as string,
     priority,
-    source,
-    hostname: hostname === '' ? null : hostname,
-    output,
+    source: lim.doc['source'] as string | null,
+    hostname: hostname === '' ? null : (lim.doc['hostname'] as string),
+    output: lim.doc['output'] as string,
     // gRPC cannot say "no tags": internal messages carry none in JSON, so keep that shape.
-    tags: protoTags.length === 0 && source === 'internal' ? null : protoTags,
-    outputFields: typedFields(o['output_fields'], timeNs),
+    tags: protoTags.length === 0 && source === 'internal' ? null : (lim.doc['tags'] as string[]),
+    outputFields: lim.doc['output_fields'] as Record<string, FieldValue>,
     origin,
     receivedAtMs,
   });
+  return reported(alert, lim.cuts, opts);
 }
 
 function typedFields(v: unknown, timeNs: bigint | null): Record<string, FieldValue> {

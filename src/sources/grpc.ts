@@ -27,6 +27,7 @@ import type { Metrics } from '../metrics.js';
 import type { Intake } from '../pipeline/types.js';
 import { loadFalcoProtos, type FalcoProtos } from '../proto-path.js';
 import { GRPC_ORIGIN, responseToAlert } from './grpc-convert.js';
+import { DEFAULT_INPUT_LIMITS, InputLimitError, LimitReporter, type InputLimits } from '../limits.js';
 
 export interface GrpcSourceDeps {
   readonly config: Config['grpc'];
@@ -36,6 +37,8 @@ export interface GrpcSourceDeps {
   readonly metrics: Metrics;
   /** Jitter source for the reconnect backoff (tests). */
   readonly random?: () => number;
+  /** Input limits (src/limits.ts; default DEFAULT_INPUT_LIMITS). */
+  readonly limits?: InputLimits;
 }
 
 type AnyStream = NodeJS.EventEmitter & { pause(): unknown; resume(): unknown; cancel(): void };
@@ -64,6 +67,8 @@ export class GrpcSource implements Component {
   private readonly log: Logger;
   /** Undecodable or invalid messages: at most 10 log lines a second (a broken sender is not a log flood). */
   private readonly warnBadMessage: RateLimitedLog;
+  private readonly limits: InputLimits;
+  private readonly limitReporter: LimitReporter;
   private readonly metrics: Metrics;
   private readonly random: () => number;
   private readonly abort = new AbortController();
@@ -91,6 +96,8 @@ export class GrpcSource implements Component {
     this.intake = deps.intake;
     this.log = deps.logger;
     this.warnBadMessage = rateLimited(this.log, { intervalMs: 1000, burst: 10, onSuppressed: countSuppressed(deps.metrics, this.id) });
+    this.limits = deps.limits ?? DEFAULT_INPUT_LIMITS;
+    this.limitReporter = new LimitReporter(this.id, this.log, deps.metrics);
     this.metrics = deps.metrics;
     this.random = deps.random ?? Math.random;
     this.aborted = new Promise((resolve) => this.abort.signal.addEventListener('abort', () => resolve(), { once: true }));
@@ -417,8 +424,9 @@ export class GrpcSource implements Component {
     let alert: Alert;
     try {
       if (msg instanceof DecodeFailure) throw new InvalidAlertError(`undecodable falco.outputs.response: ${msg.reason}`);
-      alert = responseToAlert(msg, { origin: GRPC_ORIGIN });
+      alert = responseToAlert(msg, { origin: GRPC_ORIGIN, limits: this.limits, onCuts: (cuts, rule) => this.limitReporter.truncated(cuts, rule) });
     } catch (err) {
+      if (err instanceof InputLimitError) this.limitReporter.rejected(err.limit, err.message);
       const code = errorCode(err);
       this.metrics.errors.inc({ component: this.id, code });
       this.metrics.discarded.inc({ component: this.id, reason: 'invalid' });

@@ -8,7 +8,8 @@
  * src/server/listener.ts.
  */
 import { InvalidAlertError, PRIORITIES, alertFromJson, parsePriority, parseTime, type Alert, type Origin } from '../alert.js';
-import { JsonSyntaxError, isJsonObject, parse, type JsonValue } from '../json/lossless.js';
+import { JsonSyntaxError, MAX_DEPTH, isJsonObject, parse, type JsonValue } from '../json/lossless.js';
+import { DEFAULT_INPUT_LIMITS, limitAlertJson, markTruncated, type Cut, type InputLimits } from '../limits.js';
 
 /** Stable rejection codes (metric label `code`, response `error`). */
 export type RejectCode =
@@ -24,6 +25,7 @@ export type RejectCode =
   | 'bad_time'
   | 'wrong_type'
   | 'invalid_alert'
+  | 'too_deep'
   | 'unsupported_encoding';
 
 export interface Rejection {
@@ -33,8 +35,12 @@ export interface Rejection {
 }
 
 export type DecodeResult =
-  /** `text`: the body as decoded text (what the alert was made from: the spool keeps it as the payload). */
-  | { readonly ok: true; readonly alert: Alert; readonly text: string; readonly warning?: string }
+  /**
+   * `text`: the body as decoded text when the alert is exactly what it says (the spool keeps it as
+   * the payload); absent when the input limits cut something (`cuts`: the alert is marked
+   * companion.truncated, and the payload is the alert re-serialised).
+   */
+  | { readonly ok: true; readonly alert: Alert; readonly text?: string; readonly warning?: string; readonly cuts?: readonly Cut[] }
   | { readonly ok: false; readonly rejection: Rejection };
 
 /** Warning attached to an accepted alert that has no output_fields (Falco 0.41+ can switch them off). */
@@ -59,7 +65,7 @@ function excerpt(s: string, n = 60): string {
  * `contentType` is only used for hints: Falco always sends JSON, and curl users often forget the
  * header, so every type is parsed as JSON.
  */
-export function decodeFalcoBody(body: Buffer, contentType: string | undefined, origin: Origin, receivedAtMs = Date.now()): DecodeResult {
+export function decodeFalcoBody(body: Buffer, contentType: string | undefined, origin: Origin, receivedAtMs = Date.now(), limits: InputLimits = DEFAULT_INPUT_LIMITS): DecodeResult {
   const ct = (contentType ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
   let text: string;
   try {
@@ -78,6 +84,9 @@ export function decodeFalcoBody(body: Buffer, contentType: string | undefined, o
     value = parse(text);
   } catch (err) {
     const pos = err instanceof JsonSyntaxError ? err.position : 0;
+    if (err instanceof JsonSyntaxError && err.message.startsWith('nesting too deep')) {
+      return reject('too_deep', `JSON nested deeper than the parser accepts (${MAX_DEPTH} levels) at position ${pos}`, 'Falco sends flat alerts: output_fields values are never objects');
+    }
     if (TEXT_LINE.test(text)) {
       return reject(
         'text_output',
@@ -102,10 +111,18 @@ export function decodeFalcoBody(body: Buffer, contentType: string | undefined, o
     );
   }
 
+  // Input limits right after parsing (src/limits.ts): values cut and marked, too deep rejected.
+  const lim = limitAlertJson(value, limits);
+  if (!lim.ok) return reject('too_deep', lim.reason, 'Falco sends flat alerts: output_fields values are never objects');
   try {
-    const alert = alertFromJson(value, origin, receivedAtMs, true);
-    if (alert.outputFields === null) return { ok: true, alert, text, warning: NO_OUTPUT_FIELDS_HINT };
-    return { ok: true, alert, text };
+    const decoded = alertFromJson(lim.value, origin, receivedAtMs, true);
+    if (lim.cuts.length === 0) {
+      if (decoded.outputFields === null) return { ok: true, alert: decoded, text, warning: NO_OUTPUT_FIELDS_HINT };
+      return { ok: true, alert: decoded, text };
+    }
+    const alert = markTruncated(decoded, lim.cuts);
+    if (alert.outputFields === null) return { ok: true, alert, warning: NO_OUTPUT_FIELDS_HINT, cuts: lim.cuts };
+    return { ok: true, alert, cuts: lim.cuts };
   } catch (err) {
     if (!(err instanceof InvalidAlertError)) {
       return reject('invalid_alert', err instanceof Error ? err.message : String(err));

@@ -2,7 +2,7 @@
  * The state database: one SQLite file (better-sqlite3, WAL) in the state directory. Each module
  * owns its tables and registers versioned migrations under its own namespace.
  */
-import { accessSync, constants, existsSync, mkdirSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, readSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { CompanionError, errorMessage } from '../errors.js';
@@ -38,11 +38,32 @@ function makeDir(dir: string): void {
   }
 }
 
+const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1');
+
+/**
+ * A file replaced by something else while a WAL file of the old one is still next to it would open
+ * fine (SQLite reads page 1 from the WAL) and fail later, page by page: refuse it at once.
+ */
+function checkHeader(path: string): void {
+  if (!existsSync(path)) return;
+  const fd = openSync(path, 'r');
+  try {
+    const head = Buffer.alloc(SQLITE_HEADER.length);
+    const n = readSync(fd, head, 0, head.length, 0);
+    if (n > 0 && (n < head.length || !head.equals(SQLITE_HEADER))) {
+      throw new Error('file is not a database (no "SQLite format 3" header): it was replaced or overwritten; move it and its -wal/-shm files aside');
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** Open (creating the directory and file) the state database with WAL and sane pragmas. */
 export function openStateDb(stateDir: string, opts: { readonly?: boolean; file?: string } = {}): Db {
   const path = stateDir === ':memory:' ? ':memory:' : join(stateDir, opts.file ?? STATE_DB_FILE);
   try {
     if (stateDir !== ':memory:' && !opts.readonly) makeDir(stateDir);
+    if (path !== ':memory:') checkHeader(path);
     const db = new Database(path, { readonly: opts.readonly ?? false, timeout: 5000 });
     if (!opts.readonly) {
       db.pragma('journal_mode = WAL');

@@ -120,6 +120,8 @@ describe.skipIf(reason !== null)('docker/Dockerfile on a real dockerd', () => {
     await docker([
       'run', '-d', '--name', CONTAINER,
       '--network', 'host', '--read-only', '--tmpfs', '/tmp',
+      // least privilege as the manifests ship it: no capability, no new privileges
+      '--cap-drop', 'ALL', '--security-opt', 'no-new-privileges:true',
       '-v', `${VOLUME}:/var/lib/falco-companion`,
       '-e', `FALCO_COMPANION_HTTP_LISTEN=127.0.0.1:${port}`,
       '-e', 'FALCO_COMPANION_SINKS_STDOUT_ENABLED=true',
@@ -191,11 +193,19 @@ describe.skipIf(reason !== null)('docker/Dockerfile on a real dockerd', () => {
     expect(uid).toBe('10001:10001');
     // The read-only root filesystem really is read-only for the app.
     await expect(docker(['exec', CONTAINER, 'node', '-e', "require('fs').writeFileSync('/app/x','x')"])).rejects.toThrow();
-    const status = await seen('HEALTHCHECK healthy', 45_000, async () => {
+    // No capability at all in the running process (PID 1), and no-new-privileges set.
+    const status = await docker(['exec', CONTAINER, 'node', '-e', "process.stdout.write(require('fs').readFileSync('/proc/1/status','utf8'))"]);
+    expect(/^CapEff:\s*(\S+)$/m.exec(status)?.[1]).toBe('0000000000000000');
+    expect(/^CapPrm:\s*(\S+)$/m.exec(status)?.[1]).toBe('0000000000000000');
+    expect(/^NoNewPrivs:\s*(\S+)$/m.exec(status)?.[1]).toBe('1');
+    // No setuid / setgid program anywhere in the image.
+    const suid = await docker(['run', '--rm', '--network', 'none', '--user', '0', '--entrypoint', 'find', IMAGE, '/', '-xdev', '-perm', '/6000', '-type', 'f']);
+    expect(suid).toBe('');
+    const healthy = await seen('HEALTHCHECK healthy', 45_000, async () => {
       const s = await docker(['inspect', '-f', '{{.State.Health.Status}}', CONTAINER]);
       return s === 'healthy' ? s : null;
     });
-    expect(status).toBe('healthy');
+    expect(healthy).toBe('healthy');
   });
 
   it('accepts a Falco alert (200) and forwards it to the stdout sink', async () => {

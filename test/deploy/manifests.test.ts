@@ -16,13 +16,16 @@ import { loadConfig } from '../../src/config/validate.js';
 import { scenarioByName } from '../../src/emulate/scenarios.js';
 import { silentLogger } from '../../src/logger.js';
 import { Metrics } from '../../src/metrics.js';
-import { OpsServer } from '../../src/server/ops.js';
+import { isLoopbackListen, OpsServer, opsPlacement } from '../../src/server/ops.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const DOCKER = join(ROOT, 'docker');
 const K8S = join(DOCKER, 'k8s');
 const FALCO_SCHEMA = resolve(ROOT, '../shared/falco-reference/falco-config.schema.json');
+/** The Falco receiver's port (http.listen). */
 const PORT = 2804;
+/** The operations endpoints' port where the manifests open them (ops.listen in the DaemonSet ConfigMap). */
+const OPS_PORT = 2805;
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -349,11 +352,15 @@ function checkCompanionContainer(file: string, spec: Obj, c: Obj, cfg: Config): 
   }
   for (const k of ['requests', 'limits']) for (const r of ['cpu', 'memory']) expect(get(c, 'resources', k, r), `${where} resources.${k}.${r}`).toBeDefined();
 
-  // The listen address in effect: env override or the config file.
-  const envListen = objs(c['env']).find((e) => e['name'] === 'FALCO_COMPANION_HTTP_LISTEN')?.['value'];
+  // The addresses in effect: env overrides or the config file; the operations endpoints where the
+  // companion puts them (opsPlacement: loopback unless ops.listen names an address).
+  const envOf = (name: string): unknown => objs(c['env']).find((e) => e['name'] === name)?.['value'];
+  const envListen = envOf('FALCO_COMPANION_HTTP_LISTEN');
+  const envOps = envOf('FALCO_COMPANION_OPS_LISTEN');
   const listen = typeof envListen === 'string' ? envListen : cfg.http.listen;
   if (typeof envListen === 'string') expect(envListen, `${where}: env listen agrees with the ConfigMap`).toBe(cfg.http.listen);
   expect(portOf(listen), where).toBe(PORT);
+  const ops = opsPlacement({ http: { listen }, ops: { listen: typeof envOps === 'string' ? envOps : cfg.ops.listen } }, cfg.http.enabled);
   const ports = objs(c['ports']);
   const served = servedGetPaths();
   expect(served).toEqual(expect.arrayContaining(['/healthz', '/readyz', '/metrics']));
@@ -366,14 +373,22 @@ function checkCompanionContainer(file: string, spec: Obj, c: Obj, cfg: Config): 
       expect(served).toContain(httpGet['path']);
       const port = httpGet['port'];
       const num = typeof port === 'number' ? port : ports.find((x) => x['name'] === port)?.['containerPort'];
-      expect(num, `${where} ${probeName} port`).toBe(portOf(listen));
-      // the kubelet probes the pod IP: the listener must not be loopback-only
-      expect(listen.startsWith('127.'), `${where}: httpGet probes need a non-loopback listener`).toBe(false);
+      expect(num, `${where} ${probeName} port: where the operations endpoints listen`).toBe(portOf(ops.listen));
+      // the kubelet probes the pod IP: the operations listener must not be loopback-only
+      expect(isLoopbackListen(ops.listen), `${where}: httpGet probes need ops.listen on a non-loopback address`).toBe(false);
     } else {
+      // exec probes run in the container: docker/healthcheck.mjs finds the endpoints itself
       const cmd = arr(get(p, 'exec', 'command'));
       expect(cmd, `${where} ${probeName}`).toEqual(['node', '/app/healthcheck.mjs', path]);
       expect(served).toContain(path);
     }
+  }
+  // the operations endpoints are reachable from outside the pod only where the manifest opens them
+  // on their own port (never on the receiver's port Falco is admitted to)
+  if (!isLoopbackListen(ops.listen)) {
+    expect(ops.shared, `${where}: /metrics and /detections must not share the receiver's port`).toBe(false);
+    expect(portOf(ops.listen), where).toBe(OPS_PORT);
+    expect(ports.find((x) => x['containerPort'] === OPS_PORT)?.['name'], `${where}: ops containerPort`).toBe('ops');
   }
   const containerPort = ports[0]?.['containerPort'];
   if (containerPort !== undefined) expect(containerPort, where).toBe(PORT);
@@ -498,12 +513,17 @@ describe('Kubernetes manifests', () => {
     const sel = get(svc, 'spec', 'selector') as Obj;
     for (const [k, v] of Object.entries(sel)) expect(podLabels[k], `Service selector ${k}`).toBe(v);
     for (const [k, v] of Object.entries(get(ds, 'spec', 'selector', 'matchLabels') as Obj)) expect(podLabels[k]).toBe(v);
-    const port = objs(get(svc, 'spec', 'ports'))[0];
+    // two ports: the receiver (Falco) and the operations endpoints (probes, scraper, emulation --verify)
     const companion = objs(get(ds, 'spec', 'template', 'spec', 'containers')).find((c) => c['name'] === 'falco-companion');
-    const target = port?.['targetPort'];
-    const targetNum = typeof target === 'number' ? target : objs(companion?.['ports']).find((p) => p['name'] === target)?.['containerPort'];
-    expect(port?.['port']).toBe(PORT);
-    expect(targetNum).toBe(PORT);
+    const svcPorts = objs(get(svc, 'spec', 'ports'));
+    expect(svcPorts.map((p) => p['port'])).toEqual([PORT, OPS_PORT]);
+    for (const port of svcPorts) {
+      const target = port['targetPort'];
+      const targetNum = typeof target === 'number' ? target : objs(companion?.['ports']).find((p) => p['name'] === target)?.['containerPort'];
+      expect(targetNum, `Service port ${String(port['name'])}`).toBe(port['port']);
+    }
+    // Prometheus scrapes the operations port
+    expect(get(ds, 'spec', 'template', 'metadata', 'annotations', 'prometheus.io/port')).toBe(String(OPS_PORT));
     expect(get(ds, 'spec', 'updateStrategy', 'rollingUpdate', 'maxUnavailable')).toBe(1);
     expect(k8sObjs.some((o) => o.obj['kind'] === 'PodDisruptionBudget')).toBe(false);
     expect(readFileSync(join(dir, 'daemonset.yaml'), 'utf8')).toMatch(/No PodDisruptionBudget/);
@@ -516,7 +536,7 @@ describe('Kubernetes manifests', () => {
     expect(Number(get(ds, 'spec', 'template', 'spec', 'terminationGracePeriodSeconds')) * 1000).toBeGreaterThan(cfg?.shutdown.deadline ?? Infinity);
   });
 
-  it('NetworkPolicy selects the companion pods and admits only Falco pods (and the scraper namespace) on 2804', () => {
+  it('NetworkPolicy selects the companion pods, admits Falco pods to the receiver (2804) only and the scraper namespace to the operations port (2805) only', () => {
     const dir = join(K8S, 'daemonset');
     const np = k8sObjs.find((o) => dirname(o.file) === dir && o.obj['kind'] === 'NetworkPolicy')?.obj;
     const ds = k8sObjs.find((o) => dirname(o.file) === dir && o.obj['kind'] === 'DaemonSet')?.obj;
@@ -529,11 +549,162 @@ describe('Kubernetes manifests', () => {
     expect(rules.length).toBeGreaterThan(0);
     for (const r of rules) {
       expect(objs(r['from']).length, 'an ingress rule without from admits everyone').toBeGreaterThan(0);
-      expect(objs(r['ports']).map((p) => p['port'])).toEqual([PORT]);
       for (const f of objs(r['from'])) expect(f['ipBlock']).toBeUndefined();
+      const isFalco = objs(r['from']).some((f) => get(f, 'podSelector', 'matchLabels', 'app.kubernetes.io/name') === 'falco');
+      // Falco may post alerts and read nothing; whoever reads /metrics may post nothing
+      expect(objs(r['ports']).map((p) => p['port'])).toEqual([isFalco ? PORT : OPS_PORT]);
     }
     const falcoRule = rules.find((r) => objs(r['from']).some((f) => get(f, 'podSelector', 'matchLabels', 'app.kubernetes.io/name') === 'falco'));
     expect(falcoRule).toBeDefined();
+    expect(rules.some((r) => objs(r['ports']).some((p) => p['port'] === OPS_PORT))).toBe(true);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+/**
+ * Least privilege, for every container of every workload we ship (docs/security.md, "Deploy with
+ * least privilege"): non-root, read-only root filesystem, no privilege escalation, every
+ * capability dropped, RuntimeDefault seccomp, no host namespaces, host paths read-only except the
+ * state directory. The exceptions are listed here with their reason and must be explained in the
+ * manifest too; anything else that wants root or a capability fails.
+ */
+interface Exception {
+  /** File under docker/k8s and container name. */
+  readonly file: string;
+  readonly container: string;
+  /** uid 0 allowed. */
+  readonly root: boolean;
+  /** Capabilities it may add (emulation Jobs: exactly what the scenario declares, checked above). */
+  readonly add: readonly string[] | 'scenario';
+  /** A phrase the manifest must contain (the explanation next to it). */
+  readonly explained: RegExp;
+}
+const EXCEPTIONS: readonly Exception[] = [
+  { file: 'daemonset/daemonset.yaml', container: 'state-owner', root: true, add: ['CHOWN'], explained: /only step that runs as root, with CAP_CHOWN alone/ },
+  { file: 'sidecar/patch-grpc.yaml', container: 'falco-companion', root: true, add: [], explained: /runs as uid 0 - with every capability\s+(#\s+)?dropped/ },
+  { file: 'emulate-job.yaml', container: 'emulate', root: true, add: 'scenario', explained: /securityContext per scenario \(exactly what `falco-companion emulate list` declares/ },
+];
+
+interface AnyPod {
+  readonly file: string;
+  readonly kind: string;
+  readonly spec: Obj;
+}
+function allPodSpecs(): AnyPod[] {
+  return k8sObjs
+    .filter(({ obj }) => ['DaemonSet', 'Deployment', 'Job'].includes(String(obj['kind'])))
+    .map(({ file, obj }) => ({ file, kind: String(obj['kind']), spec: get(obj, 'spec', 'template', 'spec') as Obj }));
+}
+
+describe('least privilege: every container we ship', () => {
+  const pods = allPodSpecs();
+  const containersOf = (spec: Obj): Obj[] => [...objs(spec['initContainers']), ...objs(spec['containers'])];
+  const ours = (c: Obj): boolean => c['securityContext'] !== undefined || /^(falco-companion|redis)/.test(String(c['image'] ?? ''));
+
+  it('finds the workloads (DaemonSet, sidecar patches, Redis, emulation Jobs)', () => {
+    const rel = [...new Set(pods.map((p) => relative(K8S, p.file)))];
+    expect(rel).toEqual(expect.arrayContaining(['daemonset/daemonset.yaml', 'sidecar/patch-http.yaml', 'sidecar/patch-grpc.yaml', 'redis/deployment.yaml', 'emulate-job.yaml']));
+  });
+
+  it.each(pods.map((p) => [`${relative(ROOT, p.file)} ${p.kind}`, p]))('%s: no host namespaces, seccomp RuntimeDefault, host paths read-only but the state directory', (_n, { file, spec }) => {
+    const where = relative(ROOT, file);
+    for (const k of ['hostPID', 'hostNetwork', 'hostIPC', 'shareProcessNamespace']) expect(spec[k], `${where}: ${k}`).toBeUndefined();
+    const vols = new Map(objs(spec['volumes']).map((v) => [String(v['name']), v]));
+    for (const c of containersOf(spec).filter(ours)) {
+      const cw = `${where} ${String(c['name'])}`;
+      const seccomp = get(c, 'securityContext', 'seccompProfile', 'type') ?? get(spec, 'securityContext', 'seccompProfile', 'type');
+      expect(seccomp, `${cw}: seccompProfile`).toBe('RuntimeDefault');
+      for (const m of objs(c['volumeMounts'])) {
+        const hp = get(vols.get(String(m['name'])), 'hostPath', 'path');
+        if (typeof hp !== 'string') continue;
+        // the state directory is the one writable host path (spool and learned state)
+        if (hp === '/var/lib/falco-companion') expect(m['mountPath'], cw).toBe('/var/lib/falco-companion');
+        else expect(m['readOnly'], `${cw}: host path ${hp} must be mounted read-only`).toBe(true);
+      }
+    }
+  });
+
+  it.each(pods.flatMap((p) => containersOf(p.spec).filter(ours).map((c) => [`${relative(ROOT, p.file)} ${String(c['name'])}`, { ...p, c }] as const)))(
+    '%s: non-root, read-only root, no escalation, capabilities drop ALL (or a listed exception)',
+    (_n, { file, c }) => {
+      const where = `${relative(ROOT, file)} ${String(c['name'])}`;
+      const sc = (c['securityContext'] ?? {}) as Obj;
+      expect(sc['privileged'], where).not.toBe(true);
+      expect(sc['allowPrivilegeEscalation'], where).toBe(false);
+      expect(sc['readOnlyRootFilesystem'], where).toBe(true);
+      expect(arr(get(sc, 'capabilities', 'drop')), where).toEqual(['ALL']);
+      const ex = EXCEPTIONS.find((e) => relative(K8S, file) === e.file && e.container === c['name']);
+      const add = arr(get(sc, 'capabilities', 'add')).map(String);
+      if (!ex) {
+        expect(sc['runAsNonRoot'], `${where}: runAsNonRoot`).toBe(true);
+        expect(Number(sc['runAsUser'] ?? -1), `${where}: a non-zero runAsUser`).toBeGreaterThan(0);
+        expect(add, `${where}: no capability added`).toEqual([]);
+        return;
+      }
+      expect(readFileSync(file, 'utf8'), `${where}: the exception is explained in the manifest`).toMatch(ex.explained);
+      if (ex.add !== 'scenario') expect(add, where).toEqual(ex.add);
+      if (ex.root && sc['runAsUser'] === 0) expect(sc['runAsNonRoot'], where).toBe(false);
+    },
+  );
+
+  it('the exception list holds only what the manifests need (a stale entry fails)', () => {
+    for (const e of EXCEPTIONS) {
+      const hit = pods.some((p) => relative(K8S, p.file) === e.file && containersOf(p.spec).some((c) => c['name'] === e.container && (get(c, 'securityContext', 'runAsUser') === 0 || arr(get(c, 'securityContext', 'capabilities', 'add')).length > 0)));
+      expect(hit, `${e.file} ${e.container}`).toBe(true);
+    }
+  });
+
+  it('the Helm values\' commented native-sidecar example carries the same hardening', () => {
+    const text = readFileSync(join(K8S, 'helm-values-falco.yaml'), 'utf8');
+    const sc = /securityContext: \{([^}]*)\}/.exec(text.replace(/\n#\s+/g, ' '))?.[1] ?? '';
+    for (const k of ['runAsNonRoot: true', 'readOnlyRootFilesystem: true', 'allowPrivilegeEscalation: false', 'capabilities: {drop: [ALL]']) expect(sc, k).toContain(k);
+  });
+
+  it('compose: the companion is read-only, without capabilities or new privileges; only its operations port is published, on the host loopback', () => {
+    for (const name of ['compose.yaml', 'compose.grpc.yaml']) {
+      const comp = get(one(join(DOCKER, name)), 'services', 'falco-companion') as Obj;
+      expect(comp['read_only'], name).toBe(true);
+      expect(arr(comp['cap_drop']), name).toEqual(['ALL']);
+      expect(comp['cap_add'], name).toBeUndefined();
+      expect(comp['privileged'], name).toBeUndefined();
+      expect(arr(comp['security_opt']), name).toContain('no-new-privileges:true');
+      for (const k of ['pid', 'network_mode', 'ipc']) expect(comp[k], `${name}: ${k}`).toBeUndefined();
+      const env = comp['environment'] as Record<string, string>;
+      const cfg = loadConfig<Config>(configSchema, { file: join(DOCKER, 'config.yaml'), env });
+      const ops = opsPlacement(cfg, cfg.http.enabled);
+      expect(ops.shared, name).toBe(false);
+      const published = arr(comp['ports']).map(String);
+      expect(published, name).toEqual([`127.0.0.1:${portOf(ops.listen)}:${portOf(ops.listen)}`]);
+    }
+  });
+
+  it('the Docker client only reads: GET, on the paths docs/security.md lists for a socket proxy', () => {
+    const src = readFileSync(join(ROOT, 'src/enrich/docker-client.ts'), 'utf8');
+    const requests = [...src.matchAll(/http\.request\(\{([^}]*)\}/g)].map((m) => m[1] ?? '');
+    expect(requests.length).toBeGreaterThanOrEqual(2);
+    for (const r of requests) expect(r, 'every request names its method: GET').toMatch(/method: 'GET'/);
+    expect([...src.matchAll(/method: '([A-Z]+)'/g)].map((m) => m[1])).toEqual(requests.map(() => 'GET'));
+    const paths = new Set(
+      [...src.matchAll(/(?:getJson<[^>]*>|stream)\((`[^`]*`|'[^']*')/g)].map((m) =>
+        (m[1] ?? '')
+          .slice(1, -1)
+          .replace(/^\$\{(?:await this\.prefix\([a-z.]+\)|prefix)\}/, '')
+          .replace(/\$\{[^}]+\}/g, '{x}')
+          .replace(/\?.*$/, ''),
+      ),
+    );
+    const doc = readFileSync(join(ROOT, 'docs/security.md'), 'utf8');
+    const listed = doc.slice(doc.indexOf('### The container runtime socket'), doc.indexOf('### The exceptions'));
+    const documented = new Set([...listed.matchAll(/`(\/[a-z/{}]+)`/g)].map((m) => (m[1] ?? '').replace(/\{[a-z]+\}/g, '{x}')));
+    expect(paths.size).toBeGreaterThanOrEqual(7);
+    for (const p of paths) expect(documented, `${p} used by the Docker client but not listed in docs/security.md`).toContain(p);
+  });
+
+  it('Dockerfile: a numeric non-root USER, no setuid/setgid program left in the runtime image', () => {
+    const df = readFileSync(join(DOCKER, 'Dockerfile'), 'utf8');
+    const runtime = df.slice(df.search(/^FROM \$\{BASE_IMAGE\}$/m));
+    expect(runtime).toMatch(/^USER 10001:10001$/m);
+    expect(runtime).toMatch(/find \/ -xdev -perm \/6000 -type f -exec chmod a-s \{\} \+/);
   });
 });
 
@@ -626,6 +797,10 @@ describe('companion config files validate with our own schema', () => {
     const df = readFileSync(join(DOCKER, 'Dockerfile'), 'utf8');
     expect(df).toContain(`VOLUME ["${cfg.state_dir}"]`);
     expect(df).toContain(`EXPOSE ${PORT}`);
+    // the image's operations endpoints stay on the container's loopback, POST /test off
+    const ops = opsPlacement(cfg, cfg.http.enabled);
+    expect(isLoopbackListen(ops.listen), ops.listen).toBe(true);
+    expect(cfg.ops.test_token).toBeNull();
   });
 
   it('an invalid value in a config file is reported (the check can fail)', () => {
@@ -639,7 +814,7 @@ describe('companion config files validate with our own schema', () => {
     expect(names.size).toBeGreaterThan(3);
     for (const n of names) {
       // valid: loadConfig accepts a plausible value for it
-      const sample = n.endsWith('_ENABLED') ? 'true' : n.endsWith('_BACKEND') ? 'redis' : n.endsWith('_LISTEN') ? '127.0.0.1:2804' : n.endsWith('_URL') ? 'http://x:2801/' : n.endsWith('_RUNTIME') ? 'docker' : n.endsWith('_ADDRESS') ? 'unix:///x/other.sock' : n.endsWith('_CIDRS') ? '192.168.10.11' : '/tmp/x';
+      const sample = n.endsWith('_ENABLED') ? 'true' : n.endsWith('_BACKEND') ? 'redis' : n.endsWith('_LISTEN') ? '127.0.0.1:2804' : n.endsWith('_URL') ? 'http://x:2801/' : n.endsWith('_RUNTIME') ? 'docker' : n.endsWith('_ADDRESS') ? 'unix:///x/other.sock' : n.endsWith('_CIDRS') ? '192.168.10.11' : n.endsWith('_TOKEN') ? 'x'.repeat(32) : '/tmp/x';
       const before = loadConfig<Config>(configSchema, { file: null, env: {} });
       const after = loadConfig<Config>(configSchema, { file: null, env: { [n]: sample } });
       expect(JSON.stringify(after), `${n} changes nothing: not a setting`).not.toBe(JSON.stringify(before));
@@ -764,7 +939,8 @@ describe('emulation Jobs (docker/k8s/emulate-job.yaml)', () => {
       const podLabels = get(j, 'spec', 'template', 'metadata', 'labels') as Obj;
       for (const [k, v] of Object.entries(get(from, 'podSelector', 'matchLabels') as Obj)) expect(podLabels[k], String(get(j, 'metadata', 'name'))).toBe(v);
     }
-    expect(objs(objs(get(np, 'spec', 'ingress'))[0]?.['ports']).map((p) => p['port'])).toEqual([PORT]);
+    // GET /detections on the operations port; never the receiver (an emulation pod cannot post alerts)
+    expect(objs(objs(get(np, 'spec', 'ingress'))[0]?.['ports']).map((p) => p['port'])).toEqual([OPS_PORT]);
   });
 
   it('each Job runs a declared scenario with exactly its capabilities, never privileged, bounded, verified against the node-local companion', () => {
@@ -801,7 +977,7 @@ describe('emulation Jobs (docker/k8s/emulate-job.yaml)', () => {
       expect(args.includes('--verify'), where).toBe(true);
       const u = new URL(String(verify));
       expect(u.hostname.split('.').slice(0, 2), where).toEqual([get(svc, 'metadata', 'name'), get(svc, 'metadata', 'namespace')]);
-      expect(Number(u.port), where).toBe(PORT);
+      expect(Number(u.port), where).toBe(OPS_PORT);
       for (const k of ['requests', 'limits']) for (const r of ['cpu', 'memory']) expect(get(c, 'resources', k, r), `${where} resources.${k}.${r}`).toBeDefined();
     }
   });

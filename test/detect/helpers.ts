@@ -13,12 +13,14 @@ import type { DetectorSettingsSpec, LoadedRules } from '../../src/detect/rules/t
 import { createSocketFilterDetector, socketFilterSettingsSpec, SOCKET_FILTER_DETECTOR_ID, type SocketFilterSettings } from '../../src/detect/detectors/socket-filter.js';
 import { createKnockDetector, knockSettingsSpec, KNOCK_DETECTOR_ID, type KnockSettings } from '../../src/detect/detectors/knock.js';
 import type { Detector } from '../../src/detect/types.js';
+import { BASE_NS, secNs } from '../support/falco-alerts.js';
 
-export const T0 = 1_704_067_200_000_000_000n;
+/** The shared test epoch (test/support/falco-alerts.ts). */
+export const T0 = BASE_NS;
 
 export function alertAt(sec: number, rule: string, fields: Record<string, FieldValue>, tags: string[] = []): Alert {
   return createAlert({
-    time: formatTimeNs(T0 + BigInt(Math.round(sec * 1e9))),
+    time: formatTimeNs(T0 + secNs(sec)),
     rule,
     priority: 'Notice',
     source: 'syscall',

@@ -9,13 +9,16 @@
  * A command fails the block when it exits non-zero or prints a usage error. The machine here has no
  * Falco, no Falcosidekick and no cluster, so each block runs in a sandbox that stands in for them:
  * - `falco` is a script printing a recorded Falco stdout (test/fixtures/falco-stdout.log, then the
- *   real Falco 0.40 recording of ../shared/falco-reference/recorded/ when present);
+ *   real Falco 0.40 recording of ../shared/falco-reference/recorded/ when present, else the
+ *   project's scenario of the same attack);
  * - a "running Falco" appends recorded alerts to <sandbox>/var/log/falco/events.json (its
  *   file_output) and queues them on a Falco gRPC emulator at <sandbox>/run/falco/falco.sock; any
  *   other *.json / *.jsonl file under /var/log/falco/ a command names holds recorded alerts;
  * - Falcosidekick (`falcosidekick:2801`) is the stand-in of test/support/sidekick.ts;
  * - absolute paths under /tmp, /var, /run and /etc move into the sandbox, port 2804 to a free
  *   loopback port, `sudo` is dropped (root here), `falco-companion` is the built CLI on PATH;
+ * - commands run in a directory of links to the checkout's entries, so what they write stays in
+ *   the sandbox;
  * - `npm ci` and `npm run build` do nothing (the suite runs in an installed, freshly built
  *   checkout: rebuilding dist/ would race the other tests), `npm run demo` runs what the script
  *   runs without its pre-build.
@@ -24,7 +27,7 @@
  * alert), then gets SIGTERM and must exit 0.
  */
 import { spawn } from 'node:child_process';
-import { appendFileSync, chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -111,6 +114,8 @@ const BLOCKS = markdownFiles().flatMap(blocksOf);
 
 interface Sandbox {
   readonly root: string;
+  /** The commands' working directory (see beforeAll). */
+  readonly work: string;
   readonly env: NodeJS.ProcessEnv;
   readonly sidekickPort: number;
 }
@@ -121,12 +126,15 @@ let emulator: FalcoGrpcEmulator;
 let falcoTimer: NodeJS.Timeout | null = null;
 let recorded: string[] = [];
 
-/** Falco's stdout as a pipe would carry it: startup lines, then alerts (real recorded ones when present). */
+/**
+ * Falco's stdout as a pipe would carry it: startup lines, then alerts of an attack, so that the
+ * blocks reading the journal find detections: the real Falco 0.40 recording when present, else
+ * the project's own scenario of the same chain (a checkout without ../shared).
+ */
 function recordedStream(): string {
-  let s = readFileSync(join(ROOT, 'test/fixtures/falco-stdout.log'), 'utf8');
   const real = resolve(ROOT, '../shared/falco-reference/recorded/bind-shell-container.jsonl');
-  if (existsSync(real)) s += readFileSync(real, 'utf8');
-  return s;
+  const attack = existsSync(real) ? real : join(ROOT, 'test/fixtures/scenarios/socket-filter-bind-shell/alerts.jsonl');
+  return readFileSync(join(ROOT, 'test/fixtures/falco-stdout.log'), 'utf8') + readFileSync(attack, 'utf8');
 }
 
 beforeAll(async () => {
@@ -149,6 +157,11 @@ beforeAll(async () => {
   mkdirSync(join(root, 'run/falco'), { recursive: true });
   mkdirSync(join(root, 'tmp'), { recursive: true });
   mkdirSync(join(root, 'etc/falco-companion'), { recursive: true });
+  // The working directory: the checkout's entries linked in, so relative paths (examples/, dist/,
+  // package.json) resolve while files a command writes (`--out last5.html`) stay in the sandbox.
+  const work = join(root, 'work');
+  mkdirSync(work);
+  for (const e of readdirSync(ROOT)) if (e !== '.git') symlinkSync(join(ROOT, e), join(work, e));
   writeFileSync(join(root, 'var/log/falco/events.json'), recorded.join('\n') + '\n');
   emulator = new FalcoGrpcEmulator({ address: `unix://${join(root, 'run/falco/falco.sock')}`, version: '0.40.0', jsonOutput: true });
   await emulator.start();
@@ -163,6 +176,7 @@ beforeAll(async () => {
   const sidekickPort = Number(new URL(sidekick.url).port);
   sandbox = {
     root,
+    work,
     sidekickPort,
     env: {
       ...process.env,
@@ -216,7 +230,7 @@ interface Proc {
 const running = new Set<Proc>();
 
 function start(cmd: string, exec: boolean): Proc {
-  const child = spawn('bash', ['-o', 'pipefail', '-c', exec ? `exec ${cmd}` : cmd], { cwd: ROOT, env: sandbox.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('bash', ['-o', 'pipefail', '-c', exec ? `exec ${cmd}` : cmd], { cwd: sandbox.work, env: sandbox.env, stdio: ['ignore', 'pipe', 'pipe'] });
   const p: Proc = { cmd, child, out: '', code: undefined, exited: Promise.resolve(null) };
   child.stdout?.setEncoding('utf8').on('data', (d: string) => (p.out += d));
   child.stderr?.setEncoding('utf8').on('data', (d: string) => (p.out += d));

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -43,5 +43,19 @@ describe('e2e: demo and replay', () => {
     const out = r.stdout.split('\n').filter((l) => l.startsWith('{'));
     expect(out).toHaveLength(alerts);
     expect(r.stderr).toMatch(new RegExp(`replay: \\d+ lines, ${alerts} alerts, \\d+ skipped`));
+  });
+
+  it('replay without --state-dir works in a temporary state directory and removes it (never the daemon database)', () => {
+    requireBuilt();
+    const env: NodeJS.ProcessEnv = { ...process.env, TMPDIR: join(dir, 'tmp') };
+    mkdirSync(join(dir, 'tmp'), { recursive: true });
+    delete env['FALCO_COMPANION_STATE_DIR'];
+    const r = spawnSync(process.execPath, [CLI, 'replay', 'test/fixtures/falco-stdout.log', '--stdout'], { encoding: 'utf8', timeout: 60_000, env });
+    expect(r.status, r.stderr).toBe(0);
+    const line = r.stderr.split('\n').find((l) => l.includes('using a temporary state directory'));
+    expect(line, r.stderr).toBeDefined();
+    const used = (JSON.parse(line as string) as { state_dir: string }).state_dir;
+    expect(used.startsWith(join(dir, 'tmp'))).toBe(true);
+    expect(existsSync(used)).toBe(false);
   });
 });

@@ -11,6 +11,7 @@ import { FakeSidekick } from '../support/sidekick.js';
 import { startHttpCli, type RunningCli } from '../support/cli.js';
 
 const SHARED = '../shared/falco-reference/falco-alerts.jsonl';
+const TEST_TOKEN = 'e2e-http-test-token-0123';
 
 function fixtureLines(): string[] {
   const dir = 'test/fixtures/alerts';
@@ -31,7 +32,7 @@ describe('e2e: falco-companion run --http-listen', () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'fc-e2e-http-'));
     sidekick = await new FakeSidekick().start();
-    cli = startHttpCli(sidekick.url, join(dir, 'state'));
+    cli = startHttpCli(sidekick.url, join(dir, 'state'), { FALCO_COMPANION_OPS_TEST_TOKEN: TEST_TOKEN });
     base = `http://${await cli.httpAddress()}`;
   });
 
@@ -87,9 +88,10 @@ describe('e2e: falco-companion run --http-listen', () => {
     expect(metrics).toMatch(/falco_companion_received_total\{component="source\/http"\} \d+/);
   });
 
-  it('POST /test travels end to end to the sink', async () => {
+  it('POST /test (with ops.test_token) travels end to end to the sink', async () => {
     const before = sidekick.accepted.length;
-    expect((await fetch(base + '/test', { method: 'POST' })).status).toBe(200);
+    expect((await fetch(base + '/test', { method: 'POST' })).status).toBe(401);
+    expect((await fetch(base + '/test', { method: 'POST', headers: { authorization: `Bearer ${TEST_TOKEN}` } })).status).toBe(200);
     await sidekick.waitForAccepted(before + 1);
     expect(sidekick.accepted.at(-1)?.parsed['rule']).toBe('Test rule');
   });

@@ -11,7 +11,7 @@
  */
 import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,13 +20,13 @@ import { compareAlerts, readJsonl } from '../support/falco-model/conformance.js'
 import { buildKworker } from '../support/kernel/helper.js';
 import { importRecEmulImage } from '../support/kernel/image.js';
 import { createPeerNamespace } from '../support/kernel/netns.js';
-import { RECORDED_DIR, kernelSkipReason, nowNs, runModel, startTraceSession, within, type Marks } from '../support/kernel/session.js';
+import { RECORDED_DIR, kernelSkipReason, nowNs, referenceSkipReason, runModel, startTraceSession, within, type Marks } from '../support/kernel/session.js';
 import { wait } from '../support/wait.js';
 
 const RULES_AT_RECORDING = join(import.meta.dirname, 'fixtures', 'falco-companion_rules-d3b06a5.yaml');
 const IMAGE = 'local/rec-emul:1';
 
-const skip = kernelSkipReason() ?? (existsSync(RECORDED_DIR) ? null : `skipped: recordings not found at ${RECORDED_DIR} (../shared)`);
+const skip = kernelSkipReason() ?? referenceSkipReason();
 
 /**
  * Alerts whose count depends on a race the recording machine and this one resolve differently:

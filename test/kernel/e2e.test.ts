@@ -13,8 +13,16 @@
  * declarations marked `pending` (a rule or detector being fixed elsewhere) are listed as todo
  * with their reason, not asserted.
  *
- * Skips with the reason without root, BTF, bpftrace, dockerd, a C compiler, iproute2/iptables or
- * ../shared.
+ * Without ../shared (a fresh CI machine) the file still runs, with our pack alone
+ * (session.ts `modelMode`; field types from test/support/falco-model/field-types.ts). What is then
+ * NOT checked: that the declared official rules fire (skipped, with the reason in the title); that
+ * no official rule matching the same event first hides one of our signals under `rule_matching:
+ * first` (that test then only proves our rules do not hide each other, and says so in its title);
+ * and what the official rules' own alerts, which the companion maps to signals too, add to the
+ * detections or to a benign twin. The footprints, our declared rules, the detections and the benign
+ * twins' quiet are asserted in both modes.
+ *
+ * Skips with the reason without root, BTF, bpftrace, dockerd, a C compiler or iproute2/iptables.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -33,12 +41,14 @@ import { firstMatches, type ModelAlert } from '../support/falco-model/engine.js'
 import { decodeSockaddr } from '../support/falco-model/decoders.js';
 import { calls, EPERM, missing, nonNegative, ok, type Call, type Expect } from '../support/kernel/footprint.js';
 import { unescapeBuf } from '../support/kernel/observer.js';
-import { kernelSkipReason, nowNs, runModel, startTraceSession, within, type TraceSession } from '../support/kernel/session.js';
+import { kernelSkipReason, modelMode, nowNs, officialRulesSkipReason, runModel, startTraceSession, within, type TraceSession } from '../support/kernel/session.js';
 import { FakeSidekick } from '../support/sidekick.js';
 import { wait } from '../support/wait.js';
 import { emulate, hostSkipReason } from '../emulate/helpers.js';
 
 const skip = kernelSkipReason() ?? hostSkipReason();
+const mode = modelMode();
+const noOfficial = officialRulesSkipReason();
 
 // ------------------------------------------------------------------------------------------------
 // The kernel footprint each scenario must leave (read from the trace, not from the runner).
@@ -137,11 +147,13 @@ interface Outcome {
   readonly stderr: string;
   readonly footprintMissing: string[];
   readonly firedAll: Set<string>;
+  /** Rules of the alerts a default Falco prints (`rule_matching: first`): what the companion receives. */
+  readonly firedFirst: Set<string>;
   readonly fed: number;
   readonly detections: DetectionSummary[];
 }
 
-describe.skipIf(skip !== null)(`kernel CI: every emulation scenario, traced, modelled, fed to the companion${skip ? ` (${skip})` : ''}`, () => {
+describe.skipIf(skip !== null)(`kernel CI: every emulation scenario, traced, modelled (${mode.label}), fed to the companion${skip ? ` (${skip})` : ''}`, () => {
   let dockerd: Dockerd;
   let dir = '';
   let helper = '';
@@ -219,8 +231,17 @@ describe.skipIf(skip !== null)(`kernel CI: every emulation scenario, traced, mod
       const mine = calls(trace.events, trace.clockOffset).filter((c) => c.timeNs >= from && c.timeNs < to && (s.where !== 'container' || cid === null || c.ctx.cgroup === cid));
       const all = within(runModel(trace, session.watcher, undefined, { matching: 'all' }).alerts, { from, to });
       const firedAll = new Set(all.map((a) => a.rule.name));
-      const detections = await feed(firstMatches(all));
-      const outcome: Outcome = { report: r.report, stderr: r.stderr, footprintMissing: missing(mine, FOOTPRINT[s.name] ?? []), firedAll, fed: firstMatches(all).length, detections };
+      const first = firstMatches(all);
+      const detections = await feed(first);
+      const outcome: Outcome = {
+        report: r.report,
+        stderr: r.stderr,
+        footprintMissing: missing(mine, FOOTPRINT[s.name] ?? []),
+        firedAll,
+        firedFirst: new Set(first.map((a) => a.rule.name)),
+        fed: first.length,
+        detections,
+      };
       outcomes.set(s.name, outcome);
       // Debugging aid: KCI_E2E_DUMP=/dir writes each scenario's calls and alerts there.
       const dump = process.env['KCI_E2E_DUMP'];
@@ -236,11 +257,26 @@ describe.skipIf(skip !== null)(`kernel CI: every emulation scenario, traced, mod
       expect(outcome.footprintMissing).toEqual([]);
     }, (s.timeoutS + 150) * 1000);
 
-    if (firmRules.length > 0) {
-      it(`${s.name}: the declared Falco rules fire on what the kernel saw (${firmRules.length})`, () => {
+    const firmOurs = firmRules.filter((r) => r.source === 'companion');
+    const firmOfficial = firmRules.filter((r) => r.source !== 'companion');
+    if (firmOurs.length > 0) {
+      it(`${s.name}: the declared rules of our pack fire on what the kernel saw (${firmOurs.length})`, () => {
         const o = outcomes.get(s.name);
         expect(o, 'scenario ran').toBeDefined();
-        expect(firmRules.map((r) => r.rule).filter((r) => !o?.firedAll.has(r))).toEqual([]);
+        expect(firmOurs.map((r) => r.rule).filter((r) => !o?.firedAll.has(r))).toEqual([]);
+      });
+      const shadowedBy = mode.officialRules ? 'neither an official rule nor another of ours' : 'another of our rules (official rules not loaded: their shadowing is not checked)';
+      it(`${s.name}: the declared rules of our pack still reach the companion under rule_matching first (${shadowedBy} matches their events first)`, () => {
+        const o = outcomes.get(s.name);
+        expect(o, 'scenario ran').toBeDefined();
+        expect(firmOurs.map((r) => r.rule).filter((r) => o?.firedAll.has(r) && !o.firedFirst.has(r))).toEqual([]);
+      });
+    }
+    if (firmOfficial.length > 0) {
+      it.skipIf(noOfficial !== null)(`${s.name}: the declared official rules fire on what the kernel saw (${firmOfficial.length})${noOfficial ? ` (${noOfficial})` : ''}`, () => {
+        const o = outcomes.get(s.name);
+        expect(o, 'scenario ran').toBeDefined();
+        expect(firmOfficial.map((r) => r.rule).filter((r) => !o?.firedAll.has(r))).toEqual([]);
       });
     }
     for (const [rule, why] of Object.entries(known)) {

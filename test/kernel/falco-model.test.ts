@@ -4,19 +4,18 @@
  * the evaluator follows libsinsp's semantics (no value → false), and the engine's rule_matching
  * `first` keeps only the first matching rule in load order.
  */
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { isJsonObject, parse, type JsonObject } from '../../src/json/lossless.js';
 import { parseCondition, type FieldRef } from '../falco-rules/falco-condition.js';
+import { reRenderRecorded } from '../support/falco-model/conformance.js';
 import { RuleEngine, eventTypes } from '../support/falco-model/engine.js';
 import { evaluate, explain, globMatch, inCidr, type FieldValue, type Scalar } from '../support/falco-model/evaluate.js';
 import { loadFieldTypes, priorityName, renderAlert } from '../support/falco-model/render.mjs';
 import { loadRules } from '../support/falco-model/rules.js';
 import type { FalcoEvent } from '../support/falco-model/sinsp.js';
 import { FIELDS_040, OFFICIAL_RULES_040, RECORDED_DIR } from '../support/kernel/session.js';
-import { existsSync } from 'node:fs';
 
 const RULES_AT_RECORDING = join(import.meta.dirname, 'fixtures', 'falco-companion_rules-d3b06a5.yaml');
 const haveShared = existsSync(RECORDED_DIR) && existsSync(OFFICIAL_RULES_040) && existsSync(FIELDS_040);
@@ -37,32 +36,12 @@ function facts(f: Readonly<Record<string, FieldValue>>): (ref: FieldRef) => Fiel
 describe.skipIf(!haveShared)(`renderer against real Falco 0.40 alerts${haveShared ? '' : ` (${noShared})`}`, () => {
   it('re-renders every recorded alert byte for byte from its rule and its own field values', () => {
     const rules = loadRules([OFFICIAL_RULES_040, RULES_AT_RECORDING]);
-    const byName = new Map(rules.rules.map((r) => [r.name, r] as const));
-    const types = loadFieldTypes(FIELDS_040);
-    let n = 0;
-    for (const file of readdirSync(RECORDED_DIR).filter((f) => f.endsWith('.jsonl'))) {
-      for (const line of readFileSync(join(RECORDED_DIR, file), 'utf8').split('\n').filter(Boolean)) {
-        const a = parse(line);
-        if (!isJsonObject(a)) throw new Error('not an object');
-        const fields = a['output_fields'] as JsonObject;
-        const rule = byName.get(String(a['rule']));
-        expect(rule, String(a['rule'])).toBeDefined();
-        const ns = BigInt(String(fields['evt.time']));
-        const out = renderAlert(
-          { name: String(a['rule']), output: rule?.output ?? '', priority: rule?.priority ?? '', tags: rule?.tags ?? [] },
-          (k: string) => {
-            const v = fields[k];
-            return v === null || v === undefined ? null : typeof v === 'object' ? String(v) : v;
-          },
-          ns,
-          String(a['hostname']),
-          types,
-        );
-        expect(out, `${file}: ${String(a['rule'])}`).toBe(line);
-        n++;
-      }
+    const all = reRenderRecorded(RECORDED_DIR, new Map(rules.rules.map((r) => [r.name, r] as const)), loadFieldTypes(FIELDS_040));
+    for (const r of all) {
+      expect(r.rendered, `${r.file}: rule ${r.rule} not loaded`).not.toBeNull();
+      expect(r.rendered, `${r.file}: ${r.rule}`).toBe(r.recorded);
     }
-    expect(n).toBe(81);
+    expect(all.length).toBe(81);
   });
 });
 

@@ -14,7 +14,7 @@ import { shapeOf } from '../support/falco-model/conformance.js';
 import type { KernelEvent, SyscallEvent, Trace } from '../support/kernel/events.js';
 import { buildKworker } from '../support/kernel/helper.js';
 import { parseObserverOutput, startObserver } from '../support/kernel/observer.js';
-import { kernelSkipReason, runModel } from '../support/kernel/session.js';
+import { kernelSkipReason, modelMode, officialRulesSkipReason, runModel } from '../support/kernel/session.js';
 import { wait } from '../support/wait.js';
 
 const S = '\\u001f';
@@ -60,7 +60,7 @@ describe('observer output parser', () => {
   });
 });
 
-const skip = kernelSkipReason({ needDocker: false, needShared: false });
+const skip = kernelSkipReason({ needDocker: false });
 
 function sys(events: readonly KernelEvent[], pid: number, name: string, dir: '>' | '<' = '<'): SyscallEvent[] {
   return events.filter((e): e is SyscallEvent => e.kind === 'syscall' && e.ctx.pid === pid && e.name === name && e.dir === dir);
@@ -167,9 +167,17 @@ describe.skipIf(skip !== null)(`kernel observer on the real kernel${skip ? ` (${
       },
     });
     expect(unixNames).toContainEqual(expect.stringMatching(new RegExp(`^[0-9a-f]{16}->[0-9a-f]{16} ${dir}/api\\.sock$`)));
-    // host processes: the container-scoped listener/accept signals and the official
-    // "Packet socket created in container" do not fire
-    expect(rules.some((r) => r.startsWith('Companion signal: listening socket') || r.startsWith('Packet socket created in container'))).toBe(false);
+    // host processes: the container-scoped listener/accept signals do not fire
+    expect(rules.some((r) => r.startsWith('Companion signal: listening socket') || r.startsWith('Companion signal: inbound connection accepted'))).toBe(false);
+  });
+
+  const noOfficial = officialRulesSkipReason();
+  it.skipIf(noOfficial !== null)(`the official "Packet socket created in container" does not fire on a host process${noOfficial ? ` (${noOfficial})` : ''}`, () => {
+    expect(modelMode().officialRules).toBe(true);
+    const { alerts } = runModel(trace, null, undefined, { matching: 'all' });
+    const mine = alerts.filter((a) => a.pid === implantPid).map((a) => a.rule.name);
+    expect(mine).toContain('Companion signal: packet or raw socket created');
+    expect(mine).not.toContain('Packet socket created in container');
   });
 });
 

@@ -63,11 +63,15 @@ export function stopAfter(c: { stop(deadlineMs: number): Promise<void> }): void 
   open.push(c);
 }
 
-/** The ops component with the readiness of one fake sink (`ready.value`) and POST /test. */
+/** The `ops.test_token` of the harness's POST /test (send {@link TEST_AUTH}). */
+export const TEST_TOKEN = 'harness-test-token-0123456789';
+export const TEST_AUTH = { authorization: `Bearer ${TEST_TOKEN}` };
+
+/** The ops component with the readiness of one fake sink (`ready.value`) and POST /test (token {@link TEST_TOKEN}). */
 export function opsServer(listen: string | null, intake: MemoryIntake, metrics: Metrics, ready: { value: boolean }, retryAfterMs = 1000): OpsServer {
   const readiness = (): Readiness => ({ ready: ready.value, components: { 'sink/x': ready.value ? { ready: true } : { ready: false, detail: 'down' } } });
   const ops = new OpsServer({ listen, config: httpConfig(), logger: silentLogger(), metrics, readiness });
-  ops.route(testAlertRoute({ intake, alert: testAlert, retryAfterMs, logger: silentLogger(), metrics }));
+  ops.route(testAlertRoute({ intake, alert: testAlert, retryAfterMs, token: TEST_TOKEN, logger: silentLogger(), metrics }));
   stopAfter(ops);
   return ops;
 }

@@ -19,6 +19,7 @@ import { FalcosidekickSink } from '../../src/sinks/falcosidekick.js';
 import { openStateDb, type Db } from '../../src/store/db.js';
 import { Spool, type SpoolConfig } from '../../src/store/spool.js';
 import { FakeSidekick } from '../support/sidekick.js';
+import { until, wait } from '../support/wait.js';
 
 const spoolCfg: SpoolConfig = { enabled: true, max_alerts: 10_000, max_bytes: 64 * 1024 * 1024, max_age: 0, when_full: 'block', commit_interval: 0, commit_batch: 1024 };
 const skCfg = (url: string): Config['sinks']['falcosidekick'] => ({
@@ -95,8 +96,7 @@ describe('spool + pipeline + sidekick delivery', () => {
     await spool.submit(alert(3, 'excluded'));
     await spool.submit(alert(4));
     await sk.waitForAccepted(3, 5000);
-    const until = Date.now() + 3000;
-    while (spool.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    await until(() => spool.size === 0, 3000, 'spool emptied');
     expect(spool.size).toBe(0);
     expect(sk.accepted.map((a) => a.parsed['rule']).sort()).toEqual(['Detection', 'rule 4', 'trigger']);
     const ids = sk.accepted.map((a) => String((a.parsed['output_fields'] as JsonObject)['companion.alert_id']));
@@ -108,10 +108,9 @@ describe('spool + pipeline + sidekick delivery', () => {
     const { spool, sk } = await setup(null);
     await sk.down();
     await Promise.all(Array.from({ length: 100 }, (_, i) => spool.submit(alert(i))));
-    const until = Date.now() + 3000;
-    while (spool.delivery.readyCount < 100 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    await until(() => spool.delivery.readyCount >= 100, 3000, 'all ready for delivery');
     expect(spool.delivery.readyCount).toBe(100);
-    await new Promise((r) => setTimeout(r, 500));
+    await wait(500);
     await sk.up();
     sk.failNext(3, 503);
     await sk.waitForAccepted(100, 10_000);

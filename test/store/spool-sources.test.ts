@@ -14,6 +14,7 @@ import { FileSource } from '../../src/sources/file.js';
 import { openStateDb, type Db } from '../../src/store/db.js';
 import { Spool } from '../../src/store/spool.js';
 import { markedAlert } from '../e2e/spool-support.js';
+import { until, wait } from '../support/wait.js';
 
 const cleanup: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -43,9 +44,8 @@ describe('spool back-pressure on the file source', () => {
     cleanup.push(() => src.stop(Date.now() + 1000));
 
     // Nobody consumes: the source fills the spool to the limit and waits.
-    const until = Date.now() + 5000;
-    while (spool.size < 10 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
-    await new Promise((r) => setTimeout(r, 200));
+    await until(() => spool.size >= 10, 5000, 'spool filled to its limit');
+    await wait(200);
     expect(spool.size).toBe(10);
     expect(spool.full).toBe(true);
 

@@ -30,6 +30,7 @@ export function dockerSkipReason(): string | null {
 export interface Dockerd {
   readonly dir: string;
   readonly socket: string;
+  /** The daemon's pid (a new one after restart()). */
   readonly pid: number;
   /** Run the docker CLI against this engine. */
   docker(...args: string[]): Promise<string>;
@@ -49,6 +50,13 @@ export interface Dockerd {
   resume(): void;
   /** Stop dockerd (SIGTERM, then SIGKILL) and wait for it to exit. */
   stopDaemon(): Promise<void>;
+  /**
+   * Stop dockerd (SIGTERM) without removing anything, wait `downMs`, then start it again on the
+   * same socket and data root: its containers are still known (stopped with the daemon). A
+   * container whose PID 1 ignores SIGTERM (`sleep`) makes the stop take ~8 s here: give it a
+   * TERM trap.
+   */
+  restart(opts?: { downMs?: number }): Promise<void>;
   /** Stop everything and remove the temp dir. */
   close(): Promise<void>;
 }
@@ -140,22 +148,26 @@ export async function startDockerd(): Promise<Dockerd> {
   const dir = mkdtempSync(join(tmpdir(), 'fc-dockerd-'));
   const socket = join(dir, 'docker.sock');
   const logPath = join(dir, 'dockerd.log');
-  const logFd = openSync(logPath, 'a');
-  const child = spawn(
-    DOCKERD,
-    [
-      '--host', `unix://${socket}`,
-      '--data-root', join(dir, 'data'),
-      '--exec-root', join(dir, 'exec'),
-      '--pidfile', join(dir, 'dockerd.pid'),
-      '--bridge', 'none',
-      '--iptables=false',
-      '--ip6tables=false',
-      '--shutdown-timeout', '1',
-    ],
-    { stdio: ['ignore', logFd, logFd] },
-  );
-  closeSync(logFd);
+  const spawnDaemon = (): ChildProcess => {
+    const logFd = openSync(logPath, 'a');
+    const c = spawn(
+      DOCKERD,
+      [
+        '--host', `unix://${socket}`,
+        '--data-root', join(dir, 'data'),
+        '--exec-root', join(dir, 'exec'),
+        '--pidfile', join(dir, 'dockerd.pid'),
+        '--bridge', 'none',
+        '--iptables=false',
+        '--ip6tables=false',
+        '--shutdown-timeout', '1',
+      ],
+      { stdio: ['ignore', logFd, logFd] },
+    );
+    closeSync(logFd);
+    return c;
+  };
+  let child = spawnDaemon();
   let registry: ChildProcess | null = null;
   const env = { ...process.env, DOCKER_HOST: `unix://${socket}` };
   const docker = async (...args: string[]): Promise<string> => {
@@ -216,7 +228,9 @@ export async function startDockerd(): Promise<Dockerd> {
   return {
     dir,
     socket,
-    pid: child.pid as number,
+    get pid() {
+      return child.pid as number;
+    },
     docker,
     async importImage(name, variant = 'a') {
       const root = makeRootfs();
@@ -248,6 +262,35 @@ export async function startDockerd(): Promise<Dockerd> {
       process.kill(child.pid as number, 'SIGCONT');
     },
     stopDaemon,
+    async restart(opts = {}) {
+      await stopChild(child);
+      // dockerd's own containerd (started by it, under our exec root) must be gone before the
+      // next dockerd starts one; a straggler is stopped by pid.
+      const containerd = (): number[] =>
+        readdirSync('/proc')
+          .filter((p) => /^\d+$/.test(p))
+          .filter((p) => {
+            try {
+              const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+              return /(^|\/)containerd$/.test(cmd[0] ?? '') && cmd.some((a) => a.includes(join(dir, 'exec', 'containerd')));
+            } catch {
+              return false;
+            }
+          })
+          .map(Number);
+      for (let i = 0; i < 100 && containerd().length > 0; i++) {
+        if (i === 50) for (const pid of containerd()) process.kill(pid, 'SIGKILL');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      if (opts.downMs) await new Promise((r) => setTimeout(r, opts.downMs));
+      child = spawnDaemon();
+      try {
+        await serving('dockerd (restarted)', () => ping(socket), 30_000, child);
+      } catch (err) {
+        const tail = await run('tail', ['-n', '15', logPath]).then((r) => r.stdout, () => '');
+        throw new Error(`${(err as Error).message}\n${tail}`);
+      }
+    },
     close,
   };
 }

@@ -86,6 +86,11 @@ export class FakeSidekick {
     this.failures.push({ remaining: n, status, ...opts });
   }
 
+  /** Forget the failures queued by failNext that were not answered yet. */
+  clearFailures(): void {
+    this.failures = [];
+  }
+
   /** Delay every answer by `ms`. */
   delay(ms: number): void {
     this.delayMs = ms;

@@ -11,7 +11,7 @@ export const logSection = obj('Logging (pino JSON on stderr).', {
   level: oneOf('Log level.', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
 });
 
-export const httpSection = obj('HTTP input: the Falco http_output receiver (POST any path). Its listener also serves the operations endpoints unless ops.listen names another address.', {
+export const httpSection = obj('HTTP input: the Falco http_output receiver (POST any path). Its listener also serves the operations endpoints when it is on a loopback address or ops.listen equals it.', {
   enabled: bool('Receive Falco alerts over HTTP (off: gRPC- or file-only; the operations endpoints stay on, see ops).', true),
   listen: str('Address to listen on, HOST:PORT. Port 0 picks a free port (logged).', '0.0.0.0:2804', { check: hostPort }),
   max_body_bytes: size('Largest accepted request body; larger bodies get 413.', 1024 * 1024, { min: 1024 }),
@@ -26,14 +26,22 @@ export const httpSection = obj('HTTP input: the Falco http_output receiver (POST
   }),
 });
 
-export const opsSection = obj('Operations endpoints: GET /healthz, /readyz, /metrics, /ping and POST /test. They do not depend on the HTTP input.', {
-  enabled: bool('Serve the operations endpoints (off only for a companion that must not open a port).', true),
-  listen: str(
-    'HOST:PORT for the operations endpoints. Empty or equal to http.listen: served on the HTTP input listener (one port, its TLS) when http.enabled, else on http.listen by a listener of their own. Another address: a listener of their own there. A listener of their own is plain HTTP.',
-    null,
-    { check: hostPort },
-  ),
-});
+export const opsSection = obj(
+  'Operations endpoints: GET /healthz, /readyz, /metrics, /ping, /detections (and the report pages), POST /test. They do not depend on the HTTP input and are not reachable from other hosts unless ops.listen says so (docs/security.md).',
+  {
+    enabled: bool('Serve the operations endpoints (off only for a companion that must not open a port).', true),
+    listen: str(
+      'HOST:PORT for the operations endpoints. Empty: on the HTTP input listener when http.listen is a loopback address (one port), else on 127.0.0.1:2805 (loopback only). Equal to http.listen: on the HTTP input listener (one port, its TLS). Another address, e.g. 0.0.0.0:2805 for Prometheus and kubelet probes: a listener of their own there (plain HTTP).',
+      null,
+      { check: hostPort },
+    ),
+    test_token: str(
+      'Bearer token POST /test requires (Authorization: Bearer <token>; it injects an alert). Empty: POST /test is off (403). Set it from a secret: FALCO_COMPANION_OPS_TEST_TOKEN.',
+      null,
+      { check: (v) => (/^[\x21-\x7e]{16,512}$/.test(v) ? null : 'must be 16 to 512 printable characters without spaces (e.g. openssl rand -hex 16)') },
+    ),
+  },
+);
 
 export const grpcSection = obj('gRPC client for falco.outputs.service (Falco 0.24–0.43; removed in 0.44).', {
   enabled: bool('Consume Falco alerts over gRPC.', false),

@@ -233,7 +233,10 @@ export function retain(s: Signal): Signal {
     slim = Object.freeze({ ...a, output: '', tags: null, extra: NO_EXTRA, outputFields: f === null ? null : f.fields, known: f === null ? NO_KNOWN_FIELDS : f.known });
     lastSlim = { from: a, to: slim };
   }
-  const kept = { ...s, alert: slim };
+  // A command line longer than Falco ever reads (4 KiB; only a sender that is not Falco) is kept as
+  // much as the journal shows of it.
+  const cmd = s.proc.cmdline;
+  const kept = cmd !== null && cmd.length > MAX_RETAINED_CMDLINE ? { ...s, alert: slim, proc: { ...s.proc, cmdline: clip(cmd, MAX_RETAINED_CMDLINE) } } : { ...s, alert: slim };
   lastRetained = { from: s, to: kept };
   return kept;
 }
@@ -255,6 +258,9 @@ function slimFields(name: FieldValue): { readonly fields: OutputFields; readonly
 /** One-entry memos of retain (the signal in hand, its alert): kept signals are never mutated. */
 let lastRetained: { readonly from: Signal | null; readonly to: Signal } = { from: null, to: null as unknown as Signal };
 let lastSlim: { readonly from: Alert | null; readonly to: Alert } = { from: null, to: null as unknown as Alert };
+
+/** Longest command line an evidence signal keeps (the journal's MAX_TEXT). */
+const MAX_RETAINED_CMDLINE = 4096;
 
 export const NS_PER_MS = 1_000_000n;
 export const msToNs = (ms: number): bigint => BigInt(Math.round(ms)) * NS_PER_MS;

@@ -6,7 +6,10 @@
  * `time` its RFC 3339 nanosecond form. Values (pids, times, ids, names of this machine's
  * processes) differ by nature and are not compared, except where a null is structural.
  */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { isJsonObject, LosslessNumber, parse, type JsonObject, type JsonValue } from '../../../src/json/lossless.js';
+import { renderAlert } from './render.mjs';
 
 export type JsonKind = 'string' | 'number' | 'boolean' | 'null' | 'object' | 'array';
 
@@ -117,4 +120,39 @@ export function compareAlerts(model: readonly string[], recorded: readonly strin
     if (mod.alert['source'] !== 'syscall') problems.push(`${mod.rule}: source ${String(mod.alert['source'])}`);
   }
   return [...new Set(problems)];
+}
+
+export interface ReRendered {
+  readonly file: string;
+  readonly rule: string;
+  readonly recorded: string;
+  /** The line rendered from the rule and the recorded alert's own field values; null when `rules` lacks the rule. */
+  readonly rendered: string | null;
+}
+
+/**
+ * Every alert of the recordings in `dir`, rendered again by render.mjs from its rule (looked up by
+ * name in `rules`) and its own output_fields, with the field types `types`.
+ */
+export function reRenderRecorded(
+  dir: string,
+  rules: ReadonlyMap<string, { readonly name: string; readonly output: string; readonly priority: string; readonly tags: readonly string[] }>,
+  types: ReadonlyMap<string, string>,
+): ReRendered[] {
+  const out: ReRendered[] = [];
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.jsonl'))) {
+    for (const line of readJsonl(readFileSync(join(dir, file), 'utf8'))) {
+      const a = parse(line);
+      if (!isJsonObject(a)) throw new Error(`${file}: not a JSON object`);
+      const fields = isJsonObject(a['output_fields']) ? a['output_fields'] : {};
+      const rule = rules.get(String(a['rule']));
+      const value = (k: string): unknown => {
+        const v = fields[k];
+        return v === null || v === undefined ? null : typeof v === 'object' ? String(v) : v;
+      };
+      const rendered = rule ? renderAlert(rule, value, BigInt(String(fields['evt.time'])), String(a['hostname']), types) : null;
+      out.push({ file, rule: String(a['rule']), recorded: line, rendered });
+    }
+  }
+  return out;
 }

@@ -16,7 +16,7 @@
  * left side of the tuple; the server `fd.sip`/`fd.sport`, else the right side. Explicit fields win
  * over the tuple; a missing explicit port is taken from the same side of the tuple.
  */
-import type { FieldValue } from '../alert.js';
+import type { FieldValue, KnownFields } from '../alert.js';
 import { parseIp, type Ip } from './address.js';
 
 export interface Endpoint {
@@ -100,17 +100,7 @@ export interface Peer extends Endpoint {
 type Fields = Readonly<Record<string, FieldValue>>;
 
 /** The `fd.*` fields a view reads, by slot (an alert's known-fields record has them: src/alert.ts). */
-export interface SocketFields {
-  readonly fdName: FieldValue | undefined;
-  readonly fdCip: FieldValue | undefined;
-  readonly fdCport: FieldValue | undefined;
-  readonly fdSip: FieldValue | undefined;
-  readonly fdSport: FieldValue | undefined;
-  readonly fdLip: FieldValue | undefined;
-  readonly fdLport: FieldValue | undefined;
-  readonly fdRip: FieldValue | undefined;
-  readonly fdRport: FieldValue | undefined;
-}
+export type SocketFields = Pick<KnownFields, 'fdName' | 'fdCip' | 'fdCport' | 'fdSip' | 'fdSport' | 'fdLip' | 'fdLport' | 'fdRip' | 'fdRport'>;
 
 /** The socket slots of output fields given by Falco field name. */
 function socketFieldsOf(f: Fields): SocketFields {

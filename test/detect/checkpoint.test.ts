@@ -217,12 +217,18 @@ describe('the periodic checkpoint, in slices (a part held unchanged while it is 
   const same = (a: Buffer | undefined, b: Buffer): boolean => a !== undefined && Buffer.compare(a, b) === 0;
   const armsOf = (e: DetectionEngine): number => (e.checkpointPart('socket_filter')?.state as { arms: { size: number } }).arms.size;
 
-  it('saves each part exactly as it was when its encoding started, while the pipeline waits', async () => {
-    const dir = stateDir();
+  /** Started, with the first part (socket_filter) held by the periodic checkpoint; its bytes before. */
+  async function held(dir: string) {
     const a = sliced(dir);
     const before = encodeState(a.engine.checkpointPart('socket_filter')?.state);
     await a.cp.start();
     await turnsUntil(() => a.engine.ready() !== undefined); // the timer fired: socket_filter is held
+    return { a, before };
+  }
+
+  it('saves each part exactly as it was when its encoding started, while the pipeline waits', async () => {
+    const dir = stateDir();
+    const { a, before } = await held(dir);
     const gate = a.engine.ready();
     // The pipeline waits on the gate: the part is encoded over many turns (a slice per entry).
     expect(await turnsUntil(() => a.engine.ready() !== gate)).toBeGreaterThan(10);
@@ -238,10 +244,7 @@ describe('the periodic checkpoint, in slices (a part held unchanged while it is 
 
   it('an alert that did not wait ends the encoding first: the part is saved as it was before it, and is due again', async () => {
     const dir = stateDir();
-    const a = sliced(dir);
-    const before = encodeState(a.engine.checkpointPart('socket_filter')?.state);
-    await a.cp.start();
-    await turnsUntil(() => a.engine.ready() !== undefined);
+    const { a, before } = await held(dir);
     a.engine.process(arm(50, 2000)); // the encoding is finished (with 40 arms) before this steps
     expect(armsOf(a.engine)).toBe(41);
     expect(a.engine.checkpointParts().map((p) => p.id)).toContain('socket_filter');

@@ -3,7 +3,7 @@
  * sizes of real Falco JSON alerts (600–1800 bytes, 12–30 output fields, `evt.time` and other
  * nanosecond integers above 2^53 written as bare digits), deterministic from a seed.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -178,4 +178,23 @@ export function floodAlert(i: number): string {
   const dip = `203.${(d >> 8) & 255}.${d & 255}.${1 + (i % 250)}`;
   const dport = 1024 + (i % 50_000);
   return outboundAlert(ns, cid, IMAGES[i % IMAGES.length] as string, NAMESPACES[i % NAMESPACES.length] as string, `app-${cid.slice(0, 6)}`, dip, dport, 30_000 + (i % 30_000));
+}
+
+/**
+ * Request bodies exactly as Falco 0.40 formats this project's signal rules: the `Companion signal:`
+ * lines of the real Falco recordings (../shared/falco-reference/recorded/*.jsonl, byte for byte,
+ * in file order). Falls back to the project's own signal-alert fixture (generated in the same
+ * format) where ../shared is absent; `source` says which.
+ */
+export function recordedSignalBodies(): { bodies: string[]; source: string } {
+  const dir = resolve(repoRoot(), '..', 'shared', 'falco-reference', 'recorded');
+  const bodies: string[] = [];
+  if (existsSync(dir)) {
+    for (const f of readdirSync(dir).filter((x) => x.endsWith('.jsonl')).sort()) {
+      for (const l of readFileSync(resolve(dir, f), 'utf8').split('\n')) if (l.includes('"rule":"Companion signal:')) bodies.push(l);
+    }
+  }
+  if (bodies.length > 0) return { bodies, source: `${bodies.length} Companion signal alerts recorded from Falco 0.40.0 (../shared/falco-reference/recorded)` };
+  const fixture = readFileSync(resolve(repoRoot(), 'test', 'fixtures', 'signal-alerts.jsonl'), 'utf8').split('\n').filter((l) => l.trim() !== '');
+  return { bodies: fixture, source: `${fixture.length} generated signal alerts (test/fixtures/signal-alerts.jsonl; ../shared absent)` };
 }

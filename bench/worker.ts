@@ -6,6 +6,7 @@
 import { createReadStream, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import http from 'node:http';
+import net from 'node:net';
 import { createInterface } from 'node:readline';
 import * as grpc from '@grpc/grpc-js';
 import autocannon from 'autocannon';
@@ -32,7 +33,8 @@ import { MetricsSource } from '../src/sources/metrics.js';
 import { benchEngine } from './detectors.js';
 import { floodAlert, outboundAlert } from './inputs.js';
 import { fullStates } from './checkpoint.js';
-import { decodeState, encodeState, restoreInto } from '../src/detect/codec.js';
+import { decodeState, encodeState, encodeStateSliced, restoreInto } from '../src/detect/codec.js';
+import { SLICE_MS } from '../src/detect/checkpoint.js';
 import { BoundedMap } from '../src/detect/detectors/kit.js';
 import { buildDetectors } from '../src/detect/registry.js';
 import { loadRulesFile } from '../src/detect/rules/load.js';
@@ -124,7 +126,10 @@ function serveControl(counted: () => number, onStop: () => Promise<void>): void 
 async function serverCompanion(m: Msg): Promise<void> {
   let forwarded = 0;
   const spool = bool(m, 'spool');
-  const config = companionConfig({ 'http.enabled': true, 'http.listen': '127.0.0.1:0', 'ops.enabled': true, 'spool.enabled': spool, state_dir: str(m, 'stateDir') });
+  // `full`: the daemon's default pipeline (enrichment and detection on), without what would leave
+  // the machine (reverse DNS) or is absent here (a container runtime socket).
+  const full = bool(m, 'full') ? { 'enrich.enabled': true, 'enrich.container.runtime': 'none', 'enrich.egress.rdns.enabled': false, 'detect.enabled': true } : {};
+  const config = companionConfig({ 'http.enabled': true, 'http.listen': '127.0.0.1:0', 'ops.enabled': true, 'spool.enabled': spool, state_dir: str(m, 'stateDir'), ...full });
   const metrics = new Metrics();
   const app: App = buildApp(config, { logger: daemonLogger(), metrics, clock: systemClock, onForwarded: () => forwarded++ });
   await app.start();
@@ -153,7 +158,8 @@ async function serverBare(): Promise<void> {
       try {
         JSON.parse(Buffer.concat(chunks).toString('utf8'));
         n++;
-        res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+        // The companion's answer: 200, empty body.
+        res.writeHead(200, { 'Content-Length': '0' }).end();
       } catch {
         res.writeHead(400).end();
       }
@@ -257,6 +263,122 @@ async function rategen(m: Msg): Promise<void> {
   process.exit(0);
 }
 
+/**
+ * Falco's `http_output`, as it sends (libcurl, one easy handle, `keep_alive: true`): one
+ * keep-alive TCP connection (TCP_NODELAY, as libcurl sets it), one POST per alert with libcurl's
+ * headers (`Host`, `User-Agent: falcosecurity/falco`, `Accept`, `Content-Type: application/json`,
+ * `Content-Length`), the bodies byte for byte as given, and the next request only after the
+ * previous response ended (Falco's outputs run serially on one thread). `rate` 0: as fast as the
+ * answers come; else requests are due at fixed times (`rate` per second) and one that is due while
+ * the previous answer is still awaited goes out right after it (`late`: answers slower than the interval). Ack latency =
+ * end of the response − first byte of the request written, per request (µs resolution).
+ */
+async function falcoSerial(m: Msg): Promise<void> {
+  const port = num(m, 'port');
+  const seconds = num(m, 'seconds');
+  const rate = num(m, 'rate');
+  const bodies = readFileSync(str(m, 'bodies'), 'utf8').split('\n').filter((l) => l !== '');
+  const reqs = bodies.map((b) => {
+    const body = Buffer.from(b, 'utf8');
+    const head = `POST / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUser-Agent: falcosecurity/falco\r\nAccept: */*\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`;
+    return Buffer.concat([Buffer.from(head, 'latin1'), body]);
+  });
+  const cap = rate > 0 ? Math.ceil(rate * seconds) : 4_000_000;
+  const lat = new Float64Array(cap);
+  let n = 0;
+  let ok = 0;
+  let non2xx = 0;
+  let late = 0;
+  const sock = net.connect({ port, host: '127.0.0.1', noDelay: true });
+  await new Promise<void>((resolve, reject) => {
+    sock.once('connect', resolve);
+    sock.once('error', reject);
+  });
+  const t0 = performance.now();
+  const end = t0 + seconds * 1000;
+  let sentAt = 0;
+  let pending: Buffer | null = null;
+  let timer: NodeJS.Timeout | null = null;
+  let finish!: () => void;
+  const finished = new Promise<void>((r) => (finish = r));
+  const sendNext = (): void => {
+    timer = null;
+    const now = performance.now();
+    if (now >= end || n >= cap) {
+      finish();
+      return;
+    }
+    if (rate > 0) {
+      const due = t0 + (n * 1000) / rate;
+      if (due > now) {
+        timer = setTimeout(sendNext, Math.max(0, due - now - 0.05));
+        return;
+      }
+    }
+    sentAt = performance.now();
+    sock.write(reqs[n % reqs.length] as Buffer);
+  };
+  /** One complete response in `buf` from offset 0: its length, or 0 when more bytes are needed. */
+  const complete = (buf: Buffer): number => {
+    const h = buf.indexOf('\r\n\r\n');
+    if (h < 0) return 0;
+    const head = buf.toString('latin1', 0, h);
+    const cl = /\r\ncontent-length:\s*(\d+)/i.exec(head);
+    let total: number;
+    if (cl) {
+      total = h + 4 + Number(cl[1]);
+      if (buf.length < total) return 0;
+    } else if (/\r\ntransfer-encoding:\s*chunked/i.test(head)) {
+      // Chunks: size line, data, CRLF; the last one has size 0 (no trailers from these servers).
+      let at = h + 4;
+      for (;;) {
+        const eol = buf.indexOf('\r\n', at);
+        if (eol < 0) return 0;
+        const size = parseInt(buf.toString('latin1', at, eol), 16);
+        if (size === 0) {
+          if (buf.length < eol + 4) return 0;
+          total = eol + 4;
+          break;
+        }
+        at = eol + 2 + size + 2;
+        if (buf.length < at) return 0;
+      }
+    } else throw new Error(`response without a length: ${head.slice(0, 200)}`);
+    if (head.startsWith('HTTP/1.1 2')) ok++;
+    else non2xx++;
+    return total;
+  };
+  sock.on('data', (chunk: Buffer) => {
+    let buf = pending ? Buffer.concat([pending, chunk]) : chunk;
+    pending = null;
+    for (;;) {
+      const used = complete(buf);
+      if (used === 0) {
+        if (buf.length > 0) pending = buf;
+        return;
+      }
+      const took = performance.now() - sentAt;
+      lat[n++] = took;
+      // An answer slower than the interval held Falco's output thread past the next alert's time.
+      if (rate > 0 && took > 1000 / rate) late++;
+      buf = buf.subarray(used);
+      if (buf.length === 0) break;
+    }
+    sendNext();
+  });
+  sock.on('error', () => finish());
+  sock.on('close', () => finish());
+  sendNext();
+  await finished;
+  if (timer) clearTimeout(timer);
+  const wall = (performance.now() - t0) / 1000;
+  sock.destroy();
+  const sorted = lat.slice(0, n).sort();
+  const pct = (p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+  send({ cmd: 'result', ok, non2xx, errors: 0, timeouts: 0, late, seconds: wall, p50: pct(50), p99: pct(99), p999: pct(99.9), max: sorted[sorted.length - 1] ?? 0 });
+  process.exit(0);
+}
+
 async function grpcEmulator(m: Msg): Promise<void> {
   const emu = new FalcoGrpcEmulator({ address: `unix://${str(m, 'socket')}`, maxQueued: 2_000_000 });
   const lines = readFileSync(str(m, 'input'), 'utf8').split('\n').filter((l) => l !== '');
@@ -318,19 +440,49 @@ async function grpcConsumer(m: Msg): Promise<void> {
   process.exit(0);
 }
 
+/**
+ * JSON-lines replay throughput, both sides timed from their first alert (line) to their last: the
+ * companion's start-up (modules, state database, components) and the baseline's stream set-up are
+ * not replay. CPU over the same span.
+ */
 async function fileReplay(m: Msg): Promise<void> {
   const n = num(m, 'n');
   const path = str(m, 'input');
   const rss = new RssPeak();
   let count = 0;
-  const cpu0 = cpuMs();
-  const t0 = performance.now();
+  let t0 = 0;
+  let cpu0 = 0;
+  const first = (): void => {
+    if (count === 1) {
+      t0 = performance.now();
+      cpu0 = cpuMs();
+    }
+  };
+  let end = 0;
+  let cpu = 0;
   if (str(m, 'kind') === 'companion') {
     const config = companionConfig({ state_dir: str(m, 'stateDir') });
-    const app = buildApp(config, { logger: daemonLogger(), metrics: new Metrics(), clock: systemClock, onForwarded: () => count++, replay: { path } });
+    const app = buildApp(config, {
+      logger: daemonLogger(),
+      metrics: new Metrics(),
+      clock: systemClock,
+      onForwarded: () => {
+        count++;
+        first();
+        if (count === n) {
+          end = performance.now();
+          cpu = cpuMs() - cpu0;
+        }
+      },
+      replay: { path },
+    });
     await app.start();
     await app.inputDone();
     await until(() => count >= n, num(m, 'limitMs'));
+    if (count < n) {
+      end = performance.now();
+      cpu = cpuMs() - cpu0;
+    }
     await app.stop(Date.now() + 2000);
   } else {
     const rl = createInterface({ input: createReadStream(path), crlfDelay: Infinity });
@@ -338,12 +490,14 @@ async function fileReplay(m: Msg): Promise<void> {
       if (line === '') continue;
       JSON.parse(line);
       count++;
+      first();
     }
+    end = performance.now();
+    cpu = cpuMs() - cpu0;
   }
-  const wallMs = performance.now() - t0;
-  const cpu = cpuMs() - cpu0;
   rss.stop();
-  send({ cmd: 'result', alerts: count, complete: count >= n, wallMs, cpuMs: cpu, peakRss: rss.peak });
+  // The first alert starts the clock: the span covers the other count - 1.
+  send({ cmd: 'result', alerts: Math.max(0, count - 1), complete: count >= n, wallMs: end - t0, cpuMs: cpu, peakRss: rss.peak });
   process.exit(0);
 }
 
@@ -554,16 +708,42 @@ async function checkpoint(m: Msg): Promise<void> {
   const full = fullStates();
   (globalThis as { gc?: () => void }).gc?.();
   const heapUsed = process.memoryUsage().heapUsed;
-  const per: { id: string; bytes: number; encodeMs: number }[] = [];
+  // As the periodic checkpoint does it: each part in slices of SLICE_MS, a turn of the event loop
+  // between slices; the longest slice is the longest the event loop is blocked.
+  const per: { id: string; bytes: number; encodeMs: number; longestMs: number; longestCpuMs: number; slices: number; wholeMs: number }[] = [];
   const encoded: { id: string; version: number; state: Buffer }[] = [];
-  const e0 = performance.now();
+  let encodeMs = 0;
   for (const p of full.parts) {
-    const t = performance.now();
-    const state = encodeState(p.state);
-    per.push({ id: p.id, bytes: state.length, encodeMs: performance.now() - t });
+    const steps = encodeStateSliced(p.state, SLICE_MS);
+    let ms = 0;
+    let longest = 0;
+    let longestCpu = 0;
+    let slices = 0;
+    let state: Buffer;
+    for (;;) {
+      const t = performance.now();
+      const c = process.cpuUsage();
+      const r = steps.next();
+      const d = performance.now() - t;
+      const cu = process.cpuUsage(c);
+      ms += d;
+      slices++;
+      if (d > longest) longest = d;
+      // CPU time tells this process's own block from time the shared machine gave to others.
+      longestCpu = Math.max(longestCpu, (cu.user + cu.system) / 1000);
+      if (r.done) {
+        state = r.value;
+        break;
+      }
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    // The same part in one go (what the checkpoint did before, and does at stop).
+    const t1 = performance.now();
+    encodeState(p.state);
+    per.push({ id: p.id, bytes: state.length, encodeMs: ms, longestMs: longest, longestCpuMs: longestCpu, slices, wholeMs: performance.now() - t1 });
     encoded.push({ id: p.id, version: 1, state });
+    encodeMs += ms;
   }
-  const encodeMs = performance.now() - e0;
   const db = openStateDb(str(m, 'stateDir'));
   const store = new DetectStateStore(db);
   const w0 = performance.now();
@@ -708,6 +888,7 @@ const TASKS: Record<string, (m: Msg) => Promise<void>> = {
   'server-bare': serverBare,
   loadgen,
   rategen,
+  'falco-serial': falcoSerial,
   'grpc-emulator': grpcEmulator,
   'grpc-consumer': grpcConsumer,
   file: fileReplay,

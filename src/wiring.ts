@@ -177,6 +177,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
     enrichers: metricsSource ? [...enrichment.enrichers, metricsSource.seen] : enrichment.enrichers,
     enrichBudgetMs: config.enrich.budget,
     detect,
+    ...(detection ? { detectReady: detection.ready } : {}),
     router,
     sinks,
     concurrency: config.queue.concurrency,

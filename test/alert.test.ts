@@ -9,12 +9,16 @@ import {
   fieldNumber,
   fieldString,
   formatTimeNs,
+  knownField,
+  knownFields,
+  knownSlot,
   parsePriority,
   parseTime,
   priorityRank,
   serializeAlert,
   withEnrichment,
   type Alert,
+  type KnownFields,
   type Origin,
 } from '../src/alert.js';
 import { LosslessNumber, parse, stringify, type JsonValue } from '../src/json/lossless.js';
@@ -317,5 +321,123 @@ describe('untrusted keys', () => {
     expect(Object.keys(out['output_fields'] as object)).toEqual(['__proto__', 'a']);
     expect(Object.keys(out)).toContain('__proto__');
     expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
+  });
+});
+
+describe('canonical time (the form Falco sends, read without a regular expression)', () => {
+  it.each([
+    ['2024-02-29T00:00:00.000000000Z', true],
+    ['2023-02-29T00:00:00.000000000Z', false],
+    ['2000-02-29T23:59:59.999999999Z', true],
+    ['2100-02-29T00:00:00.000000000Z', false],
+    ['2023-04-31T00:00:00.000000000Z', false],
+    ['2023-12-31T23:59:59.000000001Z', true],
+    ['2023-05-25T24:00:00.000000000Z', false],
+    ['2023-05-25T13:44:5x.000000000Z', false],
+    ['2023-05-25T13:44:05.00000000xZ', false],
+  ])('%s valid: %s (as the general form says)', (text, valid) => {
+    const t = parseTime(text);
+    expect(t !== null).toBe(valid);
+    if (t) expect(t.text).toBe(text);
+  });
+
+  it('a leap second (:60) takes the general form: the next minute', () => {
+    expect(parseTime('2023-05-25T13:44:60.500000000Z')?.text).toBe('2023-05-25T13:45:00.500000000Z');
+  });
+});
+
+describe('known fields (the fixed-shape record of the fields the stages read)', () => {
+  const SLOT_FIELDS: Record<Exclude<keyof KnownFields, 'procApid' | 'procAname' | 'procAexepath'>, string> = {
+    containerId: 'container.id',
+    containerName: 'container.name',
+    containerImage: 'container.image',
+    imageRepository: 'container.image.repository',
+    imageTag: 'container.image.tag',
+    imageDigest: 'container.image.digest',
+    containerMounts: 'container.mounts',
+    containerPrivileged: 'container.privileged',
+    containerIp: 'container.ip',
+    k8sNs: 'k8s.ns.name',
+    k8sPod: 'k8s.pod.name',
+    k8sPodLabels: 'k8s.pod.labels',
+    k8sPodIp: 'k8s.pod.ip',
+    evtType: 'evt.type',
+    evtRes: 'evt.res',
+    procPid: 'proc.pid',
+    procVpid: 'proc.vpid',
+    procPpid: 'proc.ppid',
+    procSid: 'proc.sid',
+    procName: 'proc.name',
+    procExepath: 'proc.exepath',
+    procExe: 'proc.exe',
+    procCmdline: 'proc.cmdline',
+    procPname: 'proc.pname',
+    procPexepath: 'proc.pexepath',
+    procPexe: 'proc.pexe',
+    fdName: 'fd.name',
+    fdType: 'fd.type',
+    fdL4proto: 'fd.l4proto',
+    fdCip: 'fd.cip',
+    fdCport: 'fd.cport',
+    fdSip: 'fd.sip',
+    fdSport: 'fd.sport',
+    fdLip: 'fd.lip',
+    fdLport: 'fd.lport',
+    fdRip: 'fd.rip',
+    fdRport: 'fd.rport',
+    fdCipName: 'fd.cip.name',
+    fdSipName: 'fd.sip.name',
+    fdRipName: 'fd.rip.name',
+  };
+
+  it.each(Object.entries(SLOT_FIELDS))('slot %s holds %s exactly (and knownField reads it by name)', (slot, field) => {
+    const big = new LosslessNumber('1796280154014857642');
+    for (const v of ['x', 7, null, false, big]) {
+      const k = knownFields({ [field]: v, other: 'y' });
+      expect(k[slot as keyof KnownFields]).toBe(v);
+      const others = Object.entries(k).filter(([name, x]) => name !== slot && x !== undefined && x !== null);
+      expect(others).toEqual([]);
+      const a = createAlert({ time: '2026-01-01T00:00:00Z', rule: 'r', priority: 'Notice', outputFields: { [field]: v }, origin });
+      expect(knownField(a, knownSlot(field) as number)).toBe(v);
+    }
+  });
+
+  it('ancestor fields by level (index n for [n]); null when the alert has none', () => {
+    const k = knownFields({ 'proc.apid[2]': 13988, 'proc.aname[2]': 'containerd-shim', 'proc.aexepath[9]': '/x', 'proc.apid[3]': null });
+    expect(k.procApid?.[2]).toBe(13988);
+    expect(k.procApid?.[3]).toBeNull();
+    expect(k.procApid?.[1]).toBeUndefined();
+    expect(k.procAname?.[2]).toBe('containerd-shim');
+    expect(k.procAexepath?.[9]).toBe('/x');
+    expect(knownFields({ 'proc.name': 'sh' }).procAname).toBeNull();
+    expect(knownSlot('proc.aname[10]')).toBeUndefined();
+  });
+
+  it('every alert carries the record of its output fields, frozen; enrichment keeps it', () => {
+    const a = from(CURRENT);
+    expect(a.known.containerId).toBe('ee97d9c4186f');
+    expect(a.known.containerPrivileged).toBe(false);
+    expect(a.known.k8sNs).toBeNull();
+    expect(a.known.procAname?.[2]).toBe('runc');
+    expect(Object.isFrozen(a.known)).toBe(true);
+    expect(withEnrichment(a, { x: 1 }).known).toBe(a.known);
+    expect(from('{"rule":"r","priority":"Notice","time":"2026-01-01T00:00:00Z"}').known.procPid).toBeUndefined();
+  });
+
+  it('owned: the same alert, the parse used in place (frozen) instead of copied', () => {
+    const texts = [CURRENT, '{"rule":"r","priority":"Notice","time":"2026-01-01T00:00:00Z","tags":["a"],"output_fields":{"nested":{"a":[1,2]},"__proto__":{"x":1},"proc.pid":5}}'];
+    for (const text of texts) {
+      const mine = parse(text) as Record<string, JsonValue>;
+      const owned = alertFromJson(mine, origin, 1, true);
+      const copied = alertFromJson(parse(text), origin, 1);
+      expect(owned).toEqual(copied);
+      expect(serializeAlert(owned)).toBe(serializeAlert(copied));
+      expect(owned.outputFields).toBe(mine['output_fields']);
+      expect(Object.isFrozen(mine['output_fields'])).toBe(true);
+    }
+    const theirs = parse(texts[1] as string) as Record<string, JsonValue>;
+    alertFromJson(theirs, origin, 1);
+    expect(Object.isFrozen(theirs['output_fields'])).toBe(false);
+    expect(Object.isFrozen(theirs['tags'])).toBe(false);
   });
 });

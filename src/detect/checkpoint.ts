@@ -11,9 +11,15 @@
  * restored. After a crash (SIGKILL, OOM) the last periodic checkpoint is restored: what the
  * detectors saw after it is lost to them (the alerts themselves are not: the spool keeps them).
  *
- * Encoding runs on the event loop between alerts, one part (detector) per turn, then one write;
- * the time it takes is `detect_checkpoint_seconds`, the bytes per part
- * `detector_state_bytes{detector}` (docs/benchmarks.md: full budgets).
+ * The periodic checkpoint encodes one part (detector) at a time, on the event loop, in slices of
+ * at most {@link SLICE_MS} (plus the entry in hand: src/detect/codec.ts `encodeStateSliced`) with a
+ * turn of the event loop between them, so HTTP acks, the spool and the ops endpoints never wait
+ * longer than a slice. The part is held unchanged meanwhile (DetectionEngine.hold): the pipeline
+ * waits before its next alert until the part is encoded (alerts are still received, acknowledged
+ * and spooled), so each part is saved exactly as it was when its encoding started. Then one
+ * write. The encoding (all slices) and the write are `detect_checkpoint_seconds`, the bytes per
+ * part `detector_state_bytes{detector}` (docs/benchmarks.md: full budgets). The checkpoint at stop
+ * encodes each part in one go (the pipeline has drained).
  */
 import type { Clock } from '../clock.js';
 import type { Component, ComponentHealth } from '../component.js';
@@ -23,10 +29,12 @@ import { rateLimited, type RateLimitedLog } from '../log-limit.js';
 import type { Metrics } from '../metrics.js';
 import type { Db } from '../store/db.js';
 import { DetectStateStore } from '../store/detect-state.js';
-import { decodeState, encodeState } from './codec.js';
+import { decodeState, encodeState, encodeStateSliced } from './codec.js';
 import { ENGINE_STATE_ID, NOTIFY_LABEL, type DetectionEngine, type StatePart } from './engine.js';
 
 export const CHECKPOINT_ID = 'detect/checkpoint';
+/** Longest stretch the periodic checkpoint encodes before it lets alerts in again (ms). */
+export const SLICE_MS = 10;
 
 export interface CheckpointOptions {
   readonly engine: DetectionEngine;
@@ -37,6 +45,8 @@ export interface CheckpointOptions {
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly clock: Clock;
+  /** Slice length of the periodic checkpoint's encoding (default {@link SLICE_MS}; tests: 0, a slice per entry). */
+  readonly sliceMs?: number;
 }
 
 export interface CheckpointResult {
@@ -63,7 +73,7 @@ export class DetectCheckpointer implements Component {
   readonly id = CHECKPOINT_ID;
   private store: DetectStateStore | null = null;
   private timer: NodeJS.Timeout | null = null;
-  /** A periodic checkpoint in progress (its parts are encoded one per turn of the event loop). */
+  /** A periodic checkpoint in progress (its parts are encoded one at a time, in slices). */
   private inFlight: Promise<void> | null = null;
   private lastOkMs: number | null = null;
   private lastError: string | null = null;
@@ -78,7 +88,7 @@ export class DetectCheckpointer implements Component {
     const mm = o.metrics;
     this.m = {
       checkpoints: mm.counter('detect_checkpoints_total', 'Detection state checkpoints, by result (ok, error)', ['result']),
-      seconds: mm.histogram('detect_checkpoint_seconds', 'Encoding and writing one detection state checkpoint (blocks the event loop)', [], [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]),
+      seconds: mm.histogram('detect_checkpoint_seconds', 'Encoding (in slices, between alerts) and writing one detection state checkpoint', [], [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]),
       bytes: mm.gauge('detector_state_bytes', 'Size of a detector state in its last checkpoint (detector="engine/notify": incidents and learning-period starts)', ['detector']),
       restores: mm.counter('detect_state_restores_total', 'Detection state parts at start, by detector and result (restored, fresh_version, fresh_corrupt)', ['detector', 'result']),
     };
@@ -177,9 +187,11 @@ export class DetectCheckpointer implements Component {
   }
 
   /**
-   * The periodic checkpoint: one part per turn of the event loop (alerts are served between parts;
-   * each part is consistent in itself), then one write. A part is marked saved when it is encoded,
-   * so a step after that makes it due again.
+   * The periodic checkpoint: each part held (unchanged: the pipeline waits before its next alert,
+   * while alerts are still received and acknowledged) and encoded in slices of at most SLICE_MS
+   * with a turn of the event loop between them, then released; then one write. A part is marked
+   * saved when its encoding starts: it is held until the end, so a step after that makes it due
+   * again.
    */
   private savePeriodic(): void {
     if (this.inFlight || this.stopped) return;
@@ -188,17 +200,55 @@ export class DetectCheckpointer implements Component {
       let busyMs = 0;
       for (const { id } of this.o.engine.checkpointParts()) {
         if (this.stopped) break; // stop() saves what is left
-        const p = this.o.engine.checkpointPart(id);
-        if (!p) continue;
-        const e = this.encode(p);
+        const e = await this.encodeHeld(id);
         busyMs += e.ms;
         if (e.part) encoded.push(e.part);
-        await new Promise<void>((r) => setImmediate(r));
+        await turn(); // the pipeline takes the alerts that waited before the next part is held
       }
       this.write(encoded, busyMs);
     })().finally(() => {
       this.inFlight = null;
     });
+  }
+
+  /**
+   * One part, held and encoded in slices. The engine may need it released at once (an alert the
+   * pipeline did not hold back, a reload): then the rest is encoded in that call, as it is when
+   * stop() comes meanwhile. Null part: the encoding failed (counted, logged; the part stays due).
+   */
+  private async encodeHeld(id: string): Promise<{ part: Encoded | null; ms: number }> {
+    const engine = this.o.engine;
+    const job = { steps: null as Generator<void, Buffer, void> | null, version: 0, done: false, part: null as Encoded | null, ms: 0 };
+    /** One slice (all that is left with `all`); the part is released when its encoding ends. */
+    const advance = (all: boolean): void => {
+      if (job.done || !job.steps) return;
+      const t0 = this.o.clock.monotonic();
+      try {
+        let r = job.steps.next();
+        while (all && !r.done) r = job.steps.next();
+        if (r.done) {
+          job.part = { id, version: job.version, state: r.value };
+          job.done = true;
+        }
+      } catch (err) {
+        engine.markSaved([id], false);
+        this.encodeFailed(id, err);
+        job.done = true;
+      }
+      job.ms += this.o.clock.monotonic() - t0;
+      if (job.done) engine.release(id);
+    };
+    const p = engine.hold(id, () => advance(true));
+    if (!p) return { part: null, ms: 0 };
+    job.version = p.version;
+    engine.markSaved([id]);
+    job.steps = encodeStateSliced(p.state, this.o.sliceMs ?? SLICE_MS);
+    advance(this.stopped);
+    while (!job.done) {
+      await turn();
+      advance(this.stopped);
+    }
+    return { part: job.part, ms: job.ms };
   }
 
   private encode(p: StatePart): { part: Encoded | null; ms: number } {
@@ -209,10 +259,14 @@ export class DetectCheckpointer implements Component {
       return { part, ms: this.o.clock.monotonic() - t0 };
     } catch (err) {
       // A detector whose state breaks the codec contract: the others are still saved.
-      this.o.metrics.errors.inc({ component: CHECKPOINT_ID, code: errorCode(err) });
-      this.failLog({ stage: p.id, error: errorMessage(err) }, `cannot encode the state of ${p.id}: not checkpointed`);
+      this.encodeFailed(p.id, err);
       return { part: null, ms: this.o.clock.monotonic() - t0 };
     }
+  }
+
+  private encodeFailed(id: string, err: unknown): void {
+    this.o.metrics.errors.inc({ component: CHECKPOINT_ID, code: errorCode(err) });
+    this.failLog({ stage: id, error: errorMessage(err) }, `cannot encode the state of ${id}: not checkpointed`);
   }
 
   private write(encoded: readonly Encoded[], busyMs: number): CheckpointResult | null {
@@ -245,3 +299,5 @@ export class DetectCheckpointer implements Component {
     return { parts: encoded.length, bytes, ms };
   }
 }
+
+const turn = (): Promise<void> => new Promise<void>((r) => setImmediate(r));

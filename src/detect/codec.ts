@@ -69,14 +69,52 @@ const ZIGZAG_MAX = 2 ** 52;
 const BIG_MIN = -(2n ** 63n);
 const BIG_MAX = 2n ** 63n - 1n;
 
+/** What follows an object's header: its entries (array, map, set), its keys' values (a plain object: the keys), or nothing. */
+type Entries = typeof DONE | typeof ARR | typeof MAP | typeof SET | readonly string[];
+const DONE = 0;
+const ARR = 1;
+const MAP = 2;
+const SET = 3;
+
+/**
+ * Numbers for the strings and objects written so far, in the order written, in maps of at most
+ * {@link INDEX_SHARD} entries: a JavaScript Map rehashes everything when it doubles (≈ 55 ms at a
+ * million objects, one stall of the sliced encoding); shards keep each doubling small. Lookups go
+ * newest shard first (a full-budget state needs ~10 of them).
+ */
+class Index<K> {
+  private readonly full: Map<K, number>[] = [];
+  private cur = new Map<K, number>();
+  size = 0;
+
+  get(k: K): number | undefined {
+    const i = this.cur.get(k);
+    if (i !== undefined) return i;
+    for (let j = this.full.length - 1; j >= 0; j--) {
+      const x = (this.full[j] as Map<K, number>).get(k);
+      if (x !== undefined) return x;
+    }
+    return undefined;
+  }
+
+  add(k: K): void {
+    if (this.cur.size >= INDEX_SHARD) {
+      this.full.push(this.cur);
+      this.cur = new Map();
+    }
+    this.cur.set(k, this.size++);
+  }
+}
+const INDEX_SHARD = 1 << 17;
+
 class Writer {
   buf = Buffer.allocUnsafe(1 << 16);
   at = 0;
-  private readonly strings = new Map<string, number>();
+  private readonly strings = new Index<string>();
   /** Shapes by key count and first key: [keys, index] candidates compared key by key. */
   private readonly shapes = new Map<string, [readonly string[], number][]>();
   private shapeCount = 0;
-  private readonly objects = new Map<object, number>();
+  private readonly objects = new Index<object>();
 
   private room(n: number): void {
     if (this.at + n <= this.buf.length) return;
@@ -109,7 +147,7 @@ class Writer {
       this.uint(idx);
       return;
     }
-    this.strings.set(s, this.strings.size);
+    this.strings.add(s);
     const n = Buffer.byteLength(s, 'utf8');
     this.u8(Tag.Str);
     this.uint(n);
@@ -158,16 +196,40 @@ class Writer {
   }
 
   private object(v: object, depth: number): void {
+    const kind = this.open(v, depth);
+    if (kind === DONE) return;
+    const d = depth + 1;
+    if (kind === ARR) {
+      const a = v as unknown[];
+      for (let i = 0; i < a.length; i++) this.at1(a[i], d, i);
+    } else if (kind === MAP) {
+      for (const [k, x] of (v as Map<unknown, unknown>).entries()) {
+        this.at1(k, d, '<key>');
+        this.at1(x, d, String(k));
+      }
+    } else if (kind === SET) {
+      for (const x of v as Set<unknown>) this.at1(x, d, '<item>');
+    } else {
+      const o = v as Record<string, unknown>;
+      for (const k of kind) this.at1(o[k], d, k);
+    }
+  }
+
+  /**
+   * Writes a reference to an object already written, or the object's tags and counts (all of it
+   * for an integer array or a LosslessNumber); returns what its entries are when they follow
+   * (the keys of a plain object), else DONE.
+   */
+  private open(v: object, depth: number): Entries {
     const seen = this.objects.get(v);
     if (seen !== undefined) {
       this.u8(Tag.Ref);
       this.uint(seen);
-      return;
+      return DONE;
     }
     if (depth >= MAX_DEPTH) throw new StateCodecError(`nested deeper than ${MAX_DEPTH} levels`);
-    this.objects.set(v, this.objects.size);
-    const d = depth + 1;
     if (Array.isArray(v)) {
+      this.objects.add(v);
       if (Object.isFrozen(v)) this.u8(Tag.Frozen);
       if (v.length >= 4 && isIntArray(v)) {
         this.u8(Tag.IntArr);
@@ -178,15 +240,15 @@ class Writer {
           this.uint(d >= 0 ? d * 2 : -d * 2 - 1);
           prev = x;
         }
-        return;
+        return DONE;
       }
       this.u8(Tag.Arr);
       this.uint(v.length);
-      for (let i = 0; i < v.length; i++) this.at1(v[i], d, i);
-      return;
+      return ARR;
     }
     const proto: unknown = Object.getPrototypeOf(v);
     if (proto === Object.prototype || proto === null) {
+      this.objects.add(v);
       const keys = Object.keys(v);
       if (Object.isFrozen(v)) this.u8(Tag.Frozen);
       const shape = this.shape(keys);
@@ -198,41 +260,34 @@ class Writer {
         this.uint(keys.length);
         for (const k of keys) this.str(k);
       }
-      const o = v as Record<string, unknown>;
-      for (const k of keys) this.at1(o[k], d, k);
-      return;
+      return keys;
     }
     if (v instanceof BoundedMap) {
+      this.objects.add(v);
       const m = v as BoundedMap<unknown, unknown>;
       this.u8(Tag.BMap);
       this.uint(m.max);
       this.uint(m.evicted);
       this.uint(m.size);
-      for (const [k, x] of m.entries()) {
-        this.at1(k, d, '<key>');
-        this.at1(x, d, String(k));
-      }
-      return;
+      return MAP;
     }
     if (v instanceof Map) {
+      this.objects.add(v);
       this.u8(Tag.Map);
       this.uint(v.size);
-      for (const [k, x] of v as Map<unknown, unknown>) {
-        this.at1(k, d, '<key>');
-        this.at1(x, d, String(k));
-      }
-      return;
+      return MAP;
     }
     if (v instanceof Set) {
+      this.objects.add(v);
       this.u8(Tag.Set);
       this.uint(v.size);
-      for (const x of v as Set<unknown>) this.at1(x, d, '<item>');
-      return;
+      return SET;
     }
     if (v instanceof LosslessNumber) {
+      this.objects.add(v);
       this.u8(Tag.Lossless);
       this.str(v.raw);
-      return;
+      return DONE;
     }
     const name = (proto as { constructor?: { name?: string } } | null)?.constructor?.name ?? 'object';
     throw new StateCodecError(`cannot encode an instance of ${name} (state holds plain data, Map, Set, BoundedMap only)`);
@@ -261,18 +316,104 @@ class Writer {
       throw err;
     }
   }
+
+  /**
+   * {@link value} in slices, the same bytes: the objects and containers of the first
+   * {@link SLICE_DEPTH} levels are written entry by entry, and after an entry the generator
+   * yields when `due()` says the slice is over; deeper values are written whole. The value must
+   * not change until the generator is done (the checkpoint holds the part: DetectionEngine.hold).
+   */
+  *steps(v: unknown, depth: number, due: () => boolean): Generator<void, void, void> {
+    if (depth >= SLICE_DEPTH || v === null || typeof v !== 'object') {
+      this.value(v, depth);
+      return;
+    }
+    const kind = this.open(v, depth);
+    if (kind === DONE) return;
+    const d = depth + 1;
+    if (kind === ARR) {
+      const a = v as unknown[];
+      for (let i = 0; i < a.length; i++) {
+        yield* this.stepAt(a[i], d, i, due);
+        if (due()) yield;
+      }
+    } else if (kind === MAP) {
+      for (const [k, x] of (v as Map<unknown, unknown>).entries()) {
+        this.at1(k, d, '<key>');
+        yield* this.stepAt(x, d, String(k), due);
+        if (due()) yield;
+      }
+    } else if (kind === SET) {
+      for (const x of v as Set<unknown>) {
+        yield* this.stepAt(x, d, '<item>', due);
+        if (due()) yield;
+      }
+    } else {
+      const o = v as Record<string, unknown>;
+      for (const k of kind) {
+        yield* this.stepAt(o[k], d, k, due);
+        if (due()) yield;
+      }
+    }
+  }
+
+  private *stepAt(v: unknown, depth: number, key: string | number, due: () => boolean): Generator<void, void, void> {
+    try {
+      yield* this.steps(v, depth, due);
+    } catch (err) {
+      if (err instanceof StateCodecError) err.path.unshift(key);
+      throw err;
+    }
+  }
 }
+
+/** Levels of a state written entry by entry by {@link encodeStateSliced} (the state, its fields, their entries). */
+const SLICE_DEPTH = 3;
 
 /** Encode a detector state (or any value the contract allows). Throws {@link StateCodecError}. */
 export function encodeState(value: unknown): Buffer {
-  const w = new Writer();
-  for (const b of MAGIC) w.u8(b);
-  w.u8(CODEC_VERSION);
+  const w = started();
   try {
     w.value(value, 0);
   } catch (err) {
-    if (err instanceof StateCodecError && err.path.length > 0) throw new StateCodecError(`${err.message} at ${err.path.join('.')}`);
-    throw err;
+    throw withPath(err);
+  }
+  return w.buf.subarray(0, w.at);
+}
+
+function started(): Writer {
+  const w = new Writer();
+  for (const b of MAGIC) w.u8(b);
+  w.u8(CODEC_VERSION);
+  return w;
+}
+
+/** An encoding error with where it happened in its message. */
+function withPath(err: unknown): unknown {
+  return err instanceof StateCodecError && err.path.length > 0 ? new StateCodecError(`${err.message} at ${err.path.join('.')}`) : err;
+}
+
+/**
+ * {@link encodeState} in slices, for a state too large to encode in one go on the event loop (a
+ * beacon state at full budget takes ~0.5 s): a generator that yields, between entries of the
+ * state's first three levels (the state, its fields, their entries), once `sliceMs` have passed
+ * since it was (re)started; the caller resumes it in a later turn of the event loop. Its value is
+ * the bytes encodeState gives. The state must not change until it is done: the periodic
+ * checkpoint holds the part meanwhile (DetectionEngine.hold). A slice lasts `sliceMs` plus the
+ * entry in hand (an entry of the third level is written whole).
+ */
+export function* encodeStateSliced(value: unknown, sliceMs: number, now: () => number = () => performance.now()): Generator<void, Buffer, void> {
+  const w = started();
+  let until = now() + sliceMs;
+  const due = (): boolean => now() >= until;
+  try {
+    const steps = w.steps(value, 0, due);
+    while (!steps.next().done) {
+      yield;
+      until = now() + sliceMs;
+    }
+  } catch (err) {
+    throw withPath(err);
   }
   return w.buf.subarray(0, w.at);
 }

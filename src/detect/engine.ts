@@ -18,6 +18,7 @@ import { errorCode, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { countSuppressed, rateLimited, type RateLimitedLog } from '../log-limit.js';
 import type { Metrics } from '../metrics.js';
+import type { Counter } from 'prom-client';
 import type { DetectStage } from '../pipeline/types.js';
 import { SignalFairShare, type FairShareSettings } from '../limits.js';
 import { AlertIdGenerator } from '../store/alert-id.js';
@@ -103,6 +104,8 @@ export class DetectionEngine implements DetectStage {
   private notifyEvictionsSeen = 0;
   /** The incidents or a learning-period start changed since the last checkpoint. */
   private memoryDirty = false;
+  /** The part being encoded across event-loop turns (src/detect/checkpoint.ts), unchanged until released. */
+  private held: { readonly id: string; readonly finish: () => void; readonly released: Promise<void>; readonly release: () => void } | null = null;
   /** The detection clock (event time; one alert cannot move it far: src/detect/event-clock.ts). */
   private readonly eventClock = new EventClock();
   private maxNs = 0n;
@@ -110,6 +113,8 @@ export class DetectionEngine implements DetectStage {
   /** prom-client children per label value (the label objects built once, not per call). */
   private readonly signalsBy = new Map<string, Inc>();
   private readonly suppressedBy = new Map<string, Inc>();
+  private readonly findingsBy = new Map<string, Inc>();
+  private readonly foldedBy = new Map<string, Inc>();
   private readonly log: Logger;
   /** Observer failures are logged at most once a minute (every one is counted). */
   private readonly observerLog: RateLimitedLog;
@@ -157,21 +162,30 @@ export class DetectionEngine implements DetectStage {
     }
   }
 
+  // Per-signal and per-finding counts are batched (added at scrape, src/metrics.ts).
   private signalCounter(kind: string): Inc {
     let c = this.signalsBy.get(kind);
-    if (!c) this.signalsBy.set(kind, (c = this.m.signals.labels({ kind })));
+    if (!c) this.signalsBy.set(kind, (c = this.opts.metrics.batched(this.m.signals, { kind })));
     return c;
   }
 
   private suppressedCounter(detector: string, reason: SuppressReason): Inc {
     const k = `${detector}|${reason}`;
     let c = this.suppressedBy.get(k);
-    if (!c) this.suppressedBy.set(k, (c = this.m.suppressed.labels({ detector, reason })));
+    if (!c) this.suppressedBy.set(k, (c = this.opts.metrics.batched(this.m.suppressed, { detector, reason })));
+    return c;
+  }
+
+  /** A batched child of a counter labelled by detector (findings, folds). */
+  private byDetector(counter: Counter<'detector'>, cache: Map<string, Inc>, detector: string): Inc {
+    let c = cache.get(detector);
+    if (!c) cache.set(detector, (c = this.opts.metrics.batched(counter, { detector })));
     return c;
   }
 
   /** Replace the rules (reload). Detectors given replace those of the same id, keeping their state. */
   setRules(rules: LoadedRules, detectors?: readonly Detector<unknown>[]): void {
+    if (this.held) this.finishHold();
     this.compile(rules);
     this.notifier.configure(notifySettings(rules));
     if (detectors) {
@@ -189,6 +203,7 @@ export class DetectionEngine implements DetectStage {
 
   /** Map, suppress, detect, notify. Never throws for bad input. */
   process(alert: Alert): { readonly forward: boolean; readonly detections: readonly Alert[] } {
+    if (this.held) this.finishHold();
     const forwardSignals = this.rules.output.forwardSignalAlerts && this.opts.forwardSignalAlerts !== false;
     const forward = forwardSignals || !alert.rule.startsWith(SIGNAL_RULE_PREFIX);
     if (alert.origin.kind === 'detector') return { forward: true, detections: [] };
@@ -241,7 +256,7 @@ export class DetectionEngine implements DetectStage {
           slot.evictionsSeen = ev;
         }
         for (const f of findings) {
-          this.m.findings.inc({ detector: id });
+          this.byDetector(this.m.findings, this.findingsBy, id).inc();
           if (this.suppression.learning(id, slot.firstNs, f.timeNs)) {
             this.suppressedCounter(id, 'learning').inc();
             continue;
@@ -265,7 +280,7 @@ export class DetectionEngine implements DetectStage {
     for (const f of found) {
       const d = this.notifier.decide(f, this.maxNs);
       let a: Alert | null = null;
-      if (d.reason === null) this.m.folded.inc({ detector: f.detector });
+      if (d.reason === null) this.byDetector(this.m.folded, this.foldedBy, f.detector).inc();
       else out.push((a = this.emit(f, d)));
       this.observeFinding(f, a, d.incident);
     }
@@ -355,6 +370,46 @@ export class DetectionEngine implements DetectStage {
     }
   }
 
+  /**
+   * Hold one part unchanged while it is encoded across turns of the event loop: until
+   * {@link release}, {@link ready} gives the pipeline a promise to wait on before its next alert.
+   * Whatever changes the state meanwhile (process, setRules, restorePart: a caller that did not
+   * wait) first calls `finish`, which must end the encoding at once and release. One part at a
+   * time; null: no such part.
+   */
+  hold(id: string, finish: () => void): StatePart | null {
+    if (this.held) this.finishHold();
+    const p = this.checkpointPart(id);
+    if (!p) return null;
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    this.held = { id, finish, released, release };
+    return p;
+  }
+
+  /** The held part may change again (no-op when it is not held). */
+  release(id: string): void {
+    const h = this.held;
+    if (!h || h.id !== id) return;
+    this.held = null;
+    h.release();
+  }
+
+  /** Undefined when {@link process} may run now; else a promise resolved when the held part is released. */
+  ready(): Promise<void> | undefined {
+    return this.held?.released;
+  }
+
+  private finishHold(): void {
+    const h = this.held;
+    if (!h) return;
+    try {
+      h.finish();
+    } finally {
+      this.release(h.id); // whatever finish did, the state is not held past this point
+    }
+  }
+
   /** An event time far from the detection clock: counted; a jump is logged (rare: a clock step). */
   private clockTick(tick: Exclude<ClockTick, 'in'>, alert: Alert): void {
     this.m.clock.inc({ event: tick });
@@ -378,6 +433,7 @@ export class DetectionEngine implements DetectStage {
    * Throws when the decoded value does not fit (the caller starts that part fresh).
    */
   restorePart(id: string, version: number, decoded: unknown): RestoreResult {
+    if (this.held) this.finishHold();
     if (id === ENGINE_STATE_ID) {
       if (version !== ENGINE_STATE_VERSION) return 'version';
       const mem = decoded as Partial<EngineMemory> | null;

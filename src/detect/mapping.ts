@@ -4,7 +4,7 @@
  * ancestors), network (src/net/socket.ts), container, k8s and pod-label facts, once per alert, so
  * neither the detectors nor the suppression read raw output_fields.
  */
-import { fieldString, type Alert, type FieldValue, type OutputFields } from '../alert.js';
+import { knownField, knownFields, knownSlot, valueNumber as num, valueString as str, type Alert, type AncestorSlots, type FieldValue, type KnownFields, type OutputFields } from '../alert.js';
 import { LosslessNumber } from '../json/lossless.js';
 import { ipText, parseIp } from '../net/address.js';
 import { cidrContains } from '../net/cidr.js';
@@ -19,13 +19,19 @@ export const SIGNAL_RULE_PREFIX = 'Companion signal:';
 
 type Test = (alert: Alert) => boolean;
 
+/** A field of the alert by name, compiled once (a known-fields slot when it has one). */
+type Getter = (alert: Alert) => FieldValue | undefined;
+
 interface Compiled {
   readonly index: number;
   readonly rule: SignalRule;
   readonly test: Test;
-  /** `extract` as entries, built once. */
-  readonly extract: readonly (readonly [string, string])[];
+  /** `extract` as (key, field name, getter), built once. */
+  readonly extract: readonly Extract[];
+  readonly subtypeField: Getter | null;
 }
+
+type Extract = readonly [key: string, field: string, get: Getter];
 
 export interface Mapping {
   /** Signals an alert maps to (empty when none), in rules-file order, one per (kind, subtype). */
@@ -39,11 +45,17 @@ export interface MappingOptions {
 
 /** Compile the `signals:` entries of a rules file. */
 export function compileMapping(rules: readonly SignalRule[], opts: MappingOptions = {}): Mapping {
-  const labelKeys = opts.podLabelKeys ?? [];
+  const labelKeys = labelKeysOf(opts.podLabelKeys ?? []);
   const named = new Map<string, Compiled[]>();
   const generic: Compiled[] = [];
   rules.forEach((rule, index) => {
-    const c: Compiled = { index, rule, test: compileTest(rule), extract: Object.entries(rule.extract) };
+    const c: Compiled = {
+      index,
+      rule,
+      test: compileTest(rule),
+      extract: Object.entries(rule.extract).map(([k, field]) => [k, field, compileField(field)] as const),
+      subtypeField: rule.subtypeFrom ? compileField(rule.subtypeFrom.field) : null,
+    };
     if (rule.rules) {
       for (const n of rule.rules) {
         let arr = named.get(n);
@@ -62,12 +74,13 @@ export function compileMapping(rules: readonly SignalRule[], opts: MappingOption
       if (candidates.length === 0) return out;
       // The container runtime setting up a container is never evidence (older rules packs still
       // send its renames and sysctl writes).
-      if (isRuntimeStartup(alert.outputFields ?? NO_FIELDS)) return out;
+      const k = alert.known;
+      if (runtimeStartup(k)) return out;
       let proc: ProcFacts | null = null;
       let labels: Readonly<Record<string, string>> | null = null;
       for (const c of candidates) {
         if (!c.test(alert)) continue;
-        const subtype = subtypeOf(c.rule, alert);
+        const subtype = subtypeOf(c, alert);
         const kind = c.rule.kind;
         // One signal per (kind, subtype); a null subtype and '' count as the same.
         const sub = subtype ?? '';
@@ -75,8 +88,8 @@ export function compileMapping(rules: readonly SignalRule[], opts: MappingOption
         for (const o of out) if (o.kind === kind && (o.subtype ?? '') === sub) dup = true;
         if (dup) continue;
         // The same process facts and pod labels for every signal of the alert.
-        proc ??= Object.freeze(procFacts(alert));
-        labels ??= podLabels(alert, labelKeys);
+        proc ??= Object.freeze(procFacts(k));
+        labels ??= labelsOf(alert, labelKeys);
         out.push(makeSignal(alert, kind, subtype, c.extract, proc, labels));
       }
       return out;
@@ -119,6 +132,13 @@ function getField(alert: Alert, name: string): FieldValue | undefined {
   }
 }
 
+/** {@link getField} compiled for one name: a known-fields slot is read from the record (same answer). */
+function compileField(name: string): Getter {
+  const slot = knownSlot(name);
+  if (slot !== undefined) return (a) => knownField(a, slot);
+  return (a) => getField(a, name);
+}
+
 function asText(v: FieldValue | undefined): string | null {
   if (v === undefined || v === null) return null;
   if (v instanceof LosslessNumber) return v.raw;
@@ -133,13 +153,13 @@ function asNumber(v: FieldValue | undefined): number | null {
 }
 
 function compilePredicate(p: Predicate): Test {
-  const field = p.field;
+  const get = compileField(p.field);
   switch (p.op) {
     case 'equals': {
       const want = String(p.value);
       const wantNum = typeof p.value === 'number' ? p.value : null;
       return (a) => {
-        const v = getField(a, field);
+        const v = get(a);
         if (wantNum !== null) return asNumber(v) === wantNum;
         return asText(v) === want;
       };
@@ -147,28 +167,28 @@ function compilePredicate(p: Predicate): Test {
     case 'in': {
       const set = new Set(p.values);
       return (a) => {
-        const s = asText(getField(a, field));
+        const s = asText(get(a));
         return s !== null && set.has(s);
       };
     }
     case 'startswith': {
       const vals = p.values;
       return (a) => {
-        const s = asText(getField(a, field));
+        const s = asText(get(a));
         return s !== null && vals.some((x) => s.startsWith(x));
       };
     }
     case 'contains': {
       const vals = p.values;
       return (a) => {
-        const s = asText(getField(a, field));
+        const s = asText(get(a));
         return s !== null && vals.some((x) => s.includes(x));
       };
     }
     case 'cidr': {
       const cidrs = p.cidrs;
       return (a) => {
-        const s = asText(getField(a, field));
+        const s = asText(get(a));
         const ip = s === null ? null : parseIp(s);
         return ip !== null && cidrs.some((c) => cidrContains(c, ip));
       };
@@ -180,20 +200,21 @@ function compilePredicate(p: Predicate): Test {
       const n = p.number;
       const cmp = p.op === 'gt' ? (x: number) => x > n : p.op === 'gte' ? (x: number) => x >= n : p.op === 'lt' ? (x: number) => x < n : (x: number) => x <= n;
       return (a) => {
-        const x = asNumber(getField(a, field));
+        const x = asNumber(get(a));
         return x !== null && cmp(x);
       };
     }
     case 'exists': {
       const want = p.exists;
-      return (a) => (asText(getField(a, field)) !== null) === want;
+      return (a) => (asText(get(a)) !== null) === want;
     }
   }
 }
 
-function subtypeOf(rule: SignalRule, alert: Alert): string | null {
-  if (rule.subtypeFrom) {
-    const raw = asText(getField(alert, rule.subtypeFrom.field));
+function subtypeOf(c: Compiled, alert: Alert): string | null {
+  const rule = c.rule;
+  if (rule.subtypeFrom && c.subtypeField) {
+    const raw = asText(c.subtypeField(alert));
     if (raw !== null && Object.hasOwn(rule.subtypeFrom.map, raw)) return rule.subtypeFrom.map[raw] as string;
     if (rule.subtypeFrom.default !== null) return rule.subtypeFrom.default;
     if (raw !== null) return raw;
@@ -212,72 +233,101 @@ export function normaliseContainerId(v: string | null | undefined): string | nul
   return s;
 }
 
-const APID_KEYS = [1, 2, 3, 4, 5, 6, 7, 8, 9].map((i) => `proc.apid[${i}]`);
-const ANCESTOR_KEYS = ['proc.pname', 'proc.pexepath', 'proc.pexe', ...[1, 2, 3, 4, 5, 6, 7, 8, 9].flatMap((i) => [`proc.aname[${i}]`, `proc.aexepath[${i}]`])];
-
-/** `fieldString` of a value already looked up (one property read per field, not several). */
-function str(v: FieldValue | undefined): string | null {
-  if (v === undefined || v === null) return null;
-  if (typeof v === 'string') return v === '<NA>' ? null : v;
-  return String(v);
-}
-
-/** `fieldNumber` of a value already looked up. */
-function num(v: FieldValue | undefined): number | null {
-  if (v === undefined || v === null || typeof v === 'boolean') return null;
-  const n = typeof v === 'number' ? v : Number(typeof v === 'string' ? v : v.raw);
-  return Number.isFinite(n) && !(typeof v === 'string' && v.trim() === '') ? n : null;
-}
-
 const NO_FIELDS: OutputFields = Object.freeze({});
 
-function procFacts(a: Alert): ProcFacts {
-  const f = a.outputFields ?? NO_FIELDS;
+/** Process facts from the record: one read per slot. */
+function procFacts(k: KnownFields): ProcFacts {
   const apids: number[] = [];
-  for (const k of APID_KEYS) {
-    const n = num(f[k]);
-    if (n !== null) apids.push(n);
+  const apid = k.procApid;
+  if (apid !== null) {
+    for (let n = 1; n <= 9; n++) {
+      const x = num(apid[n]);
+      if (x !== null) apids.push(x);
+    }
   }
+  // Names and executables of the parent and ancestors, nearest first.
   const ancestors: string[] = [];
-  for (const k of ANCESTOR_KEYS) {
-    const v = f[k];
-    if (typeof v === 'string' && v !== '' && v !== '<NA>') ancestors.push(v);
+  ancestor(ancestors, k.procPname);
+  ancestor(ancestors, k.procPexepath);
+  ancestor(ancestors, k.procPexe);
+  const aname = k.procAname;
+  const aexe = k.procAexepath;
+  if (aname !== null || aexe !== null) {
+    for (let n = 1; n <= 9; n++) {
+      if (aname !== null) ancestor(ancestors, aname[n]);
+      if (aexe !== null) ancestor(ancestors, aexe[n]);
+    }
   }
-  let exe = str(f['proc.exepath']);
+  let exe = str(k.procExepath);
   if (exe === null) {
-    const alt = str(f['proc.exe']);
+    const alt = str(k.procExe);
     exe = alt?.startsWith('/') ? alt : null;
   }
   return {
-    pid: num(f['proc.pid']) ?? num(f['proc.vpid']),
-    ppid: num(f['proc.ppid']) ?? num(f['proc.apid[1]']),
-    sid: num(f['proc.sid']),
+    pid: num(k.procPid) ?? num(k.procVpid),
+    ppid: num(k.procPpid) ?? num(level(k.procApid, 1)),
+    sid: num(k.procSid),
     apids,
-    name: str(f['proc.name']),
+    name: str(k.procName),
     exepath: exe,
-    cmdline: str(f['proc.cmdline']),
+    cmdline: str(k.procCmdline),
     ancestors,
   };
 }
 
+function ancestor(out: string[], v: FieldValue | undefined): void {
+  if (typeof v === 'string' && v !== '' && v !== '<NA>') out.push(v);
+}
+
+function level(slots: AncestorSlots, n: number): FieldValue | undefined {
+  return slots === null ? undefined : slots[n];
+}
+
 const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
+
+/** A pod label key with the names of the fields that carry it directly (built once per rules load). */
+interface LabelKey {
+  readonly key: string;
+  readonly bracket: string;
+  readonly dotted: string;
+}
+
+const labelKeysOf = (keys: readonly string[]): LabelKey[] => keys.map((key) => ({ key, bracket: `k8s.pod.label[${key}]`, dotted: `k8s.pod.label.${key}` }));
 
 /** The pod labels of `keys`: `k8s.pod.label[key]` or `k8s.pod.label.key`, else Falco's `k8s.pod.labels` list (`k1:v1,k2:v2`, `[k1:v1, k2:v2]`, `k=v`). */
 export function podLabels(a: Alert, keys: readonly string[]): Readonly<Record<string, string>> {
+  return labelsOf(a, labelKeysOf(keys));
+}
+
+function labelsOf(a: Alert, keys: readonly LabelKey[]): Readonly<Record<string, string>> {
   if (keys.length === 0) return NO_LABELS;
   const f = a.outputFields ?? NO_FIELDS;
   let out: Record<string, string> | null = null;
-  let all: Map<string, string> | null = null;
-  for (const key of keys) {
-    const direct = f[`k8s.pod.label[${key}]`] ?? f[`k8s.pod.label.${key}`];
+  let all: ReadonlyMap<string, string> | null = null;
+  for (const { key, bracket, dotted } of keys) {
+    const direct = f[bracket] ?? f[dotted];
     let v: string | undefined = typeof direct === 'string' && direct !== '<NA>' ? direct : undefined;
     if (v === undefined) {
-      all ??= labelList(f['k8s.pod.labels'] ?? a.companion['k8s.pod.labels']);
+      all ??= parsedLabels(a.known.k8sPodLabels ?? a.companion['k8s.pod.labels']);
       v = all.get(key);
     }
     if (v !== undefined) (out ??= {})[key] = v;
   }
   return out ? Object.freeze(out) : NO_LABELS;
+}
+
+/** Parsed `k8s.pod.labels` lists, by text (a pod's alerts repeat it); bounded, cleared when full. */
+const labelLists = new Map<string, ReadonlyMap<string, string>>();
+const NO_LIST: ReadonlyMap<string, string> = new Map();
+
+function parsedLabels(v: unknown): ReadonlyMap<string, string> {
+  if (typeof v !== 'string') return NO_LIST;
+  let m = labelLists.get(v);
+  if (m === undefined) {
+    if (labelLists.size >= 1024) labelLists.clear();
+    labelLists.set(v, (m = labelList(v)));
+  }
+  return m;
 }
 
 /** Falco's `k8s.pod.labels` list (`k1:v1,k2:v2`, `[k1:v1, k2:v2]`, `k=v`) as a map (first value of a key wins). */
@@ -300,15 +350,16 @@ const REMOTE_SIDE: Partial<Record<SignalKind, PeerSide>> = { accept: 'client', c
 const text = (e: Endpoint | null): string | null => (e === null ? null : ipText(e.text, e.ip));
 
 function netFacts(a: Alert, kind: SignalKind): NetFacts {
-  const f = a.outputFields ?? NO_FIELDS;
-  const sock = new SocketView(f);
+  const k = a.known;
+  const sock = SocketView.of(k);
   const client = sock.end('client');
   const server = sock.end('server') ?? (kind === 'listen' ? sock.field('fd.lip', 'fd.lport') : null);
   const peer = kind === 'listen' ? null : sock.remote(REMOTE_SIDE[kind] ?? null);
   const rdns = a.companion[DEST.rdns];
-  const domain = (typeof rdns === 'string' && rdns !== '' ? rdns : null) ?? str(f[peer?.nameField ?? (kind === 'accept' ? 'fd.cip.name' : 'fd.sip.name')]);
+  const nameField = peer?.nameField ?? (kind === 'accept' ? 'fd.cip.name' : 'fd.sip.name');
+  const domain = (typeof rdns === 'string' && rdns !== '' ? rdns : null) ?? str(nameField === 'fd.cip.name' ? k.fdCipName : nameField === 'fd.sip.name' ? k.fdSipName : k.fdRipName);
   return {
-    l4proto: str(f['fd.l4proto']),
+    l4proto: str(k.fdL4proto),
     clientIp: text(client),
     clientPort: client?.port ?? null,
     serverIp: text(server),
@@ -328,25 +379,25 @@ function makeSignal(
   alert: Alert,
   kind: SignalKind,
   subtype: string | null,
-  extract: readonly (readonly [string, string])[],
+  extract: readonly Extract[],
   proc: ProcFacts,
   podLabels: Readonly<Record<string, string>>,
 ): Signal {
   const keys: Record<string, FieldValue> = {};
-  for (const [k, field] of extract) {
-    const v = getField(alert, field);
+  for (const [k, field, get] of extract) {
+    const v = get(alert);
     if (v === undefined || v === null || v === '<NA>') continue;
     // A unix socket's fd.name is `<kaddr>-><kaddr> <path the server bound>`: the path is the fact.
     const unix = field === 'fd.name' && typeof v === 'string' ? parseFdName(v) : null;
     keys[k] = unix?.kind === 'unix' ? (unix.path ?? v) : v;
   }
   if (kind === 'firewall_exec') {
-    const fw = parseFirewallCmdline(proc.cmdline ?? fieldString(alert, 'proc.cmdline'));
+    const fw = parseFirewallCmdline(proc.cmdline ?? str(alert.known.procCmdline));
     if (fw) Object.assign(keys, fw);
   }
-  const f = alert.outputFields ?? NO_FIELDS;
+  const f = alert.known;
   if (kind === 'container_start') {
-    const sensitive = sensitiveMounts(str(f['container.mounts']));
+    const sensitive = sensitiveMounts(str(f.containerMounts));
     if (sensitive.length > 0) {
       keys['sensitive_mount'] = true;
       keys['sensitive_mounts'] = sensitive.join(',').slice(0, 500);
@@ -357,12 +408,12 @@ function makeSignal(
     subtype,
     timeNs: alert.timeNs,
     rule: alert.rule,
-    containerId: normaliseContainerId(str(f['container.id'])),
-    imageRepository: str(f['container.image.repository']) ?? companionString(alert, IMAGE.repository),
-    imageTag: str(f['container.image.tag']) ?? companionString(alert, IMAGE.tag),
-    imageDigest: str(f['container.image.digest']) ?? companionString(alert, IMAGE.digest),
-    namespace: str(f['k8s.ns.name']),
-    pod: str(f['k8s.pod.name']),
+    containerId: normaliseContainerId(str(f.containerId)),
+    imageRepository: str(f.imageRepository) ?? companionString(alert, IMAGE.repository),
+    imageTag: str(f.imageTag) ?? companionString(alert, IMAGE.tag),
+    imageDigest: str(f.imageDigest) ?? companionString(alert, IMAGE.digest),
+    namespace: str(f.k8sNs),
+    pod: str(f.k8sPod),
     podLabels,
     proc,
     net: Object.freeze(netFacts(alert, kind)),
@@ -394,15 +445,20 @@ const RUNTIME_EXE = /^(runc|crun|youki|\/(usr\/(local\/)?)?s?bin\/(runc|crun|you
  * overlay-layer check the outputs do not carry.
  */
 export function isRuntimeStartup(f: OutputFields): boolean {
-  const name = str(f['proc.name']);
+  return runtimeStartup(knownFields(f));
+}
+
+/** {@link isRuntimeStartup} on an alert's known-fields record. */
+function runtimeStartup(k: KnownFields): boolean {
+  const name = str(k.procName);
   if (name === null || !RUNTIME_FIRST.has(name.charCodeAt(0))) return false; // the common case, without a regex
-  const exe = str(f['proc.exepath']);
+  const exe = str(k.procExepath);
   if (exe === null) return false;
   if (RUNTIME_STAGE.test(name)) {
-    const pname = str(f['proc.pname']);
+    const pname = str(k.procPname);
     if (pname === null || !RUNTIME_CLI.has(pname)) return false;
     if (RUNTIME_EXE.test(exe)) return true;
-    const manager = str(f['proc.aname[2]']);
+    const manager = str(level(k.procAname, 2));
     return exe.startsWith('memfd:') && manager !== null && RUNTIME_MANAGERS.has(manager);
   }
   return (name === 'containerd-shim' || name === 'conmon') && RUNTIME_EXE.test(exe);

@@ -114,10 +114,17 @@ export function incidentId(timeNs: bigint, seed: string): string {
   return alertIdFloor(ms).slice(0, 10) + out;
 }
 
+/** Techniques per detector's MITRE list (detectors reuse one constant list: computed once each). */
+const techniquesBy = new WeakMap<readonly string[], string[]>();
+
 /** MITRE technique ids of a finding (`T…`), or the detector when it names none. */
 export function techniquesOf(f: Finding): string[] {
-  const t = f.mitre.filter((m) => /^T\d/.test(m));
-  return t.length > 0 ? t : [`detector:${f.detector}`];
+  let t = techniquesBy.get(f.mitre);
+  if (t === undefined) {
+    t = f.mitre.filter((m) => /^T\d/.test(m));
+    techniquesBy.set(f.mitre, t);
+  }
+  return t.length > 0 ? [...t] : [`detector:${f.detector}`];
 }
 
 /** The container of the newest evidence that names one (the detection's `container.id`), else null. */
@@ -164,7 +171,13 @@ export class Notifier {
   /** Host lineage member pid → incident scope (derived from the incidents; rebuilt on restore). */
   private readonly hostIndex = new Map<number, string>();
 
+  /** The settings' durations in ns (computed when configured, not per finding). */
+  private idleNs: bigint;
+  private renotifyNs: bigint;
+
   constructor(private settings: NotifySettings) {
+    this.idleNs = BigInt(settings.incidentIdleMs) * 1_000_000n;
+    this.renotifyNs = BigInt(settings.renotifyMs) * 1_000_000n;
     this.st = this.init();
   }
 
@@ -191,6 +204,8 @@ export class Notifier {
   configure(settings: NotifySettings): void {
     const resize = settings.maxIncidents !== this.settings.maxIncidents;
     this.settings = settings;
+    this.idleNs = BigInt(settings.incidentIdleMs) * 1_000_000n;
+    this.renotifyNs = BigInt(settings.renotifyMs) * 1_000_000n;
     if (!resize) return;
     const old = this.st;
     const next = this.init();
@@ -210,7 +225,7 @@ export class Notifier {
 
   decide(f: Finding, nowNs: bigint): NotifyDecision {
     const t = f.timeNs;
-    const idleNs = BigInt(this.settings.incidentIdleMs) * 1_000_000n;
+    const idleNs = this.idleNs;
     this.sweep(nowNs > t ? nowNs : t, idleNs);
     let inc = this.find(f);
     if (inc && t - inc.lastNs > idleNs) {
@@ -230,7 +245,7 @@ export class Notifier {
     const keyRank = inc.keys?.[f.key];
     if (rank < inc.rank || (keyRank !== undefined && rank < keyRank)) reason = 'escalated';
     else if (techniques.some((x) => !inc.techniques.includes(x))) reason = 'new_technique';
-    else if (t - inc.lastSentNs >= BigInt(this.settings.renotifyMs) * 1_000_000n) reason = 'renotify';
+    else if (t - inc.lastSentNs >= this.renotifyNs) reason = 'renotify';
     else if (this.isNewChain(inc, f, rank)) reason = 'new_chain';
     if (reason === null) {
       inc.folded++;

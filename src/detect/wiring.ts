@@ -44,6 +44,8 @@ export interface DetectDeps {
 
 export interface Detection {
   readonly stage: DetectStage;
+  /** Undefined when the stage may take an alert now, else a promise (a state part is being checkpointed). */
+  readonly ready: () => Promise<void> | undefined;
   readonly components: Component[];
   /** SIGHUP: reload the companion rules file (an invalid file keeps the old rules). */
   reload(): void;
@@ -109,5 +111,5 @@ export function buildDetection(config: Config, deps: DetectDeps): Detection {
     deps.db && config.detect.persist_state
       ? [new DetectCheckpointer({ engine, db: deps.db, intervalMs: config.detect.checkpoint_interval, logger: deps.logger, metrics: deps.metrics, clock: deps.clock })]
       : [];
-  return { stage: engine, components: [...checkpoints, watcher, ...(stats ? [stats] : [])], reload: () => void watcher.reload('SIGHUP') };
+  return { stage: engine, ready: () => engine.ready(), components: [...checkpoints, watcher, ...(stats ? [stats] : [])], reload: () => void watcher.reload('SIGHUP') };
 }

@@ -10,7 +10,7 @@
  * answered; reverse DNS waits at most `rdns.wait`, then goes on in the background to warm the cache.
  */
 import type { Logger } from 'pino';
-import { fieldString, type Alert, type EnrichValue } from '../alert.js';
+import { valueString, type Alert, type EnrichValue } from '../alert.js';
 import type { Clock } from '../clock.js';
 import type { Component, ComponentHealth } from '../component.js';
 import type { Config } from '../config/schema.js';
@@ -78,14 +78,13 @@ const MAX_VALUE = 500;
  * `parse` turns an address text into an Ip (the enricher passes its cached parser).
  */
 export function destinationOf(a: Alert, parse: AddressParser = parseIp): Destination | null {
-  const f = a.outputFields;
-  if (!f) return null;
-  if (f['fd.sip'] === undefined && !('fd.rip' in f || 'fd.cip' in f || 'fd.name' in f)) return null;
-  const evt = fieldString(a, 'evt.type');
+  const k = a.known;
+  if (k.fdSip === undefined && k.fdRip === undefined && k.fdCip === undefined && k.fdName === undefined) return null;
+  const evt = valueString(k.evtType);
   const inbound = evt !== null && INBOUND_EVENTS.has(evt);
-  const peer = new SocketView(f, parse).remote(inbound ? 'client' : 'server');
+  const peer = SocketView.of(k, parse).remote(inbound ? 'client' : 'server');
   if (!peer) return null;
-  const domain = fieldString(a, peer.nameField);
+  const domain = valueString(peer.nameField === 'fd.cip.name' ? k.fdCipName : peer.nameField === 'fd.sip.name' ? k.fdSipName : k.fdRipName);
   return { ip: peer.ip, port: peer.port, domain: domain ? normDomain(domain) : null, direction: inbound ? 'inbound' : 'outbound' };
 }
 
@@ -110,15 +109,16 @@ function normDomain(domain: string): string | null {
 
 /** The baseline's image key, or null for host processes and unknown images. */
 export function imageKeyOf(a: Alert, mode: EgressConfig['baseline']['image_key']): string | null {
-  const cid = fieldString(a, 'container.id');
+  const k = a.known;
+  const cid = valueString(k.containerId);
   if (cid === null || cid === '' || cid === 'host') return null;
-  const repo = fieldString(a, 'container.image.repository');
+  const repo = valueString(k.imageRepository);
   if (mode === 'repository' && repo !== null) return repo; // the default: nothing else to read
-  const image = fieldString(a, 'container.image');
+  const image = valueString(k.containerImage);
   if (mode === 'repository') return image ? image.replace(/@.*$/, '').replace(/:[^:/]*$/, '') : null;
-  const tag = fieldString(a, 'container.image.tag');
+  const tag = valueString(k.imageTag);
   const repoTag = repo ? (tag ? `${repo}:${tag}` : repo) : image;
-  if (mode === 'digest') return fieldString(a, 'container.image.digest') ?? repoTag;
+  if (mode === 'digest') return valueString(k.imageDigest) ?? repoTag;
   return repoTag;
 }
 

@@ -107,19 +107,31 @@ export function parse(text: string): JsonValue {
     }
     if (c === 45 /* - */ || (c >= 48 && c <= 57)) {
       const start = i;
+      const neg = c === 45;
       i++;
+      let plain = true; // an integer: digits only after the sign
       while (i < len) {
         const d = text.charCodeAt(i);
-        if ((d >= 48 && d <= 57) || d === 46 || d === 101 || d === 69 || d === 43 || d === 45) i++;
-        else break;
+        if (d >= 48 && d <= 57) i++;
+        else if (d === 46 || d === 101 || d === 69 || d === 43 || d === 45) {
+          plain = false;
+          i++;
+        } else break;
       }
+      const nd = neg ? i - start - 1 : i - start;
+      const lead = text.charCodeAt(neg ? start + 1 : start);
+      // A well-formed integer (no leading zero) of up to 15 digits round-trips (`-0` aside): nothing to slice.
+      const wellFormed = plain && nd > 0 && (lead !== 48 || (nd === 1 && !neg));
+      if (wellFormed && nd <= 15) continue;
       const raw = text.slice(start, i);
+      // A well-formed integer of 17+ digits is beyond 2^53: never exact as a double.
+      const exact = wellFormed && nd >= 17 ? false : roundTrips(raw);
       // Short literals that look like plain numbers always round-trip except forms like 1.0 or 1e3.
-      if (raw.length > 15 || !roundTrips(raw)) {
-        if (!/^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$/.test(raw)) {
+      if (raw.length > 15 || !exact) {
+        if (!wellFormed && !/^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$/.test(raw)) {
           throw new JsonSyntaxError(`invalid number ${JSON.stringify(raw)}`, start);
         }
-        if (!roundTrips(raw)) {
+        if (!exact) {
           out ??= [];
           out.push(text.slice(last, start), '"', MARK_JSON, raw, '"');
           last = i;
@@ -137,7 +149,7 @@ export function parse(text: string): JsonValue {
     // An input string could itself look like our mark once unescaped: take the slow, exact path.
     return new SlowParser(text).parseDocument();
   }
-  return revive(nativeParse(out.join(''), text));
+  return new Reviver(Math.floor(out.length / 5)).value(nativeParse(out.join(''), text));
 }
 
 function nativeParse(text: string, original: string = text): JsonValue {
@@ -150,22 +162,36 @@ function nativeParse(text: string, original: string = text): JsonValue {
   }
 }
 
-function revive(v: JsonValue): JsonValue {
-  if (typeof v === 'string') {
-    return v.startsWith(MARK) ? new LosslessNumber(v.slice(MARK.length)) : v;
+/** Turns the marked strings back into LosslessNumbers; stops walking once all `left` are found. */
+class Reviver {
+  constructor(private left: number) {}
+
+  value(v: JsonValue): JsonValue {
+    if (typeof v === 'string') {
+      if (!v.startsWith(MARK)) return v;
+      this.left--;
+      return new LosslessNumber(v.slice(MARK.length));
+    }
+    if (v === null || typeof v !== 'object' || v instanceof LosslessNumber) return v;
+    if (Array.isArray(v)) {
+      const a = v as JsonValue[];
+      for (let k = 0; k < a.length && this.left > 0; k++) {
+        const x = a[k] as JsonValue;
+        if (typeof x === 'object' || typeof x === 'string') a[k] = this.value(x);
+      }
+      return a;
+    }
+    const o = v as Record<string, JsonValue>;
+    for (const k in o) {
+      if (this.left <= 0) break;
+      const x = o[k] as JsonValue;
+      if (typeof x === 'object' || typeof x === 'string') {
+        const y = this.value(x);
+        if (y !== x) o[k] = y;
+      }
+    }
+    return o;
   }
-  if (v === null || typeof v !== 'object' || v instanceof LosslessNumber) return v;
-  if (Array.isArray(v)) {
-    const a = v as JsonValue[];
-    for (let k = 0; k < a.length; k++) a[k] = revive(a[k] as JsonValue);
-    return a;
-  }
-  const o = v as Record<string, JsonValue>;
-  for (const k in o) {
-    const x = o[k] as JsonValue;
-    if (typeof x === 'object' || typeof x === 'string') o[k] = revive(x);
-  }
-  return o;
 }
 
 /** Exact recursive-descent parser: the reference used for errors and for inputs with \u0000. */

@@ -16,7 +16,7 @@
  * left side of the tuple; the server `fd.sip`/`fd.sport`, else the right side. Explicit fields win
  * over the tuple; a missing explicit port is taken from the same side of the tuple.
  */
-import type { FieldValue } from '../alert.js';
+import type { FieldValue, KnownFields } from '../alert.js';
 import { parseIp, type Ip } from './address.js';
 
 export interface Endpoint {
@@ -99,6 +99,24 @@ export interface Peer extends Endpoint {
 
 type Fields = Readonly<Record<string, FieldValue>>;
 
+/** The `fd.*` fields a view reads, by slot (an alert's known-fields record has them: src/alert.ts). */
+export type SocketFields = Pick<KnownFields, 'fdName' | 'fdCip' | 'fdCport' | 'fdSip' | 'fdSport' | 'fdLip' | 'fdLport' | 'fdRip' | 'fdRport'>;
+
+/** The socket slots of output fields given by Falco field name. */
+function socketFieldsOf(f: Fields): SocketFields {
+  return {
+    fdName: f['fd.name'],
+    fdCip: f['fd.cip'],
+    fdCport: f['fd.cport'],
+    fdSip: f['fd.sip'],
+    fdSport: f['fd.sport'],
+    fdLip: f['fd.lip'],
+    fdLport: f['fd.lport'],
+    fdRip: f['fd.rip'],
+    fdRport: f['fd.rport'],
+  };
+}
+
 function text(v: FieldValue | undefined): string | null {
   return typeof v === 'string' && v !== '' && v !== '<NA>' ? v : null;
 }
@@ -108,10 +126,7 @@ function port(v: FieldValue | undefined): number | null {
   return Number.isInteger(n) && n >= 0 && n <= 65535 && !(typeof v === 'string' && v.trim() === '') ? n : null;
 }
 
-const SIDE_FIELDS = {
-  client: { ip: 'fd.cip', port: 'fd.cport', name: 'fd.cip.name' },
-  server: { ip: 'fd.sip', port: 'fd.sport', name: 'fd.sip.name' },
-} as const;
+const SIDE_NAMES = { client: 'fd.cip.name', server: 'fd.sip.name' } as const;
 
 /**
  * One alert's socket as the detection and enrichment stages read it. The `fd.name` tuple is parsed
@@ -120,17 +135,27 @@ const SIDE_FIELDS = {
 export class SocketView {
   private tupleDone = false;
   private tupleValue: FdName | null = null;
+  private readonly f: SocketFields;
 
+  /** Over output fields by Falco field name, or (`slots`) over an alert's known-fields record. */
   constructor(
-    private readonly f: Fields,
+    fields: Fields,
     private readonly parse: AddressParser = parseIp,
-  ) {}
+    slots?: SocketFields,
+  ) {
+    this.f = slots ?? socketFieldsOf(fields);
+  }
+
+  /** The view of an alert's known-fields record (`alert.known`). */
+  static of(slots: SocketFields, parse: AddressParser = parseIp): SocketView {
+    return new SocketView(NO_FIELDS, parse, slots);
+  }
 
   /** The parsed `fd.name` (any form), or null. */
   get name(): FdName | null {
     if (!this.tupleDone) {
       this.tupleDone = true;
-      this.tupleValue = parseFdName(text(this.f['fd.name']), this.parse);
+      this.tupleValue = parseFdName(text(this.f.fdName), this.parse);
     }
     return this.tupleValue;
   }
@@ -142,18 +167,18 @@ export class SocketView {
 
   /** The client or server end: the explicit `fd.cip`/`fd.sip` (port `fd.cport`/`fd.sport`), else the tuple's side. */
   end(side: PeerSide): Endpoint | null {
-    const keys = SIDE_FIELDS[side];
-    const t = text(this.f[keys.ip]);
+    const client = side === 'client';
+    const t = text(client ? this.f.fdCip : this.f.fdSip);
     const ip = t === null ? null : this.parse(t);
-    if (t !== null && ip !== null) return { text: t, ip, port: port(this.f[keys.port]) ?? this.tupleEnd(side)?.port ?? null };
+    if (t !== null && ip !== null) return { text: t, ip, port: port(client ? this.f.fdCport : this.f.fdSport) ?? this.tupleEnd(side)?.port ?? null };
     return this.tupleEnd(side);
   }
 
   /** An address field and its port field taken as they are (`fd.rip`/`fd.rport`, `fd.lip`/`fd.lport`). */
-  field(ipKey: string, portKey: string): Endpoint | null {
-    const t = text(this.f[ipKey]);
+  field(ipKey: 'fd.rip' | 'fd.lip', portKey: 'fd.rport' | 'fd.lport'): Endpoint | null {
+    const t = text(ipKey === 'fd.rip' ? this.f.fdRip : this.f.fdLip);
     const ip = t === null ? null : this.parse(t);
-    return t !== null && ip !== null ? { text: t, ip, port: port(this.f[portKey]) } : null;
+    return t !== null && ip !== null ? { text: t, ip, port: port(portKey === 'fd.rport' ? this.f.fdRport : this.f.fdLport) } : null;
   }
 
   /**
@@ -164,16 +189,18 @@ export class SocketView {
   remote(side: PeerSide | null): Peer | null {
     if (side !== null) {
       const e = this.end(side);
-      if (e) return peer(e, SIDE_FIELDS[side].name);
+      if (e) return peer(e, SIDE_NAMES[side]);
       const r = this.field('fd.rip', 'fd.rport');
       return r ? peer(r, 'fd.rip.name') : null;
     }
     const r = this.field('fd.rip', 'fd.rport');
     if (r) return peer(r, 'fd.rip.name');
     const e = this.end('server');
-    return e ? peer(e, SIDE_FIELDS.server.name) : null;
+    return e ? peer(e, SIDE_NAMES.server) : null;
   }
 }
+
+const NO_FIELDS: Fields = Object.freeze({});
 
 /** (An object literal: a spread of the endpoint costs ten times as much on this path.) */
 function peer(e: Endpoint, nameField: string): Peer {

@@ -1,7 +1,7 @@
 /** The in-memory intake: a bounded FIFO between sources and the pipeline. */
 import type { Alert } from '../alert.js';
 import { QueueFullError, StoppedError } from '../errors.js';
-import type { Metrics } from '../metrics.js';
+import type { BatchedCount, Metrics } from '../metrics.js';
 import { AlertIdGenerator } from '../store/alert-id.js';
 import type { Intake, PipelineIntake } from './types.js';
 
@@ -15,12 +15,16 @@ export class MemoryIntake implements Intake, PipelineIntake {
   private readonly waiters: (() => void)[] = [];
   private readonly notFullWaiters: (() => void)[] = [];
   private readonly ids = new AlertIdGenerator();
+  /** Counted per alert: batched, added at scrape (src/metrics.ts). The depth gauge is read at scrape. */
+  private readonly receivedCount: BatchedCount;
 
   constructor(
     private readonly capacity: number,
     private readonly metrics: Metrics,
   ) {
     this.buf = new Array<Alert | undefined>(capacity);
+    this.receivedCount = metrics.batched(metrics.received, { component: this.id });
+    metrics.gaugeFrom(metrics.queueDepth, { component: this.id }, () => this.size);
   }
 
   get full(): boolean {
@@ -37,34 +41,47 @@ export class MemoryIntake implements Intake, PipelineIntake {
   }
 
   submit(alert: Alert): Promise<void> {
-    if (this.closed) return Promise.reject(new StoppedError('intake'));
+    try {
+      this.submitNow(alert);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    return Promise.resolve();
+  }
+
+  /** Kept at once (memory), or a QueueFullError / StoppedError thrown. */
+  submitNow(alert: Alert): true {
+    if (this.closed) throw new StoppedError('intake');
     if (this.size >= this.capacity) {
       this.metrics.discarded.inc({ component: this.id, reason: 'queue_full' });
-      return Promise.reject(new QueueFullError('intake queue'));
+      throw new QueueFullError('intake queue');
     }
     this.buf[(this.head + this.size) % this.capacity] = this.ids.ensure(alert);
     this.size++;
-    this.metrics.received.inc({ component: this.id });
-    this.metrics.queueDepth.set({ component: this.id }, this.size);
+    this.receivedCount.inc();
     this.waiters.shift()?.();
-    return Promise.resolve();
+    return true;
   }
 
   /** Next alert, or null once closed and empty. */
   async take(): Promise<Alert | null> {
     for (;;) {
-      if (this.size > 0) {
-        const a = this.buf[this.head] as Alert;
-        this.buf[this.head] = undefined;
-        this.head = (this.head + 1) % this.capacity;
-        this.size--;
-        this.metrics.queueDepth.set({ component: this.id }, this.size);
-        if (this.size < this.capacity) for (const w of this.notFullWaiters.splice(0)) w();
-        return a;
-      }
-      if (this.closed) return null;
+      const a = this.takeNow();
+      if (a !== undefined) return a;
       await new Promise<void>((r) => this.waiters.push(r));
     }
+  }
+
+  takeNow(): Alert | null | undefined {
+    if (this.size > 0) {
+      const a = this.buf[this.head] as Alert;
+      this.buf[this.head] = undefined;
+      this.head = (this.head + 1) % this.capacity;
+      this.size--;
+      if (this.notFullWaiters.length > 0) for (const w of this.notFullWaiters.splice(0)) w();
+      return a;
+    }
+    return this.closed ? null : undefined;
   }
 
   /** Nothing to forget: memory is released when the alert is taken. */

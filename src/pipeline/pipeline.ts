@@ -5,19 +5,26 @@ import { isEmptyRecord, withCompanionRecord, withEnrichment, type Alert, type En
 import type { Component, ComponentHealth } from '../component.js';
 import { errorCode, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { Metrics } from '../metrics.js';
+import type { BatchedCount, Metrics } from '../metrics.js';
 import { AlertIdGenerator } from '../store/alert-id.js';
 import type { Router } from './router.js';
 import type { DetectStage, Enricher, PipelineIntake, Sink } from './types.js';
 
 /** Time an enricher gets after the budget's abort to hand back partial results. */
 const GRACE_MS = 5;
+/** Alerts handled back to back without waiting for anything before the loop lets I/O in (acks, timers). */
+const YIELD_EVERY = 64;
 
 export interface PipelineDeps {
   readonly intake: PipelineIntake;
   readonly enrichers: readonly Enricher[];
   readonly enrichBudgetMs: number;
   readonly detect: DetectStage | null;
+  /**
+   * Undefined when `detect` may take an alert now, else a promise to wait on first (a part of the
+   * detection state is being checkpointed in slices and must not change meanwhile).
+   */
+  readonly detectReady?: () => Promise<void> | undefined;
   readonly router: Router;
   readonly sinks: readonly Sink[];
   readonly concurrency: number;
@@ -35,13 +42,15 @@ export class Pipeline implements Component {
   /** Detections get their `companion.alert_id` when emitted. */
   private readonly ids = new AlertIdGenerator();
 
-  private readonly receivedCount;
-  private readonly sentCount;
+  private readonly receivedCount: BatchedCount;
+  private readonly sentCount: BatchedCount;
+  private readonly signalOnly: BatchedCount;
 
   constructor(private readonly d: PipelineDeps) {
-    // Label children bound once: these run for every alert.
-    this.receivedCount = d.metrics.received.labels({ component: 'pipeline' });
-    this.sentCount = d.metrics.sent.labels({ component: 'pipeline' });
+    // Counted per alert: batched, added at scrape.
+    this.receivedCount = d.metrics.batched(d.metrics.received, { component: 'pipeline' });
+    this.sentCount = d.metrics.batched(d.metrics.sent, { component: 'pipeline' });
+    this.signalOnly = d.metrics.batched(d.metrics.discarded, { component: 'detect', reason: 'signal_only' });
     this.enrichLatency = d.metrics.histogram('enrich_duration_seconds', 'Time spent enriching one alert that waited for a lookup (cache misses, reverse DNS); alerts answered from caches are not observed', [], [0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1]);
   }
 
@@ -63,13 +72,24 @@ export class Pipeline implements Component {
     clearTimeout(t);
   }
 
+  /**
+   * Take, enrich (a window of `concurrency` alerts, order kept), detect, route, emit. Every step
+   * that can answer at once (an intake with alerts waiting, enrichers answering from cache, no
+   * sink that makes it wait) is taken without a promise; the loop lets I/O in every
+   * {@link YIELD_EVERY} alerts it handled without waiting.
+   */
   private async loop(): Promise<void> {
-    const window: Promise<Alert>[] = [];
+    const window: (Alert | Promise<Alert>)[] = [];
     const { intake, concurrency } = this.d;
+    let run = 0;
     for (;;) {
       // Fill the window without waiting when alerts are queued; wait only when it is empty.
       while (window.length < concurrency && (window.length === 0 || intake.depth > 0)) {
-        const a = await intake.take();
+        let a = intake.takeNow ? intake.takeNow() : undefined;
+        if (a === undefined) {
+          a = await intake.take();
+          run = 0;
+        }
         if (a === null) break;
         window.push(this.enrich(a));
       }
@@ -79,8 +99,24 @@ export class Pipeline implements Component {
         await this.flushDetections();
         return;
       }
-      const alert = await head;
-      await this.afterEnrich(alert);
+      let alert: Alert;
+      if (head instanceof Promise) {
+        alert = await head;
+        run = 0;
+      } else alert = head;
+      const held = this.d.detectReady?.();
+      if (held !== undefined) {
+        await held;
+        run = 0;
+      }
+      const after = this.afterEnrich(alert);
+      if (after !== undefined) {
+        await after;
+        run = 0;
+      } else if (++run >= YIELD_EVERY) {
+        run = 0;
+        await new Promise<void>((r) => setImmediate(r));
+      }
     }
   }
 
@@ -95,7 +131,8 @@ export class Pipeline implements Component {
     for (const det of pending) await this.emit(this.ids.ensure(det));
   }
 
-  private async enrich(a: Alert): Promise<Alert> {
+  /** The enriched alert: at once when every enricher answers from cache, else a promise. */
+  private enrich(a: Alert): Alert | Promise<Alert> {
     const { enrichers } = this.d;
     if (enrichers.length === 0) return a;
     // Fast path: enrichers that answer from cache, without a timer or an AbortController. The
@@ -128,17 +165,16 @@ export class Pipeline implements Component {
     if (rec !== null) Object.assign(add, rec);
     else if (one !== null) Object.assign(add, one);
     const errs = failed ?? [];
-    if (slow !== null) {
-      // Only alerts that wait for a lookup are timed (the cache-answered path takes microseconds).
-      const start = performance.now();
-      await this.enrichSlow(a, slow, this.d.enrichBudgetMs, add, errs);
-      this.enrichLatency.observe((performance.now() - start) / 1000);
-    }
-    if (errs.length > 0) {
-      const prev = typeof add['enrich_error'] === 'string' ? [add['enrich_error']] : [];
-      add['enrich_error'] = [...prev, ...errs].join('; ').slice(0, 400);
-    }
-    return withEnrichment(a, add);
+    if (slow === null) return withErrors(a, add, errs);
+    return this.enrichWaiting(a, slow, add, errs);
+  }
+
+  /** Enrichers that must wait (only these alerts are timed: the cache-answered path takes microseconds). */
+  private async enrichWaiting(a: Alert, slow: readonly Enricher[], add: Record<string, EnrichValue>, errs: string[]): Promise<Alert> {
+    const start = performance.now();
+    await this.enrichSlow(a, slow, this.d.enrichBudgetMs, add, errs);
+    this.enrichLatency.observe((performance.now() - start) / 1000);
+    return withErrors(a, add, errs);
   }
 
   /** The budgeted path for enrichers that must wait (lookups): results go into `add`. */
@@ -167,7 +203,8 @@ export class Pipeline implements Component {
     clearTimeout(hardTimer);
   }
 
-  private async afterEnrich(alert: Alert): Promise<void> {
+  /** Detect, route, emit; a promise only when a sink made it wait. */
+  private afterEnrich(alert: Alert): Promise<void> | undefined {
     this.processed++;
     this.receivedCount.inc();
     let forward = true;
@@ -183,11 +220,28 @@ export class Pipeline implements Component {
         this.d.logger.error({ component: 'detect', rule: alert.rule, error: err }, 'detection stage failed; alert forwarded unchanged');
       }
     }
-    if (forward) await this.emit(alert);
-    else this.d.metrics.discarded.inc({ component: 'detect', reason: 'signal_only' });
-    for (const det of detections) await this.emit(this.ids.ensure(det));
+    if (this.d.sinks.length > 0) return this.emitAll(alert, forward, detections);
+    if (forward) this.pass(alert);
+    else this.signalOnly.inc();
+    for (const det of detections) this.pass(this.ids.ensure(det));
     // Emitted (or dropped): the intake may forget the alert (the spool deletes rows no sink kept).
     this.d.intake.done(alert);
+    return undefined;
+  }
+
+  /** afterEnrich with sinks, which may make the pipeline wait (their bounded queues). */
+  private async emitAll(alert: Alert, forward: boolean, detections: readonly Alert[]): Promise<void> {
+    if (forward) await this.emit(alert);
+    else this.signalOnly.inc();
+    for (const det of detections) await this.emit(this.ids.ensure(det));
+    this.d.intake.done(alert);
+  }
+
+  /** Routing without sinks: counted and reported as forwarded. */
+  private pass(a: Alert): void {
+    if (!this.d.router.pass(a)) return;
+    this.sentCount.inc();
+    this.d.onForwarded?.(a);
   }
 
   private async emit(a: Alert): Promise<void> {
@@ -203,4 +257,13 @@ export class Pipeline implements Component {
     }
     this.d.onForwarded?.(a);
   }
+}
+
+/** `add` with the enrichers' failures folded into `enrich_error`, on the alert. */
+function withErrors(a: Alert, add: Record<string, EnrichValue>, errs: readonly string[]): Alert {
+  if (errs.length > 0) {
+    const prev = typeof add['enrich_error'] === 'string' ? [add['enrich_error']] : [];
+    add['enrich_error'] = [...prev, ...errs].join('; ').slice(0, 400);
+  }
+  return withEnrichment(a, add);
 }

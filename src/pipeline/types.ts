@@ -10,7 +10,18 @@ import type { Component } from '../component.js';
  * file offset). It rejects with QueueFullError (push back: HTTP 503 + Retry-After) or StoppedError.
  */
 export interface Intake {
-  submit(alert: Alert): Promise<void>;
+  /**
+   * `source`: the JSON text the alert was made from by `alertFromJson(parse(source))` alone
+   * (a receiver's request body): the spool keeps it as the alert's payload instead of
+   * serialising the alert again. Leave it out for alerts built any other way.
+   */
+  submit(alert: Alert, source?: string): Promise<void>;
+  /**
+   * Optional synchronous form of `submit` for receivers that answer per alert: `true` when the
+   * alert is kept already (acknowledge now, before the pipeline runs), a refusal thrown at once,
+   * or the promise `submit` returns when keeping it needs a wait (the spool's commit).
+   */
+  submitNow?(alert: Alert, source?: string): true | Promise<void>;
   /** True while new alerts would be refused; polling sources pause while it is set. */
   readonly full: boolean;
   /** Resolves when `full` turns false (or at once if it is false). */
@@ -24,6 +35,11 @@ export interface Intake {
 export interface PipelineIntake {
   /** Next alert, or null once closed (and, for the memory intake, drained). */
   take(): Promise<Alert | null>;
+  /**
+   * Optional synchronous `take`: the next alert when one is ready now, null when `take` would
+   * answer null, undefined when `take` would have to wait (then call `take`).
+   */
+  takeNow?(): Alert | null | undefined;
   /** Alerts waiting to be taken (> 0 lets the pipeline fill its window without waiting). */
   readonly depth: number;
   /** Stop accepting; `take` returns null once nothing more will be handed out. */

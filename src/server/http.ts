@@ -15,7 +15,7 @@ import type { Alert } from '../alert.js';
 import type { Component, ComponentHealth } from '../component.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../logger.js';
-import type { Metrics } from '../metrics.js';
+import type { BatchedCount, Metrics } from '../metrics.js';
 import type { Intake } from '../pipeline/types.js';
 import { decodeFalcoBody, type Rejection } from '../sources/http.js';
 import { DEFAULT_INPUT_LIMITS, LimitReporter, type InputLimits } from '../limits.js';
@@ -23,6 +23,9 @@ import type { RateLimitedLog } from '../log-limit.js';
 import { HttpListener, rejectionLogLimiter } from './listener.js';
 import type { OpsDispatch } from './ops.js';
 import { refusalReply, sendJson, sendReply } from './reply.js';
+
+/** Headers of the empty 200 (an array: nothing to enumerate per answer). */
+const EMPTY_200: string[] = ['Content-Length', '0'];
 
 export interface HttpServerDeps {
   readonly config: Config['http'];
@@ -44,6 +47,10 @@ export class HttpServer implements Component {
   private readonly log: Logger;
   private readonly limiter: RateLimitedLog;
   private readonly ack: Histogram<'status'>;
+  /** The `status="200"` child, bound once (observed per alert). */
+  private readonly ack200: { observe(value: number): void };
+  /** Alerts acknowledged (batched: added at scrape). */
+  private readonly receivedCount: BatchedCount;
   private readonly warnings: Counter<'component' | 'code'>;
   private readonly ops: OpsDispatch | null;
   private readonly limitReporter: LimitReporter;
@@ -53,6 +60,8 @@ export class HttpServer implements Component {
     this.limitReporter = new LimitReporter(this.id, this.log, d.metrics);
     this.limiter = rejectionLogLimiter(this.id, this.log, d.metrics, d.maxLogLinesPerSecond);
     this.ack = d.metrics.histogram('http_ack_seconds', 'Time from request start to the answer of the Falco receiver', ['status']);
+    this.ack200 = this.ack.labels({ status: '200' });
+    this.receivedCount = d.metrics.batched(d.metrics.received, { component: this.id });
     this.warnings = d.metrics.counter('http_warnings_total', 'Accepted alerts that show a misconfigured sender, by code', ['component', 'code']);
     this.ops = d.ops ?? null;
     this.listener = new HttpListener({
@@ -95,10 +104,17 @@ export class HttpServer implements Component {
 
   // -------------------------------------------------------------------------------------------
 
-  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const started = process.hrtime.bigint();
+  /**
+   * One request. The Falco receiver runs on callbacks, without promises on its way to the answer:
+   * body events → decode → intake → 200, in the turn the body ends when the intake keeps the alert
+   * at once (memory), or right after the spool's commit (which does not wait for a timer either).
+   */
+  private handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> | void {
+    const started = performance.now();
     const method = req.method ?? 'GET';
-    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
     const ops = this.ops?.dispatch(req, res, path);
     if (ops) return ops;
     if (method !== 'POST') {
@@ -110,72 +126,108 @@ export class HttpServer implements Component {
       req.resume();
       return;
     }
-    const status = await this.receive(req, res);
-    this.ack.observe({ status: String(status) }, Number(process.hrtime.bigint() - started) / 1e9);
+    this.receive(req, res, started);
   }
 
-  /** The Falco receiver. Returns the status answered. */
-  private async receive(req: http.IncomingMessage, res: http.ServerResponse): Promise<number> {
+  /** The answer went out with `status`: time it. */
+  private answered(status: number, started: number): void {
+    const seconds = (performance.now() - started) / 1000;
+    if (status === 200) this.ack200.observe(seconds);
+    else this.ack.observe({ status: String(status) }, seconds);
+  }
+
+  /** The Falco receiver: reads the body, then {@link accept}. */
+  private receive(req: http.IncomingMessage, res: http.ServerResponse, started: number): void {
     const max = this.d.config.max_body_bytes;
-    const enc = (req.headers['content-encoding'] ?? 'identity').toLowerCase();
+    const rawEnc = req.headers['content-encoding'];
+    const enc = rawEnc === undefined ? 'identity' : rawEnc.toLowerCase();
     if (enc !== 'identity') {
       req.resume();
-      return this.rejectWith(res, 415, { error: 'unsupported_encoding', reason: `Content-Encoding ${enc} is not supported`, hint: 'Falco sends uncompressed JSON' });
+      this.answered(this.rejectWith(res, 415, { error: 'unsupported_encoding', reason: `Content-Encoding ${enc} is not supported`, hint: 'Falco sends uncompressed JSON' }), started);
+      return;
     }
     const declared = req.headers['content-length'];
     if (declared !== undefined && Number(declared) > max) {
-      return this.tooLarge(req, res, `Content-Length ${declared} exceeds the limit of ${max} bytes`);
+      this.answered(this.tooLarge(req, res, `Content-Length ${declared} exceeds the limit of ${max} bytes`), started);
+      return;
     }
-    const chunks: Buffer[] = [];
+    // One chunk (the usual Falco body) is used as it is; more are joined at the end.
+    let first: Buffer | null = null;
+    let more: Buffer[] | null = null;
     let total = 0;
     let over = false;
-    const body = await new Promise<Buffer | null>((resolve) => {
-      const onData = (chunk: Buffer): void => {
-        total += chunk.length;
-        if (total > max) {
-          over = true;
-          req.off('data', onData);
-          req.pause();
-          resolve(null);
-          return;
-        }
-        chunks.push(chunk);
-      };
-      req.on('data', onData);
-      req.once('end', () => resolve(over ? null : Buffer.concat(chunks, total)));
-      req.once('error', () => resolve(null));
-      req.once('close', () => resolve(over || !req.complete ? null : Buffer.concat(chunks, total)));
-    });
-    if (over) return this.tooLarge(req, res, `body exceeds the limit of ${max} bytes`);
-    if (body === null) {
-      // Client went away mid-body (or the request timeout fired): nothing to answer.
-      this.d.metrics.errors.inc({ component: this.id, code: 'aborted' });
-      if (!res.headersSent && !res.destroyed) sendJson(res, 400, { error: 'aborted', reason: 'request body was not completed' });
-      return 400;
-    }
+    let settled = false;
+    const body = (): Buffer | null => (more === null ? (first ?? Buffer.alloc(0)) : Buffer.concat(more, total));
+    const settle = (b: Buffer | null): void => {
+      if (settled) return;
+      settled = true;
+      if (over) {
+        this.answered(this.tooLarge(req, res, `body exceeds the limit of ${max} bytes`), started);
+        return;
+      }
+      if (b === null) {
+        // Client went away mid-body (or the request timeout fired): nothing to answer.
+        this.d.metrics.errors.inc({ component: this.id, code: 'aborted' });
+        if (!res.headersSent && !res.destroyed) sendJson(res, 400, { error: 'aborted', reason: 'request body was not completed' });
+        this.answered(400, started);
+        return;
+      }
+      this.accept(b, req, res, started);
+    };
+    const onData = (chunk: Buffer): void => {
+      total += chunk.length;
+      if (total > max) {
+        over = true;
+        req.off('data', onData);
+        req.pause();
+        settle(null);
+        return;
+      }
+      if (first === null) first = chunk;
+      else (more ??= [first]).push(chunk);
+    };
+    req.on('data', onData);
+    req.once('end', () => settle(over ? null : body()));
+    req.once('error', () => settle(null));
+    req.once('close', () => settle(over || !req.complete ? null : body()));
+  }
 
-    const receivedAt = Date.now();
-    const r = decodeFalcoBody(body, req.headers['content-type'], { kind: 'http', component: this.id }, receivedAt, this.d.limits ?? DEFAULT_INPUT_LIMITS);
+  /** Decode the body and hand the alert to the intake; answer when it is kept. */
+  private accept(body: Buffer, req: http.IncomingMessage, res: http.ServerResponse, started: number): void {
+    const r = decodeFalcoBody(body, req.headers['content-type'], { kind: 'http', component: this.id }, Date.now(), this.d.limits ?? DEFAULT_INPUT_LIMITS);
     if (!r.ok) {
       if (r.rejection.error === 'too_deep') this.limitReporter.rejected('json_depth', r.rejection.reason);
-      return this.rejectWith(res, 400, r.rejection);
+      this.answered(this.rejectWith(res, 400, r.rejection), started);
+      return;
     }
     if (r.cuts) this.limitReporter.truncated(r.cuts, r.alert.rule);
+    const intake = this.d.intake;
+    let kept: true | Promise<void>;
     try {
-      await this.d.intake.submit(r.alert);
+      kept = intake.submitNow ? intake.submitNow(r.alert, r.text) : intake.submit(r.alert, r.text);
     } catch (err) {
-      return this.refused(res, err, r.alert);
+      this.answered(this.refused(res, err, r.alert), started);
+      return;
     }
-    this.d.metrics.received.inc({ component: this.id });
+    if (kept === true) this.acked(res, r, started);
+    else
+      kept.then(
+        () => this.acked(res, r, started),
+        (err: unknown) => this.answered(this.refused(res, err, r.alert), started),
+      );
+  }
+
+  private acked(res: http.ServerResponse, r: { readonly alert: Alert; readonly warning?: string }, started: number): void {
+    this.receivedCount.inc();
     if (r.warning) {
       this.warnings.inc({ component: this.id, code: 'no_output_fields' });
       this.limiter({ rule: r.alert.rule, hint: r.warning }, 'alert accepted without output_fields');
       sendJson(res, 200, { status: 'accepted', warning: r.warning });
-    } else {
-      res.writeHead(200, { 'Content-Length': '0' });
+    } else if (!res.headersSent) {
+      res.writeHead(200, EMPTY_200);
       res.end();
     }
-    return 200;
+    this.answered(200, started);
   }
 
   private tooLarge(req: http.IncomingMessage, res: http.ServerResponse, reason: string): number {

@@ -16,7 +16,12 @@ import { countSuppressed, rateLimited, type RateLimitedLog } from '../log-limit.
 import type { Metrics } from '../metrics.js';
 import { sendJson } from './reply.js';
 
-type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => Promise<void>;
+/**
+ * A request handler: a promise that settles when it is done (a rejection becomes a 500), or
+ * nothing when it answers through callbacks of its own (the request counts as in flight until the
+ * response closes; it must answer its own failures).
+ */
+type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => Promise<void> | void;
 
 /** What a listener needs from the `http` section (timeouts; TLS only for the receiver's listener). */
 export type ListenerConfig = Pick<Config['http'], 'header_timeout' | 'request_timeout' | 'keep_alive_timeout'> & { readonly tls?: Config['http']['tls'] };
@@ -55,6 +60,10 @@ export class HttpListener {
   private inFlight = 0;
   private readonly sockets = new Set<Socket>();
 
+  private readonly requestClosed = (): void => {
+    this.inFlight--;
+  };
+
   constructor(private readonly d: ListenerDeps) {}
 
   get isStopping(): boolean {
@@ -80,16 +89,31 @@ export class HttpListener {
         return;
       }
       this.inFlight++;
-      this.d.handler(req, res).then(
+      const failed = (err: unknown): void => {
+        metrics.errors.inc({ component: id, code: errorCode(err) });
+        log.error({ error: err }, 'request handler failed');
+        if (!res.headersSent) sendJson(res, 500, { error: 'internal', reason: errorMessage(err) });
+        else res.destroy();
+      };
+      let r: Promise<void> | void;
+      try {
+        r = this.d.handler(req, res);
+      } catch (err) {
+        this.inFlight--;
+        failed(err);
+        return;
+      }
+      if (r === undefined) {
+        res.once('close', this.requestClosed);
+        return;
+      }
+      r.then(
         () => {
           this.inFlight--;
         },
         (err: unknown) => {
           this.inFlight--;
-          metrics.errors.inc({ component: id, code: errorCode(err) });
-          log.error({ error: err }, 'request handler failed');
-          if (!res.headersSent) sendJson(res, 500, { error: 'internal', reason: errorMessage(err) });
-          else res.destroy();
+          failed(err);
         },
       );
     };

@@ -35,7 +35,7 @@ import { JsonSyntaxError, parse } from '../json/lossless.js';
 import { DEFAULT_INPUT_LIMITS, InputLimitError, LimitReporter, limitAlertJson, markTruncated, type InputLimits } from '../limits.js';
 import { countSuppressed, rateLimited, type RateLimitedLog } from '../log-limit.js';
 import type { Logger } from '../logger.js';
-import type { Metrics } from '../metrics.js';
+import type { BatchedCount, Metrics } from '../metrics.js';
 import type { Intake } from '../pipeline/types.js';
 import type { InputCheckpoints } from '../store/checkpoints.js';
 import { FINGERPRINT_BYTES, factsOf, headOf, planResume, sha256Hex, type Segment } from './file-checkpoint.js';
@@ -120,7 +120,9 @@ export class FileSource implements Component {
   private readonly origin: Origin;
   private readonly now: () => number;
   private readonly abort = new AbortController();
-  private readonly linesCounter;
+  /** Per-line counters, batched (added at scrape). */
+  private readonly linesCounter: BatchedCount;
+  private readonly receivedCounter: BatchedCount;
   private readonly reopenCounter;
 
   private state: 'new' | 'waiting' | 'reading' | 'finished' | 'failed' | 'stopped' = 'new';
@@ -165,7 +167,8 @@ export class FileSource implements Component {
     this.warnInvalid = rateLimited(this.log, { intervalMs: LOG_EVERY_MS, now: this.now, onSuppressed: countSuppressed(opts.metrics, this.id) });
     this.limits = opts.limits ?? DEFAULT_INPUT_LIMITS;
     this.limitReporter = new LimitReporter(this.id, this.log, opts.metrics, { intervalMs: LOG_EVERY_MS, now: this.now });
-    this.linesCounter = opts.metrics.counter('input_lines_total', 'Lines read by the JSON-lines input', ['component']);
+    this.linesCounter = opts.metrics.batched(opts.metrics.counter('input_lines_total', 'Lines read by the JSON-lines input', ['component']), { component: this.id });
+    this.receivedCounter = opts.metrics.batched(opts.metrics.received, { component: this.id });
     this.reopenCounter = opts.metrics.counter('input_reopens_total', 'Times the followed file was truncated, replaced, rotated, or (at start) not found again', ['component', 'reason']);
     this.key = isStdin ? '-' : resolve(opts.path);
     this.donePromise = new Promise<FileSourceCounts>((res, rej) => {
@@ -546,7 +549,8 @@ export class FileSource implements Component {
         } else {
           line = seg;
         }
-        if (!(await this.handleLine(line))) break; // stopped before the line was submitted
+        const handled = this.handleLine(line);
+        if (handled !== true && !(await handled)) break; // stopped before the line was submitted
       }
       start = nl + 1;
       this.lineStart = base + start;
@@ -573,7 +577,7 @@ export class FileSource implements Component {
     this.partial = [];
     this.partialLen = 0;
     this.lines++;
-    this.linesCounter.inc({ component: this.id });
+    this.linesCounter.inc();
     this.skip('line_too_long');
     this.limitReporter.rejected('line_length', `line ${this.lines} is longer than input.max_line_bytes (${this.o.maxLineBytes}); skipped`);
   }
@@ -596,10 +600,10 @@ export class FileSource implements Component {
     this.o.metrics.discarded.inc({ component: this.id, reason });
   }
 
-  /** false when the source stopped before the line's alert could be submitted. */
-  private async handleLine(raw: Buffer): Promise<boolean> {
+  /** false when the source stopped before the line's alert could be submitted (a promise when it had to wait). */
+  private handleLine(raw: Buffer): boolean | Promise<boolean> {
     this.lines++;
-    this.linesCounter.inc({ component: this.id });
+    this.linesCounter.inc();
     let end = raw.length;
     if (end > 0 && raw[end - 1] === 13) end--; // CRLF
     const text = raw.toString('utf8', 0, end);
@@ -615,7 +619,7 @@ export class FileSource implements Component {
     try {
       const lim = limitAlertJson(parse(text), this.limits);
       if (!lim.ok) throw new InputLimitError(lim.limit, lim.reason);
-      alert = alertFromJson(lim.value, this.origin, this.now());
+      alert = alertFromJson(lim.value, this.origin, this.now(), true);
       if (lim.cuts.length > 0) {
         this.limitReporter.truncated(lim.cuts, alert.rule);
         alert = markTruncated(alert, lim.cuts);
@@ -638,10 +642,15 @@ export class FileSource implements Component {
       this.maybeProgress();
       return true;
     }
-    this.o.metrics.received.inc({ component: this.id });
-    const ok = await this.enqueue(alert);
+    this.receivedCounter.inc();
+    const ok = this.enqueue(alert);
+    if (ok !== true)
+      return ok.then((r) => {
+        this.maybeProgress();
+        return r;
+      });
     this.maybeProgress();
-    return ok;
+    return true;
   }
 
   /**
@@ -650,7 +659,28 @@ export class FileSource implements Component {
    * `full` is checked right before `submit` (nothing runs in between), so a submit is never
    * refused for being full: the alerts a refused one leaves behind can only have failed with it.
    */
-  private async enqueue(alert: Alert): Promise<boolean> {
+  private enqueue(alert: Alert): true | Promise<boolean> {
+    const intake = this.o.intake;
+    // Room and an intake that keeps at once (memory): kept now, nothing outstanding to settle.
+    if (!intake.full && !this.stopped && intake.submitNow) {
+      let kept: true | Promise<void>;
+      try {
+        kept = intake.submitNow(alert);
+      } catch (err) {
+        kept = Promise.reject(err as Error);
+      }
+      if (kept === true) {
+        this.alerts++;
+        return true;
+      }
+      kept.catch(() => undefined); // looked at in settle()
+      this.outstanding.push({ p: kept, alert });
+      return true;
+    }
+    return this.enqueueWaiting(alert);
+  }
+
+  private async enqueueWaiting(alert: Alert): Promise<boolean> {
     const intake = this.o.intake;
     while (intake.full) {
       if (this.stopped) return false;

@@ -35,8 +35,12 @@ export interface Rejection {
 }
 
 export type DecodeResult =
-  /** `cuts`: what the input limits cut (the alert is marked companion.truncated); absent when nothing. */
-  | { readonly ok: true; readonly alert: Alert; readonly warning?: string; readonly cuts?: readonly Cut[] }
+  /**
+   * `text`: the body as decoded text when the alert is exactly what it says (the spool keeps it as
+   * the payload); absent when the input limits cut something (`cuts`: the alert is marked
+   * companion.truncated, and the payload is the alert re-serialised).
+   */
+  | { readonly ok: true; readonly alert: Alert; readonly text?: string; readonly warning?: string; readonly cuts?: readonly Cut[] }
   | { readonly ok: false; readonly rejection: Rejection };
 
 /** Warning attached to an accepted alert that has no output_fields (Falco 0.41+ can switch them off). */
@@ -70,7 +74,8 @@ export function decodeFalcoBody(body: Buffer, contentType: string | undefined, o
     return reject('invalid_encoding', 'body is not valid UTF-8 text', 'Falco sends one JSON alert per request (Content-Type: application/json)');
   }
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-  if (text.trim() === '') {
+  // (A body that starts like an object is not blank: no trimmed copy of it.)
+  if (text.charCodeAt(0) !== 123 /* { */ && text.trim() === '') {
     return reject('empty_body', 'request body is empty', 'POST one Falco JSON alert per request (json_output: true in falco.yaml)');
   }
 
@@ -110,11 +115,14 @@ export function decodeFalcoBody(body: Buffer, contentType: string | undefined, o
   const lim = limitAlertJson(value, limits);
   if (!lim.ok) return reject('too_deep', lim.reason, 'Falco sends flat alerts: output_fields values are never objects');
   try {
-    const decoded = alertFromJson(lim.value, origin, receivedAtMs);
+    const decoded = alertFromJson(lim.value, origin, receivedAtMs, true);
+    if (lim.cuts.length === 0) {
+      if (decoded.outputFields === null) return { ok: true, alert: decoded, text, warning: NO_OUTPUT_FIELDS_HINT };
+      return { ok: true, alert: decoded, text };
+    }
     const alert = markTruncated(decoded, lim.cuts);
-    const cuts = lim.cuts.length > 0 ? { cuts: lim.cuts } : {};
-    if (alert.outputFields === null) return { ok: true, alert, warning: NO_OUTPUT_FIELDS_HINT, ...cuts };
-    return { ok: true, alert, ...cuts };
+    if (alert.outputFields === null) return { ok: true, alert, warning: NO_OUTPUT_FIELDS_HINT, cuts: lim.cuts };
+    return { ok: true, alert, cuts: lim.cuts };
   } catch (err) {
     if (!(err instanceof InvalidAlertError)) {
       return reject('invalid_alert', err instanceof Error ? err.message : String(err));

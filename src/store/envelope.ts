@@ -7,8 +7,13 @@ import { alertFromJson, serializeAlert, withEnrichment, type Alert, type EnrichV
 import { CompanionError } from '../errors.js';
 import { LosslessNumber, isJsonObject, parse } from '../json/lossless.js';
 
-export function encodeAlert(a: Alert): string {
-  return `{"v":1,"alert":${serializeAlert(a, { includeCompanion: false })},"companion":${JSON.stringify(a.companion)},"origin":${JSON.stringify(a.origin)},"received_at_ms":${a.receivedAtMs}}`;
+/**
+ * `source`: the JSON text `a` was made from by `alertFromJson(parse(source))` alone (a receiver's
+ * request body), kept as it came instead of serialising the alert again: decoding it gives the
+ * same alert.
+ */
+export function encodeAlert(a: Alert, source?: string): string {
+  return `{"v":1,"alert":${source ?? serializeAlert(a, { includeCompanion: false })},"companion":${JSON.stringify(a.companion)},"origin":${JSON.stringify(a.origin)},"received_at_ms":${a.receivedAtMs}}`;
 }
 
 const ORIGIN_KINDS: readonly OriginKind[] = ['http', 'grpc', 'file', 'stdin', 'replay', 'test', 'detector', 'metrics'];
@@ -22,7 +27,7 @@ export function decodeAlert(payload: string): Alert {
   const component = isJsonObject(og) && typeof og['component'] === 'string' ? og['component'] : 'spool';
   const rat = o['received_at_ms'];
   const receivedAt = typeof rat === 'number' ? rat : Date.now();
-  const a = alertFromJson(o['alert'], { kind, component }, receivedAt);
+  const a = alertFromJson(o['alert'], { kind, component }, receivedAt, true);
   const comp: Record<string, EnrichValue> = {};
   const c = o['companion'];
   if (isJsonObject(c)) {

@@ -6,9 +6,18 @@
  * - **Order.** Operations commit in the order they were pushed, and one transaction holds a
  *   prefix of the buffer (at most `commit_batch` operations): an operation is never committed
  *   without every operation pushed before it.
- * - **When.** `schedule()` alone decides: on the next event-loop turn (`commit_interval: 0`, so
- *   everything that arrived meanwhile shares the commit) or after `commit_interval`, and on the
- *   next turn as soon as `commit_batch` operations wait.
+ * - **When.** `schedule()` alone decides, adapting to concurrency (group commit). An operation
+ *   pushed while the writer is idle is committed at once: as soon as the code that pushed it
+ *   returns (`process.nextTick`, with whatever that same code pushed after it: a file input's
+ *   lines and their checkpoint share the commit), without waiting for a timer or the next
+ *   event-loop turn: a lone request, as Falco sends them one at a time, is acknowledged in the
+ *   same turn. That commit opens a window in which what follows (concurrent requests, the
+ *   pipeline's own changes) is grouped: until the end of the event-loop turn (`commit_interval:
+ *   0`) or for `commit_interval`, and on the next turn as soon as `commit_batch` operations wait.
+ *   After the window's commit the writer is idle again. Lazy operations (cleanups nobody waits
+ *   for: the pipeline's `done`) never start a commit of their own: they ride with the next one,
+ *   or go after `LAZY_MS` when nothing else comes (one transaction per alert, not two, for a
+ *   serial sender).
  * - **Failure.** A failed commit (disk full, read-only, locked, I/O error, corruption) rolls the
  *   batch back; the owner's `failed` hook gets the batch and every operation waiting behind it, in
  *   order, refuses what must not wait (new alerts: their callers answer 503, nothing is acked that
@@ -37,6 +46,11 @@ export class SpoolUnavailableError extends QueueFullError {
     this.path = path;
   }
 }
+
+/** How long lazy operations alone wait for a commit to ride with. */
+export const LAZY_MS = 20;
+
+type TimerKind = 'tick' | 'immediate' | 'timeout' | 'lazy';
 
 export interface SpoolWriterHooks<Op, R> {
   /** Apply one batch inside the transaction (throwing rolls it back and takes the failure path). */
@@ -71,14 +85,24 @@ export interface SpoolWriterDeps<Op, R> {
 
 export class SpoolWriter<Op, R> {
   private ops: Op[] = [];
-  private timer: NodeJS.Timeout | NodeJS.Immediate | null = null;
-  private timerIsImmediate = false;
+  /** Buffered operations that are not lazy (an upper bound after a partial commit). */
+  private eager = 0;
+  /**
+   * The commit that is due: at the end of the pushing code (`tick`), of this turn (`immediate`),
+   * after commit_interval (`timeout`), or after LAZY_MS for lazy operations alone (`lazy`).
+   */
+  private timer: NodeJS.Timeout | NodeJS.Immediate | { readonly tick: true } | null = null;
+  private timerKind: TimerKind = 'immediate';
+  /** The last commit was an idle one: what is pushed until the window's commit is grouped. */
+  private windowOpen = false;
   private failure: SpoolUnavailableError | null = null;
   private failingSince = 0;
   private lastStillFailingLog = -Infinity;
   private recoverTimer: NodeJS.Timeout | null = null;
   private txn: ((ops: Op[]) => R) | null = null;
   private closing = false;
+  /** Inside flush (a commit or its hooks): pushes made from there are grouped, never nested. */
+  private flushing = false;
   private readonly clock: Clock;
   private readonly recoverMs: number;
   private readonly commitSeconds: Histogram;
@@ -109,9 +133,16 @@ export class SpoolWriter<Op, R> {
     return this.failure;
   }
 
-  push(op: Op): void {
+  /** Buffer an operation; `schedule()` decides when it commits. */
+  /**
+   * Buffer an operation; `schedule()` decides when it commits. `lazy`: nobody waits for it (a
+   * cleanup): it does not start a commit of its own but rides with the next one, or is committed
+   * after {@link LAZY_MS} when nothing else comes.
+   */
+  push(op: Op, lazy = false): void {
     this.ops.push(op);
-    this.schedule();
+    if (!lazy) this.eager++;
+    this.schedule(lazy);
   }
 
   /** Commit what is buffered now (tests, shutdown). */
@@ -130,6 +161,7 @@ export class SpoolWriter<Op, R> {
     this.cancelTimer();
     if (this.recoverTimer) clearTimeout(this.recoverTimer);
     this.recoverTimer = null;
+    this.eager = 0;
     if (this.txn === null) return this.ops.splice(0);
     while (this.ops.length > 0) {
       this.flush();
@@ -143,51 +175,105 @@ export class SpoolWriter<Op, R> {
   // -------------------------------------------------------------------------------------------
 
   /** The one place that decides when the buffer is committed. */
-  private schedule(): void {
+  private schedule(lazy: boolean): void {
     if (this.failure || this.txn === null || this.closing) return;
     if (this.ops.length >= this.d.config.commit_batch) {
-      if (this.timer && !this.timerIsImmediate) this.cancelTimer();
-      if (!this.timer) this.arm(true);
+      if (this.timer && (this.timerKind === 'timeout' || this.timerKind === 'lazy')) this.cancelTimer();
+      if (!this.timer) this.arm('immediate');
       return;
     }
-    if (this.timer) return;
-    this.arm(this.d.config.commit_interval <= 0);
+    if (this.timer) {
+      // A commit is due (the idle one, or the window's): join it. Only waiting lazy operations: an
+      // eager one commits them with it, now.
+      if (lazy || this.timerKind !== 'lazy') return;
+      this.cancelTimer();
+    }
+    // Nothing waits for a lazy operation: it rides with the next commit, or goes after LAZY_MS.
+    if (lazy) this.arm('lazy');
+    // Idle: commit as soon as the pushing code returns. Else (a window open, or pushed from a
+    // commit's hooks) group it with what else comes in the window.
+    else this.arm(this.windowOpen || this.flushing ? this.windowKind() : 'tick');
   }
 
-  private arm(immediate: boolean): void {
-    this.timerIsImmediate = immediate;
-    this.timer = immediate ? setImmediate(() => this.onTimer()) : setTimeout(() => this.onTimer(), this.d.config.commit_interval);
+  private windowKind(): 'immediate' | 'timeout' {
+    return this.d.config.commit_interval <= 0 ? 'immediate' : 'timeout';
+  }
+
+  private arm(kind: TimerKind): void {
+    this.timerKind = kind;
+    if (kind === 'tick') {
+      const token = { tick: true as const };
+      this.timer = token;
+      process.nextTick(() => {
+        if (this.timer === token) this.onTimer();
+      });
+    } else if (kind === 'immediate') this.timer = setImmediate(() => this.onTimer());
+    else this.timer = setTimeout(() => this.onTimer(), kind === 'lazy' ? LAZY_MS : this.d.config.commit_interval);
   }
 
   private cancelTimer(): void {
     if (!this.timer) return;
-    if (this.timerIsImmediate) clearImmediate(this.timer as NodeJS.Immediate);
-    else clearTimeout(this.timer as NodeJS.Timeout);
+    if (this.timerKind === 'immediate') clearImmediate(this.timer as NodeJS.Immediate);
+    else if (this.timerKind !== 'tick') clearTimeout(this.timer as NodeJS.Timeout);
     this.timer = null;
   }
 
   private onTimer(): void {
+    const kind = this.timerKind;
     this.timer = null;
+    if (kind !== 'tick' && kind !== 'lazy' && this.eager === 0 && this.ops.length > 0) {
+      // The window holds only lazy operations: they wait for the next commit (or LAZY_MS).
+      this.windowOpen = false;
+      this.arm('lazy');
+      return;
+    }
     this.flush();
-    if (this.ops.length > 0) this.schedule();
+    if (this.failure || this.closing) return;
+    if (kind === 'tick') {
+      // The idle commit opens the window: what follows it is grouped until the window's commit.
+      this.windowOpen = true;
+      if (this.timer === null) this.arm(this.windowKind());
+      return;
+    }
+    this.windowOpen = false;
+    // More than commit_batch waited: the rest goes in the next turn's commit.
+    if (this.ops.length > 0 && this.timer === null) this.arm('immediate');
   }
 
   /** Commit up to commit_batch buffered operations in one transaction. */
   private flush(): void {
     const txn = this.txn;
     if (this.ops.length === 0 || txn === null) return;
-    const batch = this.ops.splice(0, this.d.config.commit_batch);
-    const t0 = performance.now();
-    let res: R;
-    try {
-      res = txn(batch);
-    } catch (err) {
-      this.failed(batch, err);
-      return;
+    let batch: Op[];
+    if (this.ops.length <= this.d.config.commit_batch) batch = this.takeAll();
+    else {
+      batch = this.ops.splice(0, this.d.config.commit_batch);
+      this.eager = Math.min(this.eager, this.ops.length);
     }
-    this.commitSeconds.observe((performance.now() - t0) / 1000);
-    this.d.hooks.committed(batch, res);
-    if (this.failure) this.recovered();
+    const t0 = performance.now();
+    const was = this.flushing;
+    this.flushing = true;
+    try {
+      let res: R;
+      try {
+        res = txn(batch);
+      } catch (err) {
+        this.failed(batch, err);
+        return;
+      }
+      this.commitSeconds.observe((performance.now() - t0) / 1000);
+      this.d.hooks.committed(batch, res);
+      if (this.failure) this.recovered();
+    } finally {
+      this.flushing = was;
+    }
+  }
+
+  private takeAll(): Op[] {
+    const all = this.ops;
+    this.ops = [];
+    this.eager = 0;
+    return all;
   }
 
   private failed(batch: Op[], err: unknown): void {
@@ -196,6 +282,7 @@ export class SpoolWriter<Op, R> {
     this.errors.inc({ component: this.d.component, code });
     const all = batch.concat(this.ops);
     this.ops = this.d.hooks.failed(all, e);
+    this.eager = this.ops.length;
     if (!this.failure) {
       this.failure = e;
       this.failingSince = this.clock.now();
@@ -231,7 +318,7 @@ export class SpoolWriter<Op, R> {
     }
     this.recovered();
     this.flush();
-    if (this.ops.length > 0) this.schedule();
+    if (this.ops.length > 0) this.schedule(false);
   }
 
   private recovered(): void {

@@ -25,7 +25,7 @@ import type { Component, ComponentHealth } from '../component.js';
 import type { Config } from '../config/schema.js';
 import { QueueFullError, StoppedError, errorMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { Metrics } from '../metrics.js';
+import type { BatchedCount, Metrics } from '../metrics.js';
 import type { Intake, PipelineIntake } from '../pipeline/types.js';
 import type { DeliveryQueue, DueRow } from '../sinks/delivery-queue.js';
 import { AlertIdGenerator, alertIdFloor, alertIdOf, alertIdTimeMs } from './alert-id.js';
@@ -98,6 +98,8 @@ export class Spool implements Intake, PipelineIntake, Component {
   private bytes = 0;
   private deadCount = 0;
   private oldestMs: number | null = null;
+  /** Rows were deleted (or the first ones inserted) since oldestMs was read: read it again when needed. */
+  private oldestStale = false;
   // inserts not yet committed
   private pendingInserts = 0;
   private pendingBytes = 0;
@@ -135,6 +137,7 @@ export class Spool implements Intake, PipelineIntake, Component {
     dead: Gauge;
     deadTotal: Counter;
     blocked: Counter<'limit'>;
+    received: BatchedCount;
   };
 
   constructor(private readonly d: SpoolDeps) {
@@ -148,12 +151,20 @@ export class Spool implements Intake, PipelineIntake, Component {
       alerts: mt.gauge('spool_alerts', 'Alerts in the spool by state (received: not yet through the pipeline; ready: waiting for delivery)', ['state']),
       bytes: mt.gauge('spool_bytes', 'Bytes of alert payload in the spool'),
       oldest: mt.gauge('spool_oldest_age_seconds', 'Age of the oldest alert in the spool (0 when empty)', [], () => {
+        if (this.oldestStale && this.started && !this.stopped) this.refreshOldest();
         this.m.oldest.set(this.oldestMs === null ? 0 : Math.max(0, (this.clock.now() - this.oldestMs) / 1000));
       }),
       dead: mt.gauge('spool_dead_letters', 'Alerts in the dead-letter table'),
       deadTotal: mt.counter('spool_dead_letters_total', 'Alerts moved to the dead-letter table (permanent delivery failures)'),
       blocked: mt.counter('spool_refused_total', 'Submits refused because a spool limit was reached with when_full: block', ['limit']),
+      received: mt.batched(mt.received, { component: this.id }),
     };
+    // Counts that change with every commit are read when scraped (nothing set per commit).
+    mt.gaugeFrom(this.m.alerts, { state: 'received' }, () => this.received);
+    mt.gaugeFrom(this.m.alerts, { state: 'ready' }, () => this.ready);
+    mt.gaugeFrom(this.m.bytes, {}, () => this.bytes);
+    mt.gaugeFrom(this.m.dead, {}, () => this.deadCount);
+    mt.gaugeFrom(mt.queueDepth, { component: this.id }, () => this.received + this.ready);
     this.writer = new SpoolWriter<Op, TxResult>({
       db: d.db,
       path: d.path,
@@ -209,7 +220,6 @@ export class Spool implements Intake, PipelineIntake, Component {
     this.backlog = this.received > 0;
     this.resumed = this.received + this.ready;
     this.refreshOldest();
-    this.gauges();
     this.writer.open();
     this.maintTimer = setInterval(() => this.maintain(), 1000);
     this.maintTimer.unref();
@@ -284,7 +294,7 @@ export class Spool implements Intake, PipelineIntake, Component {
     return new Promise((r) => this.notFullWaiters.push(r));
   }
 
-  submit(alert: Alert): Promise<void> {
+  submit(alert: Alert, source?: string): Promise<void> {
     if (this.intakeClosed || !this.started) return Promise.reject(new StoppedError('spool'));
     const down = this.writer.unavailable;
     if (down) return Promise.reject(down);
@@ -304,7 +314,7 @@ export class Spool implements Intake, PipelineIntake, Component {
     }
     const a = this.ids.ensure(alert);
     const id = alertIdOf(a) as string;
-    const payload = encodeAlert(a);
+    const payload = encodeAlert(a, source);
     const bytes = Buffer.byteLength(payload);
     return new Promise<void>((resolve, reject) => {
       this.pendingInserts++;
@@ -317,6 +327,14 @@ export class Spool implements Intake, PipelineIntake, Component {
   // Pipeline side
 
   async take(): Promise<Alert | null> {
+    for (;;) {
+      const a = this.takeNow();
+      if (a !== undefined) return a;
+      await new Promise<void>((r) => this.takeWaiters.push(r));
+    }
+  }
+
+  takeNow(): Alert | null | undefined {
     for (;;) {
       if (this.stopped) return null;
       if (this.memHead < this.mem.length) {
@@ -340,8 +358,7 @@ export class Spool implements Intake, PipelineIntake, Component {
       }
       // Closed: what was committed has been handed out (a stop past the deadline leaves the
       // rest as received rows, resumed at the next start).
-      if (this.intakeClosed) return null;
-      await new Promise<void>((r) => this.takeWaiters.push(r));
+      return this.intakeClosed ? null : undefined;
     }
   }
 
@@ -349,7 +366,8 @@ export class Spool implements Intake, PipelineIntake, Component {
     const id = alertIdOf(alert);
     if (id === null || this.stopped) return;
     this.taken.delete(id);
-    this.writer.push({ k: 'done', id });
+    // Nobody waits for the delete: it rides with the next commit, unless a full spool waits for room.
+    this.writer.push({ k: 'done', id }, this.notFullWaiters.length === 0 && !this.full);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -432,14 +450,7 @@ export class Spool implements Intake, PipelineIntake, Component {
   private refreshOldest(): void {
     const r = this.st.minId.get() as { id: string | null } | undefined;
     this.oldestMs = r?.id ? alertIdTimeMs(r.id) : null;
-  }
-
-  private gauges(): void {
-    this.m.alerts.set({ state: 'received' }, this.received);
-    this.m.alerts.set({ state: 'ready' }, this.ready);
-    this.m.bytes.set(this.bytes);
-    this.m.dead.set(this.deadCount);
-    this.d.metrics.queueDepth.set({ component: this.id }, this.received + this.ready);
+    this.oldestStale = false;
   }
 
   /** Inside the transaction: apply the batch in order and count what changed. */
@@ -574,15 +585,18 @@ export class Spool implements Intake, PipelineIntake, Component {
       } else if (op.k === 'ack' || op.k === 'retry' || op.k === 'dead') this.held.delete(op.id);
     }
     // Accepted means committed: only now do the alerts count as received.
-    if (r.inserted.length > 0) this.d.metrics.received.inc({ component: this.id }, r.inserted.length);
+    if (r.inserted.length > 0) this.m.received.inc(r.inserted.length);
     // Hand the committed alerts to the pipeline (in memory, or read back later from disk).
     this.untaken += r.inserted.length;
     for (const a of r.inserted) {
       if (!this.backlog && this.mem.length - this.memHead < this.memoryLimit) this.mem.push(a);
       else this.backlog = true;
     }
-    if (r.deleted || this.oldestMs === null) this.refreshOldest();
-    this.gauges();
+    if (r.deleted || (this.oldestMs === null && r.inserted.length > 0)) {
+      // Only max_age needs it at once; otherwise it is read when scraped or by the maintenance tick.
+      if (this.cfg.max_age > 0) this.refreshOldest();
+      else this.oldestStale = true;
+    }
     for (const op of batch) if ('resolve' in op) op.resolve();
     if (r.inserted.length > 0 || this.backlog) for (const w of this.takeWaiters.splice(0)) w();
     if (r.readyAdded) for (const l of this.readyListeners) l();
@@ -638,7 +652,6 @@ export class Spool implements Intake, PipelineIntake, Component {
     try {
       if (this.maintTicks % 10 === 0 && this.writer.length === 0 && !this.writer.unavailable) {
         this.resync();
-        this.gauges();
       }
       this.refreshOldest();
     } catch (err) {

@@ -12,7 +12,9 @@ import { ManualClock } from '../../src/clock.js';
 import { configSchema, type Config } from '../../src/config/schema.js';
 import { loadConfig } from '../../src/config/validate.js';
 import { DetectCheckpointer } from '../../src/detect/checkpoint.js';
+import { decodeState, encodeState } from '../../src/detect/codec.js';
 import { DetectionEngine } from '../../src/detect/engine.js';
+import type { Detector } from '../../src/detect/types.js';
 import { createLogger, silentLogger } from '../../src/logger.js';
 import { until } from '../support/wait.js';
 import { Metrics } from '../../src/metrics.js';
@@ -56,7 +58,7 @@ function node(dir: string, rulesText?: string) {
   const engine = new DetectionEngine({ rules, detectors: detectorsFrom(rules), logger, metrics, clock });
   const db = open(dir);
   const cp = new DetectCheckpointer({ engine, db: () => db, intervalMs: 0, logger, metrics, clock });
-  return { engine, cp, metrics, lines, db };
+  return { engine, cp, metrics, lines, db, logger };
 }
 
 async function metric(m: Metrics, re: RegExp): Promise<number> {
@@ -89,7 +91,7 @@ describe('detection state checkpoints', () => {
     expect(c.engine.process(listen(5)).detections).toEqual([]);
   });
 
-  it('checkpoints periodically, a part per turn of the event loop, and stop waits for one in flight', async () => {
+  it('checkpoints periodically, a part at a time, and stop waits for one in flight', async () => {
     const dir = stateDir();
     const a = node(dir);
     const cp = new DetectCheckpointer({ engine: a.engine, db: () => a.db, intervalMs: 20, logger: silentLogger(), metrics: a.metrics, clock: new ManualClock(0) });
@@ -189,3 +191,115 @@ describe('detection state checkpoints', () => {
     expect(new DetectStateStore(a.db).load().map((r) => [r.id, r.savedAtMs])).toEqual(before);
   });
 });
+
+
+/** The next turns of the event loop until `check` holds (bounded); how many it took. */
+async function turnsUntil(check: () => boolean, max = 100_000): Promise<number> {
+  for (let i = 0; i < max; i++) {
+    if (check()) return i;
+    await new Promise<void>((r) => setImmediate(r));
+  }
+  throw new Error(`not within ${max} turns`);
+}
+
+describe('the periodic checkpoint, in slices (a part held unchanged while it is encoded)', () => {
+  /** A node whose periodic checkpoint runs every 20 ms in slices of one entry, with 40 armed sockets. */
+  function sliced(dir: string, extra: Detector<unknown>[] = []) {
+    const n = node(dir);
+    const rules = loadRulesFile(null, { detectors: DETECTOR_SPECS });
+    const engine = new DetectionEngine({ rules, detectors: [...detectorsFrom(rules), ...extra], logger: n.logger, metrics: n.metrics, clock: new ManualClock(0) });
+    const cp = new DetectCheckpointer({ engine, db: () => n.db, intervalMs: 20, sliceMs: 0, logger: n.logger, metrics: n.metrics, clock: new ManualClock(0) });
+    for (let i = 0; i < 40; i++) engine.process(arm(i, 1000 + i));
+    return { ...n, engine, cp, store: new DetectStateStore(n.db) };
+  }
+  const arm = (t: number, pid: number) => alertAt(t, RAW, { ...door, 'proc.pid': pid });
+  const stored = (store: DetectStateStore, id: string): Buffer | undefined => store.load().find((r) => r.id === id)?.state;
+  const same = (a: Buffer | undefined, b: Buffer): boolean => a !== undefined && Buffer.compare(a, b) === 0;
+  const armsOf = (e: DetectionEngine): number => (e.checkpointPart('socket_filter')?.state as { arms: { size: number } }).arms.size;
+
+  /** Started, with the first part (socket_filter) held by the periodic checkpoint; its bytes before. */
+  async function held(dir: string) {
+    const a = sliced(dir);
+    const before = encodeState(a.engine.checkpointPart('socket_filter')?.state);
+    await a.cp.start();
+    await turnsUntil(() => a.engine.ready() !== undefined); // the timer fired: socket_filter is held
+    return { a, before };
+  }
+
+  it('saves each part exactly as it was when its encoding started, while the pipeline waits', async () => {
+    const dir = stateDir();
+    const { a, before } = await held(dir);
+    const gate = a.engine.ready();
+    // The pipeline waits on the gate: the part is encoded over many turns (a slice per entry).
+    expect(await turnsUntil(() => a.engine.ready() !== gate)).toBeGreaterThan(10);
+    a.engine.process(arm(50, 2000)); // after its release: a change for the next checkpoint
+    await turnsUntil(() => stored(a.store, 'engine') !== undefined);
+    expect(same(stored(a.store, 'socket_filter'), before)).toBe(true);
+    await a.cp.stop();
+    expect(a.engine.ready()).toBeUndefined();
+    const b = node(dir);
+    b.cp.restore();
+    expect(armsOf(b.engine)).toBe(41);
+  });
+
+  it('an alert that did not wait ends the encoding first: the part is saved as it was before it, and is due again', async () => {
+    const dir = stateDir();
+    const { a, before } = await held(dir);
+    a.engine.process(arm(50, 2000)); // the encoding is finished (with 40 arms) before this steps
+    expect(armsOf(a.engine)).toBe(41);
+    expect(a.engine.checkpointParts().map((p) => p.id)).toContain('socket_filter');
+    await turnsUntil(() => stored(a.store, 'socket_filter') !== undefined);
+    expect(same(stored(a.store, 'socket_filter'), before)).toBe(true);
+    const restored = node(stateDir());
+    restored.engine.restorePart('socket_filter', 1, decodeState(stored(a.store, 'socket_filter') ?? Buffer.alloc(0)));
+    expect(armsOf(restored.engine)).toBe(40);
+    await a.cp.stop(); // saves the 41st
+    const b = node(dir);
+    b.cp.restore();
+    expect(armsOf(b.engine)).toBe(41);
+  });
+
+  it('stop() during a sliced encoding finishes it, then saves the rest: a restart gets the same state', async () => {
+    const dir = stateDir();
+    const a = sliced(dir);
+    const before = a.engine.checkpointParts(true).map((p) => ({ id: p.id, bytes: encodeState(p.state) }));
+    await a.cp.start();
+    await turnsUntil(() => a.engine.ready() !== undefined);
+    expect(stored(a.store, 'socket_filter')).toBeUndefined(); // in flight
+    await a.cp.stop();
+    expect(a.engine.ready()).toBeUndefined();
+    expect(await metric(a.metrics, /^falco_companion_errors_total\{component="detect\/checkpoint"/)).toBe(0);
+    const b = node(dir);
+    expect(b.cp.restore().restored.sort()).toEqual(['engine', 'knock', 'socket_filter']);
+    for (const p of before) expect(same(encodeStateOf(b.engine, p.id), p.bytes), p.id).toBe(true);
+  });
+
+  it('a part that cannot be encoded is released, counted and logged, stays due; the others are saved', async () => {
+    type Broken = { list: unknown[] };
+    const consumes = detectorsFrom(loadRulesFile(null, { detectors: DETECTOR_SPECS }))[0]?.consumes ?? [];
+    const broken: Detector<Broken> = {
+      id: 'broken',
+      consumes,
+      init: () => ({ list: [] }),
+      step(st) {
+        st.list.push(st.list.length === 30 ? { f: () => 1 } : { n: st.list.length });
+        return { state: st, findings: [] };
+      },
+      evictions: () => 0,
+    };
+    const a = sliced(stateDir(), [broken as Detector<unknown>]);
+    await a.cp.start();
+    await turnsUntil(() => stored(a.store, 'engine') !== undefined);
+    expect(a.engine.ready()).toBeUndefined();
+    expect(stored(a.store, 'broken')).toBeUndefined();
+    expect(stored(a.store, 'socket_filter')).toBeDefined();
+    expect(a.engine.checkpointParts().map((p) => p.id)).toContain('broken');
+    expect(await metric(a.metrics, /^falco_companion_errors_total\{component="detect\/checkpoint",code="E_STATE_CODEC"\}/)).toBeGreaterThanOrEqual(1);
+    expect(a.lines.find((l) => l['msg'] === 'cannot encode the state of broken: not checkpointed')).toMatchObject({ stage: 'broken', error: expect.stringMatching(/function at list\.30\.f/) });
+    a.engine.process(arm(60, 3000)); // the engine takes alerts again
+    expect(armsOf(a.engine)).toBe(41);
+    await a.cp.stop();
+  });
+});
+
+const encodeStateOf = (e: DetectionEngine, id: string): Buffer => encodeState(e.checkpointPart(id)?.state);

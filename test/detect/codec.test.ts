@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { alertFromJson, withEnrichment, type Alert, type EnrichValue } from '../../src/alert.js';
 import { ManualClock } from '../../src/clock.js';
 import { NO_ENV, type DetectorEnv } from '../../src/detect/cluster.js';
-import { decodeState, encodeState, restoreInto, stateEntries, StateCodecError } from '../../src/detect/codec.js';
+import { decodeState, encodeState, encodeStateSliced, restoreInto, stateEntries, StateCodecError } from '../../src/detect/codec.js';
 import { BoundedMap, retain } from '../../src/detect/detectors/kit.js';
 import { DetectionEngine } from '../../src/detect/engine.js';
 import { buildDetectors, DETECTOR_MODULES } from '../../src/detect/registry.js';
@@ -226,5 +226,60 @@ describe('an engine restored from a checkpoint continues like one that never sto
     const { straight, restored } = continueAfterRestore(alerts, listen);
     expect(straight).toHaveLength(1);
     expect(restored).toEqual(straight);
+  });
+});
+
+/** Drain a sliced encoding, counting its slices; `tick` advances the fake clock per reading. */
+function drain(value: unknown, sliceMs: number, tick = 1): { bytes: Buffer; slices: number } {
+  let t = 0;
+  const steps = encodeStateSliced(value, sliceMs, () => (t += tick));
+  let slices = 1;
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return { bytes: r.value, slices };
+    slices++;
+  }
+}
+
+describe('sliced encoding (the periodic checkpoint, across event-loop turns)', () => {
+  it('gives the bytes encodeState gives, whatever the slice length', () => {
+    const shared = Object.freeze({ k: 'v' });
+    const lru = new BoundedMap<string, unknown>(100);
+    for (let i = 0; i < 50; i++) lru.set(`k${i}`, { i, at: BigInt(i) * 1_000_000_000n, list: [i, i + 1, i + 2, i + 3], tags: new Set(['a', `t${i % 3}`]), shared });
+    const v = { lru, m: new Map([[1, [shared, { deep: { deeper: [1, 'x'] } }]]]), s: new Set([1, 2, 3]), ints: [5, 6, 7, 8, 9], n: 3, frozen: Object.freeze([shared, shared]), big: 2n ** 70n, lossless: new LosslessNumber('12345678901234567890'), again: lru };
+    const whole = encodeState(v);
+    for (const sliceMs of [0, 1, 3, 1_000_000]) {
+      const { bytes } = drain(v, sliceMs);
+      expect(Buffer.compare(bytes, whole), `slice ${sliceMs}`).toBe(0);
+    }
+    expect(drain(v, 0).slices).toBeGreaterThan(50); // yields between entries
+    expect(drain(v, 1_000_000).slices).toBe(1);
+  });
+
+  it('every shipped detector state and the incidents: the same bytes as in one go', () => {
+    const engine = newEngine();
+    const alerts = folders.length > 0 ? alertsOf(join(DIR, folders[0] as string)) : [];
+    for (const a of alerts) engine.process(a);
+    for (const p of engine.checkpointParts(true)) expect(Buffer.compare(drain(p.state, 0).bytes, encodeState(p.state)), p.id).toBe(0);
+  });
+
+  it('past one index shard (131 072 strings and objects) references still find what was written first', () => {
+    const first = { id: 'first' };
+    const items: unknown[] = [first];
+    for (let i = 0; i < 140_000; i++) items.push({ s: `s${i}` }); // 140 k objects and 140 k strings
+    items.push(first, 's0', { s: 's1' });
+    const bytes = encodeState(items);
+    expect(Buffer.compare(drain(items, 5).bytes, bytes)).toBe(0);
+    const back = decodeState(bytes) as unknown[];
+    expect(back[back.length - 3]).toBe(back[0]); // one object, as before
+    expect(back.slice(-2)).toEqual(['s0', { s: 's1' }]);
+    expect(bytes.length).toBeLessThan(140_000 * 12); // strings and shapes written once
+  });
+
+  it('refuses what encodeState refuses, naming where', () => {
+    expect(() => drain({ ok: new Map([['a', { f: () => 1 }]]) }, 0)).toThrow(/function at ok\.a\.f/);
+    expect(() => drain({ a: [1, { b: { c: [() => 1] } }] }, 0)).toThrow(/function at a\.1\.b\.c\.0$/);
+    expect(() => drain({ a: new Set([new Date(0)]) }, 0)).toThrow(/instance of Date .* at a\.<item>$/);
+    expect(() => encodeState({ a: new Set([new Date(0)]) })).toThrow(/instance of Date .* at a\.<item>$/);
   });
 });

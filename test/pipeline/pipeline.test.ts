@@ -2,7 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { createAlert } from '../../src/alert.js';
 import { QueueFullError, StoppedError } from '../../src/errors.js';
 import { Metrics } from '../../src/metrics.js';
+import { silentLogger } from '../../src/logger.js';
 import { MemoryIntake } from '../../src/pipeline/intake.js';
+import { Pipeline } from '../../src/pipeline/pipeline.js';
+import { Router } from '../../src/pipeline/router.js';
 import type { RouteConfig } from '../../src/pipeline/router.js';
 import type { DetectStage, Enricher } from '../../src/pipeline/types.js';
 import { FORWARD_ALL, numberedAlert as alert, runThrough } from '../support/pipeline.js';
@@ -48,6 +51,27 @@ describe('pipeline', () => {
     const { got, metrics } = await runThrough([alert(1, { rule: 'signal' }), alert(2, { rule: 'trigger' })], { detect });
     expect(got.map((a) => a.rule)).toEqual(['trigger', 'Detection']);
     expect(await metrics.text()).toMatch(/discarded_total\{component="detect",reason="signal_only"\} 1/);
+  });
+
+  it('waits before the detection stage while it is not ready (a state part being checkpointed), then takes every alert in order', async () => {
+    const metrics = new Metrics({ collectDefault: false });
+    const intake = new MemoryIntake(100, metrics);
+    const seen: number[] = [];
+    const forwarded: number[] = [];
+    const detect: DetectStage = { process: (a) => (seen.push(a.outputFields?.['n'] as number), { forward: true, detections: [] }) };
+    let open!: () => void;
+    let gate: Promise<void> | undefined = new Promise<void>((r) => (open = r));
+    const p = new Pipeline({ intake, enrichers: [], enrichBudgetMs: 50, detect, detectReady: () => gate, router: new Router(FORWARD_ALL, metrics), sinks: [], concurrency: 8, logger: silentLogger(), metrics, onForwarded: (a) => forwarded.push(a.outputFields?.['n'] as number) });
+    await p.start();
+    for (let i = 0; i < 5; i++) await intake.submit(alert(i));
+    for (let i = 0; i < 20; i++) await new Promise<void>((r) => setImmediate(r));
+    expect(seen).toEqual([]); // accepted, not yet detected nor forwarded
+    expect(forwarded).toEqual([]);
+    gate = undefined;
+    open();
+    await p.stop(Date.now() + 5000);
+    expect(seen).toEqual([0, 1, 2, 3, 4]);
+    expect(forwarded).toEqual([0, 1, 2, 3, 4]);
   });
 
   it('never loses an alert when the detection stage throws', async () => {

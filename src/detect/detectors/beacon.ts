@@ -328,8 +328,8 @@ export function createBeaconDetector(overrides: Partial<BeaconSettings> = {}, en
   /** Learn the pod prefix of a container connect's own (client) address and of k8s.pod.ip. */
   function learn(st: BeaconState, sig: Signal, now: bigint): void {
     if (!cfg.scope.learn || sig.containerId === null) return;
-    const f = sig.alert.outputFields;
-    const podIp = f?.['k8s.pod.ip'] ?? f?.['container.ip'];
+    const f = sig.alert.known;
+    const podIp = f.k8sPodIp ?? f.containerIp;
     for (const text of [sig.net.clientIp, typeof podIp === 'string' ? podIp : null]) {
       const ip = text ? parseIp(text) : null;
       const p = ip ? learnedPrefix(ip, cfg.scope.learn_prefix_v4, cfg.scope.learn_prefix_v6) : null;

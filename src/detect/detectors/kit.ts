@@ -4,7 +4,7 @@
  * rounding, evidence ordering, the slim evidence copy (`retain`), internal rate limits, and a bounded
  * LRU map with counted eviction. No wall clock anywhere.
  */
-import { parseTime, type Alert, type Priority } from '../../alert.js';
+import { knownFields, NO_KNOWN_FIELDS, parseTime, type Alert, type FieldValue, type KnownFields, type OutputFields, type Priority } from '../../alert.js';
 import { deprecated, duration } from '../../config/dsl.js';
 import type { ProcFacts, Signal } from '../types.js';
 import { DEST, IMAGE } from '../../enrich/keys.js';
@@ -223,15 +223,41 @@ const NO_EXTRA = Object.freeze({}) as Alert['extra'];
  * costs about 3 KB; kept signals went from that to a few hundred bytes each.
  */
 export function retain(s: Signal): Signal {
+  // The detectors that consume one signal keep the same slim copy (and the signals of one alert share its slim alert).
+  if (s === lastRetained.from) return lastRetained.to;
   const a = s.alert;
-  const name = a.outputFields?.['container.name'];
-  const slim: Alert = Object.freeze({ ...a, output: '', tags: null, extra: NO_EXTRA, outputFields: name === undefined ? null : Object.freeze({ 'container.name': name }) });
+  let slim = lastSlim.from === a ? lastSlim.to : null;
+  if (slim === null) {
+    const name = a.known.containerName;
+    const f = name === undefined ? null : slimFields(name);
+    slim = Object.freeze({ ...a, output: '', tags: null, extra: NO_EXTRA, outputFields: f === null ? null : f.fields, known: f === null ? NO_KNOWN_FIELDS : f.known });
+    lastSlim = { from: a, to: slim };
+  }
   // A command line longer than Falco ever reads (4 KiB; only a sender that is not Falco) is kept as
   // much as the journal shows of it.
   const cmd = s.proc.cmdline;
-  if (cmd !== null && cmd.length > MAX_RETAINED_CMDLINE) return { ...s, alert: slim, proc: { ...s.proc, cmdline: clip(cmd, MAX_RETAINED_CMDLINE) } };
-  return { ...s, alert: slim };
+  const kept = cmd !== null && cmd.length > MAX_RETAINED_CMDLINE ? { ...s, alert: slim, proc: { ...s.proc, cmdline: clip(cmd, MAX_RETAINED_CMDLINE) } } : { ...s, alert: slim };
+  lastRetained = { from: s, to: kept };
+  return kept;
 }
+
+/** The slim output fields and their record, one pair per container name (kept signals share them; a checkpoint writes each once). */
+const slimByName = new Map<FieldValue, { readonly fields: OutputFields; readonly known: KnownFields }>();
+
+function slimFields(name: FieldValue): { readonly fields: OutputFields; readonly known: KnownFields } {
+  let f = slimByName.get(name);
+  if (f === undefined) {
+    if (slimByName.size >= 4096) slimByName.clear();
+    const fields: OutputFields = Object.freeze({ 'container.name': name });
+    f = { fields, known: knownFields(fields) };
+    slimByName.set(name, f);
+  }
+  return f;
+}
+
+/** One-entry memos of retain (the signal in hand, its alert): kept signals are never mutated. */
+let lastRetained: { readonly from: Signal | null; readonly to: Signal } = { from: null, to: null as unknown as Signal };
+let lastSlim: { readonly from: Alert | null; readonly to: Alert } = { from: null, to: null as unknown as Alert };
 
 /** Longest command line an evidence signal keeps (the journal's MAX_TEXT). */
 const MAX_RETAINED_CMDLINE = 4096;

@@ -311,6 +311,7 @@ async function main(): Promise<void> {
   // 3. Resource baselines
   if (WORKLOADS > 0) {
     const everyS = Math.max(1, Math.round(cfg.metrics.interval / 1000));
+    const rbFlushS = Math.max(1, Math.round(cfg.metrics.baseline.flush_interval / 1000));
     // Workload w of image i: its pods run on the image's nodes; a typical level per metric.
     const level = new Map<string, number[]>();
     const scale = [1, 1e8, 30, 1e5, 1e5, 300, 300]; // cpu cores, memory bytes, pids, net bytes/s, net packets/s
@@ -341,8 +342,12 @@ async function main(): Promise<void> {
           }
         }
       }
-      if (s % pullS === 0) await everyNode(nodes, (n) => n.sync.syncNow());
-      else if (s % flushS === 0 && sampling) await everyNode(nodes, (n) => n.sync.flush());
+      // The metrics source flushes its baselines (and hands their merged samples to the store) every
+      // metrics.baseline.flush_interval; the last one at the end of the phase, as at a stop.
+      const last = s === steps;
+      if (s % rbFlushS === 0 || last) for (const n of nodes) n.resources.flush();
+      if (s % pullS === 0 || last) await everyNode(nodes, (n) => n.sync.syncNow());
+      else if (s % flushS === 0 && (sampling || s % rbFlushS === 0)) await everyNode(nodes, (n) => n.sync.flush());
     }
     const b = await snapshot(raw, nodes);
     const c = await census(raw, 'rb');

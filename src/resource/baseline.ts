@@ -9,9 +9,9 @@
  * the state database (namespace `resource_baseline`, one row per (key, slot)); only slots changed
  * since the last flush are written, in one transaction; restored by `load()` on start.
  *
- * Shared across nodes (`store.backend: redis`, namespace `rb`, docs/cluster-store.md): every value
- * of a workload or image baseline (not `container:` ones) is reported to the cluster store as
- * first seen, last seen, peak, 1 sample, its value; what the cluster learnt comes back per key
+ * Shared across nodes (`store.backend: redis`, namespace `rb`, docs/cluster-store.md): the values
+ * of a workload or image baseline (not `container:` ones) are reported to the cluster store, merged
+ * per key between flushes, as first seen, last seen, peak, samples, their sum; what the cluster learnt comes back per key
  * (first = min, last = max, peak = max, counts and sums add) and is kept here (bounded by
  * `maxKeys`, persisted). A key the cluster has learnt (its span from the earliest first seen
  * covers the learning period, with `minSamples` samples) is not learning on this node: until the
@@ -23,6 +23,7 @@ import { errorCode, errorMessage } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { migrate, type Db } from '../store/db.js';
 import { bucketValue, LogSketch } from './sketch.js';
+import { mergeTuple, type Tuple } from '../cluster/tuple.js';
 import { NS, RESOURCE_OPS, type ChangeSink, type Entry as StoreEntry } from '../cluster/types.js';
 
 export const RESOURCE_BASELINE_NAMESPACE = 'resource_baseline';
@@ -130,6 +131,13 @@ export class ResourceBaselines {
   private readonly shared = new Map<string, ClusterView>();
   private readonly sharedDirty = new Set<string>();
   private readonly sharedDeleted = new Set<string>();
+  /**
+   * Samples of shared keys not yet handed to the cluster store, merged per key (first min, last
+   * max, peak max, counts and sums add): handed over at each {@link flush}, so the store gets one
+   * entry per key and flush_interval instead of one per sample (30 times fewer at the defaults).
+   * At most maxKeys keys; more hand over early.
+   */
+  private readonly outbox = new Map<string, { readonly group: string; readonly field: string; t: Tuple }>();
   private loaded = false;
   private lastFlushError: string | null = null;
   private readonly evictions;
@@ -214,8 +222,21 @@ export class ResourceBaselines {
     if (sk) {
       const ms = Number(tNs / 1_000_000n);
       const v = Math.round(value * RESOURCE_VALUE_SCALE);
-      this.o.cluster?.put(NS.resources, sk.group, sk.field, RESOURCE_OPS, [ms, ms, v, 1, v]);
+      const t: Tuple = [ms, ms, v, 1, v];
+      const pending = this.outbox.get(key);
+      if (pending) pending.t = mergeTuple(RESOURCE_OPS, pending.t, t);
+      else {
+        this.outbox.set(key, { group: sk.group, field: sk.field, t });
+        if (this.outbox.size >= this.s.maxKeys) this.handOver();
+      }
     }
+  }
+
+  /** Hand the samples gathered since the last hand-over to the cluster store's outbox. */
+  private handOver(): void {
+    const c = this.o.cluster;
+    if (c) for (const p of this.outbox.values()) c.put(NS.resources, p.group, p.field, RESOURCE_OPS, p.t);
+    this.outbox.clear();
   }
 
   /**
@@ -392,8 +413,12 @@ export class ResourceBaselines {
     this.o.logger.info({ keys: this.entries.size, unreadable_slots: bad }, 'resource baselines loaded');
   }
 
-  /** Write changed keys and slots in one transaction. Returns rows written; never throws. */
+  /**
+   * Hand the samples gathered since the last flush to the cluster store (when shared), then write
+   * changed keys and slots in one transaction. Returns rows written; never throws.
+   */
   flush(): number {
+    this.handOver();
     const db = this.o.db;
     if (!db || (this.dirty.size === 0 && this.deleted.size === 0 && this.sharedDirty.size === 0 && this.sharedDeleted.size === 0)) return 0;
     let n = 0;

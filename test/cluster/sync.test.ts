@@ -295,6 +295,7 @@ describe.skipIf(skip !== null)('ClusterSync: nodes sharing one real Redis', () =
     }
     expect(a.resources.stats(key, T0 + 700n * SEC)?.learnt).toBe(true);
     expect(b.resources.stats(key, T0 + 700n * SEC)).toBeNull();
+    a.resources.flush(); // hands the samples, merged per key, to the store's outbox
     await round(a, b);
     // In Redis: first = min, last = max, peak = max, counts and sums add (values in thousandths).
     const stored = decodeTuple(RESOURCE_OPS, redis.cli('HGET', `{${prefix}}:rb:h:workload:shop/api/app`, 'cpu'));
@@ -314,6 +315,7 @@ describe.skipIf(skip !== null)('ClusterSync: nodes sharing one real Redis', () =
     expect(again.sharedSize).toBe(1);
     // Two more nodes' worth of samples from B add up in the store.
     for (let i = 0; i < 30; i++) b.resources.add(key, 2, T0 + 800n * SEC + BigInt(i) * SEC);
+    b.resources.flush();
     await round(a, b);
     const after = decodeTuple(RESOURCE_OPS, redis.cli('HGET', `{${prefix}}:rb:h:workload:shop/api/app`, 'cpu'));
     expect(after?.[3]).toBe(70 + 1 + 30);

@@ -7,6 +7,7 @@ import { silentLogger } from '../../src/logger.js';
 import { Metrics } from '../../src/metrics.js';
 import { ResourceBaselines, type BaselineSettings } from '../../src/resource/baseline.js';
 import { openStateDb, type Db } from '../../src/store/db.js';
+import type { ChangeSink } from '../../src/cluster/types.js';
 import { T0 } from './sim.js';
 
 const S = 1_000_000_000n;
@@ -96,5 +97,37 @@ describe('ResourceBaselines', () => {
     const { b, m } = make();
     expect(b.stats('x|cpu', T0)).toBeNull();
     expect((await m.text()).includes('code="E_BASELINE_CORRUPT"} 1')).toBe(true);
+  });
+});
+
+describe('resource baselines shared through the cluster store', () => {
+  /** The cluster store's outbox as ClusterSync exposes it (ChangeSink): what was handed over. */
+  const outbox = (): { puts: { ns: string; group: string; field: string; tuple: readonly unknown[] }[]; put: ChangeSink['put'] } => {
+    const puts: { ns: string; group: string; field: string; tuple: readonly unknown[] }[] = [];
+    return { puts, put: (ns, group, field, _ops, tuple) => void puts.push({ ns, group, field, tuple }) };
+  };
+
+  it('samples are merged per baseline and handed over once per flush; per-container baselines stay local', () => {
+    const sink = outbox();
+    const b = new ResourceBaselines({ settings: { ...SETTINGS, maxKeys: 100 }, db: null, cluster: sink, logger: silentLogger(), metrics: new Metrics({ collectDefault: false }) });
+    for (let i = 0; i < 30; i++) {
+      b.add('workload:shop/api/app|cpu', i === 7 ? 4 : 1, T0 + BigInt(i) * 10n * S);
+      b.add('container:0123456789ab|cpu', 1, T0 + BigInt(i) * 10n * S);
+    }
+    expect(sink.puts).toEqual([]);
+    b.flush();
+    const ms = Number(T0 / 1_000_000n);
+    expect(sink.puts).toEqual([{ ns: 'rb', group: 'workload:shop/api/app', field: 'cpu', tuple: [ms, ms + 290_000, 4000, 30, 33_000] }]);
+    b.flush();
+    expect(sink.puts).toHaveLength(1); // nothing new, nothing handed over
+  });
+
+  it('more baselines waiting than maxKeys are handed over early (the waiting samples stay bounded)', () => {
+    const sink = outbox();
+    const b = new ResourceBaselines({ settings: SETTINGS, db: null, cluster: sink, logger: silentLogger(), metrics: new Metrics({ collectDefault: false }) });
+    for (let w = 0; w < 7; w++) b.add(`workload:shop/app${w}/main|cpu`, 1, T0);
+    expect(sink.puts.length).toBe(6); // two early hand-overs of 3
+    b.flush();
+    expect(sink.puts.map((p) => p.group).sort()).toEqual(Array.from({ length: 7 }, (_, w) => `workload:shop/app${w}/main`).sort());
   });
 });

@@ -52,7 +52,7 @@ export const metricsSection = obj('Resource usage per container (the `metrics` s
     time_of_day_buckets: int('0: one baseline per workload and metric. N > 0: also one per N-th of the UTC day (e.g. 4: 6-hour buckets), used once it has learnt, for workloads with daily rhythms.', 0, { min: 0, max: 24, check: (n) => (n === 0 || 24 % n === 0 ? null : 'must divide 24 (1, 2, 3, 4, 6, 8, 12, 24) or be 0') }),
     adapt_after: duration('Values of a deviating container (lone, load or single) stay out of the baselines that judge it for this long, then are learnt: neither an attacker nor a passing spike teaches them, a lasting change becomes normal. Baselines still learning take every value.', 3_600_000, { min: 0 }),
     max_keys: int('Baselines kept (workload × metric [× bucket]); least recently updated evicted, counted.', 5000, { min: 10, max: 1_000_000 }),
-    flush_interval: duration('How often changed baselines are written to the state database (the slots that changed, in one transaction).', 300_000, { min: 100 }),
+    flush_interval: duration('How often changed baselines are written to the state database (the slots that changed, in one transaction) and, with store.backend: redis, their samples since the last flush handed to the cluster store (merged per baseline).', 300_000, { min: 100 }),
   }), (v, report) => {
     if (Number(v['learning_period']) > Number(v['window'])) report('learning_period must not be longer than window (the window never covers it)', ['learning_period']);
   }),

@@ -7,7 +7,8 @@
 import type { Argv } from 'yargs';
 import { errorMessage } from '../errors.js';
 import { formatList, formatMarkdown, formatRun } from './report.js';
-import { runScenario, type RunOptions } from './run.js';
+import type { RunOptions } from './context.js';
+import { runScenario } from './run.js';
 import { SCENARIOS, scenarioByName } from './scenarios.js';
 import { verifyRun, type VerifyReport } from './verify.js';
 

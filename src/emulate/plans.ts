@@ -11,8 +11,7 @@ import type { Spawned } from './executor.js';
 import { addressPresent, execFromTmpfs, firewallRule, journaled, packetSocket, pidFile, processName, rawInetSocket, shellOnSocket, tcpListener, unixListener, type Check, type FootprintEnv } from './footprint.js';
 import { EmulateError, type JournalEntry } from './journal.js';
 import { inNet, sh, type NetRef } from './net.js';
-import type { RunCtx, RunOptions } from './run.js';
-import { DEFAULTS } from './run.js';
+import { DEFAULTS, type RunCtx, type RunOptions } from './context.js';
 
 export interface PrepareEnv {
   readonly run: string;

@@ -14,6 +14,7 @@
  * folders are removed first). Files are written off the alert path (queued, written asynchronously,
  * a bounded queue); a failed write is logged and counted.
  */
+import type { Config } from '../config/schema.js';
 import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify as yamlStringify } from 'yaml';
@@ -24,11 +25,10 @@ import type { Logger } from '../logger.js';
 import { rateLimited, type RateLimitedLog } from '../log-limit.js';
 import type { Metrics } from '../metrics.js';
 import { ALERT_ID_KEY, alertIdOf } from '../store/alert-id.js';
-import type { JournalConfig } from './journal.js';
 import type { SignalOutcome } from './observer.js';
 import { INCIDENT_KEY, REPORT_URL_KEY } from './record.js';
 
-export type RecordConfig = JournalConfig['record'];
+export type RecordConfig = Config['journal']['record'];
 
 const ID = 'journal/record';
 /** Cases waiting to be written; beyond it new ones are dropped (counted). */

@@ -19,7 +19,7 @@ import { PLANS } from '../../src/emulate/plans.js';
 import { ROLE_VARIABLES, SCENARIOS, scenarioByName } from '../../src/emulate/scenarios.js';
 import { createBeaconDetector } from '../../src/detect/detectors/beacon.js';
 import { atLeast } from '../../src/alert.js';
-import { DEFAULTS } from '../../src/emulate/run.js';
+import { DEFAULTS } from '../../src/emulate/context.js';
 import { sig } from '../support/signals.js';
 import { emulate } from './helpers.js';
 

@@ -5,7 +5,8 @@
  * - the image was pulled, created or got a new layer at most `fresh_age` before the container
  *   started (first signal seen from it), and within `window` of that start the container runs a
  *   shell (`shell_spawn`, `shell_socket`), a network tool (`network_tool`) or makes new egress
- *   (`connect` with `dest.new_for_image === true`).
+ *   (`connect` with `dest.new_for_image === true`; while the image's baseline is learning, only to a
+ *   public or intel-listed destination).
  * Missing enrichment keys switch the matching check off for that signal (never a finding).
  *
  * State (owned by the engine, mutated in place; deterministic on event time, no wall clock): the start
@@ -51,6 +52,19 @@ export interface UnexpectedImageState {
 }
 
 const ACTIVITY = new Set(['shell_spawn', 'shell_socket', 'network_tool']);
+
+/**
+ * A connect that counts as a fresh image's activity: a destination new for the image. While the
+ * image's egress baseline is still learning (a repository never seen before: every destination is
+ * new), only public or intel-listed destinations count: the first deployment of any new
+ * application connects to its database and services inside the cluster within minutes, and that is
+ * what a learning period is for; a new image that phones out (a miner's pool, a C2) still counts.
+ */
+function newEgress(sig: Signal): boolean {
+  if (cBool(sig, DEST.newForImage) !== true) return false;
+  if (cBool(sig, DEST.learning) !== true) return true;
+  return cString(sig, DEST.class) === 'public' || cString(sig, DEST.intel) !== null;
+}
 
 /** Registry of an image: enrichment `image.registry`, else from the repository (Docker's rules). */
 export function registryOf(s: Signal): string | null {
@@ -144,7 +158,7 @@ export function createUnexpectedImageDetector(overrides: Partial<UnexpectedImage
           }),
         );
       }
-      const active = ACTIVITY.has(sig.kind) || (sig.kind === 'connect' && cBool(sig, DEST.newForImage) === true);
+      const active = ACTIVITY.has(sig.kind) || (sig.kind === 'connect' && newEgress(sig));
       if (active && !box.freshReported) {
         const ref = freshRef(sig) ?? freshRef(box.start);
         const sinceStart = sig.timeNs - box.startNs;

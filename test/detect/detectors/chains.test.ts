@@ -104,6 +104,15 @@ describe('unexpected image', () => {
     const { findings } = runDetector(det, [sig({ kind: 'container_start', t: 0, companion: fresh }), sig({ kind: 'connect', t: 60, dest: '198.51.100.1', port: 443, companion: { ...fresh, 'dest.new_for_image': true } })]);
     expect(findings).toHaveLength(1);
   });
+  it('while the image is learning (a repository never seen before), only public or intel-listed new egress counts', () => {
+    const learning = { ...fresh, 'dest.new_for_image': true, 'dest.learning': true };
+    const run = (extra: Record<string, string>, dest: string): number =>
+      runDetector(createUnexpectedImageDetector(), [sig({ kind: 'container_start', t: 0, companion: fresh }), sig({ kind: 'connect', t: 60, dest, port: 5432, companion: { ...learning, ...extra } })]).findings.length;
+    expect(run({ 'dest.class': 'cluster_service' }, '10.96.12.7')).toBe(0); // a new app's first connect to its database
+    expect(run({ 'dest.class': 'private' }, '10.0.4.2')).toBe(0);
+    expect(run({ 'dest.class': 'public' }, '198.51.100.1')).toBe(1);
+    expect(run({ 'dest.class': 'private', 'dest.intel': 'c2-list' }, '10.0.4.2')).toBe(1);
+  });
   it('registry allowlist (empty = off) and mutated tags', () => {
     expect(runDetector(createUnexpectedImageDetector(), [sig({ kind: 'container_start', t: 0, image: 'evil.example.net/x' })]).findings).toHaveLength(0);
     const det = createUnexpectedImageDetector({ allowed_registries: ['registry.example.com'] });
